@@ -1,0 +1,410 @@
+//! Curve25519 keys and the preshared key, in the encodings the WireGuard tools use.
+//!
+//! Private keys are stored clamped, exactly as `wg genkey` prints them and as the kernel and
+//! wireguard-go store what they are given, so `wg showconf` round-trips byte for byte. Base64 is
+//! the 44-character padded form of `wg`; hex (lowercase on output, either case on input) is the
+//! userspace API's form.
+//!
+//! Secret types zeroize on drop, compare in constant time, redact themselves in `Debug` and
+//! have no `Display`: printing one takes an explicit `*_secret()` call that a reviewer can see.
+
+use core::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Length in bytes of every key.
+pub const KEY_LEN: usize = 32;
+
+/// Why a key string was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyParseError {
+    /// Not 44 characters of padded base64 decoding to 32 bytes.
+    Base64,
+    /// Not 64 hexadecimal digits.
+    Hex,
+}
+
+impl fmt::Display for KeyParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Base64 => "a key is 44 characters of base64 (as `wg genkey` prints)",
+            Self::Hex => "a key is 64 hexadecimal digits",
+        })
+    }
+}
+
+impl std::error::Error for KeyParseError {}
+
+fn decode_base64(text: &str) -> Result<[u8; KEY_LEN], KeyParseError> {
+    let text = text.trim();
+    if text.len() != 44 {
+        return Err(KeyParseError::Base64);
+    }
+    let mut out = [0u8; KEY_LEN];
+    // The standard engine refuses non-zero trailing bits, as `wg` does.
+    match STANDARD.decode_slice(text, &mut out) {
+        Ok(KEY_LEN) => Ok(out),
+        _ => {
+            out.zeroize();
+            Err(KeyParseError::Base64)
+        }
+    }
+}
+
+fn decode_hex(text: &str) -> Result<[u8; KEY_LEN], KeyParseError> {
+    let text = text.as_bytes();
+    if text.len() != 2 * KEY_LEN {
+        return Err(KeyParseError::Hex);
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        b'A'..=b'F' => Ok(c - b'A' + 10),
+        _ => Err(KeyParseError::Hex),
+    };
+    let mut out = [0u8; KEY_LEN];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Ok(hi), Ok(lo)) => *byte = hi << 4 | lo,
+            _ => {
+                out.zeroize();
+                return Err(KeyParseError::Hex);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn encode_hex(bytes: &[u8; KEY_LEN]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * KEY_LEN);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// A Curve25519 public key: a peer's identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; KEY_LEN]);
+
+impl PublicKey {
+    /// Wraps raw bytes.
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// Parses the base64 form `wg pubkey` prints.
+    ///
+    /// # Errors
+    /// [`KeyParseError::Base64`] unless the text is 44 characters of canonical base64.
+    pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
+        decode_base64(text).map(Self)
+    }
+
+    /// Parses the hex form of the userspace API.
+    ///
+    /// # Errors
+    /// [`KeyParseError::Hex`] unless the text is 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Self, KeyParseError> {
+        decode_hex(text).map(Self)
+    }
+
+    /// The base64 form, as `wg` prints it.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// The lowercase hex form of the userspace API.
+    pub fn to_hex(&self) -> String {
+        encode_hex(&self.0)
+    }
+
+    /// Constant-time equality, for comparisons whose timing could leak which key matched.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.to_base64())
+    }
+}
+
+impl core::str::FromStr for PublicKey {
+    type Err = KeyParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_base64(s)
+    }
+}
+
+/// A Curve25519 private key, always stored clamped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PrivateKey([u8; KEY_LEN]);
+
+impl PrivateKey {
+    /// Wraps raw bytes, clamping them as `wg genkey` does.
+    pub fn from_bytes(mut bytes: [u8; KEY_LEN]) -> Self {
+        bytes[0] &= 248;
+        bytes[31] = (bytes[31] & 127) | 64;
+        Self(bytes)
+    }
+
+    /// A fresh key from a cryptographically secure generator.
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; KEY_LEN];
+        rng.fill_bytes(&mut bytes);
+        let key = Self::from_bytes(bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// Parses the base64 form `wg genkey` prints.
+    ///
+    /// # Errors
+    /// [`KeyParseError::Base64`] unless the text is 44 characters of canonical base64.
+    pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
+        decode_base64(text).map(Self::from_bytes)
+    }
+
+    /// Parses the hex form of the userspace API.
+    ///
+    /// # Errors
+    /// [`KeyParseError::Hex`] unless the text is 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Self, KeyParseError> {
+        decode_hex(text).map(Self::from_bytes)
+    }
+
+    /// The secret in base64. Named so that every place that reveals a key is easy to audit.
+    pub fn to_base64_secret(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// The secret in lowercase hex, for the userspace API's `get` answer.
+    pub fn to_hex_secret(&self) -> String {
+        encode_hex(&self.0)
+    }
+
+    /// The raw secret bytes.
+    pub fn as_bytes_secret(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// The matching public key (what `wg pubkey` prints).
+    pub fn public_key(&self) -> PublicKey {
+        let secret = x25519_dalek::StaticSecret::from(self.0);
+        PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
+    }
+
+    /// X25519 with a peer's public key. `None` when the result is all zeros (a low-order point),
+    /// which WireGuard treats as a failed handshake.
+    pub fn diffie_hellman(&self, public: &PublicKey) -> Option<SharedSecret> {
+        let secret = x25519_dalek::StaticSecret::from(self.0);
+        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(public.0));
+        shared.was_contributory().then(|| SharedSecret(shared.to_bytes()))
+    }
+
+    /// Whether this is the all-zero key the userspace API uses to mean "no key".
+    pub fn is_zero(&self) -> bool {
+        self.0.ct_eq(&[0u8; KEY_LEN]).into()
+    }
+}
+
+impl PartialEq for PrivateKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for PrivateKey {}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKey(<redacted>)")
+    }
+}
+
+/// The output of X25519, consumed by the handshake's key derivation.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct SharedSecret([u8; KEY_LEN]);
+
+impl SharedSecret {
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedSecret(<redacted>)")
+    }
+}
+
+/// A symmetric preshared key mixed into the handshake (`wg genpsk`).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PresharedKey([u8; KEY_LEN]);
+
+impl PresharedKey {
+    /// The all-zero key, which WireGuard uses when no preshared key is configured.
+    pub const fn zero() -> Self {
+        Self([0u8; KEY_LEN])
+    }
+
+    /// Wraps raw bytes.
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// A fresh key from a cryptographically secure generator (`wg genpsk`).
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut key = Self::zero();
+        rng.fill_bytes(&mut key.0);
+        key
+    }
+
+    /// Parses the base64 form.
+    ///
+    /// # Errors
+    /// [`KeyParseError::Base64`] unless the text is 44 characters of canonical base64.
+    pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
+        decode_base64(text).map(Self)
+    }
+
+    /// Parses the hex form of the userspace API.
+    ///
+    /// # Errors
+    /// [`KeyParseError::Hex`] unless the text is 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Self, KeyParseError> {
+        decode_hex(text).map(Self)
+    }
+
+    /// The secret in base64.
+    pub fn to_base64_secret(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// The secret in lowercase hex.
+    pub fn to_hex_secret(&self) -> String {
+        encode_hex(&self.0)
+    }
+
+    /// The raw secret bytes.
+    pub fn as_bytes_secret(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// Whether this is the all-zero "no preshared key" value.
+    pub fn is_zero(&self) -> bool {
+        self.0.ct_eq(&[0u8; KEY_LEN]).into()
+    }
+}
+
+impl PartialEq for PresharedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for PresharedKey {}
+
+impl fmt::Debug for PresharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PresharedKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A pair produced by `wg genkey | tee /dev/stderr | wg pubkey` (wireguard-tools v1.0.20210914).
+    const WG_PRIVATE: &str = "2FkIUyxNcXlS+5AKQHncW+pwQIlPBsqVsInFxiWGpWw=";
+    const WG_PUBLIC: &str = "vreiV32Fc+3EMQo3WGmmfRJ6Vy8WHQDgv9matssdIXo=";
+
+    #[test]
+    fn public_key_matches_wg_pubkey() {
+        let private = PrivateKey::from_base64(WG_PRIVATE).unwrap();
+        assert_eq!(private.public_key().to_base64(), WG_PUBLIC);
+        assert_eq!(private.to_base64_secret(), WG_PRIVATE);
+    }
+
+    #[test]
+    fn private_keys_are_clamped_on_load() {
+        let key = PrivateKey::from_bytes([0xff; 32]);
+        let bytes = key.as_bytes_secret();
+        assert_eq!(bytes[0], 0xf8);
+        assert_eq!(bytes[31], 0x7f);
+        let hex = "ff".repeat(32);
+        assert_eq!(PrivateKey::from_hex(&hex).unwrap(), key);
+    }
+
+    #[test]
+    fn base64_must_be_canonical_and_exact() {
+        assert_eq!(PublicKey::from_base64(""), Err(KeyParseError::Base64));
+        assert_eq!(PublicKey::from_base64(&WG_PUBLIC[..43]), Err(KeyParseError::Base64));
+        // Same length, non-zero trailing bits: `wg` refuses these, so do we.
+        let sloppy = format!("{}x=", &WG_PUBLIC[..42]);
+        assert_eq!(PublicKey::from_base64(&sloppy), Err(KeyParseError::Base64));
+        assert!(PublicKey::from_base64(&format!(" {WG_PUBLIC}\n")).is_ok());
+    }
+
+    #[test]
+    fn hex_round_trip_and_rejects() {
+        let key = PublicKey::from_base64(WG_PUBLIC).unwrap();
+        let hex = key.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(PublicKey::from_hex(&hex).unwrap(), key);
+        assert_eq!(PublicKey::from_hex(&hex.to_uppercase()).unwrap(), key);
+        assert_eq!(PublicKey::from_hex(&hex[1..]), Err(KeyParseError::Hex));
+        assert_eq!(PublicKey::from_hex(&format!("g{}", &hex[1..])), Err(KeyParseError::Hex));
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let private = PrivateKey::from_base64(WG_PRIVATE).unwrap();
+        let psk = PresharedKey::from_bytes([7; 32]);
+        let shown = format!("{private:?} {psk:?}");
+        assert!(!shown.contains(&WG_PRIVATE[..10]));
+        assert!(!shown.contains(&psk.to_base64_secret()[..10]));
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn low_order_points_fail_dh() {
+        let private = PrivateKey::from_base64(WG_PRIVATE).unwrap();
+        assert!(private.diffie_hellman(&PublicKey::from_bytes([0; 32])).is_none());
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        assert!(private.diffie_hellman(&PublicKey::from_bytes(one)).is_none());
+    }
+
+    #[test]
+    fn dh_agrees() {
+        let mut rng: rand_chacha::ChaCha20Rng = rand_core::SeedableRng::from_seed([1; 32]);
+        let a = PrivateKey::generate(&mut rng);
+        let b = PrivateKey::generate(&mut rng);
+        let ab = a.diffie_hellman(&b.public_key()).unwrap();
+        let ba = b.diffie_hellman(&a.public_key()).unwrap();
+        assert_eq!(ab.as_bytes(), ba.as_bytes());
+    }
+
+}
