@@ -1,0 +1,2 @@
+//! `wgfabric`: the fabric controller's command line.
+fn main() {}

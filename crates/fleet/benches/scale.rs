@@ -1,0 +1,2 @@
+//! Placeholder until the scale bench lands.
+fn main() {}

@@ -1,0 +1,95 @@
+//! The inventory exactly as written: serde structures that refuse unknown fields and parse
+//! prefixes, endpoints and keys where they stand, so that `toml` reports those mistakes with
+//! their line. Cross-references and defaults are resolved in the parent module.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+use wgfabric_proto::keys::PublicKey;
+
+use super::model::{Role, Topology, Tunnel};
+use crate::cidr::Cidr;
+use crate::endpoint::Endpoint;
+use crate::names::Name;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInventory {
+    #[serde(default)]
+    pub(super) defaults: RawDefaults,
+    #[serde(default)]
+    pub(super) keys: RawKeys,
+    #[serde(default)]
+    pub(super) network: BTreeMap<Spanned<Name>, Spanned<RawNetwork>>,
+    #[serde(default)]
+    pub(super) host: BTreeMap<Spanned<Name>, Spanned<RawHost>>,
+    #[serde(default)]
+    pub(super) external: BTreeMap<Spanned<Name>, Spanned<RawExternal>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDefaults {
+    pub(super) mtu: Option<u16>,
+    pub(super) underlay_mtu: Option<u16>,
+    pub(super) keepalive: Option<u16>,
+    pub(super) key_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeys {
+    #[serde(default)]
+    pub(super) recipients: Vec<Spanned<String>>,
+    pub(super) dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNetwork {
+    pub(super) ipv4: Option<Spanned<Cidr>>,
+    pub(super) ipv6: Option<Spanned<Cidr>>,
+    #[serde(default)]
+    pub(super) topology: Topology,
+    pub(super) interface: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHost {
+    pub(super) network: Option<Spanned<Name>>,
+    pub(super) role: Option<Spanned<Role>>,
+    pub(super) endpoint: Option<Endpoint>,
+    pub(super) listen_port: Option<u16>,
+    #[serde(deserialize_with = "public_key")]
+    pub(super) public_key: PublicKey,
+    #[serde(default)]
+    pub(super) nat: bool,
+    #[serde(default)]
+    pub(super) routes: Vec<Cidr>,
+    #[serde(default)]
+    pub(super) groups: Vec<Name>,
+    #[serde(default)]
+    pub(super) tunnel: Tunnel,
+    pub(super) mtu: Option<u16>,
+    pub(super) underlay_mtu: Option<u16>,
+    pub(super) keepalive: Option<u16>,
+    pub(super) priority: Option<Spanned<u32>>,
+    pub(super) key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExternal {
+    pub(super) cidr: Cidr,
+    pub(super) kind: Option<String>,
+    pub(super) host: Option<Spanned<Name>>,
+    pub(super) description: Option<String>,
+}
+
+fn public_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PublicKey, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    PublicKey::from_base64(&text).map_err(serde::de::Error::custom)
+}
