@@ -1,0 +1,634 @@
+//! `set=1`: the configuration changes a client asks for, validated as a whole.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use super::{
+    parse_decimal, parse_endpoint, split_line, AllowedIp, Shown, UapiError, EINVAL, EPROTO,
+    SET_REQUEST,
+};
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+
+/// A validated `set=1` request.
+///
+/// A server applies it in this order, which is the order wireguard-go applies the lines in:
+///
+/// 1. `private_key`, `listen_port`, `fwmark`, then `replace_peers` (remove every peer).
+/// 2. Each [`PeerUpdate`] in order (the same key may appear twice; the later one wins):
+///    - a peer whose public key is the device's own is ignored;
+///    - `remove`: remove the peer if it exists and ignore the rest of its update;
+///    - `update_only` and no such peer: ignore the update; otherwise create the peer if needed;
+///    - set the preshared key, endpoint and persistent keepalive; turning the keepalive from 0
+///      to a non-zero interval sends one keepalive at once;
+///    - `replace_allowed_ips`: drop all of the peer's allowed IPs, then apply
+///      [`PeerUpdate::allowed_ips`] in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetRequest {
+    /// `private_key`: a new identity, or its removal (all-zero hex).
+    pub private_key: Option<PrivateKeyUpdate>,
+    /// `listen_port`: 0 asks for any free port.
+    pub listen_port: Option<u16>,
+    /// `fwmark`: the `SO_MARK` of outgoing packets; 0 clears it.
+    pub fwmark: Option<u32>,
+    /// `replace_peers=true`: remove every peer before applying [`Self::peers`].
+    pub replace_peers: bool,
+    /// The peer sections, in request order.
+    pub peers: Vec<PeerUpdate>,
+}
+
+/// What a `private_key` line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivateKeyUpdate {
+    /// Use this key (already clamped).
+    Set(PrivateKey),
+    /// All-zero hex: remove the private key, which stops the device from handshaking.
+    Remove,
+}
+
+/// The changes to one peer, introduced by a `public_key` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerUpdate {
+    /// The peer's identity.
+    pub public_key: PublicKey,
+    /// `remove=true`: delete the peer.
+    pub remove: bool,
+    /// `update_only=true`: change the peer only if it already exists.
+    pub update_only: bool,
+    /// `preshared_key`: the all-zero key means none.
+    pub preshared_key: Option<PresharedKey>,
+    /// `endpoint`: where to send to until the peer roams.
+    pub endpoint: Option<SocketAddr>,
+    /// `persistent_keepalive_interval` in seconds; 0 turns it off.
+    pub persistent_keepalive_interval: Option<u16>,
+    /// `replace_allowed_ips=true`: drop the current allowed IPs before applying
+    /// [`Self::allowed_ips`].
+    pub replace_allowed_ips: bool,
+    /// `allowed_ip` lines in order: additions, and removals (`allowed_ip=-PREFIX`).
+    pub allowed_ips: Vec<AllowedIpChange>,
+}
+
+impl PeerUpdate {
+    /// An update that changes nothing (it creates the peer if missing).
+    pub fn new(public_key: PublicKey) -> Self {
+        Self {
+            public_key,
+            remove: false,
+            update_only: false,
+            preshared_key: None,
+            endpoint: None,
+            persistent_keepalive_interval: None,
+            replace_allowed_ips: false,
+            allowed_ips: Vec::new(),
+        }
+    }
+}
+
+/// One `allowed_ip` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowedIpChange {
+    /// `allowed_ip=PREFIX`: route the prefix to this peer (taking it from any other peer).
+    Add(AllowedIp),
+    /// `allowed_ip=-PREFIX`: stop routing the prefix to this peer, if it routes there.
+    Remove(AllowedIp),
+}
+
+/// Parses the body of a set request: the lines after `set=1`, up to the blank line that ends
+/// it (the blank line itself may be included or not). Named endpoint scopes are refused; see
+/// [`parse_set_resolving_scopes`].
+///
+/// # Errors
+/// The first bad line: [`EPROTO`] for a line that is not `key=value` or for text after the
+/// blank line, [`EINVAL`] for an unknown or misplaced key or a value that does not parse.
+pub fn parse_set(body: &str) -> Result<SetRequest, UapiError> {
+    parse_set_resolving_scopes(body, &|_| None)
+}
+
+/// Like [`parse_set`], looking up the interface index of a named IPv6 scope
+/// (`[fe80::1%eth0]:51820`, as `wg` sends link-local endpoints) with `scope_index`.
+///
+/// # Errors
+/// As [`parse_set`]; a scope that `scope_index` does not know is [`EINVAL`].
+pub fn parse_set_resolving_scopes(
+    body: &str,
+    scope_index: &dyn Fn(&str) -> Option<u32>,
+) -> Result<SetRequest, UapiError> {
+    let mut request = SetRequest::default();
+    let mut lines = body.split_terminator('\n').enumerate().map(|(i, line)| (i + 1, line));
+    for (line_no, line) in lines.by_ref() {
+        if line.is_empty() {
+            break;
+        }
+        let (key, value) = split_line(line_no, line)?;
+        let invalid = |what: &str| UapiError::at(line_no, EINVAL, format!("{key}: {what}"));
+        if key == "public_key" {
+            let key = PublicKey::from_hex(value).map_err(|e| invalid(&e.to_string()))?;
+            request.peers.push(PeerUpdate::new(key));
+            continue;
+        }
+        let Some(peer) = request.peers.last_mut() else {
+            apply_device_line(&mut request, key, value).map_err(|what| invalid(&what))?;
+            continue;
+        };
+        apply_peer_line(peer, key, value, scope_index).map_err(|what| invalid(&what))?;
+    }
+    if let Some((line_no, _)) = lines.find(|(_, line)| !line.is_empty()) {
+        return Err(UapiError::at(
+            line_no,
+            EPROTO,
+            "text after the blank line that ends the request",
+        ));
+    }
+    Ok(request)
+}
+
+const PEER_KEYS: [&str; 8] = [
+    "remove",
+    "update_only",
+    "preshared_key",
+    "endpoint",
+    "persistent_keepalive_interval",
+    "replace_allowed_ips",
+    "allowed_ip",
+    "protocol_version",
+];
+
+fn apply_device_line(request: &mut SetRequest, key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "private_key" => {
+            request.private_key = Some(if !value.is_empty() && value.bytes().all(|b| b == b'0') {
+                // Checked before decoding: clamping would turn zeros into a valid-looking key.
+                if value.len() != 64 {
+                    return Err("a key is 64 hexadecimal digits".to_owned());
+                }
+                PrivateKeyUpdate::Remove
+            } else {
+                PrivateKeyUpdate::Set(PrivateKey::from_hex(value).map_err(|e| e.to_string())?)
+            });
+        }
+        "listen_port" => request.listen_port = Some(number(value, "a port from 0 to 65535")?),
+        "fwmark" => request.fwmark = Some(number(value, "a mark from 0 to 4294967295")?),
+        "replace_peers" => request.replace_peers = flag(value)?,
+        _ if PEER_KEYS.contains(&key) => {
+            return Err("this is a peer key: it must follow a public_key line".to_owned())
+        }
+        _ => return Err("unknown device key".to_owned()),
+    }
+    Ok(())
+}
+
+fn apply_peer_line(
+    peer: &mut PeerUpdate,
+    key: &str,
+    value: &str,
+    scope_index: &dyn Fn(&str) -> Option<u32>,
+) -> Result<(), String> {
+    match key {
+        "remove" => peer.remove = flag(value)?,
+        "update_only" => peer.update_only = flag(value)?,
+        "preshared_key" => {
+            peer.preshared_key = Some(PresharedKey::from_hex(value).map_err(|e| e.to_string())?);
+        }
+        "endpoint" => {
+            let endpoint = parse_endpoint(value, scope_index).ok_or_else(|| {
+                format!(
+                    "{} is not IPV4:PORT, [IPV6]:PORT or [IPV6%SCOPE]:PORT with a known scope",
+                    Shown(value)
+                )
+            })?;
+            peer.endpoint = Some(endpoint);
+        }
+        "persistent_keepalive_interval" => {
+            peer.persistent_keepalive_interval = Some(number(value, "seconds from 0 to 65535")?);
+        }
+        "replace_allowed_ips" => {
+            // Everything this peer section added so far is dropped too, as it would be when
+            // the lines are applied one by one.
+            peer.replace_allowed_ips = flag(value)?;
+            peer.allowed_ips.clear();
+        }
+        "allowed_ip" => {
+            let (change, prefix): (fn(AllowedIp) -> AllowedIpChange, _) =
+                match value.strip_prefix('-') {
+                    Some(prefix) => (AllowedIpChange::Remove, prefix),
+                    None => (AllowedIpChange::Add, value),
+                };
+            let ip = prefix.parse().map_err(|e| format!("{} {e}", Shown(value)))?;
+            peer.allowed_ips.push(change(ip));
+        }
+        "protocol_version" => {
+            if value != "1" {
+                return Err(format!("{} is not supported: only version 1 exists", Shown(value)));
+            }
+        }
+        "private_key" | "listen_port" | "fwmark" | "replace_peers" => {
+            return Err("this is a device key: it must come before the first public_key".to_owned())
+        }
+        _ => return Err("unknown peer key".to_owned()),
+    }
+    Ok(())
+}
+
+fn number<T: core::str::FromStr>(value: &str, expected: &str) -> Result<T, String> {
+    parse_decimal(value).ok_or_else(|| format!("{} is not {expected}", Shown(value)))
+}
+
+fn flag(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        _ => Err(format!("{} is not the only accepted value \"true\"", Shown(value))),
+    }
+}
+
+/// Writes a complete set request (`set=1`, the lines, the blank line) that [`parse_set`] reads
+/// back as `request`, in the order `wg(8)` writes its lines.
+pub fn format_set(request: &SetRequest) -> String {
+    let mut out = String::from(SET_REQUEST);
+    match &request.private_key {
+        Some(PrivateKeyUpdate::Set(key)) => line(&mut out, "private_key", key.to_hex_secret()),
+        Some(PrivateKeyUpdate::Remove) => line(&mut out, "private_key", "0".repeat(64)),
+        None => {}
+    }
+    if let Some(port) = request.listen_port {
+        line(&mut out, "listen_port", port);
+    }
+    if let Some(mark) = request.fwmark {
+        line(&mut out, "fwmark", mark);
+    }
+    if request.replace_peers {
+        line(&mut out, "replace_peers", "true");
+    }
+    for peer in &request.peers {
+        line(&mut out, "public_key", peer.public_key.to_hex());
+        if peer.remove {
+            line(&mut out, "remove", "true");
+        }
+        if peer.update_only {
+            line(&mut out, "update_only", "true");
+        }
+        if let Some(psk) = &peer.preshared_key {
+            line(&mut out, "preshared_key", psk.to_hex_secret());
+        }
+        if let Some(endpoint) = peer.endpoint {
+            line(&mut out, "endpoint", endpoint);
+        }
+        if let Some(interval) = peer.persistent_keepalive_interval {
+            line(&mut out, "persistent_keepalive_interval", interval);
+        }
+        if peer.replace_allowed_ips {
+            line(&mut out, "replace_allowed_ips", "true");
+        }
+        for change in &peer.allowed_ips {
+            match change {
+                AllowedIpChange::Add(ip) => line(&mut out, "allowed_ip", ip),
+                AllowedIpChange::Remove(ip) => line(&mut out, "allowed_ip", format_args!("-{ip}")),
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn line(out: &mut String, key: &str, value: impl core::fmt::Display) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{key}={value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::EINVAL;
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{IpAddr, SocketAddrV6};
+
+    const PEER_HEX: &str = "58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceb7e19321376";
+    const PRIVATE_HEX: &str = "e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a";
+    const PSK_HEX: &str = "188515093e952f5f22e865cef3012e72f8b5f0b598ac0309d5dacce3b70fcf52";
+
+    fn peer_key() -> PublicKey {
+        PublicKey::from_hex(PEER_HEX).unwrap()
+    }
+
+    fn body(lines: &[&str]) -> String {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    fn error_of(lines: &[&str]) -> UapiError {
+        parse_set(&body(lines)).unwrap_err()
+    }
+
+    #[test]
+    fn every_device_key() {
+        let request = parse_set(&body(&[
+            &format!("private_key={PRIVATE_HEX}"),
+            "listen_port=51820",
+            "fwmark=4294967295",
+            "replace_peers=true",
+        ]))
+        .unwrap();
+        assert_eq!(
+            request.private_key,
+            Some(PrivateKeyUpdate::Set(PrivateKey::from_hex(PRIVATE_HEX).unwrap()))
+        );
+        assert_eq!(request.listen_port, Some(51820));
+        assert_eq!(request.fwmark, Some(u32::MAX));
+        assert!(request.replace_peers);
+        assert!(request.peers.is_empty());
+    }
+
+    #[test]
+    fn zero_private_key_means_remove_and_zero_values_are_kept() {
+        let zeros = format!("private_key={}", "0".repeat(64));
+        let request = parse_set(&body(&[&zeros, "listen_port=0", "fwmark=0"])).unwrap();
+        assert_eq!(request.private_key, Some(PrivateKeyUpdate::Remove));
+        assert_eq!(request.listen_port, Some(0));
+        assert_eq!(request.fwmark, Some(0));
+        assert_eq!(error_of(&[&format!("private_key={}", "0".repeat(63))]).errno(), EINVAL);
+    }
+
+    #[test]
+    fn every_peer_key() {
+        let request = parse_set(&body(&[
+            &format!("public_key={PEER_HEX}"),
+            "update_only=true",
+            &format!("preshared_key={PSK_HEX}"),
+            "endpoint=[2001:db8::1]:51820",
+            "persistent_keepalive_interval=25",
+            "protocol_version=1",
+            "allowed_ip=10.0.0.1/32",
+            "replace_allowed_ips=true",
+            "allowed_ip=10.0.0.0/24",
+            "allowed_ip=-fd00::/64",
+            &format!("public_key={PEER_HEX}"),
+            "remove=true",
+        ]))
+        .unwrap();
+        assert_eq!(request.peers.len(), 2);
+        let first = &request.peers[0];
+        assert_eq!(first.public_key, peer_key());
+        assert!(first.update_only && !first.remove);
+        assert_eq!(first.preshared_key, Some(PresharedKey::from_hex(PSK_HEX).unwrap()));
+        assert_eq!(first.endpoint, Some("[2001:db8::1]:51820".parse().unwrap()));
+        assert_eq!(first.persistent_keepalive_interval, Some(25));
+        assert!(first.replace_allowed_ips);
+        // The /32 added before replace_allowed_ips is dropped with the rest.
+        assert_eq!(
+            first.allowed_ips,
+            [
+                AllowedIpChange::Add("10.0.0.0/24".parse().unwrap()),
+                AllowedIpChange::Remove("fd00::/64".parse().unwrap()),
+            ]
+        );
+        let second = &request.peers[1];
+        assert!(second.remove);
+        assert_eq!(second, &PeerUpdate { remove: true, ..PeerUpdate::new(peer_key()) });
+    }
+
+    #[test]
+    fn endpoints_v4_and_scoped_v6() {
+        let endpoint = |value: &str| {
+            let request = parse_set(&body(&[&format!("public_key={PEER_HEX}"), value])).unwrap();
+            request.peers[0].endpoint.unwrap()
+        };
+        assert_eq!(endpoint("endpoint=192.0.2.7:1"), "192.0.2.7:1".parse().unwrap());
+        assert_eq!(
+            endpoint("endpoint=[fe80::1%3]:51820"),
+            SocketAddrV6::new("fe80::1".parse().unwrap(), 51820, 0, 3).into()
+        );
+        let named = body(&[&format!("public_key={PEER_HEX}"), "endpoint=[fe80::1%wg0]:1"]);
+        assert_eq!(parse_set(&named).unwrap_err().errno(), EINVAL);
+        let resolved = parse_set_resolving_scopes(&named, &|name| (name == "wg0").then_some(9));
+        let endpoint = resolved.unwrap().peers[0].endpoint.unwrap();
+        assert_eq!(endpoint, SocketAddrV6::new("fe80::1".parse().unwrap(), 1, 0, 9).into());
+    }
+
+    #[test]
+    fn empty_body_and_terminating_blank_line() {
+        assert_eq!(parse_set("").unwrap(), SetRequest::default());
+        assert_eq!(parse_set("\n").unwrap(), SetRequest::default());
+        assert_eq!(parse_set("listen_port=1\n\n").unwrap().listen_port, Some(1));
+        assert_eq!(parse_set("listen_port=1").unwrap().listen_port, Some(1));
+        let trailing = parse_set("listen_port=1\n\nfwmark=1\n").unwrap_err();
+        assert_eq!((trailing.errno(), trailing.line()), (EPROTO, Some(3)));
+    }
+
+    #[test]
+    fn a_line_without_equals_is_a_protocol_error() {
+        let error = error_of(&["listen_port=1", "bogus"]);
+        assert_eq!((error.errno(), error.line()), (EPROTO, Some(2)));
+        assert!(error.message().contains("key=value"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_invalid_with_their_line() {
+        let public = format!("public_key={PEER_HEX}");
+        let cases: &[(&[&str], usize)] = &[
+            (&["listen_port=65536"], 1),
+            (&["listen_port=-1"], 1),
+            (&["listen_port="], 1),
+            (&["fwmark=4294967296"], 1),
+            (&["fwmark=0x10"], 1),
+            (&["replace_peers=false"], 1),
+            (&["replace_peers=TRUE"], 1),
+            (&["private_key=zz"], 1),
+            (&["public_key=abc"], 1),
+            (&[&public, "remove=1"], 2),
+            (&[&public, "update_only=yes"], 2),
+            (&[&public, "preshared_key=123"], 2),
+            (&[&public, "endpoint=host:1"], 2),
+            (&[&public, "endpoint=192.0.2.1"], 2),
+            (&[&public, "persistent_keepalive_interval=65536"], 2),
+            (&[&public, "replace_allowed_ips=false"], 2),
+            (&[&public, "allowed_ip=10.0.0.0/33"], 2),
+            (&[&public, "allowed_ip=--10.0.0.0/8"], 2),
+            (&[&public, "allowed_ip=10.0.0.0"], 2),
+            (&[&public, "protocol_version=2"], 2),
+            (&[&public, "listen_port=1", "endpoint=192.0.2.1:1"], 2),
+        ];
+        for (lines, line) in cases {
+            let error = error_of(lines);
+            assert_eq!((error.errno(), error.line()), (EINVAL, Some(*line)), "{lines:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_misplaced_keys_are_invalid_as_in_wireguard_go() {
+        let public = format!("public_key={PEER_HEX}");
+        for (lines, hint) in [
+            (vec!["foo=bar"], "unknown device key"),
+            (vec!["endpoint=192.0.2.1:1"], "must follow a public_key"),
+            (vec!["protocol_version=1"], "must follow a public_key"),
+            (vec![public.as_str(), "fwmark=1"], "before the first public_key"),
+            (vec![public.as_str(), "jc=4"], "unknown peer key"),
+        ] {
+            let error = error_of(&lines);
+            assert_eq!(error.errno(), EINVAL, "{lines:?}");
+            assert!(error.message().contains(hint), "{error}");
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_secrets() {
+        // One digit short of a valid key: the message must not repeat the digits.
+        let short = &PRIVATE_HEX[1..];
+        let public = format!("public_key={PEER_HEX}");
+        for lines in [
+            vec![format!("private_key={short}")],
+            vec![public.clone(), format!("preshared_key={short}")],
+            vec![format!("public_key={short}")],
+        ] {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let shown = error_of(&lines).to_string();
+            assert!(!shown.contains(&short[..16]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_keys() {
+        let request = parse_set(&body(&[
+            &format!("private_key={PRIVATE_HEX}"),
+            &format!("public_key={PEER_HEX}"),
+            &format!("preshared_key={PSK_HEX}"),
+        ]))
+        .unwrap();
+        let shown = format!("{request:?}");
+        assert!(!shown.contains(&PRIVATE_HEX[..16]) && !shown.contains(&PSK_HEX[..16]));
+        assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn format_matches_what_wg_sends() {
+        let mut peer = PeerUpdate::new(peer_key());
+        peer.endpoint = Some("192.0.2.1:51820".parse().unwrap());
+        peer.persistent_keepalive_interval = Some(25);
+        peer.replace_allowed_ips = true;
+        peer.allowed_ips.push(AllowedIpChange::Add("10.0.0.2/32".parse().unwrap()));
+        peer.allowed_ips.push(AllowedIpChange::Remove("10.9.0.0/16".parse().unwrap()));
+        let request = SetRequest {
+            private_key: Some(PrivateKeyUpdate::Set(PrivateKey::from_hex(PRIVATE_HEX).unwrap())),
+            listen_port: Some(51820),
+            fwmark: None,
+            replace_peers: true,
+            peers: vec![peer],
+        };
+        let expected = format!(
+            "set=1\nprivate_key={PRIVATE_HEX}\nlisten_port=51820\nreplace_peers=true\n\
+             public_key={PEER_HEX}\nendpoint=192.0.2.1:51820\npersistent_keepalive_interval=25\n\
+             replace_allowed_ips=true\nallowed_ip=10.0.0.2/32\nallowed_ip=-10.9.0.0/16\n\n"
+        );
+        assert_eq!(format_set(&request), expected);
+    }
+
+    fn arb_allowed_ip() -> impl Strategy<Value = AllowedIp> {
+        prop_oneof![
+            (any::<[u8; 4]>(), 0u8..=32)
+                .prop_map(|(a, p)| AllowedIp::new(IpAddr::from(a), p).unwrap()),
+            (any::<[u8; 16]>(), 0u8..=128)
+                .prop_map(|(a, p)| AllowedIp::new(IpAddr::from(a), p).unwrap()),
+        ]
+    }
+
+    fn arb_endpoint() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(a, p)| SocketAddr::from((a, p))),
+            (any::<[u8; 16]>(), any::<u16>(), any::<u32>())
+                .prop_map(|(a, p, s)| SocketAddrV6::new(a.into(), p, 0, s).into()),
+        ]
+    }
+
+    fn arb_peer() -> impl Strategy<Value = PeerUpdate> {
+        (
+            any::<[u8; 32]>(),
+            any::<(bool, bool, bool)>(),
+            proptest::option::of(any::<[u8; 32]>()),
+            proptest::option::of(arb_endpoint()),
+            proptest::option::of(any::<u16>()),
+            proptest::collection::vec((any::<bool>(), arb_allowed_ip()), 0..4),
+        )
+            .prop_map(
+                |(key, (remove, update_only, replace), psk, endpoint, keepalive, ips)| PeerUpdate {
+                    public_key: PublicKey::from_bytes(key),
+                    remove,
+                    update_only,
+                    preshared_key: psk.map(PresharedKey::from_bytes),
+                    endpoint,
+                    persistent_keepalive_interval: keepalive,
+                    replace_allowed_ips: replace,
+                    allowed_ips: ips
+                        .into_iter()
+                        .map(|(add, ip)| {
+                            if add {
+                                AllowedIpChange::Add(ip)
+                            } else {
+                                AllowedIpChange::Remove(ip)
+                            }
+                        })
+                        .collect(),
+                },
+            )
+    }
+
+    fn arb_request() -> impl Strategy<Value = SetRequest> {
+        (
+            proptest::option::of(proptest::option::of(any::<[u8; 32]>())),
+            proptest::option::of(any::<u16>()),
+            proptest::option::of(any::<u32>()),
+            any::<bool>(),
+            proptest::collection::vec(arb_peer(), 0..4),
+        )
+            .prop_map(|(key, listen_port, fwmark, replace_peers, peers)| SetRequest {
+                private_key: key.map(|key| match key {
+                    Some(bytes) => PrivateKeyUpdate::Set(PrivateKey::from_bytes(bytes)),
+                    None => PrivateKeyUpdate::Remove,
+                }),
+                listen_port,
+                fwmark,
+                replace_peers,
+                peers,
+            })
+    }
+
+    const KEYS: [&str; 14] = [
+        "private_key",
+        "listen_port",
+        "fwmark",
+        "replace_peers",
+        "public_key",
+        "remove",
+        "update_only",
+        "preshared_key",
+        "endpoint",
+        "persistent_keepalive_interval",
+        "replace_allowed_ips",
+        "allowed_ip",
+        "protocol_version",
+        "errno",
+    ];
+
+    proptest! {
+        #[test]
+        fn format_then_parse_is_identity(request in arb_request()) {
+            let text = format_set(&request);
+            let body = text.strip_prefix(SET_REQUEST).unwrap();
+            prop_assert_eq!(parse_set(body).unwrap(), request);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*(\n\\PC*){0,8}") {
+            let _ = parse_set(&text);
+        }
+
+        #[test]
+        fn plausible_lines_never_panic(
+            lines in proptest::collection::vec(
+                (proptest::sample::select(&KEYS[..]), "[-0-9a-f.:/\\[\\]%=]{0,70}"),
+                0..12,
+            )
+        ) {
+            let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            if let Err(error) = parse_set(&text) {
+                prop_assert!(error.errno() == EINVAL || error.errno() == EPROTO);
+                prop_assert!(error.line().is_some());
+            }
+        }
+    }
+}
