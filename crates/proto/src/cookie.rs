@@ -1,0 +1,320 @@
+//! `mac1`, `mac2` and cookie replies: WireGuard's defence against handshake floods (§5.4.4,
+//! §5.4.7).
+//!
+//! Every handshake message carries `mac1`, keyed by the receiver's public key, so a host that
+//! does not know that key cannot make it spend a Diffie-Hellman. When a responder is under load
+//! it also demands `mac2`, keyed by a cookie bound to the sender's IP address and port: without
+//! one it answers with a cookie reply instead of doing any asymmetric work, so a spoofed source
+//! learns nothing and a real one proves it can receive at its address.
+//!
+//! [`CookieChecker`] is the responder's side (one per device), [`CookieJar`] the initiator's
+//! (one per peer).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::constants::{COOKIE_SECRET_LATENCY, COOKIE_SECRET_MAX_AGE, LABEL_COOKIE, LABEL_MAC1};
+use crate::crypto::{hash, mac, xopen, xseal};
+use crate::keys::PublicKey;
+use crate::wire::{self, COOKIE_REPLY_LEN};
+
+/// Where `mac1` starts in a handshake message; everything before it is covered by `mac1`.
+fn mac1_offset(message: &[u8]) -> Option<usize> {
+    match message.len() {
+        wire::INITIATION_LEN => Some(wire::INITIATION_MAC1),
+        wire::RESPONSE_LEN => Some(wire::RESPONSE_MAC1),
+        _ => None,
+    }
+}
+
+/// The bytes of a source address that a cookie is bound to.
+fn address_bytes(source: SocketAddr) -> ([u8; 18], usize) {
+    let mut out = [0u8; 18];
+    let len = match source.ip().to_canonical() {
+        IpAddr::V4(ip) => {
+            out[..4].copy_from_slice(&ip.octets());
+            out[4..6].copy_from_slice(&source.port().to_be_bytes());
+            6
+        }
+        IpAddr::V6(ip) => {
+            out[..16].copy_from_slice(&ip.octets());
+            out[16..18].copy_from_slice(&source.port().to_be_bytes());
+            18
+        }
+    };
+    (out, len)
+}
+
+/// Result of checking a handshake message's MACs on the responder's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MacCheck {
+    /// `mac1` is wrong: the sender does not know our public key. Drop silently.
+    BadMac1,
+    /// `mac1` is right; `mac2` is right too (only checked under load).
+    Valid,
+    /// `mac1` is right but we are under load and `mac2` is missing or stale: send a cookie.
+    NeedCookie,
+}
+
+/// The responder's side: validates MACs and issues cookies.
+pub(crate) struct CookieChecker {
+    mac1_key: [u8; 32],
+    cookie_key: [u8; 32],
+    secret: Zeroizing<[u8; 32]>,
+    secret_born: Option<Instant>,
+}
+
+impl core::fmt::Debug for CookieChecker {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CookieChecker").finish_non_exhaustive()
+    }
+}
+
+impl CookieChecker {
+    /// A checker for messages addressed to `our_public`.
+    pub(crate) fn new(our_public: &PublicKey) -> Self {
+        Self {
+            mac1_key: hash(&[LABEL_MAC1, our_public.as_bytes()]),
+            cookie_key: hash(&[LABEL_COOKIE, our_public.as_bytes()]),
+            secret: Zeroizing::new([0; 32]),
+            secret_born: None,
+        }
+    }
+
+    /// Checks `mac1` always and `mac2` when `under_load`.
+    pub(crate) fn check<R: RngCore + CryptoRng>(
+        &mut self,
+        message: &[u8],
+        source: SocketAddr,
+        under_load: bool,
+        now: Instant,
+        rng: &mut R,
+    ) -> MacCheck {
+        let Some(at) = mac1_offset(message) else { return MacCheck::BadMac1 };
+        let (covered, macs) = message.split_at(at);
+        let (mac1, mac2) = macs.split_at(16);
+        if !bool::from(mac(&self.mac1_key, covered).ct_eq(mac1)) {
+            return MacCheck::BadMac1;
+        }
+        if !under_load {
+            return MacCheck::Valid;
+        }
+        let cookie = self.cookie_for(source, now, rng);
+        let expected = mac(&*cookie, &message[..at + 16]);
+        if bool::from(expected.ct_eq(mac2)) {
+            MacCheck::Valid
+        } else {
+            MacCheck::NeedCookie
+        }
+    }
+
+    /// The cookie for `source`: MAC(secret, address ‖ port), with the secret rotated every two
+    /// minutes.
+    fn cookie_for<R: RngCore + CryptoRng>(
+        &mut self,
+        source: SocketAddr,
+        now: Instant,
+        rng: &mut R,
+    ) -> Zeroizing<[u8; 16]> {
+        let fresh = self.secret_born.is_some_and(|born| now.saturating_duration_since(born) < COOKIE_SECRET_MAX_AGE);
+        if !fresh {
+            rng.fill_bytes(&mut *self.secret);
+            self.secret_born = Some(now);
+        }
+        let (bytes, len) = address_bytes(source);
+        Zeroizing::new(mac(&*self.secret, &bytes[..len]))
+    }
+
+    /// A cookie reply to `message` (whose sender index is `receiver`), encrypted so that only
+    /// the holder of the `mac1` it answers can read it.
+    pub(crate) fn reply<R: RngCore + CryptoRng>(
+        &mut self,
+        message: &[u8],
+        receiver: u32,
+        source: SocketAddr,
+        now: Instant,
+        rng: &mut R,
+    ) -> Option<[u8; COOKIE_REPLY_LEN]> {
+        let at = mac1_offset(message)?;
+        let mac1 = message.get(at..at + 16)?;
+        let cookie = self.cookie_for(source, now, rng);
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        let sealed = xseal(&self.cookie_key, &nonce, &cookie, mac1);
+        Some(wire::emit_cookie_reply(receiver, &nonce, &sealed))
+    }
+}
+
+/// The initiator's side for one peer: stamps MACs on outgoing handshake messages and keeps the
+/// latest cookie that peer gave us.
+pub(crate) struct CookieJar {
+    mac1_key: [u8; 32],
+    cookie_key: [u8; 32],
+    /// The `mac1` of our latest handshake message, while a cookie reply to it may come.
+    last_mac1: Option<[u8; 16]>,
+    cookie: Option<(Zeroizing<[u8; 16]>, Instant)>,
+}
+
+impl core::fmt::Debug for CookieJar {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CookieJar").field("has_cookie", &self.cookie.is_some()).finish()
+    }
+}
+
+/// Why a cookie reply was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookieError {
+    /// We sent nothing a cookie could answer (or already took a cookie for it).
+    Unexpected,
+    /// It did not decrypt with the `mac1` we sent.
+    Decrypt,
+}
+
+impl CookieJar {
+    /// A jar for messages sent to `their_public`.
+    pub(crate) fn new(their_public: &PublicKey) -> Self {
+        Self {
+            mac1_key: hash(&[LABEL_MAC1, their_public.as_bytes()]),
+            cookie_key: hash(&[LABEL_COOKIE, their_public.as_bytes()]),
+            last_mac1: None,
+            cookie: None,
+        }
+    }
+
+    /// Fills in `mac1` and, while our cookie is fresh, `mac2`, of a handshake message.
+    pub(crate) fn stamp(&mut self, message: &mut [u8], now: Instant) {
+        let Some(at) = mac1_offset(message) else { return };
+        let mac1 = mac(&self.mac1_key, &message[..at]);
+        message[at..at + 16].copy_from_slice(&mac1);
+        self.last_mac1 = Some(mac1);
+        let usable = COOKIE_SECRET_MAX_AGE - COOKIE_SECRET_LATENCY;
+        let mac2 = match &self.cookie {
+            Some((cookie, born)) if now.saturating_duration_since(*born) < usable => {
+                mac(&**cookie, &message[..at + 16])
+            }
+            _ => [0; 16],
+        };
+        message[at + 16..at + 32].copy_from_slice(&mac2);
+    }
+
+    /// Takes the cookie from a reply to our latest message.
+    pub(crate) fn consume_reply(
+        &mut self,
+        nonce: &[u8; 24],
+        encrypted_cookie: &[u8; 32],
+        now: Instant,
+    ) -> Result<(), CookieError> {
+        let mac1 = self.last_mac1.ok_or(CookieError::Unexpected)?;
+        let cookie =
+            xopen(&self.cookie_key, nonce, encrypted_cookie, &mac1).ok_or(CookieError::Decrypt)?;
+        self.cookie = Some((Zeroizing::new(cookie), now));
+        self.last_mac1 = None;
+        Ok(())
+    }
+
+    /// How old our cookie is, if we hold one (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn cookie_age(&self, now: Instant) -> Option<core::time::Duration> {
+        self.cookie.as_ref().map(|(_, born)| now.saturating_duration_since(*born))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PrivateKey;
+    use core::time::Duration;
+    use rand_core::SeedableRng;
+
+    fn setup() -> (CookieChecker, CookieJar, rand_chacha::ChaCha20Rng, Instant) {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+        let responder = PrivateKey::generate(&mut rng).public_key();
+        (CookieChecker::new(&responder), CookieJar::new(&responder), rng, Instant::now())
+    }
+
+    fn initiation() -> [u8; wire::INITIATION_LEN] {
+        wire::emit_initiation(5, &[1; 32], &[2; 48], &[3; 28])
+    }
+
+    #[test]
+    fn mac1_is_always_checked() {
+        let (mut checker, mut jar, mut rng, now) = setup();
+        let src: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        let mut msg = initiation();
+        jar.stamp(&mut msg, now);
+        assert_eq!(checker.check(&msg, src, false, now, &mut rng), MacCheck::Valid);
+        msg[20] ^= 1;
+        assert_eq!(checker.check(&msg, src, false, now, &mut rng), MacCheck::BadMac1);
+        // A jar for another key produces a mac1 this checker refuses.
+        let other = PrivateKey::generate(&mut rng).public_key();
+        let mut msg = initiation();
+        CookieJar::new(&other).stamp(&mut msg, now);
+        assert_eq!(checker.check(&msg, src, false, now, &mut rng), MacCheck::BadMac1);
+    }
+
+    #[test]
+    fn cookie_exchange_under_load() {
+        let (mut checker, mut jar, mut rng, now) = setup();
+        let src: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        let mut msg = initiation();
+        jar.stamp(&mut msg, now);
+        assert_eq!(checker.check(&msg, src, true, now, &mut rng), MacCheck::NeedCookie);
+
+        let reply = checker.reply(&msg, 5, src, now, &mut rng).unwrap();
+        let parsed = wire::CookieReply::parse(&reply).unwrap();
+        assert_eq!(parsed.receiver, 5);
+        jar.consume_reply(parsed.nonce, parsed.encrypted_cookie, now).unwrap();
+        // One cookie per message we sent.
+        assert_eq!(
+            jar.consume_reply(parsed.nonce, parsed.encrypted_cookie, now),
+            Err(CookieError::Unexpected)
+        );
+
+        let mut retry = initiation();
+        jar.stamp(&mut retry, now);
+        assert_eq!(checker.check(&retry, src, true, now, &mut rng), MacCheck::Valid);
+        // The cookie is bound to the source address and port.
+        let elsewhere: SocketAddr = "[2001:db8::1]:4001".parse().unwrap();
+        assert_eq!(checker.check(&retry, elsewhere, true, now, &mut rng), MacCheck::NeedCookie);
+    }
+
+    #[test]
+    fn cookies_expire_on_both_sides() {
+        let (mut checker, mut jar, mut rng, now) = setup();
+        let src: SocketAddr = "192.0.2.7:1".parse().unwrap();
+        let mut msg = initiation();
+        jar.stamp(&mut msg, now);
+        let reply = checker.reply(&msg, 5, src, now, &mut rng).unwrap();
+        let parsed = wire::CookieReply::parse(&reply).unwrap();
+        jar.consume_reply(parsed.nonce, parsed.encrypted_cookie, now).unwrap();
+        assert_eq!(jar.cookie_age(now), Some(Duration::ZERO));
+
+        // The initiator stops using it before the responder's secret rotates...
+        let later = now + COOKIE_SECRET_MAX_AGE - COOKIE_SECRET_LATENCY;
+        let mut msg = initiation();
+        jar.stamp(&mut msg, later);
+        assert_eq!(&msg[wire::INITIATION_MAC1 + 16..], &[0; 16]);
+        // ...and after the rotation an old cookie is worthless.
+        let mut msg = initiation();
+        jar.stamp(&mut msg, now + Duration::from_secs(1));
+        let rotated = now + COOKIE_SECRET_MAX_AGE + Duration::from_secs(1);
+        assert_eq!(checker.check(&msg, src, true, rotated, &mut rng), MacCheck::NeedCookie);
+    }
+
+    #[test]
+    fn forged_cookie_replies_are_refused() {
+        let (mut checker, mut jar, mut rng, now) = setup();
+        let src: SocketAddr = "192.0.2.7:1".parse().unwrap();
+        let mut msg = initiation();
+        jar.stamp(&mut msg, now);
+        let reply = checker.reply(&msg, 5, src, now, &mut rng).unwrap();
+        let mut forged = reply;
+        forged[40] ^= 1;
+        let parsed = wire::CookieReply::parse(&forged).unwrap();
+        assert_eq!(jar.consume_reply(parsed.nonce, parsed.encrypted_cookie, now), Err(CookieError::Decrypt));
+    }
+}

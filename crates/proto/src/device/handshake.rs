@@ -1,0 +1,142 @@
+//! Receiving handshake messages: initiations, responses and cookie replies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Device, DropReason, IndexEntry};
+use crate::constants::INITIATIONS_PER_SECOND;
+use crate::cookie::MacCheck;
+use crate::noise;
+use crate::peer::{Endpoint, PeerId};
+use crate::session::Session;
+use crate::wire::{CookieReply, Initiation, MessageType, Response};
+
+/// The shortest gap between two initiations accepted from one peer.
+const MIN_INITIATION_GAP: Duration = Duration::from_nanos(1_000_000_000 / INITIATIONS_PER_SECOND as u64);
+
+impl Device {
+    /// Handles a handshake initiation, handshake response or cookie reply from `from`.
+    ///
+    /// Set `under_load` when handshake messages arrive faster than they can be processed (for
+    /// instance when the caller's handshake queue is filling up): senders without a valid
+    /// `mac2` then get a cookie reply instead of costing a Diffie-Hellman, and each source is
+    /// rate limited.
+    ///
+    /// # Errors
+    /// The reason the message was dropped (already counted in [`Device::stats`]).
+    pub fn handle_handshake(&mut self, now: Instant, from: Endpoint, datagram: &[u8], under_load: bool) -> Result<(), DropReason> {
+        let result = match MessageType::of(datagram) {
+            Some(MessageType::Initiation) => self.check_macs(now, from, datagram, under_load).and_then(|()| self.on_initiation(now, from, datagram)),
+            Some(MessageType::Response) => self.check_macs(now, from, datagram, under_load).and_then(|()| self.on_response(now, from, datagram)),
+            Some(MessageType::CookieReply) => self.on_cookie_reply(now, datagram),
+            Some(MessageType::Data) | None => Err(DropReason::Malformed),
+        };
+        if let Err(reason) = result {
+            self.stats.record_drop(reason, 1);
+        }
+        result
+    }
+
+    fn check_macs(&mut self, now: Instant, from: Endpoint, datagram: &[u8], under_load: bool) -> Result<(), DropReason> {
+        let checker = self.checker.as_mut().ok_or(DropReason::NoIdentity)?;
+        match checker.check(datagram, from.addr, under_load, now, &mut self.rng) {
+            MacCheck::BadMac1 => Err(DropReason::BadMac),
+            MacCheck::NeedCookie => {
+                // Both handshake messages carry their sender index at bytes 4..8.
+                let sender = datagram.get(4..8).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+                let reply = sender.and_then(|s| checker.reply(datagram, s, from.addr, now, &mut self.rng));
+                if let Some(reply) = reply {
+                    self.stats.cookie_replies_sent += 1;
+                    self.queue_transmit(None, from, reply.to_vec());
+                }
+                Err(DropReason::CookieRequired)
+            }
+            MacCheck::Valid if under_load && !self.ratelimiter.allow(from.addr.ip(), now) => Err(DropReason::RateLimited),
+            MacCheck::Valid => Ok(()),
+        }
+    }
+
+    fn on_initiation(&mut self, now: Instant, from: Endpoint, datagram: &[u8]) -> Result<(), DropReason> {
+        let message = Initiation::parse(datagram).ok_or(DropReason::Malformed)?;
+        let identity = self.identity.as_ref().ok_or(DropReason::NoIdentity)?;
+        let (by_key, slots) = (&self.by_key, &self.slots);
+        let find = |key: &_| {
+            let id: &PeerId = by_key.get(key)?;
+            slots.get(id.slot as usize)?.peer.as_ref().map(|p| &p.keys)
+        };
+        let (keys, consumed) = noise::consume_initiation(identity, &message, find).map_err(|_| DropReason::HandshakeInvalid)?;
+        let id = self.by_key[&keys.remote];
+
+        let peer = self.peer_mut(id).ok_or(DropReason::HandshakeInvalid)?;
+        let replayed = peer.latest_timestamp.is_some_and(|t| consumed.timestamp <= t);
+        let flooding = peer.last_initiation_consumed.is_some_and(|t| now.saturating_duration_since(t) < MIN_INITIATION_GAP);
+        if replayed || flooding {
+            return Err(DropReason::HandshakeReplay);
+        }
+        peer.latest_timestamp = Some(consumed.timestamp);
+        peer.last_initiation_consumed = Some(now);
+        peer.stats.rx_bytes += datagram.len() as u64;
+
+        let index = self.allocate_index(IndexEntry::Handshake(id));
+        let Self { slots, rng, .. } = self;
+        let Some(peer) = slots[id.slot as usize].peer.as_mut() else {
+            return Err(DropReason::HandshakeInvalid);
+        };
+        let (mut response, keys) = match noise::create_response(&peer.keys, &consumed, index, rng) {
+            Ok(built) => built,
+            Err(_) => {
+                self.indices.remove(&index);
+                return Err(DropReason::HandshakeInvalid);
+            }
+        };
+        peer.cookies.stamp(&mut response, now);
+        let session = Arc::new(Session::new(id, index, consumed.remote_index, keys, false, now));
+        let displaced = peer.sessions.install_as_responder(session.clone());
+        self.indices.insert(index, IndexEntry::Session(session));
+        self.release_sessions(displaced);
+
+        self.update_endpoint(id, from);
+        self.on_authenticated_received(now, id);
+        self.on_session_derived(now, id);
+        self.queue_transmit(Some(id), from, response.to_vec());
+        self.on_authenticated_sent(now, id);
+        Ok(())
+    }
+
+    fn on_response(&mut self, now: Instant, from: Endpoint, datagram: &[u8]) -> Result<(), DropReason> {
+        let message = Response::parse(datagram).ok_or(DropReason::Malformed)?;
+        let Some(&IndexEntry::Handshake(id)) = self.indices.get(&message.receiver) else {
+            return Err(DropReason::HandshakeInvalid);
+        };
+        let identity = self.identity.as_ref().ok_or(DropReason::NoIdentity)?;
+        let peer = self.slots.get_mut(id.slot as usize).and_then(|s| s.peer.as_mut()).ok_or(DropReason::HandshakeInvalid)?;
+        let state = peer.handshake.as_ref().filter(|s| s.local_index == message.receiver).ok_or(DropReason::HandshakeInvalid)?;
+        let keys = noise::consume_response(identity, &peer.keys, state, &message).map_err(|_| DropReason::HandshakeInvalid)?;
+        peer.handshake = None;
+        peer.stats.rx_bytes += datagram.len() as u64;
+
+        let session = Arc::new(Session::new(id, message.receiver, message.sender, keys, true, now));
+        let displaced = peer.sessions.install_as_initiator(session.clone());
+        self.indices.insert(message.receiver, IndexEntry::Session(session));
+        self.release_sessions(displaced);
+
+        self.update_endpoint(id, from);
+        self.on_authenticated_received(now, id);
+        self.on_handshake_complete(now, id, true);
+        self.on_session_derived(now, id);
+        // Confirm the session to the responder at once: queued packets, or a keepalive.
+        self.send_keepalive(now, id);
+        Ok(())
+    }
+
+    fn on_cookie_reply(&mut self, now: Instant, datagram: &[u8]) -> Result<(), DropReason> {
+        let message = CookieReply::parse(datagram).ok_or(DropReason::Malformed)?;
+        let id = match self.indices.get(&message.receiver) {
+            Some(IndexEntry::Handshake(id)) => *id,
+            Some(IndexEntry::Session(session)) => session.peer,
+            None => return Err(DropReason::BadCookie),
+        };
+        let peer = self.peer_mut(id).ok_or(DropReason::BadCookie)?;
+        peer.cookies.consume_reply(message.nonce, message.encrypted_cookie, now).map_err(|_| DropReason::BadCookie)
+    }
+}

@@ -1,0 +1,108 @@
+//! Just enough of the inner IPv4/IPv6 headers to route a packet: version, addresses, length.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The destination address of an IPv4 or IPv6 packet, for routing it to a peer.
+pub fn destination(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 => {
+            let bytes: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            Some(Ipv4Addr::from(bytes).into())
+        }
+        6 => {
+            let bytes: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+            Some(Ipv6Addr::from(bytes).into())
+        }
+        _ => None,
+    }
+}
+
+/// The source address and true length (without WireGuard's padding) of a decrypted packet;
+/// `None` unless it is a plausible IPv4 or IPv6 packet that fits in `packet`.
+pub(crate) fn source_and_len(packet: &[u8]) -> Option<(IpAddr, usize)> {
+    match packet.first()? >> 4 {
+        4 => {
+            let header_len = usize::from(packet.first()? & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes(packet.get(2..4)?.try_into().ok()?));
+            if header_len < 20 || total < header_len || total > packet.len() {
+                return None;
+            }
+            let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+            Some((Ipv4Addr::from(src).into(), total))
+        }
+        6 => {
+            let payload = usize::from(u16::from_be_bytes(packet.get(4..6)?.try_into().ok()?));
+            let total = 40 + payload;
+            if total > packet.len() {
+                return None;
+            }
+            let src: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
+            Some((Ipv6Addr::from(src).into(), total))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal IPv4 packet from `src` to `dst` carrying `payload` bytes.
+    pub(crate) fn ipv4(src: [u8; 4], dst: [u8; 4], payload: usize) -> Vec<u8> {
+        let total = 20 + payload;
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p
+    }
+
+    /// A minimal IPv6 packet.
+    pub(crate) fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, payload: usize) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + payload];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+        p[6] = 17;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&src.octets());
+        p[24..40].copy_from_slice(&dst.octets());
+        p
+    }
+
+    #[test]
+    fn parses_both_families() {
+        let p = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 5);
+        assert_eq!(destination(&p), Some("10.0.0.2".parse().unwrap()));
+        let mut padded = p.clone();
+        padded.extend_from_slice(&[0; 7]);
+        assert_eq!(source_and_len(&padded), Some(("10.0.0.1".parse().unwrap(), 25)));
+
+        let p = ipv6("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), 3);
+        assert_eq!(destination(&p), Some("fd00::2".parse().unwrap()));
+        assert_eq!(source_and_len(&p), Some(("fd00::1".parse().unwrap(), 43)));
+    }
+
+    #[test]
+    fn rejects_truncated_and_odd_packets() {
+        let p = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 5);
+        assert_eq!(source_and_len(&p[..24]), None);
+        assert_eq!(destination(&p[..19]), None);
+        assert_eq!(destination(&[0x50; 40]), None);
+        let mut short_header = p;
+        short_header[0] = 0x44;
+        assert_eq!(source_and_len(&short_header), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            let _ = destination(&bytes);
+            if let Some((_, len)) = source_and_len(&bytes) {
+                proptest::prop_assert!(len <= bytes.len());
+            }
+        }
+    }
+}
