@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn rejects_missing_ports_and_bare_ipv6() {
-        for bad in ["relay", "relay:", "relay:0", "relay:65536", "2001:db8::1:51820", "a b:1", ":1"] {
+        for bad in ["relay", "relay:", "relay:0", "relay:65536", "2001:db8::1:51820", "a b:1", ":1"]
+        {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
     }

@@ -23,9 +23,8 @@ impl<'a> SourceText<'a> {
     /// 1-based line and column of a byte offset.
     pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
         let line = self.line_starts.partition_point(|start| *start <= offset).max(1);
-        let column = self.text[self.line_starts[line - 1]..offset.min(self.text.len())]
-            .chars()
-            .count();
+        let column =
+            self.text[self.line_starts[line - 1]..offset.min(self.text.len())].chars().count();
         (line, column + 1)
     }
 

@@ -189,7 +189,11 @@ impl Resolver<'_, '_> {
             Some(cidr) if cidr.get_ref().is_ipv4() != v4 => self.error(
                 cidr.span().start,
                 format!("network.{name}.{key}"),
-                format!("`{}` is not an {} prefix", cidr.get_ref(), if v4 { "IPv4" } else { "IPv6" }),
+                format!(
+                    "`{}` is not an {} prefix",
+                    cidr.get_ref(),
+                    if v4 { "IPv4" } else { "IPv6" }
+                ),
             ),
             Some(cidr) => Ok(Some(*cidr.get_ref())),
             None => Ok(None),

@@ -1,0 +1,109 @@
+//! The desired configuration of one host's interface, as plain data: what every renderer
+//! prints, what `plan` compares, and what an agent diffs against a live device.
+//!
+//! Relay failover is part of the data. A spoke (or a mesh member) peers with every relay of
+//! its network, but an allowed IP belongs to one peer only, so the rest of the overlay and the
+//! subnets behind hosts it does not peer with (its *failover routes*) ride on its *active*
+//! relay: the first of the network's relay order at render time. Every other relay carries
+//! only its own addresses and routes. Failing over means moving the failover routes to the
+//! next relay in [`Failover::relays`], which [`HostConfig::with_active_relay`] computes.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use wgfabric_proto::keys::PublicKey;
+
+use crate::cidr::{Cidr, IfAddr};
+use crate::endpoint::Endpoint;
+use crate::inventory::{Role, Tunnel};
+use crate::names::Name;
+
+/// One host's desired WireGuard interface. Contains no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostConfig {
+    /// The host.
+    pub host: Name,
+    /// Its network.
+    pub network: Name,
+    /// Its role there.
+    pub role: Role,
+    /// Interface name, such as `wg0`.
+    pub interface: String,
+    /// Overlay addresses with the overlay's prefix length, IPv4 first.
+    pub addresses: Vec<IfAddr>,
+    /// Fixed UDP listen port, or `None` for a random one.
+    pub listen_port: Option<u16>,
+    /// Interface MTU.
+    pub mtu: u16,
+    /// Split or full tunnel.
+    pub tunnel: Tunnel,
+    /// The host's public key.
+    #[serde(with = "crate::serde_keys")]
+    pub public_key: PublicKey,
+    /// Where the private key lives on the host.
+    pub private_key_file: PathBuf,
+    /// Relay order and the routes that move between relays; `None` for relays and for full
+    /// mesh members, whose peers are all direct.
+    pub failover: Option<Failover>,
+    /// Peers: relays in priority order, then the others by name.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One peer of a host's interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    /// The peer host.
+    pub name: Name,
+    /// Its role.
+    pub role: Role,
+    /// Its public key.
+    #[serde(with = "crate::serde_keys")]
+    pub public_key: PublicKey,
+    /// Where to reach it, if it has a stable endpoint.
+    pub endpoint: Option<Endpoint>,
+    /// Its allowed IPs, sorted (IPv4 first); for the active relay this includes the
+    /// failover routes.
+    pub allowed_ips: Vec<Cidr>,
+    /// PersistentKeepalive in seconds, if any.
+    pub persistent_keepalive: Option<u16>,
+}
+
+/// How a spoke or mesh member moves between relays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failover {
+    /// The network's relays, most preferred first.
+    pub relays: Vec<Name>,
+    /// The relay that carries `routes` in this configuration.
+    pub active: Name,
+    /// Routes carried by the active relay on top of its own allowed IPs.
+    pub routes: Vec<Cidr>,
+}
+
+impl HostConfig {
+    /// The peer named `name`.
+    pub fn peer(&self, name: &str) -> Option<&PeerConfig> {
+        self.peers.iter().find(|peer| peer.name.as_str() == name)
+    }
+
+    /// This configuration with the failover routes moved to `relay`.
+    ///
+    /// `None` if the host has no failover or `relay` is not one of its relays.
+    pub fn with_active_relay(&self, relay: &str) -> Option<Self> {
+        let failover = self.failover.as_ref()?;
+        let next = failover.relays.iter().find(|name| name.as_str() == relay)?;
+        let mut moved = self.clone();
+        for peer in &mut moved.peers {
+            if peer.name == failover.active {
+                peer.allowed_ips.retain(|cidr| !failover.routes.contains(cidr));
+            } else if peer.name == *next {
+                peer.allowed_ips.extend(failover.routes.iter().copied());
+                peer.allowed_ips.sort();
+                peer.allowed_ips.dedup();
+            }
+        }
+        if let Some(failover) = &mut moved.failover {
+            failover.active = next.clone();
+        }
+        Some(moved)
+    }
+}
