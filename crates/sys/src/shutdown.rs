@@ -1,0 +1,88 @@
+//! The stop signal that wakes every data-plane thread blocked in this crate.
+//!
+//! File descriptors are non-blocking; a read that would block polls the descriptor together
+//! with an eventfd. Triggering sets a flag (checked before every call, so busy threads stop
+//! too) and makes the eventfd readable for good, so every poller wakes, now and later.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::os::{cvt, poll};
+use crate::Error;
+
+/// A sticky, cloneable stop signal shared by the TUN queues and UDP sockets given it.
+#[derive(Debug, Clone)]
+pub struct Shutdown(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    triggered: AtomicBool,
+    event: OwnedFd,
+}
+
+impl Shutdown {
+    /// A new, untriggered signal.
+    ///
+    /// # Errors
+    ///
+    /// If the eventfd cannot be created.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers; the result is checked before use.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        let event = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self(Arc::new(Inner { triggered: AtomicBool::new(false), event })))
+    }
+
+    /// Makes every current and future blocking call that uses this signal return
+    /// [`Error::Shutdown`].
+    pub fn trigger(&self) {
+        self.0.triggered.store(true, Ordering::SeqCst);
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of `one`, which outlives the call. The write can only fail
+        // if the counter would overflow, and then the eventfd is readable anyway.
+        unsafe { libc::write(self.0.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Whether [`Self::trigger`] was called.
+    pub fn is_triggered(&self) -> bool {
+        self.0.triggered.load(Ordering::Relaxed)
+    }
+
+    /// Runs the non-blocking `op` on `fd` until it does something other than `WouldBlock`,
+    /// waiting for `events` (`POLLIN` or `POLLOUT`) or the signal in between.
+    pub(crate) fn retry<T>(
+        &self,
+        fd: BorrowedFd<'_>,
+        events: libc::c_short,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> Result<T, Error> {
+        loop {
+            if self.is_triggered() {
+                return Err(Error::Shutdown);
+            }
+            match op() {
+                Ok(value) => return Ok(value),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.wait(fd, events)?,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(Error::Io(err)),
+            }
+        }
+    }
+
+    /// Blocks until `fd` reports `events` (or an error, left for the next call to return)
+    /// or the signal is triggered.
+    fn wait(&self, fd: BorrowedFd<'_>, events: libc::c_short) -> Result<(), Error> {
+        let mut fds = [
+            libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 },
+            libc::pollfd { fd: self.0.event.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        poll(&mut fds)?;
+        if fds[1].revents != 0 {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
+    }
+}
