@@ -6,41 +6,46 @@
 //! for; inbound, a decrypted packet is accepted only if its source address looks up to the
 //! peer whose session decrypted it.
 //!
-//! Each address family has its own path-compressed binary trie, the structure the kernel
-//! uses: a node stands for a prefix, a child extends its parent's prefix by at least one bit,
-//! and chains of single-child nodes without a value are never kept, so a trie of `n` prefixes
-//! has fewer than `2n` nodes and a lookup follows at most one node per bit. Nodes live in an
-//! arena and refer to each other by `u32` index, which keeps them small (36 bytes for IPv4,
-//! 48 for IPv6, with a 4-byte peer handle) and keeps the code free of `unsafe`.
+//! Each address family keeps one hash table per prefix length and the list of lengths in use,
+//! longest first. A lookup masks the address to each length in turn and stops at the first
+//! hit, so it costs one probe per distinct length in use: one to three for the usual tables
+//! (host routes, a few subnets, a default route), at most 33 (IPv4) or 129 (IPv6). The probes
+//! do not depend on each other, which is what makes this faster than the kernel's binary trie
+//! here: a trie walk is a chain of dependent loads, one per branching bit, and measured about
+//! 170 ns (IPv4) and 360 ns (IPv6) per lookup with 100,000 random prefixes, against a few tens
+//! of nanoseconds for the tables (see `benches/allowed_ips.rs`).
 //!
-//! Every node with a value is also threaded on its peer's doubly linked list, so dropping all
-//! of a peer's prefixes (`wg set ... allowed-ips`, `wg setconf`, peer removal) costs time
-//! proportional to that peer's prefixes, not to the table.
+//! Every prefix is also threaded on its owner's doubly linked list, so dropping all of a peer's
+//! prefixes (`wg set ... allowed-ips`, `wg setconf`, peer removal) or moving one prefix between
+//! peers costs time proportional to the prefixes touched, never to the table.
 
-use core::hash::{BuildHasherDefault, Hash};
+use core::hash::{BuildHasherDefault, Hash, Hasher};
 use std::collections::HashMap;
 use std::hash::DefaultHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::cidr::{mask_u128, mask_u32, Cidr};
 
-/// The arena index that refers to no node.
+/// The entry index that refers to no entry.
 const NIL: u32 = u32::MAX;
 
-/// The first node of each peer's list. The handles are the daemon's own, not attacker input,
+/// The first entry of each peer's list. The handles are the daemon's own, not attacker input,
 /// so fixed-key SipHash is enough, and it keeps the core free of an RNG.
 type ListHeads<T> = HashMap<T, u32, BuildHasherDefault<DefaultHasher>>;
+
+/// Routes of one prefix length, by masked address.
+type Routes<K, T> = HashMap<K, Route<T>, BuildHasherDefault<PrefixHasher>>;
 
 /// A routing table from IPv4 and IPv6 prefixes to peer handles of type `T`.
 #[derive(Debug, Clone)]
 pub struct AllowedIps<T> {
-    v4: Trie<u32, T>,
-    v6: Trie<u128, T>,
+    v4: Family<u32, T>,
+    v6: Family<u128, T>,
 }
 
 impl<T> Default for AllowedIps<T> {
     fn default() -> Self {
-        Self { v4: Trie::default(), v6: Trie::default() }
+        Self { v4: Family::default(), v6: Family::default() }
     }
 }
 
@@ -117,7 +122,7 @@ impl<T: Copy + Eq + Hash> AllowedIps<T> {
 
     /// The number of prefixes in the table.
     pub fn len(&self) -> usize {
-        self.v4.len + self.v6.len
+        self.v4.len() + self.v6.len()
     }
 
     /// Whether the table holds no prefix.
@@ -127,167 +132,123 @@ impl<T: Copy + Eq + Hash> AllowedIps<T> {
 
     /// Removes every prefix.
     pub fn clear(&mut self) {
-        self.v4 = Trie::default();
-        self.v6 = Trie::default();
+        self.v4 = Family::default();
+        self.v6 = Family::default();
     }
 }
 
-/// An address as the trie sees it: a string of bits, most significant first.
-trait Key: Copy + Ord {
-    /// The number of leading bits `self` and `other` share (all of them when equal).
-    fn common_len(self, other: Self) -> u8;
-
-    /// Bit `index`, counted from the most significant; an index past the end wraps.
-    fn bit(self, index: u8) -> usize;
+/// An address as the tables see it: a string of bits, most significant first.
+trait Key: Copy + Eq + Hash + Ord {
+    /// The width of the address; prefix lengths run from 0 to this.
+    const BITS: u8;
 
     /// `self` with all but the first `len` bits cleared.
     fn truncate(self, len: u8) -> Self;
 }
 
 impl Key for u32 {
-    #[inline]
-    fn common_len(self, other: Self) -> u8 {
-        (self ^ other).leading_zeros() as u8
-    }
+    const BITS: u8 = 32;
 
     #[inline]
-    fn bit(self, index: u8) -> usize {
-        (self.wrapping_shl(index.into()) >> 31) as usize
-    }
-
     fn truncate(self, len: u8) -> Self {
         self & mask_u32(len)
     }
 }
 
 impl Key for u128 {
-    #[inline]
-    fn common_len(self, other: Self) -> u8 {
-        (self ^ other).leading_zeros() as u8
-    }
+    const BITS: u8 = 128;
 
     #[inline]
-    fn bit(self, index: u8) -> usize {
-        (self.wrapping_shl(index.into()) >> 127) as usize
-    }
-
     fn truncate(self, len: u8) -> Self {
         self & mask_u128(len)
     }
 }
 
-/// One prefix of the trie, with or without an owner.
+/// What a lookup finds: the owner, and the prefix's entry for list upkeep.
+#[derive(Debug, Clone, Copy)]
+struct Route<T> {
+    value: T,
+    entry: u32,
+}
+
+/// A prefix and its place on its owner's list.
 #[derive(Debug, Clone)]
-struct Node<K, T> {
-    /// The prefix's bits, host bits zero.
+struct Entry<K> {
     key: K,
     len: u8,
-    /// The owner; `None` only for a branch node, which then has two children.
-    value: Option<T>,
-    /// Children by the bit at index `len`: each extends `key/len` by at least that bit.
-    children: [u32; 2],
-    parent: u32,
-    /// Neighbours on the owner's list, meaningful while `value` is `Some`.
     prev: u32,
     next: u32,
 }
 
-/// A path-compressed binary trie over one address family.
+/// The prefixes of one address family.
 #[derive(Debug, Clone)]
-struct Trie<K, T> {
-    nodes: Vec<Node<K, T>>,
-    /// Arena slots free for reuse.
+struct Family<K, T> {
+    /// `by_len[len]` holds the prefixes of length `len`.
+    by_len: Vec<Routes<K, T>>,
+    /// The lengths whose table is not empty, longest first: the order lookups probe them in.
+    lengths: Vec<u8>,
+    /// Every prefix, addressed by `Route::entry`; slots in `free` are unused.
+    entries: Vec<Entry<K>>,
     free: Vec<u32>,
-    root: u32,
-    lists: ListHeads<T>,
-    /// The number of nodes with a value.
-    len: usize,
+    heads: ListHeads<T>,
 }
 
-impl<K, T> Default for Trie<K, T> {
+impl<K: Key, T> Default for Family<K, T> {
     fn default() -> Self {
-        Self { nodes: Vec::new(), free: Vec::new(), root: NIL, lists: ListHeads::default(), len: 0 }
+        Self {
+            by_len: (0..=K::BITS).map(|_| Routes::default()).collect(),
+            lengths: Vec::new(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            heads: ListHeads::default(),
+        }
     }
 }
 
-impl<K: Key, T: Copy + Eq + Hash> Trie<K, T> {
+impl<K: Key, T: Copy + Eq + Hash> Family<K, T> {
     #[inline]
     fn lookup(&self, addr: K) -> Option<T> {
-        let mut best = None;
-        let mut index = self.root;
-        // A host route has no children, so the walk ends on `NIL` without a length check.
-        while let Some(node) = self.nodes.get(index as usize) {
-            if addr.common_len(node.key) < node.len {
-                break;
-            }
-            best = node.value.or(best);
-            index = node.children[addr.bit(node.len)];
-        }
-        best
-    }
-
-    /// The index of the node for exactly `key/len`, or `NIL`.
-    fn find(&self, key: K, len: u8) -> u32 {
-        let mut index = self.root;
-        while let Some(node) = self.nodes.get(index as usize) {
-            if node.len > len || key.common_len(node.key) < node.len {
-                return NIL;
-            }
-            if node.len == len {
-                return index;
-            }
-            index = node.children[key.bit(node.len)];
-        }
-        NIL
+        self.lengths.iter().find_map(|&len| {
+            self.by_len[usize::from(len)].get(&addr.truncate(len)).map(|route| route.value)
+        })
     }
 
     fn get(&self, key: K, len: u8) -> Option<T> {
-        self.nodes.get(self.find(key, len) as usize).and_then(|node| node.value)
+        self.by_len[usize::from(len)].get(&key).map(|route| route.value)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
     }
 
     fn insert(&mut self, key: K, len: u8, value: T) -> Option<T> {
-        // Walk down to the node for `key/len`, or to the edge where it belongs.
-        let (mut parent, mut slot, mut index) = (NIL, 0, self.root);
-        while let Some(node) = self.nodes.get(index as usize) {
-            let common = key.common_len(node.key).min(len).min(node.len);
-            if common == node.len && node.len == len {
-                return self.assign(index, value);
+        let routes = &mut self.by_len[usize::from(len)];
+        if let Some(route) = routes.get_mut(&key) {
+            let (previous, entry) = (route.value, route.entry);
+            route.value = value;
+            if previous != value {
+                self.unlink(entry, previous);
+                self.link(entry, value);
             }
-            if common == node.len {
-                (parent, slot, index) =
-                    (index, key.bit(node.len), node.children[key.bit(node.len)]);
-                continue;
-            }
-            // `node` is not inside `key/len`'s parent: a new node goes between them.
-            let node_key = node.key;
-            let (top, target) = if common == len {
-                // `key/len` is a prefix of `node`, which becomes its child.
-                let target = self.alloc(key, len, parent);
-                (target, target)
-            } else {
-                // They part at bit `common`: a branch node takes both.
-                let branch = self.alloc(key.truncate(common), common, parent);
-                let leaf = self.alloc(key, len, branch);
-                self.nodes[branch as usize].children[key.bit(common)] = leaf;
-                (branch, leaf)
-            };
-            self.nodes[top as usize].children[node_key.bit(common)] = index;
-            self.nodes[index as usize].parent = top;
-            self.set_child(parent, slot, top);
-            return self.assign(target, value);
+            return Some(previous);
         }
-        let leaf = self.alloc(key, len, parent);
-        self.set_child(parent, slot, leaf);
-        self.assign(leaf, value)
+        if routes.is_empty() {
+            let position = self.lengths.partition_point(|&longer| longer > len);
+            self.lengths.insert(position, len);
+        }
+        let entry = self.alloc(Entry { key, len, prev: NIL, next: NIL });
+        self.by_len[usize::from(len)].insert(key, Route { value, entry });
+        self.link(entry, value);
+        None
     }
 
     fn remove(&mut self, key: K, len: u8, value: T) -> bool {
-        let index = self.find(key, len);
-        match self.nodes.get(index as usize) {
-            Some(node) if node.value == Some(value) => {
-                self.unlink(index, value);
-                self.len -= 1;
-                self.prune(index);
+        match self.by_len[usize::from(len)].get(&key) {
+            Some(route) if route.value == value => {
+                let entry = route.entry;
+                self.unlink(entry, value);
+                self.forget(key, len);
+                self.free.push(entry);
                 true
             }
             _ => false,
@@ -295,123 +256,130 @@ impl<K: Key, T: Copy + Eq + Hash> Trie<K, T> {
     }
 
     fn remove_value(&mut self, value: T) -> usize {
-        let Some(mut index) = self.lists.remove(&value) else { return 0 };
+        let Some(mut index) = self.heads.remove(&value) else { return 0 };
         let mut removed = 0;
-        while let Some(node) = self.nodes.get_mut(index as usize) {
-            let next = node.next;
-            (node.value, node.prev, node.next) = (None, NIL, NIL);
-            // Pruning frees only nodes without a value, never the rest of this list.
-            self.prune(index);
+        while let Some(entry) = self.entries.get(index as usize) {
+            let (key, len, next) = (entry.key, entry.len, entry.next);
+            self.forget(key, len);
+            self.free.push(index);
             index = next;
             removed += 1;
         }
-        self.len -= removed;
         removed
     }
 
     /// `value`'s prefixes as sorted `(key, len)` pairs.
     fn prefixes_of(&self, value: T) -> Vec<(K, u8)> {
         let mut prefixes = Vec::new();
-        let mut index = self.lists.get(&value).copied().unwrap_or(NIL);
-        while let Some(node) = self.nodes.get(index as usize) {
-            prefixes.push((node.key, node.len));
-            index = node.next;
+        let mut index = self.heads.get(&value).copied().unwrap_or(NIL);
+        while let Some(entry) = self.entries.get(index as usize) {
+            prefixes.push((entry.key, entry.len));
+            index = entry.next;
         }
         prefixes.sort_unstable();
         prefixes
     }
 
-    /// A fresh node without a value or children.
-    fn alloc(&mut self, key: K, len: u8, parent: u32) -> u32 {
-        let node = Node { key, len, value: None, children: [NIL; 2], parent, prev: NIL, next: NIL };
+    /// Stores `entry` in a free slot and returns its index.
+    fn alloc(&mut self, entry: Entry<K>) -> u32 {
         if let Some(index) = self.free.pop() {
-            self.nodes[index as usize] = node;
+            self.entries[index as usize] = entry;
             return index;
         }
-        // Invariant: a trie has fewer than two nodes per prefix, and four billion prefixes
-        // (over 100 GiB) exhaust memory long before the index space.
-        let index = u32::try_from(self.nodes.len())
+        // Invariant: four billion prefixes (over 100 GiB) exhaust memory first.
+        let index = u32::try_from(self.entries.len())
             .ok()
             .filter(|&index| index != NIL)
-            .expect("allowed-IPs trie outgrew u32 indices");
-        self.nodes.push(node);
+            .expect("allowed-IPs table outgrew u32 indices");
+        self.entries.push(entry);
         index
     }
 
-    /// Makes `value` the owner of node `index`, returning the previous owner.
-    fn assign(&mut self, index: u32, value: T) -> Option<T> {
-        let previous = self.nodes[index as usize].value;
-        match previous {
-            Some(owner) if owner == value => return previous,
-            Some(owner) => self.unlink(index, owner),
-            None => self.len += 1,
+    /// Drops the route for `key/len`, and the length's table once it is empty.
+    fn forget(&mut self, key: K, len: u8) {
+        let routes = &mut self.by_len[usize::from(len)];
+        routes.remove(&key);
+        if routes.is_empty() {
+            // Give the memory back: a `wg setconf` may have emptied a large table.
+            *routes = Routes::default();
+            self.lengths.retain(|&other| other != len);
         }
-        let next = self.lists.insert(value, index).unwrap_or(NIL);
-        if let Some(head) = self.nodes.get_mut(next as usize) {
-            head.prev = index;
-        }
-        let node = &mut self.nodes[index as usize];
-        (node.value, node.prev, node.next) = (Some(value), NIL, next);
-        previous
     }
 
-    /// Takes node `index` off `owner`'s list and clears its value.
+    /// Puts entry `index` at the head of `owner`'s list.
+    fn link(&mut self, index: u32, owner: T) {
+        let next = self.heads.insert(owner, index).unwrap_or(NIL);
+        if let Some(head) = self.entries.get_mut(next as usize) {
+            head.prev = index;
+        }
+        let entry = &mut self.entries[index as usize];
+        (entry.prev, entry.next) = (NIL, next);
+    }
+
+    /// Takes entry `index` off `owner`'s list.
     fn unlink(&mut self, index: u32, owner: T) {
-        let node = &mut self.nodes[index as usize];
-        let (prev, next) = (node.prev, node.next);
-        (node.value, node.prev, node.next) = (None, NIL, NIL);
-        match self.nodes.get_mut(prev as usize) {
+        let entry = &mut self.entries[index as usize];
+        let (prev, next) = (entry.prev, entry.next);
+        (entry.prev, entry.next) = (NIL, NIL);
+        match self.entries.get_mut(prev as usize) {
             Some(prev) => prev.next = next,
             None if next == NIL => {
-                self.lists.remove(&owner);
+                self.heads.remove(&owner);
             }
             None => {
-                self.lists.insert(owner, next);
+                self.heads.insert(owner, next);
             }
         }
-        if let Some(next) = self.nodes.get_mut(next as usize) {
+        if let Some(next) = self.entries.get_mut(next as usize) {
             next.prev = prev;
         }
     }
+}
 
-    /// Frees node `index`, which has just lost its value, and any branch node left with a
-    /// single child, restoring the rule that a node without a value has two children.
-    fn prune(&mut self, mut index: u32) {
-        while let Some(node) = self.nodes.get(index as usize) {
-            if node.value.is_some() {
-                return;
-            }
-            let parent = node.parent;
-            match node.children {
-                [NIL, NIL] => {
-                    self.replace_child(parent, index, NIL);
-                    self.free.push(index);
-                    index = parent;
-                }
-                [NIL, only] | [only, NIL] => {
-                    self.replace_child(parent, index, only);
-                    self.nodes[only as usize].parent = parent;
-                    self.free.push(index);
-                    return;
-                }
-                _ => return,
-            }
+/// A fast hash for masked addresses: each 64-bit word is mixed in with a folded 128-bit
+/// multiply, which spreads every input bit over the low bits the table indexes by (a plain
+/// multiply would send all `/24`s, whose low byte is zero, to every 256th bucket).
+///
+/// The keys are prefixes from the local configuration, and a lookup of an address a peer
+/// chose costs at most the probe length the configuration's own keys produce, so a fixed,
+/// unkeyed function is enough.
+#[derive(Debug, Default, Clone, Copy)]
+struct PrefixHasher(u64);
+
+impl PrefixHasher {
+    /// An odd constant with well-mixed bits (the fractional part of pi).
+    const MULTIPLIER: u64 = 0x243f_6a88_85a3_08d3;
+
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        let product = u128::from(self.0 ^ word) * u128::from(Self::MULTIPLIER);
+        self.0 = product as u64 ^ (product >> 64) as u64;
+    }
+}
+
+impl Hasher for PrefixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
         }
     }
 
-    fn set_child(&mut self, parent: u32, slot: usize, child: u32) {
-        match self.nodes.get_mut(parent as usize) {
-            Some(parent) => parent.children[slot] = child,
-            None => self.root = child,
-        }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.mix(n.into());
     }
 
-    fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
-        let slot = match self.nodes.get(parent as usize) {
-            Some(node) => usize::from(node.children[1] == old),
-            None => 0,
-        };
-        self.set_child(parent, slot, new);
+    #[inline]
+    fn write_u128(&mut self, n: u128) {
+        self.mix(n as u64);
+        self.mix((n >> 64) as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -120,7 +120,9 @@ impl CookieChecker {
         now: Instant,
         rng: &mut R,
     ) -> Zeroizing<[u8; 16]> {
-        let fresh = self.secret_born.is_some_and(|born| now.saturating_duration_since(born) < COOKIE_SECRET_MAX_AGE);
+        let fresh = self
+            .secret_born
+            .is_some_and(|born| now.saturating_duration_since(born) < COOKIE_SECRET_MAX_AGE);
         if !fresh {
             rng.fill_bytes(&mut *self.secret);
             self.secret_born = Some(now);
@@ -315,6 +317,9 @@ mod tests {
         let mut forged = reply;
         forged[40] ^= 1;
         let parsed = wire::CookieReply::parse(&forged).unwrap();
-        assert_eq!(jar.consume_reply(parsed.nonce, parsed.encrypted_cookie, now), Err(CookieError::Decrypt));
+        assert_eq!(
+            jar.consume_reply(parsed.nonce, parsed.encrypted_cookie, now),
+            Err(CookieError::Decrypt)
+        );
     }
 }

@@ -138,9 +138,7 @@ pub(crate) fn xopen(
     let cipher = XChaCha20Poly1305::new(key.into());
     let mut cookie = [0u8; 16];
     cookie.copy_from_slice(&sealed[..16]);
-    cipher
-        .decrypt_in_place_detached(nonce.into(), aad, &mut cookie, sealed[16..].into())
-        .ok()?;
+    cipher.decrypt_in_place_detached(nonce.into(), aad, &mut cookie, sealed[16..].into()).ok()?;
     Some(cookie)
 }
 

@@ -406,5 +406,4 @@ mod tests {
         let ba = b.diffie_hellman(&a.public_key()).unwrap();
         assert_eq!(ab.as_bytes(), ba.as_bytes());
     }
-
 }

@@ -184,7 +184,8 @@ pub(crate) fn consume_initiation<'p>(
         crypto::open(&key, 0, message.encrypted_static, &h).ok_or(HandshakeError::Decrypt)?;
     h = hash(&[&h, message.encrypted_static]);
 
-    let peer = find_peer(&PublicKey::from_bytes(*remote_static)).ok_or(HandshakeError::UnknownPeer)?;
+    let peer =
+        find_peer(&PublicKey::from_bytes(*remote_static)).ok_or(HandshakeError::UnknownPeer)?;
     let static_static = peer.static_static.as_ref().ok_or(HandshakeError::LowOrderKey)?;
     let (ck, key) = kdf2(&ck, static_static.as_bytes());
     let timestamp: Zeroizing<[u8; 12]> =
@@ -283,7 +284,8 @@ mod tests {
         let ts = Tai64n::from_unix(core::time::Duration::from_secs(1_000));
         let (init, state) = create_initiation(&a, &a_sees_b, 11, ts, &mut rng).unwrap();
         let parsed = Initiation::parse(&init).unwrap();
-        let (peer, consumed) = consume_initiation(&b, &parsed, |k| (*k == a.public).then_some(&b_sees_a)).unwrap();
+        let (peer, consumed) =
+            consume_initiation(&b, &parsed, |k| (*k == a.public).then_some(&b_sees_a)).unwrap();
         assert_eq!(peer.remote, a.public);
         assert_eq!(consumed.remote_index, 11);
         assert_eq!(consumed.timestamp, ts);
@@ -303,7 +305,8 @@ mod tests {
         let ts = Tai64n::from_unix(core::time::Duration::from_secs(1));
         let (init, state) = create_initiation(&a, &a_sees_b, 1, ts, &mut rng).unwrap();
         let (peer, consumed) =
-            consume_initiation(&b, &Initiation::parse(&init).unwrap(), |_| Some(&b_sees_a)).unwrap();
+            consume_initiation(&b, &Initiation::parse(&init).unwrap(), |_| Some(&b_sees_a))
+                .unwrap();
         let (resp, _) = create_response(peer, &consumed, 2, &mut rng).unwrap();
         let result = consume_response(&a, &a_sees_b, &state, &Response::parse(&resp).unwrap());
         assert_eq!(result.err(), Some(HandshakeError::Decrypt));
@@ -315,7 +318,10 @@ mod tests {
         let ts = Tai64n::from_unix(core::time::Duration::from_secs(1));
         let (init, _) = create_initiation(&a, &a_sees_b, 1, ts, &mut rng).unwrap();
         let parsed = Initiation::parse(&init).unwrap();
-        assert_eq!(consume_initiation(&b, &parsed, |_| None).err(), Some(HandshakeError::UnknownPeer));
+        assert_eq!(
+            consume_initiation(&b, &parsed, |_| None).err(),
+            Some(HandshakeError::UnknownPeer)
+        );
         for i in [8, 40, 100] {
             let mut bad = init;
             bad[i] ^= 0x40;

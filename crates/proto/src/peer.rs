@@ -111,12 +111,17 @@ impl Sessions {
 
     /// Takes every session out.
     pub(crate) fn take_all(&mut self) -> Vec<Arc<Session>> {
-        [self.current.take(), self.previous.take(), self.next.take()].into_iter().flatten().collect()
+        [self.current.take(), self.previous.take(), self.next.take()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The current session if it may still send at `now`.
     pub(crate) fn sendable(&self, now: Instant) -> Option<&Arc<Session>> {
-        self.current.as_ref().filter(|s| s.can_send() && now.saturating_duration_since(s.created) < REJECT_AFTER_TIME)
+        self.current.as_ref().filter(|s| {
+            s.can_send() && now.saturating_duration_since(s.created) < REJECT_AFTER_TIME
+        })
     }
 }
 

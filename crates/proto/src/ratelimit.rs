@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::constants::{HANDSHAKES_PER_SECOND_UNDER_LOAD, HANDSHAKE_BURST_UNDER_LOAD};
 
-const COST: Duration = Duration::from_nanos(1_000_000_000 / HANDSHAKES_PER_SECOND_UNDER_LOAD as u64);
-const MAX_TOKENS: Duration = Duration::from_nanos(COST.as_nanos() as u64 * HANDSHAKE_BURST_UNDER_LOAD as u64);
+const COST: Duration =
+    Duration::from_nanos(1_000_000_000 / HANDSHAKES_PER_SECOND_UNDER_LOAD as u64);
+const MAX_TOKENS: Duration =
+    Duration::from_nanos(COST.as_nanos() as u64 * HANDSHAKE_BURST_UNDER_LOAD as u64);
 const MAX_ENTRIES: usize = 1 << 16;
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -89,9 +91,8 @@ mod tests {
         let burst = (0..10).filter(|_| limiter.allow(ip, t0)).count();
         assert_eq!(burst, HANDSHAKE_BURST_UNDER_LOAD as usize);
         // Over one further second, about the per-second rate gets through.
-        let passed = (1..=1000)
-            .filter(|ms| limiter.allow(ip, t0 + Duration::from_millis(*ms)))
-            .count();
+        let passed =
+            (1..=1000).filter(|ms| limiter.allow(ip, t0 + Duration::from_millis(*ms))).count();
         assert_eq!(passed, HANDSHAKES_PER_SECOND_UNDER_LOAD as usize);
         // Another source is independent.
         assert!(limiter.allow("192.0.2.2".parse().unwrap(), t0));

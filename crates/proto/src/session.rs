@@ -205,7 +205,14 @@ mod tests {
         let k1 = Zeroizing::new([1u8; 32]);
         let k2 = Zeroizing::new([2u8; 32]);
         let peer = PeerId::for_tests(0);
-        let a = Session::new(peer, 10, 20, SessionKeys { send: k1.clone(), receive: k2.clone() }, true, now);
+        let a = Session::new(
+            peer,
+            10,
+            20,
+            SessionKeys { send: k1.clone(), receive: k2.clone() },
+            true,
+            now,
+        );
         let b = Session::new(peer, 20, 10, SessionKeys { send: k2, receive: k1 }, false, now);
         (a, b)
     }

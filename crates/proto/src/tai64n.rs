@@ -21,7 +21,8 @@ impl Tai64n {
     /// The label for a time given as a duration since the Unix epoch.
     pub(crate) fn from_unix(since_epoch: Duration) -> Self {
         let mut out = [0u8; 12];
-        out[..8].copy_from_slice(&UNIX_EPOCH_LABEL.wrapping_add(since_epoch.as_secs()).to_be_bytes());
+        out[..8]
+            .copy_from_slice(&UNIX_EPOCH_LABEL.wrapping_add(since_epoch.as_secs()).to_be_bytes());
         out[8..].copy_from_slice(&(since_epoch.subsec_nanos() & !WHITENER_MASK).to_be_bytes());
         Self(out)
     }

@@ -59,7 +59,9 @@ impl TimerTable {
 
     /// Disarms and returns the first timer due at `now`, in a fixed order.
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
-        let timer = Timer::ALL.into_iter().find(|&t| self.deadlines[t as usize].is_some_and(|d| d <= now))?;
+        let timer = Timer::ALL
+            .into_iter()
+            .find(|&t| self.deadlines[t as usize].is_some_and(|d| d <= now))?;
         self.stop(timer);
         Some(timer)
     }

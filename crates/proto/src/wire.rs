@@ -55,9 +55,7 @@ impl MessageType {
         let kind = match *header {
             [TYPE_INITIATION, 0, 0, 0] if datagram.len() == INITIATION_LEN => Self::Initiation,
             [TYPE_RESPONSE, 0, 0, 0] if datagram.len() == RESPONSE_LEN => Self::Response,
-            [TYPE_COOKIE_REPLY, 0, 0, 0] if datagram.len() == COOKIE_REPLY_LEN => {
-                Self::CookieReply
-            }
+            [TYPE_COOKIE_REPLY, 0, 0, 0] if datagram.len() == COOKIE_REPLY_LEN => Self::CookieReply,
             [TYPE_DATA, 0, 0, 0] if datagram.len() >= DATA_MIN_LEN => Self::Data,
             _ => return None,
         };
@@ -164,7 +162,8 @@ pub(crate) struct CookieReply<'a> {
 
 impl<'a> CookieReply<'a> {
     pub(crate) fn parse(mut bytes: &'a [u8]) -> Option<Self> {
-        if bytes.len() != COOKIE_REPLY_LEN || take::<4>(&mut bytes)? != &[TYPE_COOKIE_REPLY, 0, 0, 0]
+        if bytes.len() != COOKIE_REPLY_LEN
+            || take::<4>(&mut bytes)? != &[TYPE_COOKIE_REPLY, 0, 0, 0]
         {
             return None;
         }

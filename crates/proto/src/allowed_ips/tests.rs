@@ -21,44 +21,39 @@ fn v6_net(words: [u32; 4], prefix_len: u8) -> Cidr {
     Cidr::new(v6(words), prefix_len).unwrap()
 }
 
-/// Checks the trie's structural rules: parent links, two children under every node
-/// without a value, children extending their parent, owner lists, counts, free slots.
+/// Checks the tables' invariants: each route's entry names it, the lengths in use are listed
+/// longest first, every route is on its owner's list exactly once, and no slot leaks.
 fn assert_well_formed<K: Key + core::fmt::Debug, T: Copy + Eq + Hash + core::fmt::Debug>(
-    trie: &Trie<K, T>,
+    family: &Family<K, T>,
 ) {
-    let (mut live, mut valued, mut stack) = (0, 0, vec![(trie.root, NIL)]);
-    while let Some((index, parent)) = stack.pop() {
-        let Some(node) = trie.nodes.get(index as usize) else { continue };
-        live += 1;
-        assert_eq!(node.parent, parent);
-        assert_eq!(node.key, node.key.truncate(node.len), "host bits set");
-        if let Some(up) = trie.nodes.get(parent as usize) {
-            assert!(node.len > up.len && node.key.common_len(up.key) >= up.len);
-            assert_eq!(up.children[node.key.bit(up.len)], index);
+    let mut routes = 0;
+    for (len, table) in family.by_len.iter().enumerate() {
+        for (&key, route) in table {
+            let entry = &family.entries[route.entry as usize];
+            assert_eq!((entry.key, usize::from(entry.len)), (key, len));
+            assert_eq!(key, key.truncate(entry.len), "host bits set");
+            routes += 1;
         }
-        match node.value {
-            Some(_) => valued += 1,
-            None => assert!(node.children.iter().all(|&child| child != NIL)),
-        }
-        stack.extend(node.children.iter().map(|&child| (child, index)));
     }
-    assert_eq!(valued, trie.len);
-    assert_eq!(live + trie.free.len(), trie.nodes.len());
-    assert!(live <= 2 * trie.len);
-    let listed: usize = trie
-        .lists
+    let in_use: Vec<u8> =
+        (0..=K::BITS).rev().filter(|&len| !family.by_len[usize::from(len)].is_empty()).collect();
+    assert_eq!(family.lengths, in_use);
+    let listed: usize = family
+        .heads
         .iter()
         .map(|(&owner, &head)| {
             let (mut count, mut prev, mut index) = (0, NIL, head);
-            while let Some(node) = trie.nodes.get(index as usize) {
-                assert_eq!((node.value, node.prev), (Some(owner), prev));
-                (count, prev, index) = (count + 1, index, node.next);
+            while let Some(entry) = family.entries.get(index as usize) {
+                let route = family.by_len[usize::from(entry.len)][&entry.key];
+                assert_eq!((route.value, route.entry, entry.prev), (owner, index, prev));
+                (count, prev, index) = (count + 1, index, entry.next);
             }
             assert!(count > 0, "empty list kept");
             count
         })
         .sum();
-    assert_eq!(listed, trie.len);
+    assert_eq!(listed, routes);
+    assert_eq!(family.len(), routes);
 }
 
 fn assert_table_well_formed<T: Copy + Eq + Hash + core::fmt::Debug>(table: &AllowedIps<T>) {
@@ -201,7 +196,7 @@ fn kernel_selftest_nested_removal() {
     table.insert(cidr("192.168.0.0/24"), A);
     assert_eq!(table.remove_value(A), 2);
     assert_eq!(table.lookup(ip("192.168.0.1")), None);
-    assert!(table.v4.lists.is_empty() && table.v4.root == NIL);
+    assert!(table.v4.heads.is_empty() && table.v4.lengths.is_empty());
 }
 
 /// The kernel's 128 host routes, each all ones but for one bit, built and torn down.
@@ -216,7 +211,8 @@ fn kernel_selftest_deep_host_routes() {
     assert!(hosts.iter().all(|&host| table.lookup(host) == Some(A)));
     assert_eq!(table.lookup(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), None);
     assert_eq!(table.remove_value(A), 128);
-    assert_eq!(table.v6.free.len(), table.v6.nodes.len());
+    assert_eq!(table.v6.free.len(), table.v6.entries.len());
+    assert_table_well_formed(&table);
 }
 
 /// The kernel reads a peer's prefixes back canonical: host bits cleared.

@@ -109,7 +109,12 @@ impl Device {
     ///
     /// # Errors
     /// See [`NotReady`]. `NoEndpoint` is counted as a drop of one packet.
-    pub fn prepare_send(&mut self, now: Instant, id: PeerId, datagram_bytes: u64) -> Result<Outbound, NotReady> {
+    pub fn prepare_send(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        datagram_bytes: u64,
+    ) -> Result<Outbound, NotReady> {
         let peer = self.peer_mut(id).ok_or(NotReady::NoSession)?;
         let Some(endpoint) = peer.endpoint else {
             self.stats.record_drop(DropReason::NoEndpoint, 1);
@@ -134,7 +139,11 @@ impl Device {
     /// is younger than REJECT_AFTER_TIME.
     pub fn session(&self, now: Instant, receiver_index: u32) -> Option<Arc<Session>> {
         match self.indices.get(&receiver_index)? {
-            IndexEntry::Session(s) if now.saturating_duration_since(s.created) < REJECT_AFTER_TIME => Some(s.clone()),
+            IndexEntry::Session(s)
+                if now.saturating_duration_since(s.created) < REJECT_AFTER_TIME =>
+            {
+                Some(s.clone())
+            }
             _ => None,
         }
     }
@@ -233,7 +242,13 @@ impl Device {
 
     /// Handles one datagram from the network, for callers without a parallel data path.
     /// `under_load` asks handshake senders for cookies (see [`Device::handle_handshake`]).
-    pub fn decapsulate(&mut self, now: Instant, from: Endpoint, datagram: &mut [u8], under_load: bool) -> Decapsulated {
+    pub fn decapsulate(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &mut [u8],
+        under_load: bool,
+    ) -> Decapsulated {
         match MessageType::of(datagram) {
             Some(MessageType::Data) => {}
             Some(_) => {
@@ -262,7 +277,9 @@ impl Device {
         };
         let plaintext = &datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + opened.len];
         match self.receive_data(now, &session, from, plaintext, datagram.len()) {
-            Verdict::Deliver { len } => Decapsulated::Packet(DATA_HEADER_LEN..DATA_HEADER_LEN + len),
+            Verdict::Deliver { len } => {
+                Decapsulated::Packet(DATA_HEADER_LEN..DATA_HEADER_LEN + len)
+            }
             Verdict::Keepalive => Decapsulated::Consumed,
             Verdict::Drop(reason) => Decapsulated::Dropped(reason),
         }

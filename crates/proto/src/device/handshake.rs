@@ -12,7 +12,8 @@ use crate::session::Session;
 use crate::wire::{CookieReply, Initiation, MessageType, Response};
 
 /// The shortest gap between two initiations accepted from one peer.
-const MIN_INITIATION_GAP: Duration = Duration::from_nanos(1_000_000_000 / INITIATIONS_PER_SECOND as u64);
+const MIN_INITIATION_GAP: Duration =
+    Duration::from_nanos(1_000_000_000 / INITIATIONS_PER_SECOND as u64);
 
 impl Device {
     /// Handles a handshake initiation, handshake response or cookie reply from `from`.
@@ -24,10 +25,20 @@ impl Device {
     ///
     /// # Errors
     /// The reason the message was dropped (already counted in [`Device::stats`]).
-    pub fn handle_handshake(&mut self, now: Instant, from: Endpoint, datagram: &[u8], under_load: bool) -> Result<(), DropReason> {
+    pub fn handle_handshake(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &[u8],
+        under_load: bool,
+    ) -> Result<(), DropReason> {
         let result = match MessageType::of(datagram) {
-            Some(MessageType::Initiation) => self.check_macs(now, from, datagram, under_load).and_then(|()| self.on_initiation(now, from, datagram)),
-            Some(MessageType::Response) => self.check_macs(now, from, datagram, under_load).and_then(|()| self.on_response(now, from, datagram)),
+            Some(MessageType::Initiation) => self
+                .check_macs(now, from, datagram, under_load)
+                .and_then(|()| self.on_initiation(now, from, datagram)),
+            Some(MessageType::Response) => self
+                .check_macs(now, from, datagram, under_load)
+                .and_then(|()| self.on_response(now, from, datagram)),
             Some(MessageType::CookieReply) => self.on_cookie_reply(now, datagram),
             Some(MessageType::Data) | None => Err(DropReason::Malformed),
         };
@@ -37,26 +48,41 @@ impl Device {
         result
     }
 
-    fn check_macs(&mut self, now: Instant, from: Endpoint, datagram: &[u8], under_load: bool) -> Result<(), DropReason> {
+    fn check_macs(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &[u8],
+        under_load: bool,
+    ) -> Result<(), DropReason> {
         let checker = self.checker.as_mut().ok_or(DropReason::NoIdentity)?;
         match checker.check(datagram, from.addr, under_load, now, &mut self.rng) {
             MacCheck::BadMac1 => Err(DropReason::BadMac),
             MacCheck::NeedCookie => {
                 // Both handshake messages carry their sender index at bytes 4..8.
-                let sender = datagram.get(4..8).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-                let reply = sender.and_then(|s| checker.reply(datagram, s, from.addr, now, &mut self.rng));
+                let sender =
+                    datagram.get(4..8).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+                let reply =
+                    sender.and_then(|s| checker.reply(datagram, s, from.addr, now, &mut self.rng));
                 if let Some(reply) = reply {
                     self.stats.cookie_replies_sent += 1;
                     self.queue_transmit(None, from, reply.to_vec());
                 }
                 Err(DropReason::CookieRequired)
             }
-            MacCheck::Valid if under_load && !self.ratelimiter.allow(from.addr.ip(), now) => Err(DropReason::RateLimited),
+            MacCheck::Valid if under_load && !self.ratelimiter.allow(from.addr.ip(), now) => {
+                Err(DropReason::RateLimited)
+            }
             MacCheck::Valid => Ok(()),
         }
     }
 
-    fn on_initiation(&mut self, now: Instant, from: Endpoint, datagram: &[u8]) -> Result<(), DropReason> {
+    fn on_initiation(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &[u8],
+    ) -> Result<(), DropReason> {
         let message = Initiation::parse(datagram).ok_or(DropReason::Malformed)?;
         let identity = self.identity.as_ref().ok_or(DropReason::NoIdentity)?;
         let (by_key, slots) = (&self.by_key, &self.slots);
@@ -64,12 +90,15 @@ impl Device {
             let id: &PeerId = by_key.get(key)?;
             slots.get(id.slot as usize)?.peer.as_ref().map(|p| &p.keys)
         };
-        let (keys, consumed) = noise::consume_initiation(identity, &message, find).map_err(|_| DropReason::HandshakeInvalid)?;
+        let (keys, consumed) = noise::consume_initiation(identity, &message, find)
+            .map_err(|_| DropReason::HandshakeInvalid)?;
         let id = self.by_key[&keys.remote];
 
         let peer = self.peer_mut(id).ok_or(DropReason::HandshakeInvalid)?;
         let replayed = peer.latest_timestamp.is_some_and(|t| consumed.timestamp <= t);
-        let flooding = peer.last_initiation_consumed.is_some_and(|t| now.saturating_duration_since(t) < MIN_INITIATION_GAP);
+        let flooding = peer
+            .last_initiation_consumed
+            .is_some_and(|t| now.saturating_duration_since(t) < MIN_INITIATION_GAP);
         if replayed || flooding {
             return Err(DropReason::HandshakeReplay);
         }
@@ -103,15 +132,29 @@ impl Device {
         Ok(())
     }
 
-    fn on_response(&mut self, now: Instant, from: Endpoint, datagram: &[u8]) -> Result<(), DropReason> {
+    fn on_response(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &[u8],
+    ) -> Result<(), DropReason> {
         let message = Response::parse(datagram).ok_or(DropReason::Malformed)?;
         let Some(&IndexEntry::Handshake(id)) = self.indices.get(&message.receiver) else {
             return Err(DropReason::HandshakeInvalid);
         };
         let identity = self.identity.as_ref().ok_or(DropReason::NoIdentity)?;
-        let peer = self.slots.get_mut(id.slot as usize).and_then(|s| s.peer.as_mut()).ok_or(DropReason::HandshakeInvalid)?;
-        let state = peer.handshake.as_ref().filter(|s| s.local_index == message.receiver).ok_or(DropReason::HandshakeInvalid)?;
-        let keys = noise::consume_response(identity, &peer.keys, state, &message).map_err(|_| DropReason::HandshakeInvalid)?;
+        let peer = self
+            .slots
+            .get_mut(id.slot as usize)
+            .and_then(|s| s.peer.as_mut())
+            .ok_or(DropReason::HandshakeInvalid)?;
+        let state = peer
+            .handshake
+            .as_ref()
+            .filter(|s| s.local_index == message.receiver)
+            .ok_or(DropReason::HandshakeInvalid)?;
+        let keys = noise::consume_response(identity, &peer.keys, state, &message)
+            .map_err(|_| DropReason::HandshakeInvalid)?;
         peer.handshake = None;
         peer.stats.rx_bytes += datagram.len() as u64;
 
@@ -137,6 +180,8 @@ impl Device {
             None => return Err(DropReason::BadCookie),
         };
         let peer = self.peer_mut(id).ok_or(DropReason::BadCookie)?;
-        peer.cookies.consume_reply(message.nonce, message.encrypted_cookie, now).map_err(|_| DropReason::BadCookie)
+        peer.cookies
+            .consume_reply(message.nonce, message.encrypted_cookie, now)
+            .map_err(|_| DropReason::BadCookie)
     }
 }

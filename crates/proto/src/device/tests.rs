@@ -126,7 +126,9 @@ impl Pair {
         } else {
             (&mut self.a, self.b_addr, self.a_under_load, &mut self.a_inbox)
         };
-        if let Decapsulated::Packet(range) = dev.decapsulate(self.now, Endpoint::new(from), &mut datagram, load) {
+        if let Decapsulated::Packet(range) =
+            dev.decapsulate(self.now, Endpoint::new(from), &mut datagram, load)
+        {
             inbox.push(datagram[range].to_vec());
         }
     }
@@ -157,7 +159,11 @@ impl Pair {
     fn advance(&mut self, by: Duration) {
         let target = self.now + by;
         loop {
-            let next = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().filter(|t| *t <= target).min();
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t <= target)
+                .min();
             let Some(at) = next else { break };
             self.now = self.now.max(at);
             self.a.handle_timeout(self.now);
@@ -237,7 +243,8 @@ fn matching_preshared_keys_connect() {
 
 #[test]
 fn mismatched_preshared_keys_never_connect() {
-    let mut p = Pair::with_psk(PresharedKey::from_bytes([5; 32]), PresharedKey::from_bytes([6; 32]));
+    let mut p =
+        Pair::with_psk(PresharedKey::from_bytes([5; 32]), PresharedKey::from_bytes([6; 32]));
     p.send_from_a(1);
     p.advance(Duration::from_secs(30));
     assert!(p.b_inbox.is_empty());
@@ -278,7 +285,21 @@ fn sessions_expire_after_reject_after_time() {
     let peer = p.peer_b();
     assert!(matches!(p.a.prepare_send(p.now, peer, 100), Err(NotReady::NoSession)));
     // B no longer accepts the old session either.
-    assert!(p.b.session(p.now, p.a.slots[peer.slot as usize].peer.as_ref().unwrap().sessions.current.as_ref().unwrap().remote_index).is_none());
+    assert!(p
+        .b
+        .session(
+            p.now,
+            p.a.slots[peer.slot as usize]
+                .peer
+                .as_ref()
+                .unwrap()
+                .sessions
+                .current
+                .as_ref()
+                .unwrap()
+                .remote_index
+        )
+        .is_none());
 }
 
 #[test]
@@ -291,7 +312,11 @@ fn keys_are_zeroed_after_three_reject_after_times() {
     p.advance(REJECT_AFTER_TIME * 3 + Duration::from_secs(1));
     assert!(p.events_a.contains(&Event::KeysZeroed { peer }));
     let state = p.a.peer(peer).unwrap();
-    assert!(state.sessions.current.is_none() && state.sessions.previous.is_none() && state.sessions.next.is_none());
+    assert!(
+        state.sessions.current.is_none()
+            && state.sessions.previous.is_none()
+            && state.sessions.next.is_none()
+    );
     assert!(state.handshake.is_none());
     assert!(p.a.indices.is_empty(), "no index survives the zeroing");
 }
@@ -381,7 +406,8 @@ fn cookie_exchange_under_load_then_success() {
 fn replayed_initiations_are_refused() {
     let mut p = Pair::new();
     p.send_from_a(1);
-    let initiation = p.wire_log.iter().find(|(a, d)| *a && W::Initiation.matches(d)).unwrap().1.clone();
+    let initiation =
+        p.wire_log.iter().find(|(a, d)| *a && W::Initiation.matches(d)).unwrap().1.clone();
     p.advance(Duration::from_secs(1));
     let before = p.b.stats().dropped(DropReason::HandshakeReplay);
     p.deliver(true, initiation);
@@ -416,17 +442,27 @@ fn roaming_follows_authenticated_packets_only() {
     let mut packet = ipv4(A_IP, B_IP, 10);
     let mut buf = vec![0u8; 128];
     buf[16..16 + packet.len()].copy_from_slice(&packet);
-    let Encapsulated::Send { len, .. } = p.a.encapsulate(p.now, &mut buf, packet.len()) else { panic!() };
+    let Encapsulated::Send { len, .. } = p.a.encapsulate(p.now, &mut buf, packet.len()) else {
+        panic!()
+    };
     let mut forged = buf[..len].to_vec();
     forged[20] ^= 1;
     // A forged packet from elsewhere moves nothing.
     let evil: SocketAddr = "203.0.113.66:1".parse().unwrap();
-    assert!(matches!(p.b.decapsulate(p.now, Endpoint::new(evil), &mut forged, false), Decapsulated::Dropped(DropReason::Decrypt)));
+    assert!(matches!(
+        p.b.decapsulate(p.now, Endpoint::new(evil), &mut forged, false),
+        Decapsulated::Dropped(DropReason::Decrypt)
+    ));
     assert_eq!(p.b.peer_info(peer_a).unwrap().endpoint.unwrap().addr, p.a_addr);
-    assert!(matches!(p.b.decapsulate(p.now, Endpoint::new(moved), &mut buf[..len], false), Decapsulated::Packet(_)));
+    assert!(matches!(
+        p.b.decapsulate(p.now, Endpoint::new(moved), &mut buf[..len], false),
+        Decapsulated::Packet(_)
+    ));
     assert_eq!(p.b.peer_info(peer_a).unwrap().endpoint.unwrap().addr, moved);
     p.drive();
-    assert!(p.events_b.contains(&Event::EndpointChanged { peer: peer_a, endpoint: Endpoint::new(moved) }));
+    assert!(p
+        .events_b
+        .contains(&Event::EndpointChanged { peer: peer_a, endpoint: Endpoint::new(moved) }));
     // A cookie reply is not authentication: it never moves an endpoint.
     packet.clear();
     let reply = wire::emit_cookie_reply(1, &[0; 24], &[0; 32]);
@@ -458,7 +494,13 @@ fn rekey_after_messages_starts_a_handshake() {
     p.send_from_a(1);
     let before = p.count_on_wire(true, W::Initiation);
     let peer = p.peer_b();
-    p.a.peer(peer).unwrap().sessions.current.as_ref().unwrap().set_send_counter(REKEY_AFTER_MESSAGES);
+    p.a.peer(peer)
+        .unwrap()
+        .sessions
+        .current
+        .as_ref()
+        .unwrap()
+        .set_send_counter(REKEY_AFTER_MESSAGES);
     p.advance(REKEY_TIMEOUT);
     p.send_from_a(2);
     assert_eq!(p.count_on_wire(true, W::Initiation), before + 1);
@@ -473,7 +515,9 @@ fn in_flight_packets_survive_a_rekey() {
     let packet = ipv4(A_IP, B_IP, 10);
     let mut held = vec![0u8; 128];
     held[16..16 + packet.len()].copy_from_slice(&packet);
-    let Encapsulated::Send { len, .. } = p.a.encapsulate(p.now, &mut held, packet.len()) else { panic!() };
+    let Encapsulated::Send { len, .. } = p.a.encapsulate(p.now, &mut held, packet.len()) else {
+        panic!()
+    };
     held.truncate(len);
     // B initiates a new handshake; A sends on the new session.
     p.advance(REKEY_TIMEOUT);
@@ -540,7 +584,8 @@ fn allowed_ips_readback_is_canonical() {
     for cidr in ["10.1.0.0/16", "fd00::/64", "10.0.0.2/32", "10.1.2.3/16"] {
         p.a.add_allowed_ip(peer, cidr.parse::<Cidr>().unwrap());
     }
-    let shown: Vec<String> = p.a.peer_info(peer).unwrap().allowed_ips.iter().map(ToString::to_string).collect();
+    let shown: Vec<String> =
+        p.a.peer_info(peer).unwrap().allowed_ips.iter().map(ToString::to_string).collect();
     assert_eq!(shown, ["10.0.0.2/32", "10.1.0.0/16", "fd00::/64"]);
 }
 

@@ -78,7 +78,9 @@ impl Device {
             Timer::RetransmitHandshake => self.retransmit_handshake(now, id),
             Timer::SendKeepalive => {
                 self.send_keepalive(now, id);
-                let again = self.peer_mut(id).is_some_and(|p| core::mem::take(&mut p.need_another_keepalive));
+                let again = self
+                    .peer_mut(id)
+                    .is_some_and(|p| core::mem::take(&mut p.need_another_keepalive));
                 if again {
                     self.arm(id, Timer::SendKeepalive, now + KEEPALIVE_TIMEOUT);
                 }
@@ -139,7 +141,10 @@ impl Device {
         if !retry {
             peer.handshake_attempts = 0;
         }
-        if peer.last_initiation_sent.is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT) {
+        if peer
+            .last_initiation_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT)
+        {
             return;
         }
         let Some(endpoint) = peer.endpoint else { return };
@@ -149,11 +154,15 @@ impl Device {
         let index = self.allocate_index(super::IndexEntry::Handshake(id));
         let timestamp = Tai64n::from_unix(self.wall_clock.at(now));
         let Self { identity, slots, rng, .. } = self;
-        let (Some(identity), Some(peer)) = (identity.as_ref(), slots[id.slot as usize].peer.as_mut()) else {
+        let (Some(identity), Some(peer)) =
+            (identity.as_ref(), slots[id.slot as usize].peer.as_mut())
+        else {
             self.indices.remove(&index);
             return;
         };
-        let Ok((mut message, state)) = noise::create_initiation(identity, &peer.keys, index, timestamp, rng) else {
+        let Ok((mut message, state)) =
+            noise::create_initiation(identity, &peer.keys, index, timestamp, rng)
+        else {
             self.indices.remove(&index);
             return;
         };
@@ -185,7 +194,8 @@ impl Device {
         if peer.staged.is_empty() {
             return;
         }
-        let (Some(session), Some(endpoint)) = (peer.sessions.sendable(now).cloned(), peer.endpoint) else {
+        let (Some(session), Some(endpoint)) = (peer.sessions.sendable(now).cloned(), peer.endpoint)
+        else {
             self.send_initiation(now, id, false);
             return;
         };
@@ -278,7 +288,8 @@ impl Device {
     /// Initiates a new handshake when the current session is old or used up (sending side).
     fn keep_key_fresh_on_send(&mut self, now: Instant, id: PeerId) {
         let Some(current) = self.peer(id).and_then(|p| p.sessions.current.as_ref()) else { return };
-        let stale = current.initiator && now.saturating_duration_since(current.created) >= REKEY_AFTER_TIME;
+        let stale =
+            current.initiator && now.saturating_duration_since(current.created) >= REKEY_AFTER_TIME;
         if current.can_send() && (stale || current.needs_rekey_by_count()) {
             self.send_initiation(now, id, false);
         }
@@ -289,7 +300,10 @@ impl Device {
         let Some(peer) = self.peer_mut(id) else { return };
         let Some(current) = peer.sessions.current.as_ref() else { return };
         let limit = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT;
-        if current.initiator && !peer.sent_lastminute_handshake && now.saturating_duration_since(current.created) >= limit {
+        if current.initiator
+            && !peer.sent_lastminute_handshake
+            && now.saturating_duration_since(current.created) >= limit
+        {
             peer.sent_lastminute_handshake = true;
             self.send_initiation(now, id, false);
         }
