@@ -1,0 +1,230 @@
+//! The command line and environment: the wireguard-go contract (`[-f] IFNAME`,
+//! `WG_PROCESS_FOREGROUND`, `WG_TUN_NAME_FILE`, `LOG_LEVEL`) plus our logging flags.
+//!
+//! Parsing happens in two steps: clap reads the arguments into [`Args`], then
+//! [`Args::resolve`] folds in the environment and validates everything into a [`Config`]
+//! without touching the system.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, ValueEnum};
+use tracing::level_filters::LevelFilter;
+
+const AFTER_HELP: &str = "\
+The daemon creates the TUN interface IFNAME, serves the WireGuard userspace API on
+/var/run/wireguard/IFNAME.sock (root only) and detaches once both exist. Configure it
+with the stock tools, exactly as wireguard-go:
+
+  wgfabricd wg0 && wg setconf wg0 /etc/wireguard/wg0.conf && ip link set wg0 up
+  WG_QUICK_USERSPACE_IMPLEMENTATION=wgfabricd wg-quick up wg0
+
+It exits, removing its socket, on SIGINT or SIGTERM, when the interface is deleted
+(ip link del IFNAME) and when the socket file is removed.
+
+Environment:
+  WG_PROCESS_FOREGROUND=1   same as --foreground
+  WG_TUN_NAME_FILE=PATH     write the interface's name to PATH once it exists
+  LOG_LEVEL=LEVEL           error, warn, info (default), debug, verbose or silent;
+                            -v overrides it";
+
+/// The command line, as typed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wgfabricd",
+    version,
+    about = "Userspace WireGuard daemon, driven by the stock wg and wg-quick tools.",
+    after_help = AFTER_HELP
+)]
+pub(crate) struct Args {
+    /// Stay in the foreground instead of detaching; logs go to stderr.
+    #[arg(short, long)]
+    foreground: bool,
+
+    /// Log more: -v for debug, -vv for every packet-level event (overrides LOG_LEVEL).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// How log lines look: human-readable, or one JSON object per line for collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+
+    /// The interface to create (at most 15 bytes, as Linux allows).
+    #[arg(value_name = "IFNAME")]
+    interface: String,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Plain text, one event per line.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the daemon needs to know before it starts, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// The interface name; safe to use in a path.
+    pub(crate) interface: String,
+    /// Whether to stay attached to the terminal.
+    pub(crate) foreground: bool,
+    /// The most detailed events to log.
+    pub(crate) log_level: LevelFilter,
+    /// The shape of log lines.
+    pub(crate) log_format: LogFormat,
+    /// Where to write the interface's name once it exists (`WG_TUN_NAME_FILE`).
+    pub(crate) tun_name_file: Option<PathBuf>,
+}
+
+/// The environment variables the daemon reads, so that resolution is a pure function.
+#[derive(Debug, Default)]
+pub(crate) struct Env {
+    pub(crate) process_foreground: Option<String>,
+    pub(crate) tun_name_file: Option<PathBuf>,
+    pub(crate) log_level: Option<String>,
+}
+
+impl Env {
+    /// Reads the variables from the process environment.
+    pub(crate) fn from_process() -> Self {
+        Self {
+            process_foreground: std::env::var("WG_PROCESS_FOREGROUND").ok(),
+            tun_name_file: std::env::var_os("WG_TUN_NAME_FILE").map(PathBuf::from),
+            log_level: std::env::var("LOG_LEVEL").ok(),
+        }
+    }
+}
+
+impl Args {
+    /// Folds the environment in and validates.
+    ///
+    /// # Errors
+    /// An interface name Linux would refuse or that cannot be part of a path, or an unknown
+    /// `LOG_LEVEL`.
+    pub(crate) fn resolve(self, env: Env) -> anyhow::Result<Config> {
+        validate_interface_name(&self.interface)?;
+        let log_level = match self.verbose {
+            0 => match env.log_level.as_deref() {
+                None | Some("") => LevelFilter::INFO,
+                Some(level) => parse_log_level(level).context("reading LOG_LEVEL")?,
+            },
+            1 => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        };
+        Ok(Config {
+            interface: self.interface,
+            // wireguard-go's test is exactly "1".
+            foreground: self.foreground || env.process_foreground.as_deref() == Some("1"),
+            log_level,
+            log_format: self.log_format,
+            tun_name_file: env.tun_name_file.filter(|path| !path.as_os_str().is_empty()),
+        })
+    }
+}
+
+/// Maps wireguard-go's `LOG_LEVEL` values (and `warn`, `info`) onto tracing levels.
+fn parse_log_level(text: &str) -> anyhow::Result<LevelFilter> {
+    Ok(match text.to_ascii_lowercase().as_str() {
+        "silent" => LevelFilter::OFF,
+        "error" => LevelFilter::ERROR,
+        "warn" | "warning" => LevelFilter::WARN,
+        "info" => LevelFilter::INFO,
+        "debug" => LevelFilter::DEBUG,
+        "verbose" | "trace" => LevelFilter::TRACE,
+        _ => bail!("unknown log level {text:?}: use error, warn, info, debug, verbose or silent"),
+    })
+}
+
+/// Linux interface names are 1 to 15 bytes without `/`, `:` or whitespace, and not `.`/`..`;
+/// the name also becomes part of the socket's path.
+fn validate_interface_name(name: &str) -> anyhow::Result<()> {
+    const IFNAMSIZ: usize = 16;
+    if name.is_empty() || name.len() >= IFNAMSIZ {
+        bail!("interface name {name:?} must be 1 to {} bytes long", IFNAMSIZ - 1);
+    }
+    if name == "."
+        || name == ".."
+        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        bail!("interface name {name:?} may not be . or .. nor contain '/', ':' or spaces");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn resolve(argv: &[&str], env: Env) -> anyhow::Result<Config> {
+        Args::try_parse_from(argv)?.resolve(env)
+    }
+
+    #[test]
+    fn the_wireguard_go_command_line() {
+        let config = resolve(&["wgfabricd", "wg0"], Env::default()).unwrap();
+        assert_eq!(config.interface, "wg0");
+        assert!(!config.foreground);
+        assert_eq!(config.log_level, LevelFilter::INFO);
+        assert_eq!(config.log_format, LogFormat::Human);
+        assert!(resolve(&["wgfabricd", "-f", "wg0"], Env::default()).unwrap().foreground);
+        assert!(resolve(&["wgfabricd", "--foreground", "wg0"], Env::default()).unwrap().foreground);
+        assert!(resolve(&["wgfabricd"], Env::default()).is_err());
+    }
+
+    #[test]
+    fn environment_like_wireguard_go() {
+        let env = Env {
+            process_foreground: Some("1".into()),
+            tun_name_file: Some("/run/name".into()),
+            log_level: Some("verbose".into()),
+        };
+        let config = resolve(&["wgfabricd", "wg0"], env).unwrap();
+        assert!(config.foreground);
+        assert_eq!(config.tun_name_file, Some(PathBuf::from("/run/name")));
+        assert_eq!(config.log_level, LevelFilter::TRACE);
+        let env = Env { process_foreground: Some("yes".into()), ..Env::default() };
+        assert!(!resolve(&["wgfabricd", "wg0"], env).unwrap().foreground);
+        let env = Env { log_level: Some("loud".into()), ..Env::default() };
+        assert!(resolve(&["wgfabricd", "wg0"], env).is_err());
+    }
+
+    #[test]
+    fn verbosity_flags_beat_log_level() {
+        let quiet = || Env { log_level: Some("error".into()), ..Env::default() };
+        assert_eq!(resolve(&["wgfabricd", "wg0"], quiet()).unwrap().log_level, LevelFilter::ERROR);
+        assert_eq!(
+            resolve(&["wgfabricd", "-v", "wg0"], quiet()).unwrap().log_level,
+            LevelFilter::DEBUG
+        );
+        assert_eq!(
+            resolve(&["wgfabricd", "-vv", "wg0"], quiet()).unwrap().log_level,
+            LevelFilter::TRACE
+        );
+        let json = resolve(&["wgfabricd", "--log-format", "json", "wg0"], quiet()).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn interface_names_linux_accepts() {
+        for good in ["wg0", "a", "wgfabric-test15"] {
+            assert!(resolve(&["wgfabricd", good], Env::default()).is_ok(), "{good}");
+        }
+        for bad in ["", "wgfabric-test-16", "../etc", "a/b", "wg 0", ".", "..", "eth0:1"] {
+            assert!(resolve(&["wgfabricd", bad], Env::default()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn help_teaches_the_contract() {
+        Args::command().debug_assert();
+        let help = Args::command().render_long_help().to_string();
+        for needle in
+            ["/var/run/wireguard/IFNAME.sock", "WG_TUN_NAME_FILE", "LOG_LEVEL", "wg-quick"]
+        {
+            assert!(help.contains(needle), "help lacks {needle}");
+        }
+    }
+}
