@@ -360,6 +360,57 @@ mod model {
         ]
     }
 
+    /// Mirrors the kernel's randomized self-test at a smaller scale: random routes, each
+    /// followed by routes that keep a random number of its leading bits, owned by random
+    /// peers; then the peers are removed one by one, comparing lookups before each removal.
+    #[test]
+    fn kernel_randomized_selftest() {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+        const PEERS: u8 = 100;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut random_u128 = move || u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+        let (mut table, mut naive) = (AllowedIps::new(), Naive::default());
+        let mut inserted = Vec::new();
+        for width in [32, 128] {
+            for _ in 0..30 {
+                // Addresses are drawn left-aligned in 128 bits; IPv4 keeps the top 32.
+                let base = random_u128();
+                for mutation in 0..=20 {
+                    let kept = if mutation == 0 { width } else { random_u128() % width };
+                    let random_bits = u128::MAX.checked_shr(kept as u32).unwrap_or(0);
+                    let bits = base & !random_bits | random_u128() & random_bits;
+                    let addr: IpAddr = match width {
+                        32 => Ipv4Addr::from((bits >> 96) as u32).into(),
+                        _ => Ipv6Addr::from(bits).into(),
+                    };
+                    let len = (random_u128() % width) as u8 + 1;
+                    let peer = (random_u128() % u128::from(PEERS)) as u8;
+                    let net = Cidr::new(addr, len).unwrap();
+                    table.insert(net, peer);
+                    naive.insert(net, peer);
+                    inserted.push(net);
+                }
+            }
+        }
+        assert_eq!(table.len(), naive.0.len());
+        assert_table_well_formed(&table);
+        for peer in 0..PEERS {
+            for query in 0..100 {
+                let addr = match query % 3 {
+                    0 => Ipv4Addr::from(random_u128() as u32).into(),
+                    1 => Ipv6Addr::from(random_u128()).into(),
+                    _ => inserted[random_u128() as usize % inserted.len()].addr(),
+                };
+                assert_eq!(table.lookup(addr), naive.lookup(addr), "{addr}");
+            }
+            assert_eq!(table.remove_value(peer), naive.prefixes_of(peer).len());
+            naive.0.retain(|&(_, owner)| owner != peer);
+        }
+        assert!(table.is_empty());
+        assert_table_well_formed(&table);
+    }
+
     proptest! {
         #[test]
         fn matches_a_linear_scan(
