@@ -5,20 +5,19 @@ use std::time::{Duration, Instant};
 use wgfabric_proto::keys::PrivateKey;
 use wgfabric_proto::session::sealed_len;
 use wgfabric_proto::wire::DATA_HEADER_LEN;
-use wgfabric_proto::{Decapsulated, Device, Encapsulated, Endpoint, PeerId};
+use wgfabric_proto::{Decapsulated, Device, Encapsulated, Endpoint};
 
-pub struct Pair {
-    pub now: Instant,
-    pub a: Device,
-    pub b: Device,
-    pub peer_b: PeerId,
+pub(crate) struct Pair {
+    pub(crate) now: Instant,
+    pub(crate) a: Device,
+    pub(crate) b: Device,
 }
 
-pub const A_ADDR: &str = "192.0.2.1:51820";
-pub const B_ADDR: &str = "192.0.2.2:51820";
+pub(crate) const A_ADDR: &str = "192.0.2.1:51820";
+pub(crate) const B_ADDR: &str = "192.0.2.2:51820";
 
 /// An IPv4 packet of `len` bytes from 10.0.0.1 to 10.0.0.2.
-pub fn packet(len: usize) -> Vec<u8> {
+pub(crate) fn packet(len: usize) -> Vec<u8> {
     let mut p = vec![0x5a; len];
     p[0] = 0x45;
     p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
@@ -28,7 +27,7 @@ pub fn packet(len: usize) -> Vec<u8> {
 }
 
 impl Pair {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let now = Instant::now();
         let epoch = Duration::from_secs(1_700_000_000);
         let (mut a, mut b) = (Device::new([1; 32], now, epoch), Device::new([2; 32], now, epoch));
@@ -42,13 +41,13 @@ impl Pair {
         let peer_a = b.add_peer(pa).unwrap();
         b.set_endpoint(peer_a, A_ADDR.parse().unwrap());
         b.add_allowed_ip(peer_a, "10.0.0.1/32".parse().unwrap());
-        let mut pair = Self { now, a, b, peer_b };
+        let mut pair = Self { now, a, b };
         pair.send_and_handshake();
         pair
     }
 
     /// Sends one packet from A, carrying every datagram across until both sides are quiet.
-    pub fn send_and_handshake(&mut self) {
+    pub(crate) fn send_and_handshake(&mut self) {
         let p = packet(100);
         let mut buf = vec![0u8; sealed_len(p.len(), 1420)];
         buf[DATA_HEADER_LEN..DATA_HEADER_LEN + p.len()].copy_from_slice(&p);

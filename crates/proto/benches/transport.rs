@@ -13,7 +13,8 @@ const LEN: usize = 1420;
 
 fn transport(c: &mut Criterion) {
     let mut pair = common::Pair::new();
-    let out = pair.a.prepare_send(pair.now, pair.peer_b, 0).expect("session established");
+    let peer_b = pair.a.peer_ids().next().unwrap();
+    let out = pair.a.prepare_send(pair.now, peer_b, 0).expect("session established");
     let session = out.session;
     let p = common::packet(LEN);
     let mut buf = vec![0u8; sealed_len(LEN, 1420)];
