@@ -35,6 +35,8 @@ pub struct HostConfig {
     pub listen_port: Option<u16>,
     /// Interface MTU.
     pub mtu: u16,
+    /// Subnets behind this host that it routes for the fabric (it must forward).
+    pub routes: Vec<Cidr>,
     /// Split or full tunnel.
     pub tunnel: Tunnel,
     /// The host's public key.

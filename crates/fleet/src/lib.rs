@@ -5,14 +5,18 @@
 
 pub mod cidr;
 pub mod config;
+pub mod diff;
 pub mod endpoint;
 pub mod error;
 pub mod fabric;
 pub mod inventory;
 pub mod lock;
 pub mod names;
+pub mod plan;
+pub mod render;
 mod serde_keys;
 mod source;
+pub mod wgconf;
 
 pub use config::{Failover, HostConfig, PeerConfig};
 pub use error::{Error, SourceError};

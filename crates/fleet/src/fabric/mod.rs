@@ -179,6 +179,7 @@ impl Fabric {
             addresses,
             listen_port: host.listen_port,
             mtu: host.mtu,
+            routes: host.routes.clone(),
             tunnel: host.tunnel,
             public_key: host.public_key,
             private_key_file: host.key_file.clone(),

@@ -1,0 +1,181 @@
+//! Renderers: pure functions from [`HostConfig`] (or the whole [`Fabric`]) to file contents.
+//!
+//! Output is deterministic: the same inventory and lock give the same bytes, so a review diff
+//! shows exactly what changed. Private keys stay on the hosts (the files point at the key
+//! file) unless a decrypted key is passed in, in which case the file is marked secret and
+//! written with mode 0600.
+
+mod ansible;
+mod export;
+pub mod graph;
+mod networkd;
+mod setconf;
+mod wg_quick;
+
+use core::fmt;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use wgfabric_proto::keys::PrivateKey;
+use zeroize::Zeroize;
+
+pub use ansible::ansible_inventory;
+pub use export::{fabric_json, terraform_json};
+pub use networkd::{networkd_netdev, networkd_network};
+pub use setconf::setconf;
+pub use wg_quick::wg_quick;
+
+use crate::cidr::Cidr;
+use crate::config::{HostConfig, PeerConfig};
+use crate::fabric::Fabric;
+
+/// An output format of `render`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// `HOST/IFACE.conf` for `wg-quick up`.
+    WgQuick,
+    /// `HOST/50-IFACE.netdev` and `HOST/50-IFACE.network` for systemd-networkd.
+    Networkd,
+    /// `HOST/IFACE.setconf` for `wg setconf` (or `wg syncconf`).
+    Setconf,
+    /// `fabric.json`: the whole fabric, every host's desired configuration.
+    Json,
+    /// `terraform.json`: a flat object of strings for Terraform's `external` data source.
+    Terraform,
+    /// `ansible-inventory.yml`: hosts, groups and overlay addresses as an Ansible inventory.
+    Ansible,
+}
+
+impl Format {
+    /// Every format, in the order `render` writes them.
+    pub const ALL: [Self; 6] =
+        [Self::WgQuick, Self::Networkd, Self::Setconf, Self::Json, Self::Terraform, Self::Ansible];
+
+    /// Whether the format has one output per host (rather than one for the fabric).
+    pub const fn is_per_host(self) -> bool {
+        matches!(self, Self::WgQuick | Self::Networkd | Self::Setconf)
+    }
+}
+
+/// One rendered file: a path relative to the output directory and its contents.
+pub struct RenderedFile {
+    /// Where it goes, relative to the output directory.
+    pub path: PathBuf,
+    /// What it holds.
+    pub contents: String,
+    /// Whether `contents` holds a private key (write it 0600, never log it).
+    pub secret: bool,
+}
+
+impl fmt::Debug for RenderedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderedFile")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+impl Drop for RenderedFile {
+    fn drop(&mut self) {
+        if self.secret {
+            self.contents.zeroize();
+        }
+    }
+}
+
+/// The files of one host in one per-host format. `key` is the decrypted private key in
+/// central mode; without it the files point at the key file on the host.
+///
+/// Fabric-wide formats yield nothing here; see [`fabric_files`].
+pub fn host_files(
+    config: &HostConfig,
+    key: Option<&PrivateKey>,
+    format: Format,
+) -> Vec<RenderedFile> {
+    let dir = PathBuf::from(config.host.as_str());
+    let file = |name: String, contents: String| RenderedFile {
+        path: dir.join(name),
+        contents,
+        secret: key.is_some(),
+    };
+    let iface = &config.interface;
+    match format {
+        Format::WgQuick => vec![file(format!("{iface}.conf"), wg_quick(config, key))],
+        Format::Networkd => vec![
+            file(format!("50-{iface}.netdev"), networkd_netdev(config, key)),
+            RenderedFile {
+                path: dir.join(format!("50-{iface}.network")),
+                contents: networkd_network(config),
+                secret: false,
+            },
+        ],
+        Format::Setconf => vec![file(format!("{iface}.setconf"), setconf(config, key))],
+        Format::Json | Format::Terraform | Format::Ansible => Vec::new(),
+    }
+}
+
+/// The fabric-wide file of a format, if it has one.
+pub fn fabric_files(
+    fabric: &Fabric,
+    configs: &[HostConfig],
+    format: Format,
+) -> Option<RenderedFile> {
+    let (path, contents) = match format {
+        Format::Json => ("fabric.json", fabric_json(fabric, configs)),
+        Format::Terraform => ("terraform.json", terraform_json(fabric)),
+        Format::Ansible => ("ansible-inventory.yml", ansible_inventory(fabric)),
+        Format::WgQuick | Format::Networkd | Format::Setconf => return None,
+    };
+    Some(RenderedFile { path: PathBuf::from(path), contents, secret: false })
+}
+
+/// Comma-separated prefixes, as wg-quick and `wg` write them.
+pub(crate) fn join_cidrs(cidrs: &[Cidr], separator: &str) -> String {
+    cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
+}
+
+/// The comment block every per-host file starts with. The `wgfabric:` lines are for
+/// machines (the agent reads the relay order from them); the first line is for people.
+pub(crate) fn header(out: &mut String, config: &HostConfig, what: &str) {
+    let _ = writeln!(
+        out,
+        "# {what} for {} ({}) in network {}. Generated by wgfabric from fabric.toml; edit that instead.",
+        config.host,
+        config.role.as_str(),
+        config.network
+    );
+    if let Some(failover) = &config.failover {
+        let relays: Vec<&str> = failover.relays.iter().map(|name| name.as_str()).collect();
+        let _ = writeln!(out, "# wgfabric:relay-order {}", relays.join(" "));
+        let _ = writeln!(out, "# wgfabric:failover-routes {}", join_cidrs(&failover.routes, " "));
+    }
+}
+
+/// A `[Peer]`-style block, shared by wg-quick, `wg setconf` and networkd (which differ only in
+/// the section name and the spacing around `=`).
+pub(crate) fn peer_block(out: &mut String, peer: &PeerConfig, section: &str, eq: &str) {
+    let _ = writeln!(out, "\n[{section}]");
+    let _ = writeln!(out, "# {} ({})", peer.name, peer.role.as_str());
+    let _ = writeln!(out, "PublicKey{eq}{}", peer.public_key);
+    if let Some(endpoint) = &peer.endpoint {
+        let _ = writeln!(out, "Endpoint{eq}{endpoint}");
+    }
+    if !peer.allowed_ips.is_empty() {
+        let separator = if eq == "=" { "," } else { ", " };
+        let _ = writeln!(out, "AllowedIPs{eq}{}", join_cidrs(&peer.allowed_ips, separator));
+    }
+    if let Some(seconds) = peer.persistent_keepalive {
+        let _ = writeln!(out, "PersistentKeepalive{eq}{seconds}");
+    }
+}
+
+/// Whether the host forwards packets for others (a relay or a subnet router).
+pub(crate) fn forwards(config: &HostConfig) -> bool {
+    config.role == crate::inventory::Role::Relay || !config.routes.is_empty()
+}
+
+#[cfg(test)]
+mod tests;
