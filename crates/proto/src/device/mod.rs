@@ -21,6 +21,7 @@ mod config;
 mod data;
 mod handshake;
 mod timers;
+mod uapi;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

@@ -1,0 +1,181 @@
+//! Applying a userspace API `set` request and producing the `get` answer.
+//!
+//! `listen_port` and `fwmark` belong to the sockets, so the caller applies (and reports) them;
+//! everything else is the device's.
+
+use std::time::Instant;
+
+use super::Device;
+use crate::cidr::Cidr;
+use crate::uapi::{
+    AllowedIp, AllowedIpChange, DeviceSnapshot, PeerSnapshot, PeerUpdate, PrivateKeyUpdate,
+    SetRequest,
+};
+
+fn cidr(ip: AllowedIp) -> Cidr {
+    Cidr::new(ip.addr(), ip.prefix_len()).expect("the parser bounds prefix lengths")
+}
+
+impl Device {
+    /// Applies a validated `set` request, in the order documented on [`SetRequest`]. It cannot
+    /// fail: everything that can be wrong was refused when the request was parsed.
+    pub fn apply(&mut self, now: Instant, request: &SetRequest) {
+        match &request.private_key {
+            Some(PrivateKeyUpdate::Set(key)) => self.set_private_key(Some(key.clone())),
+            Some(PrivateKeyUpdate::Remove) => self.set_private_key(None),
+            None => {}
+        }
+        if request.replace_peers {
+            self.remove_all_peers();
+        }
+        for update in &request.peers {
+            self.apply_peer(now, update);
+        }
+    }
+
+    fn apply_peer(&mut self, now: Instant, update: &PeerUpdate) {
+        let existing = self.peer_by_key(&update.public_key);
+        if update.remove {
+            if let Some(id) = existing {
+                self.remove_peer(id);
+            }
+            return;
+        }
+        if update.update_only && existing.is_none() {
+            return;
+        }
+        let Some(id) = existing.or_else(|| self.add_peer(update.public_key)) else {
+            // Our own public key: ignored, as the kernel and wireguard-go do.
+            return;
+        };
+        if let Some(psk) = &update.preshared_key {
+            self.set_preshared_key(id, psk.clone());
+        }
+        if let Some(endpoint) = update.endpoint {
+            self.set_endpoint(id, endpoint);
+        }
+        if update.replace_allowed_ips {
+            self.clear_allowed_ips(id);
+        }
+        for change in &update.allowed_ips {
+            match *change {
+                AllowedIpChange::Add(ip) => self.add_allowed_ip(id, cidr(ip)),
+                AllowedIpChange::Remove(ip) => self.remove_allowed_ip(id, cidr(ip)),
+            }
+        }
+        if let Some(interval) = update.persistent_keepalive_interval {
+            self.set_persistent_keepalive(now, id, interval);
+        }
+    }
+
+    /// The device as `get=1` reports it, peers in slot order (creation order, with freed slots
+    /// reused). `listen_port` and `fwmark` are left 0 for the caller to fill in.
+    pub fn snapshot(&self) -> DeviceSnapshot {
+        let mut ids: Vec<_> = self.peer_ids().collect();
+        ids.sort_unstable();
+        let peers = ids
+            .into_iter()
+            .filter_map(|id| self.peer_info(id))
+            .map(|info| PeerSnapshot {
+                public_key: info.public_key,
+                preshared_key: (!info.preshared_key.is_zero()).then_some(info.preshared_key),
+                endpoint: info.endpoint.map(|e| e.addr),
+                last_handshake_time: info.last_handshake,
+                rx_bytes: info.stats.rx_bytes,
+                tx_bytes: info.stats.tx_bytes,
+                persistent_keepalive_interval: info.persistent_keepalive,
+                allowed_ips: info
+                    .allowed_ips
+                    .iter()
+                    .filter_map(|c| AllowedIp::new(c.addr(), c.prefix_len()))
+                    .collect(),
+                protocol_version: crate::constants::PROTOCOL_VERSION,
+            })
+            .collect();
+        DeviceSnapshot {
+            private_key: self.private_key().cloned(),
+            listen_port: 0,
+            fwmark: 0,
+            peers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::keys::PrivateKey;
+    use crate::uapi::{format_get, parse_get, parse_set};
+    use crate::Device;
+
+    fn device() -> (Device, Instant) {
+        let now = Instant::now();
+        (Device::new([0; 32], now, Duration::from_secs(1_700_000_000)), now)
+    }
+
+    fn hex(seed: u8) -> String {
+        PrivateKey::from_bytes([seed; 32]).to_hex_secret()
+    }
+
+    fn pub_hex(seed: u8) -> String {
+        PrivateKey::from_bytes([seed; 32]).public_key().to_hex()
+    }
+
+    #[test]
+    fn set_then_get_round_trips() {
+        let (mut dev, now) = device();
+        let request = format!(
+            "private_key={}\nreplace_peers=true\npublic_key={}\npreshared_key={}\nendpoint=192.0.2.7:51820\npersistent_keepalive_interval=0\nreplace_allowed_ips=true\nallowed_ip=10.0.0.2/32\nallowed_ip=fd00::2/128\npublic_key={}\nallowed_ip=10.1.0.0/16\n",
+            hex(1),
+            pub_hex(2),
+            "07".repeat(32),
+            pub_hex(3)
+        );
+        dev.apply(now, &parse_set(&request).unwrap());
+        let shown = format_get(&dev.snapshot());
+        let back = parse_get(&shown).unwrap();
+        assert_eq!(back.private_key, Some(PrivateKey::from_bytes([1; 32])));
+        assert_eq!(back.peers.len(), 2);
+        assert_eq!(back.peers[0].public_key.to_hex(), pub_hex(2));
+        assert_eq!(back.peers[0].endpoint, Some("192.0.2.7:51820".parse().unwrap()));
+        assert!(back.peers[0].preshared_key.is_some());
+        let ips: Vec<String> = back.peers[0].allowed_ips.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["10.0.0.2/32", "fd00::2/128"]);
+        assert!(back.peers[1].preshared_key.is_none());
+    }
+
+    #[test]
+    fn remove_update_only_and_own_key() {
+        let (mut dev, now) = device();
+        let setup =
+            format!("private_key={}\npublic_key={}\nallowed_ip=10.0.0.2/32\n", hex(1), pub_hex(2));
+        dev.apply(now, &parse_set(&setup).unwrap());
+        // update_only does not create; our own key is ignored; remove deletes.
+        let change = format!(
+            "public_key={}\nupdate_only=true\nallowed_ip=10.9.0.0/16\npublic_key={}\nallowed_ip=10.8.0.0/16\npublic_key={}\nremove=true\n",
+            pub_hex(4),
+            pub_hex(1),
+            pub_hex(2)
+        );
+        dev.apply(now, &parse_set(&change).unwrap());
+        assert_eq!(dev.peer_count(), 0);
+        assert_eq!(dev.route("10.9.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn allowed_ip_removal_and_move() {
+        let (mut dev, now) = device();
+        let setup = format!(
+            "public_key={}\nallowed_ip=10.0.0.0/24\nallowed_ip=10.0.1.0/24\npublic_key={}\nallowed_ip=10.0.1.0/24\n",
+            pub_hex(2),
+            pub_hex(3)
+        );
+        dev.apply(now, &parse_set(&setup).unwrap());
+        let snap = dev.snapshot();
+        assert_eq!(snap.peers[0].allowed_ips.len(), 1, "10.0.1.0/24 moved to the second peer");
+        let remove = format!("public_key={}\nallowed_ip=-10.0.0.0/24\n", pub_hex(2));
+        dev.apply(now, &parse_set(&remove).unwrap());
+        assert!(dev.snapshot().peers[0].allowed_ips.is_empty());
+    }
+}
