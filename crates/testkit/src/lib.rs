@@ -1,2 +1,31 @@
 //! Test-only helpers for system tests that need root and network namespaces.
+//!
+//! ```text
+//! Netns::new("wgf")  ──veth()──  Netns::new("wgf")      namespaces, deleted on drop
+//!     │                              │
+//! Daemon::start(ns, Impl::…, "wg…")  Daemon::start(…)   killed (TERM, then KILL) on drop
+//!     │ .setconf(&WgConfig) .dump()  │                   through the stock `wg` tool
+//!     └──── ping / transfer() (netprobe, hash-checked) ──┘
+//! ```
+//!
+//! Every guard cleans up in `Drop`, so a panicking test leaves no namespace, daemon, socket
+//! or secret file behind. Helpers panic with the full command, status and output when
+//! something fails, which is what a failing test should print. Tests that use this crate
+//! need root: mark them `#[ignore = "needs root and network namespaces"]`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod daemon;
+mod netns;
+mod poll;
+pub mod scenarios;
+mod tools;
+mod transfer;
+mod wg;
+
+pub use daemon::{unique_interface_name, Daemon, Impl, SOCKET_DIR};
+pub use netns::{run, run_command, veth, CommandError, Netns};
+pub use poll::{wait_until, PingStats};
+pub use tools::{on_path, require_tool, Skip};
+pub use transfer::{netprobe_path, transfer};
+pub use wg::{keypair, preshared_key, DumpPeer, TempFile, WgConfig, WgDump, WgPeer};

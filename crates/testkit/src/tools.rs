@@ -1,0 +1,48 @@
+//! External tools a scenario needs, and the policy when one is missing: fail in CI (where
+//! `scripts/test` installs everything), skip with a printed reason elsewhere.
+
+use std::path::Path;
+
+/// Why a scenario did not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip(pub String);
+
+/// Whether `program` is on `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(program)))
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Checks that `program` is on `PATH`.
+///
+/// # Errors
+/// [`Skip`] (already printed) when it is missing and `CI` is not set.
+///
+/// # Panics
+/// When it is missing and `CI` is set: CI must run every scenario.
+pub fn require_tool(program: &str) -> Result<(), Skip> {
+    if on_path(program) {
+        return Ok(());
+    }
+    let reason = format!("{program} is not installed (scripts/test installs it)");
+    assert!(std::env::var_os("CI").is_none(), "{reason}");
+    eprintln!("SKIPPED: {reason}");
+    Err(Skip(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_on_path() {
+        assert!(on_path("sh"));
+        assert!(!on_path("wgfabric-no-such-tool"));
+    }
+}
