@@ -611,3 +611,50 @@ fn garbage_never_panics_or_changes_state() {
     p.send_from_a(2);
     assert_eq!(p.b_inbox.len(), 2);
 }
+
+mod forgery {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every datagram of a complete exchange, and the pair after it.
+    fn recorded_exchange() -> (Pair, Vec<(bool, Vec<u8>)>) {
+        let mut p = Pair::new();
+        p.send_from_a(1);
+        p.send_from_b(2);
+        let log = p.wire_log.clone();
+        (p, log)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Flipping any bit of any message of a real exchange makes it worthless: nothing is
+        /// delivered, no response or cookie is produced, no endpoint moves.
+        #[test]
+        fn tampered_messages_are_never_accepted(which in 0usize..8, bit in 0usize..(148 * 8)) {
+            let (mut p, log) = recorded_exchange();
+            let (from_a, original) = &log[which % log.len()];
+            let mut forged = original.clone();
+            let bit = bit % (forged.len() * 8);
+            forged[bit / 8] ^= 1 << (bit % 8);
+            let evil = Endpoint::new("203.0.113.66:6666".parse().unwrap());
+            let dev = if *from_a { &mut p.b } else { &mut p.a };
+            let before = dev.snapshot();
+            let result = dev.decapsulate(p.now, evil, &mut forged, false);
+            prop_assert!(matches!(result, Decapsulated::Dropped(_)), "{:?}", result);
+            prop_assert!(dev.poll_transmit().is_none());
+            prop_assert_eq!(dev.snapshot(), before);
+        }
+
+        /// Random bytes behind a valid type header never panic and are never accepted.
+        #[test]
+        fn random_messages_are_dropped(kind in 1u8..=4, body in prop::collection::vec(any::<u8>(), 0..300)) {
+            let (mut p, _) = recorded_exchange();
+            let mut datagram = vec![kind, 0, 0, 0];
+            datagram.extend_from_slice(&body);
+            let from = Endpoint::new(p.a_addr);
+            let result = p.b.decapsulate(p.now, from, &mut datagram, true);
+            prop_assert!(matches!(result, Decapsulated::Dropped(_)), "{:?}", result);
+        }
+    }
+}
