@@ -1,11 +1,14 @@
 //! The seam where the data path plugs into the daemon.
 //!
 //! [`start`] is called once the userspace API socket is bound and before the daemon reports
-//! readiness. The data path it returns must, by then:
-//! - have created the TUN device (via `wgfabric-sys`) and bound its UDP sockets;
-//! - run its own worker threads, which stop when [`Driver::stop`] is called;
-//! - call `shutdown.trigger(Reason::InterfaceGone)` when the TUN device disappears;
-//! - implement [`Control`] over its `wgfabric_proto` device.
+//! readiness (so after the fork: threads are allowed). The data path it returns must, by then:
+//! - have created the TUN device (`wgfabric_sys::Tun::create`) and bound its UDP sockets;
+//! - run its own worker threads, which stop when [`Driver::stop`] is called (for example by
+//!   triggering the `wgfabric_sys::Shutdown` its queues and sockets were given);
+//! - call `shutdown.trigger(Reason::InterfaceGone)` when a TUN read returns
+//!   `wgfabric_sys::Error::LinkDeleted`;
+//! - implement [`Control`] over its `wgfabric_proto` device, applying each `SetRequest`
+//!   whole under the device lock.
 //!
 //! Until the protocol driver lands, [`start`] returns [`ConfigOnly`], a stand-in that keeps
 //! the configuration (so `wg set`, `wg show`, `wg setconf` and `wg syncconf` work against the

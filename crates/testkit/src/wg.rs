@@ -187,7 +187,11 @@ impl WgDump {
                 .transpose()
                 .map_err(|e| e.to_string())?,
             listen_port: number(port)?,
-            fwmark: if fwmark == "off" { 0 } else { number(fwmark)? },
+            fwmark: match fwmark {
+                "off" => 0,
+                hex => u32::from_str_radix(hex.trim_start_matches("0x"), 16)
+                    .map_err(|_| format!("{hex:?} is not a hex fwmark"))?,
+            },
             peers: Vec::new(),
         };
         for line in lines {
@@ -238,12 +242,12 @@ mod tests {
         let (_, a) = keypair();
         let (_, b) = keypair();
         let text = format!(
-            "(hidden)\t{a}\t51820\toff\n\
+            "(hidden)\t{a}\t51820\t0x1f\n\
              {b}\t(hidden)\t192.0.2.2:51820\t10.0.0.2/32,fd00::2/128\t1700000000\t1184\t2144\t25\n\
              {a}\t(none)\t(none)\t(none)\t0\t0\t0\toff\n"
         );
         let dump = WgDump::parse(&text).unwrap();
-        assert_eq!((dump.public_key, dump.listen_port, dump.fwmark), (Some(a), 51820, 0));
+        assert_eq!((dump.public_key, dump.listen_port, dump.fwmark), (Some(a), 51820, 31));
         let peer = dump.peer(&b).unwrap();
         assert!(peer.has_preshared_key);
         assert_eq!(peer.endpoint.as_deref(), Some("192.0.2.2:51820"));
