@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fabric;
 pub mod inventory;
+pub mod lint;
 pub mod lock;
 pub mod names;
 pub mod plan;
