@@ -76,6 +76,25 @@ fn queries(rng: &mut ChaCha8Rng, nets: &[Cidr]) -> Vec<IpAddr> {
         .collect()
 }
 
+/// The prefixes that cover `net` except for the `excluded` networks, as few as possible.
+fn complement(net: Cidr, excluded: &[Cidr]) -> Vec<Cidr> {
+    if excluded.iter().any(|hole| hole.contains_net(&net)) {
+        return Vec::new();
+    }
+    if !excluded.iter().any(|hole| net.overlaps(hole)) {
+        return vec![net];
+    }
+    let IpAddr::V4(addr) = net.addr() else { unreachable!("IPv4 only") };
+    let half = 1u32 << (31 - net.prefix_len());
+    [u32::from(addr), u32::from(addr) | half]
+        .into_iter()
+        .flat_map(|low| {
+            let half_net = Cidr::new(Ipv4Addr::from(low).into(), net.prefix_len() + 1).unwrap();
+            complement(half_net, excluded)
+        })
+        .collect()
+}
+
 /// Times single lookups, cycling through `queries`.
 fn bench_lookups(c: &mut Criterion, name: &str, table: &AllowedIps<PeerId>, queries: &[IpAddr]) {
     let mut next = 0;
@@ -130,6 +149,17 @@ fn lookup(c: &mut Criterion) {
         })
         .collect();
     bench_lookups(c, "100k_every_length_random_address", &every_length, &random);
+
+    // A client routing everything but private ranges through one peer: the prefixes that
+    // cover the rest of the address space have fifteen different lengths.
+    let mut client = AllowedIps::new();
+    let private = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"];
+    let private: Vec<Cidr> = private.iter().map(|net| net.parse().unwrap()).collect();
+    for net in complement("0.0.0.0/0".parse().unwrap(), &private) {
+        client.insert(net, PeerId(0));
+    }
+    let random: Vec<IpAddr> = (0..QUERIES).map(|_| Ipv4Addr::from(rng.next_u32()).into()).collect();
+    bench_lookups(c, "client_excluding_private_ranges", &client, &random);
 
     let (hub, config) = hub(20_000);
     let hosts: Vec<Cidr> = config.iter().flat_map(|(_, nets)| *nets).collect();

@@ -8,12 +8,16 @@
 //!
 //! Each address family keeps one hash table per prefix length and the list of lengths in use,
 //! longest first. A lookup masks the address to each length in turn and stops at the first
-//! hit, so it costs one probe per distinct length in use: one to three for the usual tables
-//! (host routes, a few subnets, a default route), at most 33 (IPv4) or 129 (IPv6). The probes
-//! do not depend on each other, which is what makes this faster than the kernel's binary trie
-//! here: a trie walk is a chain of dependent loads, one per branching bit, and measured about
-//! 170 ns (IPv4) and 360 ns (IPv6) per lookup with 100,000 random prefixes, against a few tens
-//! of nanoseconds for the tables (see `benches/allowed_ips.rs`).
+//! hit, so it costs one probe per distinct length in use, and the probes do not depend on each
+//! other. A server's table of host routes and subnets has one to three lengths: about 10 ns
+//! (IPv4) and 40 ns (IPv6) per lookup with 100,000 random prefixes on the reference machine. A
+//! client that routes everything but the private ranges has fifteen: 65 ns. The worst
+//! case, prefixes of every length, costs 33 (IPv4) or 129 (IPv6) probes, about 0.7 µs. The
+//! kernel's path-compressed binary trie was measured first and is slower on every realistic
+//! table: its walk is a chain of dependent loads, one per branching bit, 170 ns (IPv4) and
+//! 360 ns (IPv6) at 100,000 prefixes. The benchmarks are in `benches/allowed_ips.rs`.
+//!
+//! Memory is about 40 bytes per IPv4 prefix and 90 per IPv6 prefix.
 //!
 //! Every prefix is also threaded on its owner's doubly linked list, so dropping all of a peer's
 //! prefixes (`wg set ... allowed-ips`, `wg setconf`, peer removal) or moving one prefix between

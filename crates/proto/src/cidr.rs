@@ -19,7 +19,8 @@ use std::net::IpAddr;
 pub enum CidrError {
     /// The part before the `/` is not an IPv4 or IPv6 address.
     InvalidAddress,
-    /// The part after the `/` is not a decimal number without sign or leading zeros.
+    /// The part after the `/` is not a number from 0 to 255 in plain decimal: digits only,
+    /// without sign or leading zeros.
     InvalidPrefixLen,
     /// The prefix length is longer than the address (32 bits for IPv4, 128 for IPv6).
     PrefixLenTooLong {
