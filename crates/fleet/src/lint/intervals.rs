@@ -11,7 +11,7 @@ pub(super) fn nested<T>(mut items: Vec<(Cidr, T)>) -> Vec<((Cidr, T), (Cidr, T))
 where
     T: Clone,
 {
-    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.sort_by_key(|item| item.0);
     let mut open: Vec<(Cidr, T)> = Vec::new();
     let mut pairs = Vec::new();
     for item in items {

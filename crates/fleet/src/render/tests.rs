@@ -108,7 +108,8 @@ fn device_diff_lists_what_to_change() {
     live.peers.remove(1);
     let diff = diff_device(config, &live);
     assert_eq!(diff.peers.len(), 2);
-    assert!(matches!(diff.peers.iter().find(|c| matches!(c, PeerChange::Added { .. })), Some(_)));
+    assert!(diff.peers.iter().any(|c| matches!(c, PeerChange::Added { .. })));
+    assert!(diff.peers.iter().any(|c| matches!(c, PeerChange::Changed { .. })));
     let by_key = diff_peers(&peers_by_key(&config.peers), &peers_by_key(&config.peers));
     assert!(by_key.is_empty());
 }
