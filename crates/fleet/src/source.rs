@@ -47,7 +47,7 @@ impl<'a> SourceText<'a> {
     /// Converts a `toml` deserialization error, naming the field from the text around it.
     pub(crate) fn toml_error(&self, error: &toml::de::Error) -> SourceError {
         let offset = error.span().map_or(0, |span| span.start);
-        let message = error.message().trim().to_owned();
+        let message = error.message().trim().replace('\n', "; ");
         self.error_at(offset, self.field_at(offset), message)
     }
 

@@ -27,7 +27,9 @@ pub use wg_quick::wg_quick;
 
 use crate::cidr::Cidr;
 use crate::config::{HostConfig, PeerConfig};
+use crate::error::Error;
 use crate::fabric::Fabric;
+use crate::keystore::{Identities, KeyStore};
 
 /// An output format of `render`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -130,6 +132,64 @@ pub fn fabric_files(
         Format::WgQuick | Format::Networkd | Format::Setconf => return None,
     };
     Some(RenderedFile { path: PathBuf::from(path), contents, secret: false })
+}
+
+/// What to render.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// One host, or every host when `None`. Fabric-wide formats always cover every host.
+    pub host: Option<&'a str>,
+    /// The formats to produce.
+    pub formats: &'a [Format],
+    /// Central mode: identities that open `keys/HOST.age`, whose keys are then inlined.
+    pub identities: Option<&'a Identities>,
+}
+
+/// Everything a render produced, not yet written anywhere.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The files, per host in host order then fabric-wide ones.
+    pub files: Vec<RenderedFile>,
+    /// The configurations of the hosts rendered.
+    pub configs: Vec<HostConfig>,
+}
+
+/// Renders the requested formats. Nothing is written: a caller writes [`Rendered::files`]
+/// only if this succeeded as a whole.
+///
+/// # Errors
+/// [`Error::NotFound`] for an unknown host; in central mode, whatever decrypting a key
+/// reports (a missing file, the wrong identity, a key that does not match the inventory).
+pub fn render(fabric: &Fabric, request: Request<'_>) -> Result<Rendered, Error> {
+    let configs: Vec<HostConfig> = match request.host {
+        Some(host) => vec![fabric.host_config(host)?],
+        None => fabric.host_configs().collect(),
+    };
+    let store = request.identities.map(|_| KeyStore::new(fabric.inventory())).transpose()?;
+    let mut files = Vec::new();
+    for config in &configs {
+        let key = match (&store, request.identities) {
+            (Some(store), Some(identities)) => {
+                Some(store.load(config.host.as_str(), &config.public_key, identities)?)
+            }
+            _ => None,
+        };
+        for format in request.formats.iter().filter(|f| f.is_per_host()) {
+            files.extend(host_files(config, key.as_ref(), *format));
+        }
+    }
+    let fabric_wide: Vec<Format> =
+        request.formats.iter().copied().filter(|f| !f.is_per_host()).collect();
+    if !fabric_wide.is_empty() {
+        let all: Vec<HostConfig> = match request.host {
+            Some(_) => fabric.host_configs().collect(),
+            None => configs.clone(),
+        };
+        files.extend(
+            fabric_wide.into_iter().filter_map(|format| fabric_files(fabric, &all, format)),
+        );
+    }
+    Ok(Rendered { files, configs })
 }
 
 /// Comma-separated prefixes, as wg-quick and `wg` write them.

@@ -1,0 +1,70 @@
+//! `wgfabric keygen HOST`: make a host's key pair where it belongs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rand_core::OsRng;
+use wgfabric_fleet::inventory::PRIVATE_KEY_FILE;
+use wgfabric_fleet::keys::generate_key_file;
+use wgfabric_fleet::keystore::KeyStore;
+use wgfabric_fleet::Inventory;
+use wgfabric_proto::keys::PrivateKey;
+
+use super::print;
+
+/// Generate a host's key pair. The private key is written 0600 and never printed; standard
+/// output gets only the public key, standard error the line to paste into the inventory.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  sudo wgfabric keygen laptop-ana                 # on the host: /etc/wgfabric/private.key\n  \
+wgfabric keygen ci-runner-1 --dir ./secrets\n  \
+wgfabric keygen ci-runner-1 --central -i fabric.toml   # CI/CD: encrypted to keys/ci-runner-1.age\n\n\
+Central mode encrypts the key for the inventory's [keys] recipients (age); it is decrypted\n\
+only by `wgfabric render --identity FILE`."
+)]
+pub(crate) struct Args {
+    /// The host the key is for.
+    host: String,
+    /// Directory of the private key file (written as DIR/private.key).
+    #[arg(long, default_value = "/etc/wgfabric", value_name = "DIR", conflicts_with = "central")]
+    dir: PathBuf,
+    /// Encrypt the key into the inventory's key store instead of writing it in clear.
+    #[arg(long)]
+    central: bool,
+    /// The inventory (central mode only).
+    #[arg(
+        short,
+        long,
+        env = "WGFABRIC_INVENTORY",
+        default_value = "fabric.toml",
+        value_name = "FILE"
+    )]
+    inventory: PathBuf,
+    /// Replace an existing key (the host is cut off until the inventory has the new public key).
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let host: wgfabric_fleet::names::Name = args.host.parse()?;
+    let public = if args.central {
+        let inventory = Inventory::load(&args.inventory)?;
+        let store = KeyStore::new(&inventory)?;
+        let key = PrivateKey::generate(&mut OsRng);
+        let path = store.store(host.as_str(), &key, args.force)?;
+        eprintln!(
+            "wrote {} (encrypted for {} recipient(s))",
+            path.display(),
+            inventory.keys.recipients.len()
+        );
+        key.public_key()
+    } else {
+        let path = args.dir.join(PRIVATE_KEY_FILE);
+        let key = generate_key_file(&mut OsRng, &path, args.force)?;
+        eprintln!("wrote {} (mode 0600)", path.display());
+        key.public_key()
+    };
+    eprintln!("add to fabric.toml:\n\n[host.{host}]\npublic_key = \"{public}\"\n");
+    print(&format!("{public}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}

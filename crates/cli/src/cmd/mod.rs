@@ -1,0 +1,140 @@
+//! The verbs, one module each, and what they share: where the inventory is, how output is
+//! formatted, and how the lock file is kept.
+
+mod addresses;
+mod check;
+mod genkey;
+mod genpsk;
+mod graph;
+mod keygen;
+mod plan;
+mod pubkey;
+mod render;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
+use wgfabric_fleet::{Fabric, Lock};
+
+/// Exit code when a verb found something (lint errors, plan changes with --exit-code).
+pub(crate) const FINDINGS: u8 = 1;
+
+/// WireGuard fabric controller: one Git-versioned inventory renders, lints and keys every host.
+#[derive(Debug, Parser)]
+#[command(name = "wgfabric", version, about, propagate_version = true)]
+#[command(
+    after_help = "Exit status: 0 ok, 1 findings (lint errors, plan changes with --exit-code), 2 errors.\n\
+See docs/cli.md for the full reference and docs/inventory.md for fabric.toml."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Check(check::Args),
+    Render(render::Args),
+    Plan(plan::Args),
+    Addresses(addresses::Args),
+    Graph(graph::Args),
+    Keygen(keygen::Args),
+    Genkey(genkey::Args),
+    Pubkey(pubkey::Args),
+    Genpsk(genpsk::Args),
+}
+
+impl Cli {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Check(args) => check::run(args),
+            Command::Render(args) => render::run(args),
+            Command::Plan(args) => plan::run(args),
+            Command::Addresses(args) => addresses::run(args),
+            Command::Graph(args) => graph::run(args),
+            Command::Keygen(args) => keygen::run(args),
+            Command::Genkey(args) => genkey::run(args),
+            Command::Pubkey(args) => pubkey::run(args),
+            Command::Genpsk(args) => genpsk::run(args),
+        }
+    }
+}
+
+/// Where the inventory is, shared by every verb that reads it.
+#[derive(Debug, Args)]
+pub(crate) struct InventoryArgs {
+    /// The inventory; its lock file is fabric.lock beside it.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "WGFABRIC_INVENTORY",
+        default_value = "fabric.toml",
+        value_name = "FILE"
+    )]
+    inventory: PathBuf,
+    /// Fail instead of assigning addresses to new hosts (for CI: the lock must be up to date).
+    #[arg(long, global = true)]
+    locked: bool,
+}
+
+impl InventoryArgs {
+    /// Loads the fabric, assigning new hosts in memory. The flag says whether the lock
+    /// changed (and so should be written by verbs that write).
+    pub(crate) fn load(&self) -> anyhow::Result<(Fabric, bool)> {
+        let (fabric, changed) = Fabric::load(&self.inventory)?;
+        if changed && self.locked {
+            bail!(
+                "{} is out of date with {} and --locked was given; run `wgfabric addresses update`",
+                self.lock_path().display(),
+                self.inventory.display()
+            );
+        }
+        Ok((fabric, changed))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.inventory
+    }
+
+    pub(crate) fn lock_path(&self) -> PathBuf {
+        Lock::path_for(&self.inventory)
+    }
+
+    /// The directory of the inventory, for defaults relative to it.
+    pub(crate) fn dir(&self) -> PathBuf {
+        self.inventory.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    /// Writes the lock file.
+    pub(crate) fn write_lock(&self, lock: &Lock) -> anyhow::Result<()> {
+        Ok(write_atomically(&self.lock_path(), lock.to_toml().as_bytes(), PUBLIC_MODE)?)
+    }
+}
+
+/// Human or machine output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Text for people.
+    #[default]
+    Human,
+    /// JSON for programs.
+    Json,
+}
+
+/// Prints a value as pretty JSON on standard output.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value).context("writing JSON")?;
+    writeln!(stdout).context("writing to standard output")?;
+    Ok(())
+}
+
+/// Writes text to standard output.
+pub(crate) fn print(text: &str) -> anyhow::Result<()> {
+    std::io::stdout().lock().write_all(text.as_bytes()).context("writing to standard output")
+}
