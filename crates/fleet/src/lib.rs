@@ -1,5 +1,28 @@
 //! The wgfabric controller: one Git-versioned inventory in, every host's WireGuard
 //! configuration out.
+//!
+//! ```text
+//!  fabric.toml ──► Inventory ──┬──► lint::check ──► Vec<Finding>
+//!  (inventory)    (validated)  │
+//!                              ▼
+//!  fabric.lock ──► Lock::update ──► Fabric ──► host_config(HOST) ──► HostConfig
+//!  (addresses)    (sticky IPAM)    (inv+lock)                          │
+//!                                                 ┌────────────────────┼──────────────────┐
+//!                                                 ▼                    ▼                  ▼
+//!                                         render::* (wg-quick,   plan::plan vs     diff::diff_device vs
+//!                                         networkd, setconf,     state.json        wgconf::parse(live)
+//!                                         JSON, Terraform,
+//!                                         Ansible, graph)
+//! ```
+//!
+//! Everything between the files is pure: no clock, no randomness, no I/O. Files are read by
+//! the `load` functions and written by [`files`] (all or nothing, secrets 0600). Keys are
+//! generated on hosts ([`keys`]) or kept encrypted in the repository ([`keystore`]); the
+//! caller supplies the random generator. Nothing in this crate parses command lines.
+//!
+//! An agent applying the desired state on a host uses [`Fabric::load`],
+//! [`Fabric::host_config`], [`wgconf::parse`] on `wg showconf` output and
+//! [`diff::diff_device`]; on relay failover it applies [`HostConfig::with_active_relay`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

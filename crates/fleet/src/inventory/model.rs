@@ -194,17 +194,6 @@ impl Inventory {
         &self.networks[&host.network]
     }
 
-    /// The relays of a network in priority order: lowest `priority` first, then by name.
-    pub fn relays(&self, network: &Name) -> Vec<&Host> {
-        let mut relays: Vec<&Host> = self
-            .hosts
-            .values()
-            .filter(|host| host.role == Role::Relay && host.network == *network)
-            .collect();
-        relays.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
-        relays
-    }
-
     /// The directory holding the inventory (where the lock file and `keys/` live).
     pub fn dir(&self) -> PathBuf {
         self.path.parent().map(PathBuf::from).unwrap_or_default()
