@@ -192,6 +192,20 @@ fn removed_addresses_are_held_until_released() {
 }
 
 #[test]
+fn a_full_render_removes_the_files_of_removed_hosts() {
+    let scratch = Scratch::with_example();
+    assert_code(&scratch.run(&["render"]), 0);
+    assert!(scratch.path("rendered/ci-runner-1/wg0.conf").exists());
+    let text = scratch.read("fabric.toml").replace("[host.ci-runner-1]", "[host.ci-runner-2]");
+    std::fs::write(scratch.path("fabric.toml"), text).unwrap();
+    std::fs::write(scratch.path("rendered/notes.txt"), "kept").unwrap();
+    assert_code(&scratch.run(&["render"]), 0);
+    assert!(!scratch.path("rendered/ci-runner-1").exists());
+    assert!(scratch.path("rendered/ci-runner-2/wg0.conf").exists());
+    assert_eq!(scratch.read("rendered/notes.txt"), "kept");
+}
+
+#[test]
 fn single_host_and_fabric_wide_formats_print_to_stdout() {
     let scratch = Scratch::with_example();
     let conf = scratch.run(&["render", "laptop-ana"]);

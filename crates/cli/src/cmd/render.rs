@@ -8,7 +8,7 @@ use wgfabric_fleet::files::{write_all_or_nothing, PendingFile, PUBLIC_MODE, SECR
 use wgfabric_fleet::keystore::Identities;
 use wgfabric_fleet::lint::{check, findings_text, has_errors};
 use wgfabric_fleet::plan::{RenderedState, STATE_FILE};
-use wgfabric_fleet::render::{render, Format, Request};
+use wgfabric_fleet::render::{render, stale_files, Format, Request};
 
 use super::{print, InventoryArgs};
 
@@ -116,6 +116,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let state_path = out.join(STATE_FILE);
     let mut state = RenderedState::load(&state_path)?;
+    let stale = if args.host.is_none() { stale_files(&state, &fabric) } else { Vec::new() };
     if args.host.is_none() {
         state.hosts.clear();
     }
@@ -144,6 +145,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
     write_all_or_nothing(&pending)?;
+    remove_stale(&out, &stale)?;
     eprintln!(
         "wrote {} file(s) for {} host(s) to {}{}",
         rendered.files.len(),
@@ -156,4 +158,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes what an earlier render wrote for hosts that left the fabric (and their directory
+/// once empty).
+fn remove_stale(out: &std::path::Path, stale: &[PathBuf]) -> anyhow::Result<()> {
+    for relative in stale {
+        let path = out.join(relative);
+        match std::fs::remove_file(&path) {
+            Ok(()) => eprintln!("removed {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+        if let Some(dir) = path.parent() {
+            // Fails harmlessly while the directory still holds other files.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    Ok(())
 }

@@ -30,6 +30,7 @@ use crate::config::{HostConfig, PeerConfig};
 use crate::error::Error;
 use crate::fabric::Fabric;
 use crate::keystore::{Identities, KeyStore};
+use crate::plan::RenderedState;
 
 /// An output format of `render`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -190,6 +191,21 @@ pub fn render(fabric: &Fabric, request: Request<'_>) -> Result<Rendered, Error> 
         );
     }
     Ok(Rendered { files, configs })
+}
+
+/// Files a previous render wrote for hosts that are no longer in the fabric, relative to the
+/// output directory, so a full render can remove them.
+pub fn stale_files(last: &RenderedState, fabric: &Fabric) -> Vec<PathBuf> {
+    last.hosts
+        .values()
+        .filter(|config| !fabric.inventory().hosts.contains_key(&config.host))
+        .flat_map(|config| {
+            let formats = Format::ALL.into_iter().filter(|f| f.is_per_host());
+            formats
+                .flat_map(|format| host_files(config, None, format))
+                .map(|file| file.path.clone())
+        })
+        .collect()
 }
 
 /// Comma-separated prefixes, as wg-quick and `wg` write them.

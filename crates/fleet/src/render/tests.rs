@@ -137,3 +137,21 @@ fn plan_shows_host_and_peer_changes() {
     let reloaded: RenderedState = serde_json::from_str(&state.to_json()).unwrap();
     assert_eq!(reloaded, state);
 }
+
+#[test]
+fn files_of_removed_hosts_are_stale() {
+    let (_, before) = example_with(EXAMPLE);
+    let state = RenderedState::new(&before);
+    let (fabric, _) = example_with(&EXAMPLE.replace("[host.ci-runner-1]", "[host.ci-runner-2]"));
+    let stale: Vec<String> =
+        stale_files(&state, &fabric).iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(
+        stale,
+        [
+            "ci-runner-1/wg0.conf",
+            "ci-runner-1/50-wg0.netdev",
+            "ci-runner-1/50-wg0.network",
+            "ci-runner-1/wg0.setconf"
+        ]
+    );
+}
