@@ -129,3 +129,83 @@ fn a_stale_lock_is_refused() {
     let inventory = Inventory::parse(Path::new("examples/fabric.toml"), EXAMPLE).unwrap();
     assert!(matches!(Fabric::new(inventory, Lock::default()), Err(Error::Address(_))));
 }
+
+mod properties {
+    use std::collections::HashSet;
+    use std::fmt::Write as _;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::diff::diff_device;
+    use crate::render::wg_quick;
+    use crate::wgconf;
+
+    /// A random valid fabric: up to 3 relays, mesh members and spokes, distinct /24 routes on
+    /// some hosts, some full tunnels.
+    fn fabric_text() -> impl Strategy<Value = String> {
+        let hosts =
+            proptest::collection::vec((0u8..3, any::<bool>(), any::<bool>(), any::<bool>()), 1..14);
+        (0usize..3, 0usize..4, hosts).prop_map(|(topology, relays, hosts)| {
+            let topology = ["hub-and-spoke", "mesh", "mixed"][topology];
+            let mut text = format!("[network.n]\nipv4 = \"10.1.0.0/24\"\nipv6 = \"fd01::/64\"\ntopology = \"{topology}\"\n");
+            let relays = if topology == "mesh" { 0 } else { relays.max(1) };
+            for (i, (kind, routed, full, endpoint)) in hosts.iter().enumerate() {
+                let role = match (topology, kind) {
+                    ("mesh", _) => "mesh",
+                    (_, _) if i < relays => "relay",
+                    ("mixed", 0) => "mesh",
+                    _ => "spoke",
+                };
+                let key = wgfabric_proto::keys::PublicKey::from_bytes([i as u8 + 1; 32]);
+                let _ = write!(text, "[host.h{i:02}]\nrole = \"{role}\"\npublic_key = \"{key}\"\n");
+                if role == "relay" {
+                    // Priorities against name order, so the relay order is not just the name order.
+                    let _ = writeln!(text, "endpoint = \"h{i}.example.com:51820\"\npriority = {}", 20 - i);
+                } else if *endpoint {
+                    let _ = writeln!(text, "endpoint = \"h{i}.example.com:51820\"");
+                }
+                if *routed {
+                    let _ = writeln!(text, "routes = [\"192.168.{i}.0/24\"]");
+                }
+                if *full && role != "relay" && topology != "mesh" {
+                    let _ = writeln!(text, "tunnel = \"full\"");
+                }
+            }
+            text
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// In every host's configuration an allowed IP belongs to one peer only, the host's own
+        /// addresses and routes never point into the tunnel, and the wg-quick file parses back
+        /// to the same device.
+        #[test]
+        fn every_rendered_config_is_consistent(text in fabric_text()) {
+            let inventory = Inventory::parse(Path::new("p.toml"), &text).unwrap();
+            let lock = Lock::default().update(&inventory).unwrap();
+            let fabric = Fabric::new(inventory, lock).unwrap();
+            for config in fabric.host_configs() {
+                let mut seen = HashSet::new();
+                let own: HashSet<Cidr> = fabric
+                    .addresses(config.host.as_str())
+                    .unwrap()
+                    .addresses()
+                    .map(Cidr::host)
+                    .chain(config.routes.iter().copied())
+                    .collect();
+                for peer in &config.peers {
+                    prop_assert!(peer.name != config.host);
+                    for cidr in &peer.allowed_ips {
+                        prop_assert!(seen.insert(*cidr), "{} twice in {}", cidr, config.host);
+                        prop_assert!(!own.contains(cidr), "{} routes its own {} away", config.host, cidr);
+                    }
+                }
+                let parsed = wgconf::parse(Path::new("wg0.conf"), &wg_quick(&config, None)).unwrap();
+                prop_assert!(diff_device(&config, &parsed).is_empty());
+            }
+        }
+    }
+}
