@@ -87,6 +87,27 @@ impl HostConfig {
         self.peers.iter().find(|peer| peer.name.as_str() == name)
     }
 
+    /// The prefixes to route into the interface: every peer's allowed IPs except those already
+    /// on-link through the interface's own addresses, sorted. This is what wg-quick and
+    /// networkd install by themselves, and what a host brought up with `ip` and `wg setconf`
+    /// must add. Moving the failover routes between relays does not change it.
+    pub fn tunnel_routes(&self) -> Vec<Cidr> {
+        let on_link: Vec<Cidr> = self
+            .addresses
+            .iter()
+            .filter_map(|a| Cidr::new_truncating(a.addr, a.prefix).ok())
+            .collect();
+        let mut routes: Vec<Cidr> = self
+            .peers
+            .iter()
+            .flat_map(|peer| peer.allowed_ips.iter().copied())
+            .filter(|cidr| !on_link.iter().any(|prefix| prefix.contains(cidr)))
+            .collect();
+        routes.sort();
+        routes.dedup();
+        routes
+    }
+
     /// This configuration with the failover routes moved to `relay`.
     ///
     /// `None` if the host has no failover or `relay` is not one of its relays.

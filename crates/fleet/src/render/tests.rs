@@ -155,3 +155,17 @@ fn files_of_removed_hosts_are_stale() {
         ]
     );
 }
+
+#[test]
+fn setconf_lists_the_routes_wg_quick_would_install() {
+    let (_, configs) = example_with(EXAMPLE);
+    let ana = configs.iter().find(|c| c.host.as_str() == "laptop-ana").unwrap();
+    let routes: Vec<String> = ana.tunnel_routes().iter().map(ToString::to_string).collect();
+    assert_eq!(routes, ["10.20.0.0/16", "10.244.1.0/24"], "overlay addresses are on-link");
+    let text = setconf(ana, None);
+    assert!(text.contains("#   ip route add 10.20.0.0/16 dev wg0\n"), "{text}");
+    let router = configs.iter().find(|c| c.host.as_str() == "router-aws").unwrap();
+    assert!(setconf(router, None).contains("net.ipv4.ip_forward=1"));
+    let ben = configs.iter().find(|c| c.host.as_str() == "laptop-ben").unwrap();
+    assert!(setconf(ben, None).contains("(full tunnel: 0.0.0.0/0 needs policy routing"));
+}
