@@ -15,7 +15,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
 use wgfabric_fleet::{Fabric, Lock};
@@ -86,15 +86,10 @@ impl InventoryArgs {
     /// Loads the fabric, assigning new hosts in memory. The flag says whether the lock
     /// changed (and so should be written by verbs that write).
     pub(crate) fn load(&self) -> anyhow::Result<(Fabric, bool)> {
-        let (fabric, changed) = Fabric::load(&self.inventory)?;
-        if changed && self.locked {
-            bail!(
-                "{} is out of date with {} and --locked was given; run `wgfabric addresses update`",
-                self.lock_path().display(),
-                self.inventory.display()
-            );
+        if self.locked {
+            return Ok((Fabric::load_locked(&self.inventory)?, false));
         }
-        Ok((fabric, changed))
+        Ok(Fabric::load(&self.inventory)?)
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -57,6 +57,23 @@ impl Fabric {
         Ok((Self::new(inventory, lock)?, changed))
     }
 
+    /// Like [`Fabric::load`], but refuses a lock that would change: what an agent wants, since
+    /// only the controller's repository may assign addresses.
+    ///
+    /// # Errors
+    /// [`Error::Address`] if the lock does not cover the inventory; else as [`Fabric::load`].
+    pub fn load_locked(inventory_path: &Path) -> Result<Self, Error> {
+        let (fabric, changed) = Self::load(inventory_path)?;
+        if changed {
+            return Err(Error::Address(format!(
+                "{} is out of date with {}; run `wgfabric addresses update` and commit it",
+                Lock::path_for(inventory_path).display(),
+                inventory_path.display()
+            )));
+        }
+        Ok(fabric)
+    }
+
     /// A fabric from an inventory and a lock that covers it (as [`Lock::update`] returns).
     ///
     /// # Errors
