@@ -1,6 +1,6 @@
 //! `wgfabric render`: write every host's configuration, or print one host's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
@@ -8,7 +8,8 @@ use wgfabric_fleet::files::{write_all_or_nothing, PendingFile, PUBLIC_MODE, SECR
 use wgfabric_fleet::keystore::Identities;
 use wgfabric_fleet::lint::{check, findings_text, has_errors};
 use wgfabric_fleet::plan::{RenderedState, STATE_FILE};
-use wgfabric_fleet::render::{render, stale_files, Format, Request};
+use wgfabric_fleet::render::{render, stale_files, Format, Rendered, RenderedFile, Request};
+use wgfabric_fleet::Fabric;
 
 use super::{print, InventoryArgs};
 
@@ -104,19 +105,44 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Request { host: args.host.as_deref(), formats: &formats, identities: identities.as_ref() },
     )?;
 
-    let Some(out) = out else {
-        let many = rendered.files.len() > 1;
-        for file in &rendered.files {
-            if many {
-                print(&format!("# ==> {} <==\n", file.path.display()))?;
+    match out {
+        Some(out) => write_files(&args, &fabric, &rendered, &out, lock_changed)?,
+        None => {
+            if lock_changed {
+                eprintln!(
+                    "note: new hosts' addresses are not in {} yet; run `wgfabric addresses update`",
+                    args.inventory.lock_path().display()
+                );
             }
-            print(&file.contents)?;
+            print_files(&rendered.files)?;
         }
-        return Ok(ExitCode::SUCCESS);
-    };
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_files(files: &[RenderedFile]) -> anyhow::Result<()> {
+    let many = files.len() > 1;
+    for file in files {
+        if many {
+            print(&format!("# ==> {} <==\n", file.path.display()))?;
+        }
+        print(&file.contents)?;
+    }
+    Ok(())
+}
+
+/// Writes the rendered files, the state for `plan` and the lock (if it changed) all or
+/// nothing, then removes the files of hosts that left.
+fn write_files(
+    args: &Args,
+    fabric: &Fabric,
+    rendered: &Rendered,
+    out: &Path,
+    lock_changed: bool,
+) -> anyhow::Result<()> {
     let state_path = out.join(STATE_FILE);
     let mut state = RenderedState::load(&state_path)?;
-    let stale = if args.host.is_none() { stale_files(&state, &fabric) } else { Vec::new() };
+    let stale = if args.host.is_none() { stale_files(&state, fabric) } else { Vec::new() };
     if args.host.is_none() {
         state.hosts.clear();
     }
@@ -145,7 +171,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
     write_all_or_nothing(&pending)?;
-    remove_stale(&out, &stale)?;
+    remove_stale(out, &stale)?;
     eprintln!(
         "wrote {} file(s) for {} host(s) to {}{}",
         rendered.files.len(),
@@ -157,12 +183,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Removes what an earlier render wrote for hosts that left the fabric (and their directory
 /// once empty).
-fn remove_stale(out: &std::path::Path, stale: &[PathBuf]) -> anyhow::Result<()> {
+fn remove_stale(out: &Path, stale: &[PathBuf]) -> anyhow::Result<()> {
     for relative in stale {
         let path = out.join(relative);
         match std::fs::remove_file(&path) {
