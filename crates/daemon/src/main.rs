@@ -14,6 +14,7 @@ mod connection;
 mod control;
 #[allow(unsafe_code)]
 mod daemonize;
+mod datapath;
 mod driver;
 mod logging;
 mod shutdown;

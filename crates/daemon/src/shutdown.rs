@@ -19,7 +19,6 @@ pub(crate) enum Reason {
     /// The userspace API socket file was removed or replaced.
     SocketRemoved,
     /// The TUN device was deleted (`ip link del`). Triggered by the data path.
-    #[allow(dead_code)] // Raised by the data path once it is plugged in (see driver.rs).
     InterfaceGone,
 }
 

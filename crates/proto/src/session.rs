@@ -107,6 +107,11 @@ impl Session {
         self.peer
     }
 
+    /// Our index for this session: the receiver index of transport messages sent to us.
+    pub fn local_index(&self) -> u32 {
+        self.local_index
+    }
+
     /// Encrypts one packet in place into a transport message.
     ///
     /// The packet is `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len]`; the header goes in front of

@@ -1,0 +1,77 @@
+//! The userspace API's view of the data path: `get` reads the device, `set` changes it.
+//!
+//! A set request is applied whole or not at all. Everything that can fail (binding a new
+//! listen port, setting the firewall mark) happens first, on new sockets; only when it all
+//! worked are the device changes applied and the new sockets swapped in, in one step under the
+//! device lock.
+
+use std::io;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use wgfabric_proto::uapi::{DeviceSnapshot, SetRequest, UapiError, EADDRINUSE, EIO};
+use wgfabric_sys::SendBatch;
+
+use super::send::flush;
+use super::{bind_sockets, Datapath, Sockets};
+use crate::control::Control;
+
+fn uapi_error(what: &str, error: &anyhow::Error) -> UapiError {
+    let in_use = error.chain().any(|cause| {
+        cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse)
+    });
+    let errno = if in_use { EADDRINUSE } else { EIO };
+    UapiError::new(errno, format!("{what}: {error:#}"))
+}
+
+impl Control for Datapath {
+    fn get(&self) -> Result<DeviceSnapshot, UapiError> {
+        let state = self.shared.lock();
+        Ok(DeviceSnapshot {
+            listen_port: state.listen_port,
+            fwmark: state.fwmark,
+            ..state.device.snapshot()
+        })
+    }
+
+    fn set(&self, request: SetRequest) -> Result<(), UapiError> {
+        let current = self.shared.sockets();
+        let (port, fwmark) = {
+            let state = self.shared.lock();
+            (state.listen_port, state.fwmark)
+        };
+        // Fallible work first, on sockets nobody uses yet.
+        let rebind = request.listen_port.filter(|&p| p != port);
+        let fresh = match rebind {
+            Some(p) => Some(bind_sockets(p).map_err(|e| uapi_error("listen_port", &e))?),
+            None => None,
+        };
+        let target: &Sockets = fresh.as_ref().unwrap_or(&current);
+        let mark = request.fwmark.unwrap_or(fwmark);
+        if fresh.is_some() || request.fwmark.is_some_and(|m| m != fwmark) {
+            target.udp.set_mark(mark).map_err(|e| uapi_error("fwmark", &e.into()))?;
+        }
+
+        let fresh = fresh.map(Arc::new);
+        let outbox = {
+            let mut state = self.shared.lock();
+            state.device.apply(Instant::now(), &request);
+            state.fwmark = mark;
+            if let Some(sockets) = &fresh {
+                state.listen_port = sockets.udp.port();
+                *self.shared.sockets.write().unwrap_or_else(PoisonError::into_inner) =
+                    Arc::clone(sockets);
+            }
+            self.shared.drain(&mut state)
+        };
+        if let Some(sockets) = fresh {
+            current.retire.trigger();
+            tracing::info!(port = sockets.udp.port(), "listening");
+            if let Err(e) = self.spawn_socket_readers(&sockets) {
+                tracing::error!(error = %e, "starting the socket readers");
+            }
+        }
+        flush(&self.shared, &mut SendBatch::new(4), outbox);
+        Ok(())
+    }
+}

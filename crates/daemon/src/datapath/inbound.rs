@@ -1,0 +1,217 @@
+//! UDP → TUN: one thread per UDP socket.
+//!
+//! A receive returns a batch of messages, each possibly a GRO run of datagrams from one
+//! sender. Transport data is decrypted in place: one lock acquisition looks up the sessions of
+//! the whole batch, decryption runs without the lock, and a second acquisition judges the
+//! results (replay is already checked by the session; here the inner source address, roaming
+//! and timers). Delivered packets are coalesced into TCP/UDP superframes before the TUN write.
+//! Handshake messages are copied to the handshake queue, so a flood of them costs this thread
+//! nothing but the copy.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wgfabric_proto::wire::{DataHeader, MessageType, DATA_HEADER_LEN};
+use wgfabric_proto::{DropReason, Endpoint, Session, SourceAddr, Verdict};
+use wgfabric_sys::offload::{Coalescer, VNET_HDR_LEN};
+use wgfabric_sys::{Error, RecvBatch, RecvMeta, SendBatch, TunQueue, UdpSocket};
+
+use super::send::flush;
+use super::{interface_gone, Shared, Sockets};
+
+/// Messages per receive call; each holds up to 64 KiB of GRO-coalesced datagrams.
+const MESSAGES: usize = 16;
+/// Packets coalesced per TUN write batch.
+const COALESCE: usize = 64;
+const GRO_BUF: usize = 65535;
+
+/// One transport datagram of the batch.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    msg: usize,
+    offset: usize,
+    len: usize,
+    from: Endpoint,
+    /// Index into the batch's sessions, once looked up.
+    session: Option<usize>,
+    /// Plaintext length after opening.
+    opened: Option<usize>,
+    /// Why it did not open.
+    failed: Option<DropReason>,
+    /// Length of the packet to deliver, once judged.
+    deliver: Option<usize>,
+}
+
+/// Per-thread state.
+struct Inbound {
+    recv: RecvBatch,
+    bufs: Vec<Vec<u8>>,
+    metas: Vec<RecvMeta>,
+    jobs: Vec<Job>,
+    sessions: Vec<Arc<Session>>,
+    malformed: u64,
+    out: Vec<Vec<u8>>,
+    out_lens: Vec<usize>,
+    coalescer: Coalescer,
+    send: SendBatch,
+}
+
+pub(super) fn run(shared: &Shared, sockets: &Sockets, v6: bool) {
+    let socket = if v6 { sockets.udp.v6() } else { Some(sockets.udp.v4()) };
+    let queues = shared.tun.queues();
+    let (Some(socket), Some(tun)) = (socket, queues.get(usize::from(v6) % queues.len().max(1)))
+    else {
+        return;
+    };
+    let vnet = tun.has_vnet_hdr();
+    let mut st = Inbound {
+        recv: RecvBatch::new(MESSAGES),
+        bufs: vec![vec![0; GRO_BUF]; MESSAGES],
+        metas: vec![RecvMeta::default(); MESSAGES],
+        jobs: Vec::new(),
+        sessions: Vec::new(),
+        malformed: 0,
+        out: if vnet { vec![vec![0; VNET_HDR_LEN + GRO_BUF]; COALESCE] } else { Vec::new() },
+        out_lens: vec![0; COALESCE],
+        coalescer: Coalescer::new(shared.tun.offloads().uso),
+        send: SendBatch::new(8),
+    };
+    loop {
+        match receive(shared, socket, &mut st) {
+            Ok(()) => deliver(shared, tun, &mut st),
+            Err(Error::Shutdown) => return,
+            Err(e) => tracing::warn!(error = %e, "receiving from the UDP socket failed"),
+        }
+    }
+}
+
+/// Receives one batch and decrypts its transport data.
+fn receive(shared: &Shared, socket: &UdpSocket, st: &mut Inbound) -> Result<(), Error> {
+    let count = socket.recv(&mut st.recv, &mut st.bufs, &mut st.metas)?;
+    st.jobs.clear();
+    st.sessions.clear();
+    for (msg, meta) in st.metas[..count].iter().enumerate() {
+        let from = Endpoint {
+            addr: meta.src,
+            src: meta.dst.map(|local| SourceAddr { ip: local.ip, ifindex: local.ifindex }),
+        };
+        let mut offset = 0;
+        for datagram in meta.datagrams(&st.bufs[msg]) {
+            match MessageType::of(datagram) {
+                Some(MessageType::Data) => st.jobs.push(Job {
+                    msg,
+                    offset,
+                    len: datagram.len(),
+                    from,
+                    session: None,
+                    opened: None,
+                    failed: None,
+                    deliver: None,
+                }),
+                Some(_) => shared.handshakes.push(from, datagram),
+                None => st.malformed += 1,
+            }
+            offset += datagram.len();
+        }
+    }
+    if st.jobs.is_empty() {
+        return Ok(());
+    }
+
+    let now = Instant::now();
+    let Inbound { bufs, jobs, sessions, .. } = st;
+    let ((), outbox) = shared.with_device(|device| {
+        for job in jobs.iter_mut() {
+            let datagram = &bufs[job.msg][job.offset..job.offset + job.len];
+            let Some(index) = DataHeader::parse(datagram).map(|h| h.receiver) else { continue };
+            job.session = match sessions.iter().position(|s| s.local_index() == index) {
+                Some(known) => Some(known),
+                None => device.session(now, index).map(|s| {
+                    sessions.push(s);
+                    sessions.len() - 1
+                }),
+            };
+            if job.session.is_none() {
+                device.stats_mut().record_drop(DropReason::UnknownSession, 1);
+            }
+        }
+    });
+    flush(shared, &mut st.send, outbox);
+
+    for job in st.jobs.iter_mut() {
+        let Some(session) = job.session.map(|i| &st.sessions[i]) else { continue };
+        let datagram = &mut st.bufs[job.msg][job.offset..job.offset + job.len];
+        match session.open(datagram) {
+            Ok(opened) => job.opened = Some(opened.len),
+            Err(e) => job.failed = Some(DropReason::from(e)),
+        }
+    }
+
+    let malformed = std::mem::take(&mut st.malformed);
+    let Inbound { bufs, jobs, sessions, .. } = st;
+    let ((), outbox) = shared.with_device(|device| {
+        device.stats_mut().record_drop(DropReason::Malformed, malformed);
+        for job in jobs.iter_mut() {
+            if let Some(reason) = job.failed {
+                device.stats_mut().record_drop(reason, 1);
+            }
+            let (Some(session), Some(len)) = (job.session, job.opened) else { continue };
+            let start = job.offset + DATA_HEADER_LEN;
+            let plaintext = &bufs[job.msg][start..start + len];
+            if let Verdict::Deliver { len } =
+                device.receive_data(now, &sessions[session], job.from, plaintext, job.len)
+            {
+                job.deliver = Some(len);
+            }
+        }
+    });
+    flush(shared, &mut st.send, outbox);
+    Ok(())
+}
+
+/// Writes the delivered packets to the TUN device, coalesced when it takes superframes.
+fn deliver(shared: &Shared, tun: &TunQueue, st: &mut Inbound) {
+    let Inbound { jobs, bufs, out, out_lens, coalescer, .. } = st;
+    let delivered =
+        jobs.iter().filter_map(|j| j.deliver.map(|len| (j.msg, j.offset + DATA_HEADER_LEN, len)));
+    if !tun.has_vnet_hdr() {
+        for (msg, start, len) in delivered {
+            write(shared, tun, &bufs[msg][start..start + len]);
+        }
+        return;
+    }
+    let mut pending = 0;
+    for (msg, start, len) in delivered {
+        out[pending][VNET_HDR_LEN..VNET_HDR_LEN + len]
+            .copy_from_slice(&bufs[msg][start..start + len]);
+        out_lens[pending] = len;
+        pending += 1;
+        if pending == COALESCE {
+            write_coalesced(shared, tun, coalescer, &mut out[..pending], &mut out_lens[..pending]);
+            pending = 0;
+        }
+    }
+    if pending > 0 {
+        write_coalesced(shared, tun, coalescer, &mut out[..pending], &mut out_lens[..pending]);
+    }
+}
+
+fn write_coalesced(
+    shared: &Shared,
+    tun: &TunQueue,
+    coalescer: &mut Coalescer,
+    out: &mut [Vec<u8>],
+    lens: &mut [usize],
+) {
+    for &i in coalescer.coalesce(out, lens, VNET_HDR_LEN) {
+        write(shared, tun, &out[i][..VNET_HDR_LEN + lens[i]]);
+    }
+}
+
+fn write(shared: &Shared, tun: &TunQueue, frame: &[u8]) {
+    match tun.write(frame) {
+        Ok(()) | Err(Error::Shutdown) => {}
+        Err(Error::LinkDeleted) => interface_gone(shared),
+        Err(e) => tracing::debug!(error = %e, "writing to the TUN device failed"),
+    }
+}

@@ -1,0 +1,247 @@
+//! The data path: threads that pump packets between the TUN device, the UDP sockets and the
+//! protocol core.
+//!
+//! ```text
+//!  TUN queue ─► outbound thread: segment superframe ─► route + claim session (lock)
+//!                                 ─► seal (no lock) ─► one GSO send per peer
+//!  UDP socket ─► inbound thread: GRO batch ─► look up sessions (lock) ─► open (no lock)
+//!                                 ─► judge (lock) ─► coalesce ─► TUN write
+//!              └─► handshake messages ─► handshake queue ─► handshake thread (lock, DH)
+//!  timer thread: handle_timeout (lock) at each deadline; MTU and wall clock refresh
+//! ```
+//!
+//! One mutex guards the protocol core's [`Device`]; it is held for bookkeeping only, never for
+//! cryptography on the data path or for system calls. Datagrams the device produces itself
+//! (handshakes, keepalives, cookie replies, packets queued during a handshake) are collected
+//! while the lock is held and sent after it is released.
+
+mod control;
+mod events;
+mod handshakes;
+mod inbound;
+mod outbound;
+mod send;
+mod timers;
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context as _};
+use rand_core::{OsRng, RngCore as _};
+use wgfabric_proto::{Device, Transmit};
+use wgfabric_sys::{Tun, TunConfig, UdpSockets};
+
+use crate::driver::Driver;
+use crate::shutdown::{Reason, Shutdown};
+use events::Logged;
+use handshakes::HandshakeQueue;
+
+/// The MTU a fresh TUN device gets before `ip link set mtu` (wg-quick sets 1420).
+const DEFAULT_TUN_MTU: u32 = 1420;
+
+/// The protocol core and what belongs with it under one lock.
+struct State {
+    device: Device,
+    /// The deadline the timer thread is sleeping towards; a new earlier one must wake it.
+    timer_deadline: Option<Instant>,
+    listen_port: u16,
+    fwmark: u32,
+}
+
+/// The UDP sockets of one `listen_port`, with the signal that retires their reader threads
+/// when the port changes.
+struct Sockets {
+    udp: UdpSockets,
+    retire: wgfabric_sys::Shutdown,
+}
+
+/// What every thread shares.
+struct Shared {
+    state: Mutex<State>,
+    timer_wake: Condvar,
+    tun: Tun,
+    sockets: RwLock<Arc<Sockets>>,
+    mtu: AtomicUsize,
+    /// Stops the TUN readers and the internal threads.
+    io_shutdown: wgfabric_sys::Shutdown,
+    daemon_shutdown: Shutdown,
+    handshakes: HandshakeQueue,
+}
+
+/// Datagrams and events produced while the device lock was held, to act on after release.
+#[derive(Default)]
+struct Outbox {
+    transmits: Vec<Transmit>,
+    events: Vec<Logged>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the device under the lock, then collects what it wants sent and logged, and
+    /// wakes the timer thread if a deadline moved earlier.
+    fn with_device<R>(&self, f: impl FnOnce(&mut Device) -> R) -> (R, Outbox) {
+        let mut state = self.lock();
+        let result = f(&mut state.device);
+        let outbox = self.drain(&mut state);
+        (result, outbox)
+    }
+
+    fn drain(&self, state: &mut State) -> Outbox {
+        let mut outbox = Outbox::default();
+        outbox.transmits.extend(std::iter::from_fn(|| state.device.poll_transmit()));
+        while let Some(event) = state.device.poll_event() {
+            outbox.events.push(Logged::new(&state.device, event));
+        }
+        let next = state.device.poll_timeout();
+        if next.is_some_and(|n| state.timer_deadline.is_none_or(|d| n < d)) {
+            self.timer_wake.notify_one();
+        }
+        outbox
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu.load(Ordering::Relaxed)
+    }
+
+    fn sockets(&self) -> Arc<Sockets> {
+        Arc::clone(&self.sockets.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The running data path.
+pub(crate) struct Datapath {
+    shared: Arc<Shared>,
+    interface: String,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Datapath {
+    /// Creates the TUN device and the UDP sockets and starts every thread.
+    pub(crate) fn start(interface: &str, shutdown: &Shutdown) -> anyhow::Result<Arc<Self>> {
+        let io_shutdown = wgfabric_sys::Shutdown::new().context("creating the stop signal")?;
+        let queues = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        let tun = Tun::create(
+            &TunConfig { name: interface.to_owned(), queues, offload: true },
+            &io_shutdown,
+        )
+        .with_context(|| format!("creating TUN device {interface}"))?;
+        let offloads = tun.offloads();
+        tracing::debug!(
+            interface = tun.name(),
+            queues = queues.get(),
+            tso = offloads.tso,
+            uso = offloads.uso,
+            "TUN device ready"
+        );
+        if tun.mtu().is_ok_and(|mtu| mtu != DEFAULT_TUN_MTU) {
+            // A fresh TUN device starts at 1500; WireGuard's overhead needs 80 bytes of it.
+            let _ = tun.set_mtu(DEFAULT_TUN_MTU);
+        }
+        let mtu = tun.mtu().unwrap_or(DEFAULT_TUN_MTU) as usize;
+        let sockets = bind_sockets(0)?;
+
+        let mut seed = [0u8; 32];
+        OsRng.try_fill_bytes(&mut seed).map_err(|e| anyhow!("seeding the device: {e}"))?;
+        let mut device = Device::new(seed, Instant::now(), since_epoch());
+        device.set_mtu(mtu);
+        let listen_port = sockets.udp.port();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { device, timer_deadline: None, listen_port, fwmark: 0 }),
+            timer_wake: Condvar::new(),
+            tun,
+            sockets: RwLock::new(Arc::new(sockets)),
+            mtu: AtomicUsize::new(mtu),
+            io_shutdown,
+            daemon_shutdown: shutdown.clone(),
+            handshakes: HandshakeQueue::default(),
+        });
+        let datapath = Arc::new(Self {
+            interface: shared.tun.name().to_owned(),
+            shared,
+            threads: Mutex::new(Vec::new()),
+        });
+        datapath.spawn_threads()?;
+        Ok(datapath)
+    }
+
+    fn spawn(
+        &self,
+        name: String,
+        body: impl FnOnce(Arc<Shared>) + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || body(shared))
+            .with_context(|| format!("starting thread {name}"))?;
+        self.threads.lock().unwrap_or_else(PoisonError::into_inner).push(handle);
+        Ok(())
+    }
+
+    fn spawn_threads(&self) -> anyhow::Result<()> {
+        for queue in 0..self.shared.tun.queues().len() {
+            self.spawn(format!("tun-{queue}"), move |shared| outbound::run(&shared, queue))?;
+        }
+        self.spawn_socket_readers(&self.shared.sockets())?;
+        self.spawn("handshakes".into(), |shared| handshakes::run(&shared))?;
+        self.spawn("timers".into(), |shared| timers::run(&shared))?;
+        Ok(())
+    }
+
+    fn spawn_socket_readers(&self, sockets: &Arc<Sockets>) -> anyhow::Result<()> {
+        let port = sockets.udp.port();
+        for v6 in [false, true] {
+            if v6 && sockets.udp.v6().is_none() {
+                continue;
+            }
+            let sockets = Arc::clone(sockets);
+            let name = format!("udp{}-{port}", if v6 { 6 } else { 4 });
+            self.spawn(name, move |shared| inbound::run(&shared, &sockets, v6))?;
+        }
+        Ok(())
+    }
+}
+
+/// Binds the UDP sockets for `port` (0: any free port).
+fn bind_sockets(port: u16) -> anyhow::Result<Sockets> {
+    let retire = wgfabric_sys::Shutdown::new().context("creating the socket stop signal")?;
+    let udp =
+        UdpSockets::bind(port, &retire).with_context(|| format!("binding UDP port {port}"))?;
+    Ok(Sockets { udp, retire })
+}
+
+fn since_epoch() -> std::time::Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+impl Driver for Datapath {
+    fn interface_name(&self) -> &str {
+        &self.interface
+    }
+
+    fn stop(&self) {
+        self.shared.io_shutdown.trigger();
+        self.shared.sockets().retire.trigger();
+        self.shared.handshakes.close();
+        // Notify under the lock, so the timer thread is either waiting or will see the flag.
+        let state = self.shared.lock();
+        self.shared.timer_wake.notify_all();
+        drop(state);
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A data-path thread hit the end of the interface: take the daemon down.
+fn interface_gone(shared: &Shared) {
+    shared.daemon_shutdown.trigger(Reason::InterfaceGone);
+}

@@ -1,0 +1,51 @@
+//! The timer thread: runs the protocol's timers at their deadlines, and once a second
+//! re-reads the interface MTU and re-anchors the wall clock used for handshake timestamps.
+//!
+//! The deadline it sleeps towards is stored under the device lock; any thread whose work
+//! moves the device's next deadline earlier notifies it under that same lock, so no wake-up
+//! is lost.
+
+use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+use wgfabric_sys::SendBatch;
+
+use super::send::flush;
+use super::{since_epoch, Shared};
+
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+pub(super) fn run(shared: &Shared) {
+    let mut batch = SendBatch::new(8);
+    let mut housekeeping = Instant::now();
+    loop {
+        if shared.io_shutdown.is_triggered() {
+            return;
+        }
+        let now = Instant::now();
+        let mtu = (now >= housekeeping).then(|| shared.tun.mtu().ok()).flatten();
+        let mut state = shared.lock();
+        state.device.handle_timeout(now);
+        if now >= housekeeping {
+            housekeeping = now + HOUSEKEEPING;
+            state.device.set_wall_clock(now, since_epoch());
+            if let Some(mtu) = mtu {
+                state.device.set_mtu(mtu as usize);
+                shared.mtu.store(mtu as usize, Ordering::Relaxed);
+            }
+        }
+        let wake_at = state.device.poll_timeout().map_or(housekeeping, |t| t.min(housekeeping));
+        state.timer_deadline = Some(wake_at);
+        let outbox = shared.drain(&mut state);
+        if !outbox.transmits.is_empty() || !outbox.events.is_empty() {
+            drop(state);
+            flush(shared, &mut batch, outbox);
+            continue;
+        }
+        let timeout = wake_at.saturating_duration_since(Instant::now());
+        drop(
+            shared.timer_wake.wait_timeout(state, timeout).unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+}
