@@ -13,8 +13,8 @@ pub enum Error {
     /// The TUN interface was deleted (for example with `ip link del`); the queue is dead.
     #[error("the TUN interface was deleted")]
     LinkDeleted,
-    /// A UDP send asked for a source address that is no longer local (`EINVAL`,
-    /// `EADDRNOTAVAIL` or `ENODEV`); retry without it.
+    /// A UDP send asked for a source address that is no longer local, or from which the
+    /// destination is unreachable; retry without it.
     #[error("source address unavailable: {0}")]
     SourceUnavailable(io::Error),
     /// Any other failure of the underlying system call.

@@ -36,6 +36,13 @@ pub struct RecvMeta {
     pub segment_size: usize,
 }
 
+impl Default for RecvMeta {
+    /// An empty entry, to size the array [`UdpSocket::recv`] fills.
+    fn default() -> Self {
+        Self { src: (Ipv4Addr::UNSPECIFIED, 0).into(), dst: None, len: 0, segment_size: 0 }
+    }
+}
+
 impl RecvMeta {
     /// The datagrams of this message within its buffer.
     pub fn datagrams<'b>(&self, buf: &'b [u8]) -> impl Iterator<Item = &'b [u8]> {
@@ -263,9 +270,9 @@ impl UdpSocket {
     /// # Errors
     ///
     /// A [`SendError`] telling how many datagrams were sent and why the rest were not:
-    /// [`Error::SourceUnavailable`] when `src` is no longer a local address (`EINVAL`,
-    /// `EADDRNOTAVAIL` or `ENODEV`), [`Error::Shutdown`], or the send's error (`EAFNOSUPPORT`
-    /// when `dst` is of the other family).
+    /// [`Error::SourceUnavailable`] when `src` is no longer a local address (or cannot reach
+    /// `dst`), [`Error::Shutdown`], or the send's error (`EAFNOSUPPORT` when `dst` is of the
+    /// other family).
     pub fn send<'d>(
         &self,
         batch: &mut SendBatch,
@@ -337,12 +344,19 @@ impl UdpSocket {
     }
 }
 
-/// `EIO`: the device cannot checksum (GSO is off for the socket from then on); `EINVAL`: a
-/// segment does not fit the route's MTU, which plain sends handle by fragmenting.
+/// `EIO`: the device cannot checksum (GSO is off for the socket from then on); `EMSGSIZE`
+/// (`EINVAL` before Linux 6.x): a segment does not fit the route's MTU, which plain sends
+/// handle by fragmenting.
 fn is_gso_refusal(err: &std::io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EIO | libc::EINVAL))
+    matches!(err.raw_os_error(), Some(libc::EIO | libc::EMSGSIZE | libc::EINVAL))
 }
 
+/// Errors that, with a source address given, mean it is no longer local: IPv4 routing says
+/// `ENETUNREACH` (older kernels `EINVAL`), IPv6 `EADDRNOTAVAIL` or `EINVAL`, a gone interface
+/// index `ENODEV`.
 fn is_source_unavailable(err: &std::io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EADDRNOTAVAIL | libc::ENODEV))
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ENETUNREACH | libc::EINVAL | libc::EADDRNOTAVAIL | libc::ENODEV)
+    )
 }
