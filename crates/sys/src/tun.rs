@@ -156,9 +156,10 @@ impl Tun {
         read: impl FnOnce(&libc::ifreq) -> T,
     ) -> io::Result<T> {
         let mut ifr = ifreq(&self.name)?;
-        ifr.ifr_ifru.ifru_mtu = value; // ifindex, MTU and metric share this int-sized slot.
-                                       // SAFETY: `ifr` is a valid ifreq that outlives the call; the request only reads its
-                                       // name and reads or writes an int-sized member.
+        // The ifindex, MTU and metric members share this int-sized slot.
+        ifr.ifr_ifru.ifru_mtu = value;
+        // SAFETY: `ifr` is a valid ifreq that outlives the call; the request only reads its
+        // name and reads or writes an int-sized member.
         cvt(unsafe { libc::ioctl(self.control.as_raw_fd(), request, &mut ifr) })?;
         Ok(read(&ifr))
     }

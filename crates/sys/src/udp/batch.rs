@@ -130,6 +130,7 @@ impl SendBatch {
         match self.messages.last_mut() {
             Some(msg)
                 if gso
+                    && len > 0
                     && len <= msg.segment_size
                     && msg.bytes == msg.count * msg.segment_size // no shorter one yet
                     && msg.count < MAX_GSO_SEGMENTS
@@ -359,4 +360,49 @@ fn is_source_unavailable(err: &std::io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::ENETUNREACH | libc::EINVAL | libc::EADDRNOTAVAIL | libc::ENODEV)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(batch: &SendBatch) -> Vec<(usize, usize)> {
+        batch.messages.iter().map(|m| (m.count, m.segment_size)).collect()
+    }
+
+    fn fill(batch: &mut SendBatch, sizes: &[usize], gso: bool) -> Vec<Vec<u8>> {
+        let data: Vec<Vec<u8>> = sizes.iter().map(|&n| vec![0; n]).collect();
+        for d in &data {
+            assert!(batch.push(d, gso));
+        }
+        data
+    }
+
+    #[test]
+    fn groups_runs_of_equal_size_ending_with_a_shorter_one() {
+        let mut batch = SendBatch::new(16);
+        let _data = fill(&mut batch, &[1200, 1200, 500, 1200, 1300, 0, 0], true);
+        assert_eq!(layout(&batch), [(3, 1200), (1, 1200), (1, 1300), (1, 0), (1, 0)]);
+        batch.split_from(0);
+        assert_eq!(layout(&batch).len(), 7);
+        assert!(batch.messages.iter().enumerate().all(|(i, m)| m.first_iov == i && m.count == 1));
+    }
+
+    #[test]
+    fn without_gso_each_datagram_is_a_message() {
+        let mut batch = SendBatch::new(4);
+        let data = fill(&mut batch, &[100, 100, 100, 100], false);
+        assert_eq!(layout(&batch), [(1, 100); 4]);
+        assert!(!batch.push(&data[0], false), "the batch is full");
+    }
+
+    #[test]
+    fn caps_segments_and_bytes_per_message() {
+        let mut batch = SendBatch::new(128);
+        let _data = fill(&mut batch, &[1000; 70], true);
+        assert_eq!(layout(&batch), [(64, 1000), (6, 1000)]);
+        let mut batch = SendBatch::new(128);
+        let _data = fill(&mut batch, &[1400; 60], true);
+        assert_eq!(layout(&batch), [(46, 1400), (14, 1400)]);
+    }
 }
