@@ -1,5 +1,6 @@
 //! Throughput of the two offload hot paths: cutting a 64 KiB TCP superframe read from the TUN
-//! into MTU-sized segments, and merging 44 decrypted segments back into one frame.
+//! into MTU-sized segments, and merging 44 decrypted segments back into one frame, in place or
+//! gathered from read-only buffers.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgfabric_sys::offload::{segment, Coalescer, GsoType, VirtioNetHdr};
@@ -60,6 +61,22 @@ fn offload(c: &mut Criterion) {
             |(bufs, lens)| assert_eq!(coalescer.coalesce(bufs, lens, HEADROOM).len(), 1),
             criterion::BatchSize::LargeInput,
         )
+    });
+    let packets: Vec<&[u8]> = segments
+        .iter()
+        .zip(&segment_lens)
+        .map(|(buf, &len)| &buf[HEADROOM..HEADROOM + len])
+        .collect();
+    let mut out = vec![vec![0u8; HEADROOM + 65536]; 4];
+    let mut out_lens = vec![0usize; 4];
+    group.bench_function("coalesce_from_44_tcp_segments", |b| {
+        b.iter(|| {
+            let mut input = packets.iter().copied().peekable();
+            assert_eq!(
+                coalescer.coalesce_from(&mut input, &mut out, &mut out_lens, HEADROOM).len(),
+                1
+            )
+        })
     });
     group.finish();
 }

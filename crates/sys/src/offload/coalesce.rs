@@ -9,6 +9,11 @@
 //! for its flow, so packets of one flow are never reordered. Packets arrive authenticated, so
 //! their checksums are trusted, as the kernel's WireGuard trusts them: single packets are
 //! marked `DATA_VALID`, merged frames carry the pseudo-header sum with `NEEDS_CSUM`.
+//!
+//! Frames are built either in place, in the buffer of each frame's first packet, or by
+//! gathering read-only packets into separate frame buffers; both share one flow table.
+
+use std::iter::Peekable;
 
 use super::packet::{tcp_flags, Headers, IpVersion, Transport};
 use super::vnet::{GsoType, VirtioNetHdr, VNET_HDR_LEN};
@@ -31,9 +36,10 @@ pub struct Coalescer {
 /// A frame being built in the buffer of its first packet.
 #[derive(Debug)]
 struct Flow {
-    head: usize,
+    /// Index of the buffer the frame is built in.
+    frame: usize,
     headers: Headers,
-    /// Current length of the head's IP packet.
+    /// Current length of the frame's IP packet.
     len: usize,
     /// Payload length of the first segment; later ones may not exceed it.
     gso_size: usize,
@@ -41,6 +47,14 @@ struct Flow {
     next_seq: u32,
     push: bool,
     open: bool,
+}
+
+/// A packet that joins no frame: it starts one, and may start a flow.
+struct NewFrame {
+    /// The packet's headers, if it may start a flow.
+    headers: Option<Headers>,
+    /// The flow of the same addresses and ports whose frame it could not join.
+    replaces: Option<usize>,
 }
 
 impl Coalescer {
@@ -68,49 +82,130 @@ impl Coalescer {
         lens: &mut [usize],
         headroom: usize,
     ) -> &[usize] {
+        self.begin(headroom);
+        for i in 0..bufs.len() {
+            let (earlier, rest) = bufs.split_at_mut(i);
+            let buf = rest[0].as_mut();
+            let packet = &buf[headroom..headroom + lens[i]];
+            if let Some(new) = self.try_join(packet, earlier, headroom) {
+                self.start(new, packet, i, earlier, lens, headroom);
+                write_vnet_hdr(buf, headroom, &VirtioNetHdr::VALID);
+            }
+        }
+        self.finish(bufs, lens, headroom)
+    }
+
+    /// Coalesces packets taken from `packets` into the buffers `out`, copying each byte once,
+    /// and returns the indices of the frames to write, which are `0..n` for some `n`.
+    ///
+    /// This suits packets that live in buffers of their own layout, such as datagrams
+    /// decrypted in place in a GRO buffer. Frame `i` is built at
+    /// `out[i][headroom - VNET_HDR_LEN..headroom + lens[i]]`, virtio-net header included;
+    /// `out` buffers should have room for 64 KiB after `headroom`. Stops when a packet needs a
+    /// frame and `out` has none left, leaving that packet in `packets` for the next call.
+    ///
+    /// # Panics
+    ///
+    /// If `headroom < VNET_HDR_LEN`, if `lens` is shorter than `out`, or if an `out` buffer
+    /// cannot hold the packet that starts its frame.
+    pub fn coalesce_from<'p, B: AsMut<[u8]>, I: Iterator<Item = &'p [u8]>>(
+        &mut self,
+        packets: &mut Peekable<I>,
+        out: &mut [B],
+        lens: &mut [usize],
+        headroom: usize,
+    ) -> &[usize] {
+        self.begin(headroom);
+        while let Some(&packet) = packets.peek() {
+            let frame = self.frames.len();
+            if let Some(new) = self.try_join(packet, &mut out[..frame], headroom) {
+                let Some(buf) = out.get_mut(frame) else { break };
+                let buf = buf.as_mut();
+                buf[headroom..headroom + packet.len()].copy_from_slice(packet);
+                write_vnet_hdr(buf, headroom, &VirtioNetHdr::VALID);
+                lens[frame] = packet.len();
+                self.start(new, packet, frame, &mut out[..frame], lens, headroom);
+            }
+            packets.next();
+        }
+        let frames = self.frames.len();
+        self.finish(&mut out[..frames], lens, headroom)
+    }
+
+    fn begin(&mut self, headroom: usize) {
         assert!(headroom >= VNET_HDR_LEN, "headroom must hold a virtio-net header");
         self.flows.clear();
         self.frames.clear();
-        for i in 0..bufs.len() {
-            let (earlier, rest) = bufs.split_at_mut(i);
-            let packet = &rest[0].as_mut()[headroom..headroom + lens[i]];
-            let Some(headers) =
-                Headers::parse_exact(packet).filter(|h| self.udp || h.transport == Transport::Tcp)
-            else {
-                write_vnet_hdr(rest[0].as_mut(), headroom, &VirtioNetHdr::VALID);
-                self.frames.push(i);
-                continue;
-            };
-            let same_flow = self.flows.iter_mut().find(|flow| {
-                let head = &earlier[flow.head].as_mut()[headroom..];
-                flow.headers.version == headers.version
-                    && flow.headers.transport == headers.transport
-                    && flow.headers.addresses(head) == headers.addresses(packet)
-                    && flow.headers.ports(head) == headers.ports(packet)
-            });
-            let new_flow = Flow::start(i, headers, packet);
-            match same_flow {
-                Some(flow) => {
-                    let head = earlier[flow.head].as_mut();
-                    if flow.open && flow.try_append(head, headroom, packet, &headers) {
-                        continue;
-                    }
-                    flow.finish(head, &mut lens[flow.head], headroom);
-                    *flow = new_flow;
-                }
-                None => self.flows.push(new_flow),
+    }
+
+    /// Appends `packet` to the frame of its flow in `frames` if it may join it; otherwise
+    /// says how it starts a frame of its own.
+    fn try_join<B: AsMut<[u8]>>(
+        &mut self,
+        packet: &[u8],
+        frames: &mut [B],
+        headroom: usize,
+    ) -> Option<NewFrame> {
+        let Some(headers) =
+            Headers::parse_exact(packet).filter(|h| self.udp || h.transport == Transport::Tcp)
+        else {
+            return Some(NewFrame { headers: None, replaces: None });
+        };
+        let replaces = self.flows.iter().position(|flow| {
+            let head = &frames[flow.frame].as_mut()[headroom..];
+            flow.headers.version == headers.version
+                && flow.headers.transport == headers.transport
+                && flow.headers.addresses(head) == headers.addresses(packet)
+                && flow.headers.ports(head) == headers.ports(packet)
+        });
+        if let Some(flow) = replaces.map(|i| &mut self.flows[i]) {
+            let head = frames[flow.frame].as_mut();
+            if flow.open && flow.try_append(head, headroom, packet, &headers) {
+                return None;
             }
-            self.frames.push(i);
         }
+        Some(NewFrame { headers: Some(headers), replaces })
+    }
+
+    /// Records that `packet`, now in place as frame `frame`, starts a frame; a flow it
+    /// replaces is finished, since nothing may join that frame any more.
+    fn start<B: AsMut<[u8]>>(
+        &mut self,
+        new: NewFrame,
+        packet: &[u8],
+        frame: usize,
+        frames: &mut [B],
+        lens: &mut [usize],
+        headroom: usize,
+    ) {
+        self.frames.push(frame);
+        let Some(headers) = new.headers else { return };
+        let flow = Flow::start(frame, headers, packet);
+        match new.replaces {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.flows[i], flow);
+                old.finish(frames[old.frame].as_mut(), &mut lens[old.frame], headroom);
+            }
+            None => self.flows.push(flow),
+        }
+    }
+
+    /// Finishes the frames still open and returns the frames to write.
+    fn finish<B: AsMut<[u8]>>(
+        &mut self,
+        frames: &mut [B],
+        lens: &mut [usize],
+        headroom: usize,
+    ) -> &[usize] {
         for flow in &self.flows {
-            flow.finish(bufs[flow.head].as_mut(), &mut lens[flow.head], headroom);
+            flow.finish(frames[flow.frame].as_mut(), &mut lens[flow.frame], headroom);
         }
         &self.frames
     }
 }
 
 impl Flow {
-    fn start(head: usize, headers: Headers, packet: &[u8]) -> Self {
+    fn start(frame: usize, headers: Headers, packet: &[u8]) -> Self {
         let gso_size = packet.len() - headers.len;
         let (open, next_seq) = match headers.transport {
             Transport::Tcp => {
@@ -120,7 +215,7 @@ impl Flow {
             Transport::Udp => (true, 0),
         };
         Self {
-            head,
+            frame,
             headers,
             len: packet.len(),
             gso_size,
@@ -192,35 +287,36 @@ impl Flow {
         }
     }
 
-    /// Writes the frame's final headers and its virtio-net header, and its length to `len`.
-    fn finish(&self, head_buf: &mut [u8], len: &mut usize, headroom: usize) {
+    /// Writes the final headers and the virtio-net header of a frame of several segments
+    /// (a lone packet keeps its own, and the `DATA_VALID` header written when it was placed),
+    /// and the frame's length to `len`.
+    fn finish(&self, frame_buf: &mut [u8], len: &mut usize, headroom: usize) {
         *len = self.len;
-        let hdr = if self.segments == 1 {
-            VirtioNetHdr::VALID
-        } else {
-            let frame = &mut head_buf[headroom..headroom + self.len];
-            self.headers.set_lengths(frame).expect("try_append keeps frames within MAX_FRAME_LEN");
-            let gso_type = match (self.headers.transport, self.headers.version) {
-                (Transport::Tcp, IpVersion::V4) => GsoType::TcpV4,
-                (Transport::Tcp, IpVersion::V6) => GsoType::TcpV6,
-                (Transport::Udp, _) => GsoType::UdpL4,
-            };
-            if self.push {
-                let flags = self.headers.tcp_flags(frame) | tcp_flags::PSH;
-                self.headers.set_tcp_flags(frame, flags);
-            }
-            self.headers.fill_l4_pseudo_checksum(frame);
-            VirtioNetHdr {
-                flags: VirtioNetHdr::NEEDS_CSUM,
-                gso_type,
-                // The casts cannot truncate: all are bounded by MAX_FRAME_LEN.
-                hdr_len: self.headers.len as u16,
-                gso_size: self.gso_size as u16,
-                csum_start: self.headers.l4_offset as u16,
-                csum_offset: self.headers.checksum_offset() as u16,
-            }
+        if self.segments == 1 {
+            return;
+        }
+        let frame = &mut frame_buf[headroom..headroom + self.len];
+        self.headers.set_lengths(frame).expect("try_append keeps frames within MAX_FRAME_LEN");
+        let gso_type = match (self.headers.transport, self.headers.version) {
+            (Transport::Tcp, IpVersion::V4) => GsoType::TcpV4,
+            (Transport::Tcp, IpVersion::V6) => GsoType::TcpV6,
+            (Transport::Udp, _) => GsoType::UdpL4,
         };
-        write_vnet_hdr(head_buf, headroom, &hdr);
+        if self.push {
+            let flags = self.headers.tcp_flags(frame) | tcp_flags::PSH;
+            self.headers.set_tcp_flags(frame, flags);
+        }
+        self.headers.fill_l4_pseudo_checksum(frame);
+        let hdr = VirtioNetHdr {
+            flags: VirtioNetHdr::NEEDS_CSUM,
+            gso_type,
+            // The casts cannot truncate: all are bounded by MAX_FRAME_LEN.
+            hdr_len: self.headers.len as u16,
+            gso_size: self.gso_size as u16,
+            csum_start: self.headers.l4_offset as u16,
+            csum_offset: self.headers.checksum_offset() as u16,
+        };
+        write_vnet_hdr(frame_buf, headroom, &hdr);
     }
 }
 

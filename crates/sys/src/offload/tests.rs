@@ -304,6 +304,48 @@ fn udp_is_coalesced_only_when_enabled() {
     assert_eq!(packet(&bufs[0], blens[0]), &superframe(&spec).1[..]);
 }
 
+#[test]
+fn gathering_matches_in_place_and_resumes_when_out_is_full() {
+    let (a, a_lens) = segments(&tcp4(5000, 1000, ACK));
+    let mut other = tcp4(3000, 1000, ACK);
+    other.v6 = true;
+    let (b, b_lens) = segments(&other);
+    let icmp = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    let mut packets: Vec<&[u8]> = vec![&icmp];
+    for i in 0..5 {
+        packets.push(packet(&a[i], a_lens[i]));
+        packets.extend(b.get(i).map(|buf| packet(buf, b_lens[i])));
+    }
+    let (mut bufs, mut lens) = batch(&packets);
+    let in_place = Coalescer::new(false).coalesce(&mut bufs, &mut lens, HEADROOM).to_vec();
+    let expected: Vec<&[u8]> =
+        in_place.iter().map(|&i| &bufs[i][HEADROOM - VNET_HDR_LEN..HEADROOM + lens[i]]).collect();
+    assert_eq!(expected.len(), 3);
+
+    let frame_bytes = |out: &[Vec<u8>], lens: &[usize], i: usize| {
+        out[i][HEADROOM - VNET_HDR_LEN..HEADROOM + lens[i]].to_vec()
+    };
+    let mut coalescer = Coalescer::new(false);
+    let (mut out, mut out_lens) = buffers(8);
+    let mut input = packets.iter().copied().peekable();
+    let frames = coalescer.coalesce_from(&mut input, &mut out, &mut out_lens, HEADROOM).to_vec();
+    assert_eq!(frames, [0, 1, 2]);
+    assert!(input.next().is_none());
+    let gathered: Vec<Vec<u8>> = frames.iter().map(|&i| frame_bytes(&out, &out_lens, i)).collect();
+    assert_eq!(gathered, expected);
+
+    // With two frame buffers, the first call stops before the IPv6 flow's first packet.
+    let (mut out, mut out_lens) = buffers(2);
+    let mut input = packets.iter().copied().peekable();
+    assert_eq!(coalescer.coalesce_from(&mut input, &mut out, &mut out_lens, HEADROOM), [0, 1]);
+    assert_eq!(out_lens[1], a_lens[0], "the next packet of flow A belongs to the next call");
+    assert_eq!(input.peek(), Some(&packets[2]));
+    assert_eq!(coalescer.coalesce_from(&mut input, &mut out, &mut out_lens, HEADROOM), [0, 1]);
+    assert_eq!(out_lens[0], 72 + 3000);
+    assert_eq!(out_lens[1], 52 + 4000);
+    assert!(input.next().is_none());
+}
+
 fn spec_strategy() -> impl Strategy<Value = Spec> {
     (
         any::<bool>(),
@@ -337,8 +379,14 @@ proptest! {
         for (buf, &len) in bufs.iter().zip(&lens) {
             prop_assert!(checksums_valid(packet(buf, len)));
         }
+        let packets: Vec<Vec<u8>> = bufs.iter().zip(&lens).map(|(b, &l)| packet(b, l).to_vec()).collect();
         let frames = Coalescer::new(true).coalesce(&mut bufs, &mut lens, HEADROOM).to_vec();
         prop_assert_eq!(&frames, &[0]);
+        let (mut out, mut out_lens) = buffers(1);
+        let mut input = packets.iter().map(Vec::as_slice).peekable();
+        let gathered = Coalescer::new(true).coalesce_from(&mut input, &mut out, &mut out_lens, HEADROOM).to_vec();
+        prop_assert_eq!(&gathered, &[0]);
+        prop_assert_eq!(&out[0][..HEADROOM + out_lens[0]], &bufs[0][..HEADROOM + lens[0]]);
         let header_len = frame.len() - spec.payload.len();
         let out = packet(&bufs[0], lens[0]);
         prop_assert_eq!(&out[header_len..], &spec.payload[..]);
