@@ -4,7 +4,8 @@
 //! the kernel sends into the TUN, segments it, checks every checksum, swaps the addresses so
 //! the packet comes back as if from the peer, and writes it back (one by one, or coalesced).
 //! The client connects from 10.77.0.1 to 10.77.0.2; the reflector turns that into a packet
-//! from 10.77.1.2 to the listener on 10.77.1.1, and the replies the other way round.
+//! from 10.77.1.2 to the listener on 10.77.1.1, and the replies the other way round (and
+//! likewise from fd77::1 to fd77::2, reflected between fd77:0:0:1::2 and fd77:0:0:1::1).
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{ipv4_checksums, Netns};
+use common::{checksums, layout, Netns};
 use wgfabric_sys::offload::{segment, Coalescer, GsoType, VirtioNetHdr, VNET_HDR_LEN};
 use wgfabric_sys::{Error, Shutdown, Tun, TunConfig, UdpSockets};
 
@@ -57,17 +58,17 @@ struct Seen {
     coalesced_writes: usize,
 }
 
-/// Swaps source and destination and moves both into the other /24 (10.77.0.x <-> 10.77.1.x).
+/// Swaps source and destination and moves both into the other subnet: 10.77.0.x <-> 10.77.1.x,
+/// fd77::x <-> fd77:0:0:1::x.
 fn reflect(packet: &mut [u8]) {
-    let (src, dst) = (
-        [packet[12], packet[13], packet[14], packet[15]],
-        [packet[16], packet[17], packet[18], packet[19]],
-    );
-    packet[12..16].copy_from_slice(&dst);
-    packet[16..20].copy_from_slice(&src);
-    packet[14] ^= 1;
-    packet[18] ^= 1;
-    ipv4_checksums(packet, true);
+    let addrs = layout(packet).addrs;
+    let half = addrs.len() / 2;
+    let (src, dst) = packet[addrs.clone()].split_at_mut(half);
+    src.swap_with_slice(dst);
+    let flip = if half == 4 { 2 } else { 7 };
+    packet[addrs.start + flip] ^= 1;
+    packet[addrs.start + half + flip] ^= 1;
+    checksums(packet, true);
 }
 
 fn reflector(tun: &Tun, coalesce: bool) -> Seen {
@@ -92,11 +93,11 @@ fn reflector(tun: &Tun, coalesce: bool) -> Seen {
         let mut tcp = 0;
         for i in 0..count {
             let packet = &mut bufs[i][HEADROOM..HEADROOM + lens[i]];
-            if packet[0] >> 4 != 4 || packet[9] != 6 {
+            if layout(packet).protocol != 6 {
                 continue; // IPv6 router solicitations and the like
             }
             seen.segments += 1;
-            seen.bad_checksums += usize::from(!ipv4_checksums(packet, false));
+            seen.bad_checksums += usize::from(!checksums(packet, false));
             reflect(packet);
             bufs.swap(tcp, i);
             lens.swap(tcp, i);
@@ -115,21 +116,31 @@ fn reflector(tun: &Tun, coalesce: bool) -> Seen {
             let out = &bufs[i][HEADROOM - VNET_HDR_LEN..HEADROOM + lens[i]];
             seen.coalesced_writes +=
                 usize::from(VirtioNetHdr::parse(out).unwrap().gso_type != GsoType::None);
-            queue.write(out).unwrap();
+            match queue.write(out) {
+                Ok(()) => {}
+                Err(Error::Shutdown) => return seen, // the transfer is over
+                Err(err) => panic!("write: {err}"),
+            }
         }
     }
 }
 
-/// Sends `total` bytes from a client through the reflector to a listener in the namespace.
-fn transfer_through_reflector(coalesce: bool) -> Seen {
+/// Sends 16 MiB from a client through the reflector to a listener in the namespace.
+fn transfer_through_reflector(coalesce: bool, v6: bool) -> Seen {
     let ns = Netns::new("tun-tcp");
     let shutdown = Shutdown::new().unwrap();
     let tun = create(&ns, &shutdown, 1, true);
     tun.set_mtu(1420).unwrap();
-    ns.ip(&["addr", "add", "10.77.0.1/24", "dev", tun.name()]);
-    ns.ip(&["addr", "add", "10.77.1.1/24", "dev", tun.name()]);
+    let (local, listen, remote) = if v6 {
+        (["fd77::1/64", "fd77:0:0:1::1/64"], "[fd77:0:0:1::1]:5001", "[fd77::2]:5001")
+    } else {
+        (["10.77.0.1/24", "10.77.1.1/24"], "10.77.1.1:5001", "10.77.0.2:5001")
+    };
+    for addr in local {
+        ns.ip(&["addr", "add", addr, "dev", tun.name(), "nodad"]);
+    }
     ns.ip(&["link", "set", tun.name(), "up"]);
-    let listener = ns.run(|| TcpListener::bind("10.77.1.1:5001")).unwrap();
+    let listener = ns.run(|| TcpListener::bind(listen)).unwrap();
     let total = 16 << 20;
     let pattern = |i: usize| (i % 251) as u8;
 
@@ -151,9 +162,8 @@ fn transfer_through_reflector(coalesce: bool) -> Seen {
                 received += n;
             }
         });
-        let mut client = ns
-            .run(|| TcpStream::connect_timeout(&"10.77.0.2:5001".parse().unwrap(), TIMEOUT))
-            .unwrap();
+        let mut client =
+            ns.run(|| TcpStream::connect_timeout(&remote.parse().unwrap(), TIMEOUT)).unwrap();
         client.set_write_timeout(Some(TIMEOUT)).unwrap();
         let data: Vec<u8> = (0..total).map(pattern).collect();
         client.write_all(&data).unwrap();
@@ -164,21 +174,39 @@ fn transfer_through_reflector(coalesce: bool) -> Seen {
     })
 }
 
-#[test]
-#[ignore = "needs root and network namespaces"]
-fn tcp_superframes_segment_into_valid_packets() {
-    let seen = transfer_through_reflector(false);
+fn assert_segmented(seen: &Seen) {
     assert!(seen.superframes > 0, "{seen:?}");
     assert!(seen.segments > (16 << 20) / 1420, "{seen:?}");
     assert_eq!(seen.bad_checksums, 0, "{seen:?}");
 }
 
-#[test]
-#[ignore = "needs root and network namespaces"]
-fn coalesced_frames_deliver_the_byte_stream() {
-    let seen = transfer_through_reflector(true);
+fn assert_coalesced(seen: &Seen) {
     assert!(seen.coalesced_writes > 0, "{seen:?}");
     assert_eq!(seen.bad_checksums, 0, "{seen:?}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn tcp_superframes_segment_into_valid_packets_v4() {
+    assert_segmented(&transfer_through_reflector(false, false));
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn tcp_superframes_segment_into_valid_packets_v6() {
+    assert_segmented(&transfer_through_reflector(false, true));
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn coalesced_frames_deliver_the_byte_stream_v4() {
+    assert_coalesced(&transfer_through_reflector(true, false));
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn coalesced_frames_deliver_the_byte_stream_v6() {
+    assert_coalesced(&transfer_through_reflector(true, true));
 }
 
 #[test]

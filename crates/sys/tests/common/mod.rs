@@ -82,22 +82,38 @@ pub fn ones_sum(chunks: &[&[u8]]) -> u16 {
     sum as u16
 }
 
+/// Where the fields of an IPv4 or IPv6 packet without options or extension headers are.
+pub struct IpLayout {
+    pub l4: usize,
+    pub protocol: u8,
+    pub addrs: std::ops::Range<usize>,
+}
+
+pub fn layout(packet: &[u8]) -> IpLayout {
+    match packet[0] >> 4 {
+        4 => IpLayout { l4: usize::from(packet[0] & 15) * 4, protocol: packet[9], addrs: 12..20 },
+        _ => IpLayout { l4: 40, protocol: packet[6], addrs: 8..40 },
+    }
+}
+
 /// Recomputes (`fix`) or checks the IPv4 header checksum and the TCP/UDP checksum of an
-/// IPv4 packet; returns whether they were valid beforehand.
-pub fn ipv4_checksums(packet: &mut [u8], fix: bool) -> bool {
-    let ihl = usize::from(packet[0] & 15) * 4;
-    let ip_ok = ones_sum(&[&packet[..ihl]]) == 0xffff;
-    let proto = packet[9];
-    let csum_at = ihl + if proto == 6 { 16 } else { 6 };
-    let l4_len = ((packet.len() - ihl) as u32).to_be_bytes();
-    let pseudo = [&packet[12..20], &[0, proto], &l4_len[..]].concat();
-    let l4_ok = ones_sum(&[&pseudo, &packet[ihl..]]) == 0xffff;
+/// IPv4 or IPv6 packet; returns whether they were valid beforehand.
+pub fn checksums(packet: &mut [u8], fix: bool) -> bool {
+    let IpLayout { l4, protocol, addrs } = layout(packet);
+    let v4 = packet[0] >> 4 == 4;
+    let ip_ok = !v4 || ones_sum(&[&packet[..l4]]) == 0xffff;
+    let csum_at = l4 + if protocol == 6 { 16 } else { 6 };
+    let l4_len = ((packet.len() - l4) as u32).to_be_bytes();
+    let pseudo = [&packet[addrs], &[0, 0, 0, protocol], &l4_len[..]].concat();
+    let l4_ok = ones_sum(&[&pseudo, &packet[l4..]]) == 0xffff;
     if fix {
-        packet[10..12].fill(0);
-        let sum = !ones_sum(&[&packet[..ihl]]);
-        packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        if v4 {
+            packet[10..12].fill(0);
+            let sum = !ones_sum(&[&packet[..l4]]);
+            packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
         packet[csum_at..csum_at + 2].fill(0);
-        let sum = !ones_sum(&[&pseudo, &packet[ihl..]]);
+        let sum = !ones_sum(&[&pseudo, &packet[l4..]]);
         packet[csum_at..csum_at + 2].copy_from_slice(&sum.to_be_bytes());
     }
     ip_ok && l4_ok
