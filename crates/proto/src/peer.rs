@@ -138,6 +138,11 @@ pub struct PeerStats {
     pub handshakes_completed: u64,
     /// Handshake attempts abandoned after REKEY_ATTEMPT_TIME without an answer.
     pub handshakes_timed_out: u64,
+    /// Handshake responses from the peer that did not authenticate (typically: the two sides
+    /// have different preshared keys).
+    pub handshakes_rejected: u64,
+    /// Authenticated handshake initiations from the peer refused as replayed or too frequent.
+    pub handshakes_replayed: u64,
 }
 
 /// Everything the device keeps per peer.
@@ -149,6 +154,9 @@ pub(crate) struct Peer {
     pub(crate) persistent_keepalive: u16,
     /// Our initiation in flight, awaiting a response.
     pub(crate) handshake: Option<InitiationState>,
+    /// The local index of the latest initiation a response to was rejected, so that a
+    /// rejection is reported once per initiation however many bad responses arrive.
+    pub(crate) rejected_initiation: Option<u32>,
     pub(crate) sessions: Sessions,
     pub(crate) timers: TimerTable,
     /// The deadline this peer is queued under in the device's timer queue.
@@ -174,6 +182,7 @@ impl Peer {
             endpoint: None,
             persistent_keepalive: 0,
             handshake: None,
+            rejected_initiation: None,
             sessions: Sessions::default(),
             timers: TimerTable::default(),
             scheduled: None,

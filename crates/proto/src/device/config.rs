@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{Device, Slot};
+use super::{Device, Event, Slot};
 use crate::cidr::Cidr;
 use crate::cookie::CookieChecker;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
@@ -55,6 +55,9 @@ impl Device {
             self.remove_peer(own);
         }
         self.checker = identity.as_ref().map(|id| CookieChecker::new(&id.public));
+        self.events.push_back(Event::PrivateKeyChanged {
+            public_key: identity.as_ref().map(|id| id.public),
+        });
         self.identity = identity;
         let ids: Vec<PeerId> = self.by_key.values().copied().collect();
         for id in ids {
@@ -104,6 +107,7 @@ impl Device {
         entry.peer = Some(peer);
         let id = PeerId { slot, generation: entry.generation };
         self.by_key.insert(public_key, id);
+        self.events.push_back(Event::PeerAdded { public_key });
         Some(id)
     }
 
@@ -122,6 +126,7 @@ impl Device {
             self.indices.remove(&state.local_index);
         }
         self.release_sessions(peer.sessions.take_all());
+        self.events.push_back(Event::PeerRemoved { public_key: peer.keys.remote });
     }
 
     /// Removes every peer.
@@ -134,8 +139,11 @@ impl Device {
 
     /// Sets a peer's preshared key (all zeros for none). Takes effect at the next handshake.
     pub fn set_preshared_key(&mut self, id: PeerId, key: PresharedKey) {
-        if let Some(peer) = self.peer_mut(id) {
+        let Some(peer) = self.peer_mut(id) else { return };
+        if peer.keys.preshared != key {
+            let set = !key.is_zero();
             peer.keys.preshared = key;
+            self.events.push_back(Event::PresharedKeyChanged { peer: id, set });
         }
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Device, DropReason, IndexEntry};
+use super::{Device, DropReason, Event, IndexEntry};
 use crate::constants::INITIATIONS_PER_SECOND;
 use crate::cookie::MacCheck;
 use crate::noise;
@@ -100,6 +100,7 @@ impl Device {
             .last_initiation_consumed
             .is_some_and(|t| now.saturating_duration_since(t) < MIN_INITIATION_GAP);
         if replayed || flooding {
+            peer.stats.handshakes_replayed += 1;
             return Err(DropReason::HandshakeReplay);
         }
         peer.latest_timestamp = Some(consumed.timestamp);
@@ -153,8 +154,13 @@ impl Device {
             .as_ref()
             .filter(|s| s.local_index == message.receiver)
             .ok_or(DropReason::HandshakeInvalid)?;
-        let keys = noise::consume_response(identity, &peer.keys, state, &message)
-            .map_err(|_| DropReason::HandshakeInvalid)?;
+        let Ok(keys) = noise::consume_response(identity, &peer.keys, state, &message) else {
+            peer.stats.handshakes_rejected += 1;
+            if peer.rejected_initiation.replace(state.local_index) != Some(state.local_index) {
+                self.events.push_back(Event::HandshakeRejected { peer: id });
+            }
+            return Err(DropReason::HandshakeInvalid);
+        };
         peer.handshake = None;
         peer.stats.rx_bytes += datagram.len() as u64;
 

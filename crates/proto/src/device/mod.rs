@@ -88,6 +88,36 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// A response to our initiation did not authenticate (typically: different preshared
+    /// keys). Raised once per initiation; every such response is counted in
+    /// [`PeerStats::handshakes_rejected`](crate::PeerStats).
+    HandshakeRejected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The device's private key was set, replaced or removed.
+    PrivateKeyChanged {
+        /// The public key of the new private key; `None` when it was removed.
+        public_key: Option<PublicKey>,
+    },
+    /// A peer was configured.
+    PeerAdded {
+        /// Its public key.
+        public_key: PublicKey,
+    },
+    /// A peer was removed, with its sessions.
+    PeerRemoved {
+        /// Its public key.
+        public_key: PublicKey,
+    },
+    /// A peer's preshared key was set, replaced or removed; it takes effect at the next
+    /// handshake.
+    PresharedKeyChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Whether the peer now has a preshared key.
+        set: bool,
+    },
 }
 
 /// Why a packet was dropped. Counted per reason in [`Stats`].

@@ -412,7 +412,58 @@ fn replayed_initiations_are_refused() {
     let before = p.b.stats().dropped(DropReason::HandshakeReplay);
     p.deliver(true, initiation);
     assert_eq!(p.b.stats().dropped(DropReason::HandshakeReplay), before + 1);
+    assert_eq!(p.b.peer_info(p.peer_a()).unwrap().stats.handshakes_replayed, 1);
     assert_eq!(p.count_on_wire(false, W::Response), 1);
+}
+
+#[test]
+fn rejected_responses_are_counted_and_reported_once_per_initiation() {
+    let mut p =
+        Pair::with_psk(PresharedKey::from_bytes([5; 32]), PresharedKey::from_bytes([6; 32]));
+    let peer = p.peer_b();
+    let reported =
+        |p: &Pair| p.events_a.iter().filter(|e| **e == Event::HandshakeRejected { peer }).count();
+    p.send_from_a(1);
+    assert_eq!(reported(&p), 1);
+    // The same bad response again is counted but not reported again.
+    let response =
+        p.wire_log.iter().find(|(a, d)| !*a && W::Response.matches(d)).unwrap().1.clone();
+    p.deliver(false, response);
+    p.drive();
+    assert_eq!(p.a.peer_info(peer).unwrap().stats.handshakes_rejected, 2);
+    assert_eq!(reported(&p), 1);
+    // The retransmitted initiation gets its own report.
+    p.advance(REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX);
+    assert_eq!(reported(&p), 2);
+    assert_eq!(p.a.peer_info(peer).unwrap().stats.handshakes_rejected, 3);
+}
+
+#[test]
+fn configuration_changes_are_events() {
+    let mut dev = Device::new([0; 32], Instant::now(), Duration::ZERO);
+    let drain = |dev: &mut Device| core::iter::from_fn(|| dev.poll_event()).collect::<Vec<_>>();
+    dev.set_private_key(Some(key(1)));
+    dev.set_private_key(Some(key(1)));
+    let public_key = key(2).public_key();
+    let peer = dev.add_peer(public_key).unwrap();
+    dev.add_peer(public_key);
+    dev.set_preshared_key(peer, PresharedKey::from_bytes([7; 32]));
+    dev.set_preshared_key(peer, PresharedKey::from_bytes([7; 32]));
+    dev.set_preshared_key(peer, PresharedKey::zero());
+    dev.remove_peer(peer);
+    dev.set_private_key(None);
+    assert_eq!(
+        drain(&mut dev),
+        [
+            Event::PrivateKeyChanged { public_key: Some(key(1).public_key()) },
+            Event::PeerAdded { public_key },
+            Event::PresharedKeyChanged { peer, set: true },
+            Event::PresharedKeyChanged { peer, set: false },
+            Event::PeerRemoved { public_key },
+            Event::PrivateKeyChanged { public_key: None },
+        ],
+        "each change once; repeating a setting is not a change"
+    );
 }
 
 #[test]
