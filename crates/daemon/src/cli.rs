@@ -1,10 +1,12 @@
 //! The command line and environment: the wireguard-go contract (`[-f] IFNAME`,
-//! `WG_PROCESS_FOREGROUND`, `WG_TUN_NAME_FILE`, `LOG_LEVEL`) plus our logging flags.
+//! `WG_PROCESS_FOREGROUND`, `WG_TUN_NAME_FILE`, `LOG_LEVEL`) plus our logging and metrics
+//! flags (`--metrics` also reads `WGFABRICD_METRICS`, since wg-quick passes no flags).
 //!
 //! Parsing happens in two steps: clap reads the arguments into [`Args`], then
 //! [`Args::resolve`] folds in the environment and validates everything into a [`Config`]
 //! without touching the system.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -22,11 +24,17 @@ with the stock tools, exactly as wireguard-go:
 It exits, removing its socket, on SIGINT or SIGTERM, when the interface is deleted
 (ip link del IFNAME) and when the socket file is removed.
 
+Prometheus metrics (see docs/metrics.md), on a loopback or overlay address:
+
+  wgfabricd --metrics 127.0.0.1:9587 wg0 && curl -s http://127.0.0.1:9587/metrics
+  WGFABRICD_METRICS=127.0.0.1:9587 WG_QUICK_USERSPACE_IMPLEMENTATION=wgfabricd wg-quick up wg0
+
 Environment:
   WG_PROCESS_FOREGROUND=1   same as --foreground
   WG_TUN_NAME_FILE=PATH     write the interface's name to PATH once it exists
   LOG_LEVEL=LEVEL           error, warn, info (default), debug, verbose or silent;
-                            -v overrides it";
+                            -v overrides it
+  WGFABRICD_METRICS=ADDR    same as --metrics ADDR (the flag wins)";
 
 /// The command line, as typed.
 #[derive(Debug, Parser)]
@@ -48,6 +56,11 @@ pub(crate) struct Args {
     /// How log lines look: human-readable, or one JSON object per line for collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off by default). The metrics
+    /// name every peer: bind a loopback or overlay address, not a public one.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 
     /// The interface to create (at most 15 bytes, as Linux allows).
     #[arg(value_name = "IFNAME")]
@@ -76,6 +89,8 @@ pub(crate) struct Config {
     pub(crate) log_format: LogFormat,
     /// Where to write the interface's name once it exists (`WG_TUN_NAME_FILE`).
     pub(crate) tun_name_file: Option<PathBuf>,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// The environment variables the daemon reads, so that resolution is a pure function.
@@ -84,6 +99,7 @@ pub(crate) struct Env {
     pub(crate) process_foreground: Option<String>,
     pub(crate) tun_name_file: Option<PathBuf>,
     pub(crate) log_level: Option<String>,
+    pub(crate) metrics: Option<String>,
 }
 
 impl Env {
@@ -93,6 +109,7 @@ impl Env {
             process_foreground: std::env::var("WG_PROCESS_FOREGROUND").ok(),
             tun_name_file: std::env::var_os("WG_TUN_NAME_FILE").map(PathBuf::from),
             log_level: std::env::var("LOG_LEVEL").ok(),
+            metrics: std::env::var("WGFABRICD_METRICS").ok(),
         }
     }
 }
@@ -101,8 +118,8 @@ impl Args {
     /// Folds the environment in and validates.
     ///
     /// # Errors
-    /// An interface name Linux would refuse or that cannot be part of a path, or an unknown
-    /// `LOG_LEVEL`.
+    /// An interface name Linux would refuse or that cannot be part of a path, an unknown
+    /// `LOG_LEVEL`, or a `WGFABRICD_METRICS` that is not `ADDR:PORT`.
     pub(crate) fn resolve(self, env: Env) -> anyhow::Result<Config> {
         validate_interface_name(&self.interface)?;
         let log_level = match self.verbose {
@@ -113,6 +130,15 @@ impl Args {
             1 => LevelFilter::DEBUG,
             _ => LevelFilter::TRACE,
         };
+        let metrics = match (self.metrics, env.metrics.as_deref()) {
+            (Some(addr), _) => Some(addr),
+            (None, None | Some("")) => None,
+            (None, Some(text)) => Some(text.parse().with_context(|| {
+                format!(
+                    "reading WGFABRICD_METRICS={text:?}: expected ADDR:PORT like 127.0.0.1:9587"
+                )
+            })?),
+        };
         Ok(Config {
             interface: self.interface,
             // wireguard-go's test is exactly "1".
@@ -120,6 +146,7 @@ impl Args {
             log_level,
             log_format: self.log_format,
             tun_name_file: env.tun_name_file.filter(|path| !path.as_os_str().is_empty()),
+            metrics,
         })
     }
 }
@@ -180,6 +207,7 @@ mod tests {
             process_foreground: Some("1".into()),
             tun_name_file: Some("/run/name".into()),
             log_level: Some("verbose".into()),
+            metrics: None,
         };
         let config = resolve(&["wgfabricd", "wg0"], env).unwrap();
         assert!(config.foreground);
@@ -208,6 +236,24 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_unless_asked_for_and_the_flag_beats_the_environment() {
+        assert_eq!(resolve(&["wgfabricd", "wg0"], Env::default()).unwrap().metrics, None);
+        let flag = resolve(&["wgfabricd", "--metrics", "127.0.0.1:9587", "wg0"], Env::default());
+        assert_eq!(flag.unwrap().metrics, Some("127.0.0.1:9587".parse().unwrap()));
+        let env = || Env { metrics: Some("[::1]:9588".into()), ..Env::default() };
+        assert_eq!(
+            resolve(&["wgfabricd", "wg0"], env()).unwrap().metrics,
+            Some("[::1]:9588".parse().unwrap())
+        );
+        let both = resolve(&["wgfabricd", "--metrics", "127.0.0.1:1", "wg0"], env()).unwrap();
+        assert_eq!(both.metrics, Some("127.0.0.1:1".parse().unwrap()));
+        assert!(resolve(&["wgfabricd", "--metrics", "localhost", "wg0"], Env::default()).is_err());
+        let bad = Env { metrics: Some("9587".into()), ..Env::default() };
+        let error = resolve(&["wgfabricd", "wg0"], bad).unwrap_err();
+        assert!(format!("{error:#}").contains("WGFABRICD_METRICS"), "{error:#}");
+    }
+
+    #[test]
     fn interface_names_linux_accepts() {
         for good in ["wg0", "a", "wgfabric-test15"] {
             assert!(resolve(&["wgfabricd", good], Env::default()).is_ok(), "{good}");
@@ -221,9 +267,13 @@ mod tests {
     fn help_teaches_the_contract() {
         Args::command().debug_assert();
         let help = Args::command().render_long_help().to_string();
-        for needle in
-            ["/var/run/wireguard/IFNAME.sock", "WG_TUN_NAME_FILE", "LOG_LEVEL", "wg-quick"]
-        {
+        for needle in [
+            "/var/run/wireguard/IFNAME.sock",
+            "WG_TUN_NAME_FILE",
+            "LOG_LEVEL",
+            "wg-quick",
+            "--metrics",
+        ] {
             assert!(help.contains(needle), "help lacks {needle}");
         }
     }

@@ -24,6 +24,9 @@ pub(crate) trait Driver: Control {
 
     /// Stops the worker threads and closes the interface; called once, at shutdown.
     fn stop(&self);
+
+    /// The counters the userspace API does not report, for metrics.
+    fn counters(&self) -> wgfabric_metrics::Counters;
 }
 
 /// Brings up the data path for `interface`.

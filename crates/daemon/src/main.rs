@@ -6,6 +6,7 @@
 //!                                                                          │ Control
 //!   TUN IFNAME ◄──► driver (data path: wgfabric-sys + wgfabric-proto) ◄────┘
 //!   signals, socket watcher, TUN removal ──► shutdown ──► clean exit
+//!   Prometheus ──GET /metrics──► metrics (--metrics ADDR:PORT) ──► driver
 //! ```
 #![deny(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod daemonize;
 mod datapath;
 mod driver;
 mod logging;
+mod metrics;
 mod shutdown;
 mod uapi_socket;
 
@@ -71,6 +73,7 @@ struct Running {
     driver: std::sync::Arc<dyn driver::Driver>,
     tun_name_file: Option<TunNameFile>,
     socket: UapiSocket,
+    metrics: Option<wgfabric_metrics::Running>,
 }
 
 fn start(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Running> {
@@ -84,19 +87,24 @@ fn start(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Running> {
         .map(|path| TunNameFile::write(path, driver.interface_name()))
         .transpose()?;
     socket.serve(std::sync::Arc::clone(&driver), shutdown)?;
+    let metrics = config
+        .metrics
+        .map(|addr| metrics::serve(addr, std::sync::Arc::clone(&driver)))
+        .transpose()?;
     tracing::info!(
         interface = driver.interface_name(),
         socket = %socket.path().display(),
         pid = std::process::id(),
         "up"
     );
-    Ok(Running { driver, tun_name_file, socket })
+    Ok(Running { driver, tun_name_file, socket, metrics })
 }
 
 impl Running {
     fn run_until(self, shutdown: &Shutdown) {
         let reason = shutdown.wait();
         tracing::info!(interface = self.driver.interface_name(), %reason, "down");
+        drop(self.metrics);
         self.driver.stop();
         drop(self.tun_name_file);
         drop(self.socket);

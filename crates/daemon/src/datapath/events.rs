@@ -1,7 +1,8 @@
 //! Lifecycle events of the protocol core, turned into structured log lines.
 //!
 //! Peers are named by their public key (public, so safe to log); nothing secret is ever part
-//! of an event.
+//! of an event: a key change is logged with the new public key, a preshared key change with
+//! whether one is set now.
 
 use wgfabric_proto::keys::PublicKey;
 use wgfabric_proto::{Device, Event};
@@ -19,10 +20,15 @@ impl Logged {
             | Event::HandshakeCompleted { peer, .. }
             | Event::HandshakeTimedOut { peer }
             | Event::EndpointChanged { peer, .. }
-            | Event::KeysZeroed { peer } => Some(peer),
+            | Event::KeysZeroed { peer }
+            | Event::HandshakeRejected { peer }
+            | Event::PresharedKeyChanged { peer, .. } => Some(peer),
             _ => None,
         };
-        let peer = id.and_then(|id| device.peer_info(id)).map(|info| info.public_key);
+        let peer = match event {
+            Event::PeerAdded { public_key } | Event::PeerRemoved { public_key } => Some(public_key),
+            _ => id.and_then(|id| device.peer_info(id)).map(|info| info.public_key),
+        };
         Self { event, peer }
     }
 
@@ -47,6 +53,24 @@ impl Logged {
             }
             Event::KeysZeroed { .. } => {
                 tracing::debug!(peer, "session keys erased after 9 minutes without a new session");
+            }
+            Event::HandshakeRejected { .. } => {
+                tracing::warn!(
+                    peer,
+                    "handshake failed: the response did not authenticate (different preshared keys?)"
+                );
+            }
+            Event::PrivateKeyChanged { public_key: Some(public_key) } => {
+                tracing::info!(public_key = %public_key, "private key changed");
+            }
+            Event::PrivateKeyChanged { public_key: None } => tracing::info!("private key removed"),
+            Event::PeerAdded { .. } => tracing::info!(peer, "peer added"),
+            Event::PeerRemoved { .. } => tracing::info!(peer, "peer removed"),
+            Event::PresharedKeyChanged { set: true, .. } => {
+                tracing::info!(peer, "preshared key changed");
+            }
+            Event::PresharedKeyChanged { set: false, .. } => {
+                tracing::info!(peer, "preshared key removed");
             }
             _ => tracing::debug!(?self.event, "protocol event"),
         }

@@ -239,6 +239,10 @@ impl Driver for Datapath {
             let _ = thread.join();
         }
     }
+
+    fn counters(&self) -> wgfabric_metrics::Counters {
+        wgfabric_metrics::Counters::of(&self.shared.lock().device)
+    }
 }
 
 /// A data-path thread hit the end of the interface: take the daemon down.

@@ -1,0 +1,45 @@
+//! `--metrics ADDR:PORT`: Prometheus metrics of the live device on `GET /metrics`.
+//!
+//! Each scrape reads the device twice under its lock, once for the `get=1` view (the same
+//! bytes and handshake times `wg show` reports) and once for the counters only this daemon
+//! keeps, and renders them through `wgfabric-metrics`, so the names match what
+//! `wgfabric exporter` prints for any userspace implementation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use wgfabric_metrics::{families, render, FriendlyNames, Interface, MetricsServer, Running};
+
+use crate::driver::Driver;
+
+/// Serves the metrics of `driver` on `addr` from a background thread, until the returned
+/// handle is dropped.
+///
+/// # Errors
+/// When the address cannot be bound or the thread cannot start.
+pub(crate) fn serve(addr: SocketAddr, driver: Arc<dyn Driver>) -> anyhow::Result<Running> {
+    let server = MetricsServer::bind(addr).with_context(|| format!("binding metrics on {addr}"))?;
+    let running = server.spawn(move || scrape(&*driver)).context("starting the metrics thread")?;
+    tracing::info!(address = %running.local_addr(), "serving metrics on /metrics");
+    Ok(running)
+}
+
+fn scrape(driver: &dyn Driver) -> String {
+    let snapshot = match driver.get() {
+        Ok(snapshot) => Some(snapshot),
+        Err(error) => {
+            tracing::warn!(%error, "reading the device for metrics");
+            None
+        }
+    };
+    let counters = driver.counters();
+    let interface = Interface {
+        name: driver.interface_name(),
+        snapshot: snapshot.as_ref(),
+        counters: Some(&counters),
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    render(&families(&[interface], &FriendlyNames::new(), now))
+}

@@ -1,0 +1,259 @@
+//! What operators see of a live tunnel: `--metrics` scraped over HTTP as Prometheus would,
+//! and `--log-format json` lifecycle events, checked on the real binary in namespaces.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use wgfabric_proto::keys::{PresharedKey, PrivateKey};
+use wgfabric_testkit::scenarios::{Link, Psk, Tunnel, Underlay};
+use wgfabric_testkit::{preshared_key, run, transfer, wait_until, Daemon, Impl, Netns};
+
+/// Where the metrics are served, inside each daemon's namespace.
+const METRICS_PORT: u16 = 9587;
+/// `b`'s inner address in testkit's tunnels.
+const B_INNER: &str = "198.51.100.2";
+/// `a`'s inner address, where transfers to `a` arrive.
+const A_INNER: &str = "198.51.100.1";
+
+/// An executable script that runs wgfabricd with extra flags, so testkit can start it as it
+/// starts the daemon itself. Removed on drop.
+struct Wrapper(PathBuf);
+
+impl Wrapper {
+    fn new(flags: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("wgfabricd-wrapper-{}-{n}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&path)
+            .unwrap();
+        let script =
+            format!("#!/bin/sh\nexec {} {flags} \"$@\"\n", env!("CARGO_BIN_EXE_wgfabricd"));
+        file.write_all(script.as_bytes()).unwrap();
+        Self(path)
+    }
+
+    fn implementation(&self) -> Impl {
+        Impl::Wgfabricd(self.0.clone())
+    }
+}
+
+impl Drop for Wrapper {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `GET /metrics` from inside `ns`, with bash's /dev/tcp (no HTTP client needed).
+fn scrape(ns: &Netns) -> String {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{METRICS_PORT} && \
+         printf 'GET /metrics HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let response = ns.run(&["bash", "-c", &script]);
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample of `family` whose labels contain every one of `labels`.
+fn value(text: &str, family: &str, labels: &[&str]) -> Option<u64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{family}{{")))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Prometheus's own linter finds nothing to say about `text`.
+fn promtool_accepts(text: &str) {
+    if wgfabric_testkit::require_tool("promtool").is_err() {
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && report.trim().is_empty(), "promtool: {report}\n---\n{text}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn metrics_follow_a_live_tunnel() {
+    let with_metrics = Wrapper::new(&format!("--metrics 127.0.0.1:{METRICS_PORT}"));
+    let plain = Impl::Wgfabricd(PathBuf::from(env!("CARGO_BIN_EXE_wgfabricd")));
+    let link = Link::new(Underlay::V4);
+    let tunnel = Tunnel::new(&link, &with_metrics.implementation(), &plain, Psk::None);
+    let interface = format!("interface=\"{}\"", tunnel.a.interface());
+    let peer = format!("public_key=\"{}\"", tunnel.b_key);
+
+    let before = scrape(&link.a);
+    assert_eq!(value(&before, "wgfabric_uapi_up", &[&interface]), Some(1), "{before}");
+    assert_eq!(value(&before, "wgfabric_interface_peers", &[&interface]), Some(1));
+    assert_eq!(value(&before, "wireguard_latest_handshake_seconds", &[&peer]), Some(0));
+    assert_eq!(value(&before, "wgfabric_peer_connected", &[&peer]), Some(0));
+    let endpoint = "endpoint=\"192.0.2.2:51821\"";
+    assert_eq!(value(&before, "wgfabric_peer_endpoint_info", &[&peer, endpoint]), Some(1));
+
+    tunnel.assert_connects(&link, B_INNER);
+    let connected = scrape(&link.a);
+    promtool_accepts(&connected);
+    let sent = |text: &str| value(text, "wireguard_sent_bytes_total", &[&peer]).unwrap();
+    let received = |text: &str| value(text, "wireguard_received_bytes_total", &[&peer]).unwrap();
+    assert!(sent(&connected) > sent(&before), "{connected}");
+    assert!(received(&connected) > 0, "{connected}");
+    assert!(value(&connected, "wireguard_latest_handshake_seconds", &[&peer]).unwrap() > 0);
+    assert_eq!(value(&connected, "wgfabric_peer_connected", &[&peer]), Some(1), "{connected}");
+    assert!(value(&connected, "wgfabric_peer_handshake_attempts_total", &[&peer]).unwrap() >= 1);
+    assert!(value(&connected, "wgfabric_peer_handshakes_completed_total", &[&peer]).unwrap() >= 1);
+    let rejected = [peer.as_str(), "reason=\"rejected\""];
+    assert_eq!(value(&connected, "wgfabric_peer_handshake_failures_total", &rejected), Some(0));
+    let replays = [interface.as_str(), "reason=\"replay\""];
+    assert_eq!(value(&connected, "wgfabric_packets_dropped_total", &replays), Some(0));
+
+    // A megabyte from b to a shows up in a's received bytes, with the tunnel's overhead.
+    let bytes = 1 << 20;
+    let listen = format!("{A_INNER}:5201").parse().unwrap();
+    transfer(&link.a, listen, &link.b, bytes).unwrap_or_else(|e| panic!("{e}"));
+    let after = scrape(&link.a);
+    assert!(received(&after) >= received(&connected) + bytes, "{after}");
+    assert!(sent(&after) > sent(&connected), "acknowledgements went back: {after}");
+}
+
+/// Keys as they could leak: base64 and hex.
+fn spellings(private: &[PrivateKey], preshared: &[PresharedKey]) -> Vec<String> {
+    let private = private.iter().flat_map(|k| [k.to_base64_secret(), k.to_hex_secret()]);
+    let preshared = preshared.iter().flat_map(|k| [k.to_base64_secret(), k.to_hex_secret()]);
+    private.chain(preshared).collect()
+}
+
+/// The secrets `wg showconf` reveals of a daemon.
+fn secrets_of(daemon: &Daemon<'_>) -> (Vec<PrivateKey>, Vec<PresharedKey>) {
+    let conf = daemon.wg(&["showconf", daemon.interface()]).unwrap();
+    let field = |name: &str| {
+        conf.lines()
+            .filter_map(move |line| {
+                line.strip_prefix(name)?.trim().strip_prefix('=').map(str::trim)
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let private = field("PrivateKey").iter().map(|k| PrivateKey::from_base64(k).unwrap()).collect();
+    let preshared =
+        field("PresharedKey").iter().map(|k| PresharedKey::from_base64(k).unwrap()).collect();
+    (private, preshared)
+}
+
+/// The JSON objects of a log, checking every line is one.
+fn events(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
+/// Whether some event has `message` and, for each `(field, value)`, that field.
+fn logged(events: &[serde_json::Value], message: &str, fields: &[(&str, &str)]) -> bool {
+    events.iter().any(|event| {
+        let f = &event["fields"];
+        f["message"] == message && fields.iter().all(|(name, value)| f[*name] == *value)
+    })
+}
+
+/// Writes a preshared key to a private temporary file for `wg set`.
+fn psk_file(key: &PresharedKey, name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("{name}-{}.psk", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    file.write_all(format!("{}\n", key.to_base64_secret()).as_bytes()).unwrap();
+    path
+}
+
+fn stop_and_read_log(daemon: &mut Daemon<'_>) -> String {
+    run(&["kill", "-TERM", &daemon.pid().unwrap().to_string()]);
+    assert!(wait_until(Duration::from_secs(5), || daemon.has_exited()), "still running");
+    daemon.log_text()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn json_logs_tell_the_lifecycle_and_never_a_key() {
+    let json = Wrapper::new("--log-format json");
+    let link = Link::new(Underlay::V4);
+    let mut tunnel = Tunnel::new(&link, &json.implementation(), &json.implementation(), Psk::Same);
+    tunnel.assert_connects(&link, B_INNER);
+    let (a_private, mut preshared) = secrets_of(&tunnel.a);
+    let (b_private, _) = secrets_of(&tunnel.b);
+
+    // a changes the preshared key and forgets its session with b: the next handshake fails.
+    let changed = preshared_key();
+    let file = psk_file(&changed, tunnel.a.interface());
+    let b_key = tunnel.b_key.to_base64();
+    let path = file.to_string_lossy().into_owned();
+    tunnel.a.set(&["peer", &b_key, "remove"]);
+    tunnel.a.set(&[
+        "peer",
+        &b_key,
+        "preshared-key",
+        &path,
+        "endpoint",
+        "192.0.2.2:51821",
+        "allowed-ips",
+        &format!("{B_INNER}/32"),
+    ]);
+    std::fs::remove_file(&file).unwrap();
+    preshared.push(changed);
+    let rejected = || {
+        let _ = link.a.ping(B_INNER, 1);
+        tunnel.a.log_text().contains("did not authenticate")
+    };
+    assert!(wait_until(Duration::from_secs(15), rejected), "{}", tunnel.a.log_text());
+
+    let a_log = stop_and_read_log(&mut tunnel.a);
+    let b_log = stop_and_read_log(&mut tunnel.b);
+    let (a, b) = (events(&a_log), events(&b_log));
+    let a_key = tunnel.a_key.to_base64();
+    let a_interface = tunnel.a.interface().to_owned();
+    for (message, fields) in [
+        ("up", vec![("interface", a_interface.as_str())]),
+        ("private key changed", vec![("public_key", a_key.as_str())]),
+        ("peer added", vec![("peer", b_key.as_str())]),
+        ("preshared key changed", vec![("peer", b_key.as_str())]),
+        ("handshake completed", vec![("peer", b_key.as_str())]),
+        ("peer removed", vec![("peer", b_key.as_str())]),
+        (
+            "handshake failed: the response did not authenticate (different preshared keys?)",
+            vec![("peer", b_key.as_str())],
+        ),
+        ("down", vec![("interface", a_interface.as_str())]),
+    ] {
+        assert!(logged(&a, message, &fields), "a did not log {message:?} {fields:?}:\n{a_log}");
+    }
+    let learned = [("peer", a_key.as_str()), ("endpoint", "192.0.2.1:51820")];
+    assert!(logged(&b, "endpoint changed", &learned), "b did not log the endpoint:\n{b_log}");
+    assert!(logged(&b, "handshake completed", &[("peer", a_key.as_str())]), "{b_log}");
+
+    let secrets = spellings(&[a_private, b_private].concat(), &preshared);
+    assert_eq!(secrets.len(), 2 * (2 + 2), "both private keys and both preshared keys");
+    for secret in &secrets {
+        assert!(!a_log.contains(secret) && !b_log.contains(secret), "a key was logged");
+    }
+}
