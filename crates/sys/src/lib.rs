@@ -33,6 +33,6 @@ pub mod tun;
 pub mod udp;
 
 pub use error::Error;
-pub use shutdown::Shutdown;
+pub use shutdown::{wait_readable, Shutdown};
 pub use tun::{Offloads, Tun, TunConfig, TunQueue};
 pub use udp::{LocalAddr, RecvBatch, RecvMeta, SendBatch, SendError, UdpSocket, UdpSockets};

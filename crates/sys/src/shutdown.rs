@@ -72,6 +72,28 @@ impl Shutdown {
         }
     }
 
+    /// Runs the non-blocking `op` once (again after `EINTR`): `Ok(None)` when it would block.
+    pub(crate) fn try_once<T>(
+        &self,
+        mut op: impl FnMut() -> io::Result<T>,
+    ) -> Result<Option<T>, Error> {
+        if self.is_triggered() {
+            return Err(Error::Shutdown);
+        }
+        loop {
+            match op() {
+                Ok(value) => return Ok(Some(value)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(Error::Io(err)),
+            }
+        }
+    }
+
+    fn event_fd(&self) -> BorrowedFd<'_> {
+        self.0.event.as_fd()
+    }
+
     /// Blocks until `fd` reports `events` (or an error, left for the next call to return)
     /// or the signal is triggered.
     fn wait(&self, fd: BorrowedFd<'_>, events: libc::c_short) -> Result<(), Error> {
@@ -85,4 +107,42 @@ impl Shutdown {
         }
         Ok(())
     }
+}
+
+/// Blocks until one of `fds` is readable (or reports an error, left for the next read to
+/// return) or one of `signals` is triggered; sets `ready[i]` for each readable `fds[i]`.
+///
+/// This is how one thread serves several descriptors (a TUN queue and its UDP sockets) with
+/// the non-blocking `try_*` calls.
+///
+/// # Errors
+///
+/// [`Error::Shutdown`] when a signal is triggered (check which with
+/// [`Shutdown::is_triggered`]); `EINVAL` if more than eight descriptors and signals are given.
+pub fn wait_readable(
+    fds: &[BorrowedFd<'_>],
+    signals: &[&Shutdown],
+    ready: &mut [bool],
+) -> Result<(), Error> {
+    const MAX: usize = 8;
+    if fds.len() + signals.len() > MAX || ready.len() < fds.len() {
+        return Err(Error::Io(io::Error::from_raw_os_error(libc::EINVAL)));
+    }
+    if signals.iter().any(|s| s.is_triggered()) {
+        return Err(Error::Shutdown);
+    }
+    let mut polled = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX];
+    let watched = fds.iter().copied().chain(signals.iter().map(|s| s.event_fd()));
+    for (slot, fd) in polled.iter_mut().zip(watched) {
+        *slot = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    }
+    let count = fds.len() + signals.len();
+    poll(&mut polled[..count])?;
+    if polled[fds.len()..count].iter().any(|p| p.revents != 0) {
+        return Err(Error::Shutdown);
+    }
+    for (flag, p) in ready.iter_mut().zip(&polled[..fds.len()]) {
+        *flag = p.revents != 0;
+    }
+    Ok(())
 }

@@ -184,6 +184,21 @@ impl TunQueue {
             .map_err(link_deleted)
     }
 
+    /// Like [`Self::read`] without waiting: `Ok(None)` when no frame is queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::read`].
+    pub fn try_read(&self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        let fd = self.fd.as_raw_fd();
+        self.shutdown
+            .try_once(|| {
+                // SAFETY: the pointer and length describe `buf`, borrowed for the call.
+                cvt_len(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+            })
+            .map_err(link_deleted)
+    }
+
     /// Writes one frame (virtio-net header included with offloads on).
     ///
     /// # Errors

@@ -43,7 +43,9 @@ impl Control for Datapath {
         // Fallible work first, on sockets nobody uses yet.
         let rebind = request.listen_port.filter(|&p| p != port);
         let fresh = match rebind {
-            Some(p) => Some(bind_sockets(p).map_err(|e| uapi_error("listen_port", &e))?),
+            Some(p) => {
+                Some(bind_sockets(p, self.lanes()).map_err(|e| uapi_error("listen_port", &e))?)
+            }
             None => None,
         };
         let target: &Sockets = fresh.as_ref().unwrap_or(&current);
@@ -65,13 +67,11 @@ impl Control for Datapath {
             self.shared.drain(&mut state)
         };
         if let Some(sockets) = fresh {
+            // Lane 0 notices and moves to the new sockets.
             current.retire.trigger();
             tracing::info!(port = sockets.udp.port(), "listening");
-            if let Err(e) = self.spawn_socket_readers(&sockets) {
-                tracing::error!(error = %e, "starting the socket readers");
-            }
         }
-        flush(&self.shared, &mut SendBatch::new(4), outbox);
+        flush(&self.shared, 0, &mut SendBatch::new(4), outbox);
         Ok(())
     }
 }

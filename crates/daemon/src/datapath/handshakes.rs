@@ -92,7 +92,7 @@ pub(super) fn run(shared: &Shared) {
             device.stats_mut().record_drop(DropReason::RateLimited, overflowed);
             device.handle_handshake(now, from, &datagram, under_load)
         });
-        flush(shared, &mut batch, outbox);
+        flush(shared, 0, &mut batch, outbox);
     }
 }
 

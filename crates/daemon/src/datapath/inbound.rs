@@ -1,4 +1,4 @@
-//! UDP → TUN: one thread per UDP socket.
+//! UDP → TUN: what a lane does with a batch received from its UDP sockets.
 //!
 //! A receive returns a batch of messages, each possibly a GRO run of datagrams from one
 //! sender. Transport data is decrypted in place: one lock acquisition looks up the sessions of
@@ -17,7 +17,7 @@ use wgfabric_sys::offload::{Coalescer, VNET_HDR_LEN};
 use wgfabric_sys::{Error, RecvBatch, RecvMeta, SendBatch, TunQueue, UdpSocket};
 
 use super::send::flush;
-use super::{interface_gone, Shared, Sockets};
+use super::{interface_gone, Shared};
 
 /// Messages per receive call; each holds up to 64 KiB of GRO-coalesced datagrams.
 const MESSAGES: usize = 16;
@@ -42,8 +42,9 @@ struct Job {
     deliver: Option<usize>,
 }
 
-/// Per-thread state.
-struct Inbound {
+/// A lane's inbound buffers.
+pub(super) struct Inbound {
+    lane: usize,
     recv: RecvBatch,
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
@@ -56,38 +57,43 @@ struct Inbound {
     send: SendBatch,
 }
 
-pub(super) fn run(shared: &Shared, sockets: &Sockets, v6: bool) {
-    let socket = if v6 { sockets.udp.v6() } else { Some(sockets.udp.v4()) };
-    let queues = shared.tun.queues();
-    let (Some(socket), Some(tun)) = (socket, queues.get(usize::from(v6) % queues.len().max(1)))
-    else {
-        return;
-    };
-    let vnet = tun.has_vnet_hdr();
-    let mut st = Inbound {
-        recv: RecvBatch::new(MESSAGES),
-        bufs: vec![vec![0; GRO_BUF]; MESSAGES],
-        metas: vec![RecvMeta::default(); MESSAGES],
-        jobs: Vec::new(),
-        sessions: Vec::new(),
-        malformed: 0,
-        out: if vnet { vec![vec![0; VNET_HDR_LEN + GRO_BUF]; COALESCE] } else { Vec::new() },
-        out_lens: vec![0; COALESCE],
-        coalescer: Coalescer::new(shared.tun.offloads().uso),
-        send: SendBatch::new(8),
-    };
-    loop {
-        match receive(shared, socket, &mut st) {
-            Ok(()) => deliver(shared, tun, &mut st),
-            Err(Error::Shutdown) => return,
-            Err(e) => tracing::warn!(error = %e, "receiving from the UDP socket failed"),
+impl Inbound {
+    pub(super) fn new(lane: usize, vnet: bool, uso: bool) -> Self {
+        Self {
+            lane,
+            recv: RecvBatch::new(MESSAGES),
+            bufs: vec![vec![0; GRO_BUF]; MESSAGES],
+            metas: vec![RecvMeta::default(); MESSAGES],
+            jobs: Vec::new(),
+            sessions: Vec::new(),
+            malformed: 0,
+            out: if vnet { vec![vec![0; VNET_HDR_LEN + GRO_BUF]; COALESCE] } else { Vec::new() },
+            out_lens: vec![0; COALESCE],
+            coalescer: Coalescer::new(uso),
+            send: SendBatch::new(8),
         }
+    }
+
+    /// Receives what is queued on `socket` without waiting and delivers it to `tun`; returns
+    /// whether there was anything.
+    pub(super) fn poll(
+        &mut self,
+        shared: &Shared,
+        socket: &UdpSocket,
+        tun: &TunQueue,
+    ) -> Result<bool, Error> {
+        let count = socket.try_recv(&mut self.recv, &mut self.bufs, &mut self.metas)?;
+        if count == 0 {
+            return Ok(false);
+        }
+        decrypt(shared, self, count);
+        deliver(shared, tun, self);
+        Ok(true)
     }
 }
 
-/// Receives one batch and decrypts its transport data.
-fn receive(shared: &Shared, socket: &UdpSocket, st: &mut Inbound) -> Result<(), Error> {
-    let count = socket.recv(&mut st.recv, &mut st.bufs, &mut st.metas)?;
+/// Decrypts and judges the transport data of the `count` messages just received.
+fn decrypt(shared: &Shared, st: &mut Inbound, count: usize) {
     st.jobs.clear();
     st.sessions.clear();
     for (msg, meta) in st.metas[..count].iter().enumerate() {
@@ -115,7 +121,7 @@ fn receive(shared: &Shared, socket: &UdpSocket, st: &mut Inbound) -> Result<(), 
         }
     }
     if st.jobs.is_empty() {
-        return Ok(());
+        return;
     }
 
     let now = Instant::now();
@@ -136,7 +142,7 @@ fn receive(shared: &Shared, socket: &UdpSocket, st: &mut Inbound) -> Result<(), 
             }
         }
     });
-    flush(shared, &mut st.send, outbox);
+    flush(shared, st.lane, &mut st.send, outbox);
 
     for job in st.jobs.iter_mut() {
         let Some(session) = job.session.map(|i| &st.sessions[i]) else { continue };
@@ -165,8 +171,7 @@ fn receive(shared: &Shared, socket: &UdpSocket, st: &mut Inbound) -> Result<(), 
             }
         }
     });
-    flush(shared, &mut st.send, outbox);
-    Ok(())
+    flush(shared, st.lane, &mut st.send, outbox);
 }
 
 /// Writes the delivered packets to the TUN device, coalesced when it takes superframes.

@@ -2,10 +2,12 @@
 //! protocol core.
 //!
 //! ```text
-//!  TUN queue ─► outbound thread: segment superframe ─► route + claim session (lock)
-//!                                 ─► seal (no lock) ─► one GSO send per peer
-//!  UDP socket ─► inbound thread: GRO batch ─► look up sessions (lock) ─► open (no lock)
-//!                                 ─► judge (lock) ─► coalesce ─► TUN write
+//!  lane (one per core: a TUN queue and a pair of UDP sockets each), running each packet
+//!  to completion:
+//!    TUN frame ─► segment superframe ─► route + claim session (lock)
+//!                 ─► seal (no lock) ─► one GSO send per peer
+//!    UDP batch ─► look up sessions (lock) ─► open (no lock) ─► judge (lock)
+//!                 ─► coalesce ─► TUN write
 //!              └─► handshake messages ─► handshake queue ─► handshake thread (lock, DH)
 //!  timer thread: handle_timeout (lock) at each deadline; MTU and wall clock refresh
 //! ```
@@ -19,6 +21,7 @@ mod control;
 mod events;
 mod handshakes;
 mod inbound;
+mod lane;
 mod outbound;
 mod send;
 mod timers;
@@ -144,7 +147,7 @@ impl Datapath {
             let _ = tun.set_mtu(DEFAULT_TUN_MTU);
         }
         let mtu = tun.mtu().unwrap_or(DEFAULT_TUN_MTU) as usize;
-        let sockets = bind_sockets(0)?;
+        let sockets = bind_sockets(0, queues.get())?;
 
         let mut seed = [0u8; 32];
         OsRng.try_fill_bytes(&mut seed).map_err(|e| anyhow!("seeding the device: {e}"))?;
@@ -186,38 +189,31 @@ impl Datapath {
 
     fn spawn_threads(&self) -> anyhow::Result<()> {
         for queue in 0..self.shared.tun.queues().len() {
-            self.spawn(format!("tun-{queue}"), move |shared| outbound::run(&shared, queue))?;
+            self.spawn(format!("lane-{queue}"), move |shared| lane::run(&shared, queue))?;
         }
-        self.spawn_socket_readers(&self.shared.sockets())?;
         self.spawn("handshakes".into(), |shared| handshakes::run(&shared))?;
         self.spawn("timers".into(), |shared| timers::run(&shared))?;
         Ok(())
     }
-
-    fn spawn_socket_readers(&self, sockets: &Arc<Sockets>) -> anyhow::Result<()> {
-        let port = sockets.udp.port();
-        for v6 in [false, true] {
-            if v6 && sockets.udp.v6().is_none() {
-                continue;
-            }
-            let sockets = Arc::clone(sockets);
-            let name = format!("udp{}-{port}", if v6 { 6 } else { 4 });
-            self.spawn(name, move |shared| inbound::run(&shared, &sockets, v6))?;
-        }
-        Ok(())
-    }
 }
 
-/// Binds the UDP sockets for `port` (0: any free port).
-fn bind_sockets(port: u16) -> anyhow::Result<Sockets> {
+/// Binds the UDP sockets of every lane for `port` (0: any free port).
+fn bind_sockets(port: u16, lanes: usize) -> anyhow::Result<Sockets> {
     let retire = wgfabric_sys::Shutdown::new().context("creating the socket stop signal")?;
-    let udp =
-        UdpSockets::bind(port, &retire).with_context(|| format!("binding UDP port {port}"))?;
+    let udp = UdpSockets::bind_lanes(port, lanes, &retire)
+        .with_context(|| format!("binding UDP port {port}"))?;
     Ok(Sockets { udp, retire })
 }
 
 fn since_epoch() -> std::time::Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+impl Datapath {
+    /// How many lanes run: one per TUN queue.
+    fn lanes(&self) -> usize {
+        self.shared.tun.queues().len()
+    }
 }
 
 impl Driver for Datapath {

@@ -1,4 +1,4 @@
-//! TUN → UDP: one thread per TUN queue.
+//! TUN → UDP: what a lane does with a frame read from its TUN queue.
 //!
 //! Each read returns a packet or a TCP/UDP superframe of up to 64 KiB. The superframe is cut
 //! into MTU-sized packets straight into send buffers that leave room for the WireGuard header
@@ -13,14 +13,16 @@ use wgfabric_proto::wire::{DATA_HEADER_LEN, TAG_LEN};
 use wgfabric_proto::{NotReady, Outbound};
 use wgfabric_sys::offload::{segment, VirtioNetHdr, VNET_HDR_LEN};
 use wgfabric_sys::tun::MAX_FRAME_LEN;
-use wgfabric_sys::{Error, SendBatch};
+use wgfabric_sys::SendBatch;
 
 use super::send::{flush, send};
-use super::{interface_gone, Shared};
+use super::Shared;
 
-/// The per-thread buffers.
-struct Buffers {
-    frame: Vec<u8>,
+/// A lane's outbound buffers.
+pub(super) struct Buffers {
+    lane: usize,
+    /// Where the lane reads TUN frames into.
+    pub(super) frame: Vec<u8>,
     /// One buffer per segment: header room, packet, padding and tag room.
     segments: Vec<Vec<u8>>,
     lens: Vec<usize>,
@@ -30,8 +32,9 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn new() -> Self {
+    pub(super) fn new(lane: usize) -> Self {
         Self {
+            lane,
             frame: vec![0; MAX_FRAME_LEN],
             segments: Vec::new(),
             lens: Vec::new(),
@@ -58,28 +61,11 @@ fn reserve(segments: &mut Vec<Vec<u8>>, count: usize, packet_len: usize) {
     }
 }
 
-pub(super) fn run(shared: &Shared, queue: usize) {
-    let Some(tun) = shared.tun.queues().get(queue) else { return };
-    let vnet = tun.has_vnet_hdr();
-    let mut bufs = Buffers::new();
-    loop {
-        let n = match tun.read(&mut bufs.frame) {
-            Ok(n) => n,
-            Err(Error::Shutdown) => return,
-            Err(Error::LinkDeleted) => return interface_gone(shared),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading from the TUN device failed");
-                continue;
-            }
-        };
-        let count = match split(&mut bufs, n, vnet, shared.mtu()) {
-            Ok(count) => count,
-            Err(reason) => {
-                tracing::trace!(reason, "dropping an unusable frame from the TUN device");
-                continue;
-            }
-        };
-        transmit(shared, &mut bufs, count);
+/// Sends the `n`-byte frame in `bufs.frame` to its peer.
+pub(super) fn handle_frame(shared: &Shared, bufs: &mut Buffers, n: usize, vnet: bool) {
+    match split(bufs, n, vnet, shared.mtu()) {
+        Ok(count) => transmit(shared, bufs, count),
+        Err(reason) => tracing::trace!(reason, "dropping an unusable frame from the TUN device"),
     }
 }
 
@@ -129,7 +115,7 @@ fn transmit(shared: &Shared, bufs: &mut Buffers, count: usize) {
             Err(NotReady::NoEndpoint) => None,
         }
     });
-    flush(shared, &mut bufs.batch, outbox);
+    flush(shared, bufs.lane, &mut bufs.batch, outbox);
     let Some((peer, Outbound { session, endpoint })) = claim else { return };
 
     let mut sealed = 0;
@@ -146,5 +132,5 @@ fn transmit(shared: &Shared, bufs: &mut Buffers, count: usize) {
     }
     let datagrams = bufs.segments[..sealed].iter().zip(&bufs.sealed).map(|(b, &n)| &b[..n]);
     let sockets = shared.sockets();
-    send(shared, &sockets, &mut bufs.batch, Some(peer), endpoint, datagrams);
+    send(shared, &sockets, bufs.lane, &mut bufs.batch, Some(peer), endpoint, datagrams);
 }

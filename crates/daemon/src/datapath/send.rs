@@ -13,6 +13,7 @@ use super::{Outbox, Shared, Sockets};
 pub(super) fn send<'d, I>(
     shared: &Shared,
     sockets: &Sockets,
+    lane: usize,
     batch: &mut SendBatch,
     peer: Option<PeerId>,
     endpoint: Endpoint,
@@ -21,7 +22,7 @@ pub(super) fn send<'d, I>(
 where
     I: Iterator<Item = &'d [u8]> + Clone,
 {
-    let Some(socket) = sockets.udp.for_addr(&endpoint.addr) else {
+    let Some(socket) = sockets.udp.for_addr_in_lane(&endpoint.addr, lane) else {
         tracing::debug!(endpoint = %endpoint.addr, "no socket of that address family");
         return 0;
     };
@@ -49,8 +50,8 @@ where
     }
 }
 
-/// Sends what the device produced and logs its events.
-pub(super) fn flush(shared: &Shared, batch: &mut SendBatch, outbox: Outbox) {
+/// Sends what the device produced (from lane `lane`'s sockets) and logs its events.
+pub(super) fn flush(shared: &Shared, lane: usize, batch: &mut SendBatch, outbox: Outbox) {
     for event in &outbox.events {
         event.emit();
     }
@@ -60,6 +61,6 @@ pub(super) fn flush(shared: &Shared, batch: &mut SendBatch, outbox: Outbox) {
     let sockets = shared.sockets();
     for transmit in &outbox.transmits {
         let datagram = std::iter::once(transmit.datagram.as_slice());
-        send(shared, &sockets, batch, transmit.peer, transmit.endpoint, datagram);
+        send(shared, &sockets, lane, batch, transmit.peer, transmit.endpoint, datagram);
     }
 }

@@ -40,7 +40,7 @@ pub(super) fn run(shared: &Shared) {
         let outbox = shared.drain(&mut state);
         if !outbox.transmits.is_empty() || !outbox.events.is_empty() {
             drop(state);
-            flush(shared, &mut batch, outbox);
+            flush(shared, 0, &mut batch, outbox);
             continue;
         }
         let timeout = wake_at.saturating_duration_since(Instant::now());

@@ -226,6 +226,30 @@ impl UdpSocket {
         bufs: &mut [B],
         meta: &mut [RecvMeta],
     ) -> Result<usize, Error> {
+        self.receive(batch, bufs, meta, true)
+    }
+
+    /// Like [`Self::recv`] without waiting: 0 when nothing is queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::recv`].
+    pub fn try_recv<B: AsMut<[u8]>>(
+        &self,
+        batch: &mut RecvBatch,
+        bufs: &mut [B],
+        meta: &mut [RecvMeta],
+    ) -> Result<usize, Error> {
+        self.receive(batch, bufs, meta, false)
+    }
+
+    fn receive<B: AsMut<[u8]>>(
+        &self,
+        batch: &mut RecvBatch,
+        bufs: &mut [B],
+        meta: &mut [RecvMeta],
+        wait: bool,
+    ) -> Result<usize, Error> {
         let count = bufs.len().min(meta.len()).min(batch.hdrs.len());
         let RecvBatch { hdrs, iovs, names, cmsgs } = batch;
         for (i, buf) in bufs.iter_mut().take(count).enumerate() {
@@ -241,13 +265,18 @@ impl UdpSocket {
             hdr.msg_flags = 0;
         }
         let fd = self.fd.as_raw_fd();
-        let received = self.shutdown.retry(self.fd.as_fd(), libc::POLLIN, || {
+        let op = || {
             // SAFETY: the first `count` headers point at live buffers borrowed for this call
             // (`bufs` and the batch's own arrays), each with its true length.
             let ret =
                 unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), count as _, 0, ptr::null_mut()) };
             cvt(ret).map(|n| n as usize)
-        })?;
+        };
+        let received = if wait {
+            self.shutdown.retry(self.fd.as_fd(), libc::POLLIN, op)?
+        } else {
+            self.shutdown.try_once(op)?.unwrap_or(0)
+        };
         for (meta, ((hdr, name), cmsg)) in
             meta.iter_mut().zip(hdrs.iter().zip(names.iter()).zip(cmsgs.iter())).take(received)
         {

@@ -41,11 +41,15 @@ pub struct UdpSocket {
     shutdown: Shutdown,
 }
 
-/// The IPv4 and IPv6 sockets bound to one port.
+/// The IPv4 and IPv6 sockets bound to one port: one pair per lane.
+///
+/// With several lanes, each family has one socket per lane in an `SO_REUSEPORT` group, and
+/// the kernel spreads incoming flows over them by their addresses and ports, so each peer's
+/// datagrams always reach the same lane (and are never reordered between threads). Any
+/// socket can send.
 #[derive(Debug)]
 pub struct UdpSockets {
-    v4: UdpSocket,
-    v6: Option<UdpSocket>,
+    lanes: Vec<(UdpSocket, Option<UdpSocket>)>,
     port: u16,
 }
 
@@ -61,23 +65,66 @@ impl UdpSockets {
     ///
     /// The failing system call's error, such as `EADDRINUSE` for a taken port.
     pub fn bind(port: u16, shutdown: &Shutdown) -> io::Result<Self> {
+        Self::bind_lanes(port, 1, shutdown)
+    }
+
+    /// Like [`Self::bind`] with `lanes` sockets per family in an `SO_REUSEPORT` group.
+    ///
+    /// The port must be free for an exclusive bind first, so a second daemon configured with
+    /// the same port fails with `EADDRINUSE` instead of silently sharing the traffic.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::bind`].
+    pub fn bind_lanes(port: u16, lanes: usize, shutdown: &Shutdown) -> io::Result<Self> {
         let mut attempts = 0;
         loop {
-            let v4 = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), shutdown)?;
-            let bound = v4.local_port()?;
-            match UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, bound)), shutdown) {
-                Ok(v6) => return Ok(Self { v4, v6: Some(v6), port: bound }),
-                Err(err) if is_ipv6_unavailable(&err) => {
-                    return Ok(Self { v4, v6: None, port: bound })
+            let retry = |err: io::Error, attempts: &mut usize| {
+                *attempts += 1;
+                let again = err.kind() == io::ErrorKind::AddrInUse
+                    && port == 0
+                    && *attempts < BIND_ATTEMPTS;
+                if again {
+                    Ok(())
+                } else {
+                    Err(err)
                 }
-                Err(err) if err.kind() == io::ErrorKind::AddrInUse && port == 0 => {
-                    attempts += 1;
-                    if attempts == BIND_ATTEMPTS {
-                        return Err(err);
-                    }
+            };
+            // An exclusive bind proves the port free (and picks one for port 0).
+            let exclusive = match Self::bind_pair(port, false, shutdown) {
+                Ok(pair) => pair,
+                Err(err) => {
+                    retry(err, &mut attempts)?;
+                    continue;
                 }
-                Err(err) => return Err(err),
+            };
+            let bound = exclusive.0.local_port()?;
+            if lanes <= 1 {
+                return Ok(Self { lanes: vec![exclusive], port: bound });
             }
+            drop(exclusive);
+            match (0..lanes).map(|_| Self::bind_pair(bound, true, shutdown)).collect() {
+                Ok(all) => return Ok(Self { lanes: all, port: bound }),
+                Err(err) => retry(err, &mut attempts)?,
+            }
+        }
+    }
+
+    /// One IPv4 socket and, where the host has IPv6, one IPv6 socket on `port`, in the
+    /// port's `SO_REUSEPORT` group when `reuse`.
+    fn bind_pair(
+        port: u16,
+        reuse: bool,
+        shutdown: &Shutdown,
+    ) -> io::Result<(UdpSocket, Option<UdpSocket>)> {
+        let v4_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let v4 = UdpSocket::bind(v4_addr, reuse, shutdown)?;
+        let bound = v4.local_port()?;
+        let v6_addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, bound));
+        match UdpSocket::bind(v6_addr, reuse, shutdown) {
+            Ok(v6) => Ok((v4, Some(v6))),
+            Err(err) if is_ipv6_unavailable(&err) => Ok((v4, None)),
+            Err(err) => Err(err),
         }
     }
 
@@ -86,40 +133,63 @@ impl UdpSockets {
         self.port
     }
 
-    /// The IPv4 socket.
+    /// How many lanes of sockets there are.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The sockets of lane `lane` (IPv4, and IPv6 where the host has it).
+    pub fn lane(&self, lane: usize) -> Option<(&UdpSocket, Option<&UdpSocket>)> {
+        self.lanes.get(lane).map(|(v4, v6)| (v4, v6.as_ref()))
+    }
+
+    /// The IPv4 socket of lane 0.
     pub fn v4(&self) -> &UdpSocket {
-        &self.v4
+        &self.lanes[0].0
     }
 
-    /// The IPv6 socket, unless the host has no IPv6.
+    /// The IPv6 socket of lane 0, unless the host has no IPv6.
     pub fn v6(&self) -> Option<&UdpSocket> {
-        self.v6.as_ref()
+        self.lanes[0].1.as_ref()
     }
 
-    /// The socket that sends to `addr`'s family.
+    /// A socket that sends to `addr`'s family.
     pub fn for_addr(&self, addr: &SocketAddr) -> Option<&UdpSocket> {
+        self.for_addr_in_lane(addr, 0)
+    }
+
+    /// Lane `lane`'s socket for `addr`'s family (lane 0's if there is no such lane).
+    pub fn for_addr_in_lane(&self, addr: &SocketAddr, lane: usize) -> Option<&UdpSocket> {
+        let (v4, v6) = self.lanes.get(lane).unwrap_or(&self.lanes[0]);
         match addr {
-            SocketAddr::V4(_) => Some(&self.v4),
-            SocketAddr::V6(_) => self.v6.as_ref(),
+            SocketAddr::V4(_) => Some(v4),
+            SocketAddr::V6(_) => v6.as_ref(),
         }
     }
 
-    /// Sets the firewall mark (`SO_MARK`) of outgoing packets on both sockets; 0 clears it.
+    /// Sets the firewall mark (`SO_MARK`) of outgoing packets on every socket; 0 clears it.
     ///
     /// # Errors
     ///
     /// `EPERM` without `CAP_NET_ADMIN`.
     pub fn set_mark(&self, mark: u32) -> io::Result<()> {
-        for socket in std::iter::once(&self.v4).chain(&self.v6) {
-            set_int_opt(socket.fd.as_fd(), libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int)
+        for (v4, v6) in &self.lanes {
+            for socket in std::iter::once(v4).chain(v6) {
+                set_int_opt(
+                    socket.fd.as_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_MARK,
+                    mark as libc::c_int,
+                )
                 .map_err(context("SO_MARK"))?;
+            }
         }
         Ok(())
     }
 }
 
 impl UdpSocket {
-    fn bind(addr: SocketAddr, shutdown: &Shutdown) -> io::Result<Self> {
+    fn bind(addr: SocketAddr, reuse: bool, shutdown: &Shutdown) -> io::Result<Self> {
         let v6 = addr.is_ipv6();
         let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
         let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
@@ -147,6 +217,10 @@ impl UdpSocket {
         // Both offloads are optional: GRO needs Linux 5.0, GSO 4.18.
         let gro = set_int_opt(sock, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
         let gso = get_int_opt(sock, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok();
+        if reuse {
+            set_int_opt(sock, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
+                .map_err(context("SO_REUSEPORT"))?;
+        }
         let (storage, len) = sockaddr(&addr);
         // SAFETY: the pointer and length describe `storage`, which outlives the call.
         cvt(unsafe {
