@@ -187,3 +187,22 @@ fn binds_one_port_for_both_families_and_sets_the_mark() {
         assert_eq!((ret, mark), (0, 0x5157));
     }
 }
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn lanes_share_a_port_that_nobody_else_can_take() {
+    let ns = Netns::new("udp-lanes");
+    let shutdown = Shutdown::new().unwrap();
+    let socks = ns.run(|| UdpSockets::bind_lanes(0, 3, &shutdown)).unwrap();
+    assert_eq!(socks.lanes(), 3);
+    for lane in 0..3 {
+        let (v4, v6) = socks.lane(lane).unwrap();
+        assert_eq!(v4.local_port().unwrap(), socks.port());
+        assert_eq!(v6.unwrap().local_port().unwrap(), socks.port());
+    }
+    // Neither an exclusive bind nor another reuse group may join the port.
+    for lanes in [1, 2] {
+        let taken = ns.run(|| UdpSockets::bind_lanes(socks.port(), lanes, &shutdown)).unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse, "{lanes} lanes");
+    }
+}
