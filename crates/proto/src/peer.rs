@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::constants::{MAX_STAGED_PACKETS, REJECT_AFTER_TIME};
 use crate::cookie::CookieJar;
+use crate::keys::PublicKey;
 use crate::noise::{InitiationState, PeerKeys};
 use crate::session::Session;
 use crate::tai64n::Tai64n;
@@ -171,6 +172,8 @@ pub(crate) struct Peer {
     pub(crate) need_another_keepalive: bool,
     /// Wall-clock time of the latest completed handshake, since the Unix epoch.
     pub(crate) last_handshake: Option<Duration>,
+    /// The peer whose allowed IPs this one takes over at its first completed handshake.
+    pub(crate) successor_of: Option<PublicKey>,
     pub(crate) stats: PeerStats,
 }
 
@@ -195,6 +198,7 @@ impl Peer {
             sent_lastminute_handshake: false,
             need_another_keepalive: false,
             last_handshake: None,
+            successor_of: None,
             stats: PeerStats::default(),
         }
     }
@@ -264,7 +268,7 @@ mod tests {
 
     #[test]
     fn staging_is_bounded() {
-        let keys = PeerKeys::new(crate::keys::PublicKey::from_bytes([9; 32]), None);
+        let keys = PeerKeys::new(PublicKey::from_bytes([9; 32]), None);
         let mut peer = Peer::new(keys);
         for i in 0..MAX_STAGED_PACKETS {
             assert!(!peer.stage(&[i as u8]));

@@ -22,7 +22,8 @@ impl Logged {
             | Event::EndpointChanged { peer, .. }
             | Event::KeysZeroed { peer }
             | Event::HandshakeRejected { peer }
-            | Event::PresharedKeyChanged { peer, .. } => Some(peer),
+            | Event::PresharedKeyChanged { peer, .. }
+            | Event::SuccessorActivated { peer, .. } => Some(peer),
             _ => None,
         };
         let peer = match event {
@@ -71,6 +72,13 @@ impl Logged {
             }
             Event::PresharedKeyChanged { set: false, .. } => {
                 tracing::info!(peer, "preshared key removed");
+            }
+            Event::SuccessorActivated { predecessor, .. } => {
+                tracing::info!(
+                    peer,
+                    ?predecessor,
+                    "new key took over the allowed IPs of its predecessor"
+                );
             }
             _ => tracing::debug!(?self.event, "protocol event"),
         }

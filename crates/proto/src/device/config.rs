@@ -25,6 +25,9 @@ pub struct PeerInfo {
     pub last_handshake: Option<Duration>,
     /// Allowed IPs in canonical order.
     pub allowed_ips: Vec<Cidr>,
+    /// The peer this one will take over from at its first handshake, if it is a staged
+    /// successor key.
+    pub successor_of: Option<PublicKey>,
     /// Counters.
     pub stats: PeerStats,
 }
@@ -177,6 +180,20 @@ impl Device {
         self.arm_persistent_keepalive(now, id);
     }
 
+    /// Makes the peer the successor of the peer with key `predecessor` (or clears that).
+    ///
+    /// This is how a key rotation loses no packet: the new key is added as a peer with no
+    /// allowed IPs of its own, and when its first handshake completes (which proves the remote
+    /// host has switched to it) it takes over every allowed IP of the old key in the same step,
+    /// before the packet that completed the handshake is checked against them. The old peer
+    /// stays, without allowed IPs, so packets still in flight on its sessions are received,
+    /// until it is removed.
+    pub fn set_successor_of(&mut self, id: PeerId, predecessor: Option<PublicKey>) {
+        if let Some(peer) = self.peer_mut(id) {
+            peer.successor_of = predecessor;
+        }
+    }
+
     /// Gives `cidr` to the peer (taking it from any other peer that had it).
     pub fn add_allowed_ip(&mut self, id: PeerId, cidr: Cidr) {
         if self.peer(id).is_some() {
@@ -204,6 +221,7 @@ impl Device {
             persistent_keepalive: peer.persistent_keepalive,
             last_handshake: peer.last_handshake,
             allowed_ips: self.allowed_ips.prefixes_of(id),
+            successor_of: peer.successor_of,
             stats: peer.stats,
         })
     }

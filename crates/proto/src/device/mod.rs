@@ -118,6 +118,14 @@ pub enum Event {
         /// Whether the peer now has a preshared key.
         set: bool,
     },
+    /// A successor key completed its first handshake and took over its predecessor's
+    /// allowed IPs (see [`Device::set_successor_of`]).
+    SuccessorActivated {
+        /// The peer with the new key.
+        peer: PeerId,
+        /// The peer with the old key, which now has no allowed IPs.
+        predecessor: PeerId,
+    },
 }
 
 /// Why a packet was dropped. Counted per reason in [`Stats`].

@@ -709,3 +709,33 @@ mod forgery {
         }
     }
 }
+
+/// The rotation of B's key as the controller runs it between two wgfabricd peers: A stages
+/// B's new key as a successor, B switches, and traffic both ways every 10 ms loses nothing.
+#[test]
+fn key_rotation_through_a_successor_loses_no_packet() {
+    let mut p = Pair::new();
+    p.send_from_a(0);
+    let old_b = p.peer_b();
+    let new_key = key(0x33);
+    let staged = p.a.add_peer(new_key.public_key()).unwrap();
+    p.a.set_endpoint(staged, p.b_addr);
+    p.a.set_successor_of(staged, Some(key(0x22).public_key()));
+    let mut sent = 1;
+    for i in 1..200u32 {
+        if i == 50 {
+            p.b.set_private_key(Some(new_key.clone()));
+        }
+        p.send_from_a((i % 250) as u8);
+        p.send_from_b((i % 250) as u8);
+        sent += 1;
+        p.advance(Duration::from_millis(10));
+    }
+    assert_eq!(p.b_inbox.len(), sent, "nothing lost from A to B");
+    assert_eq!(p.a_inbox.len(), sent - 1, "nothing lost from B to A");
+    assert!(p.events_a.contains(&Event::SuccessorActivated { peer: staged, predecessor: old_b }));
+    assert_eq!(p.a.route("10.0.0.2".parse().unwrap()), Some(staged));
+    assert!(p.a.peer_info(old_b).unwrap().allowed_ips.is_empty());
+    assert_eq!(p.a.peer_info(staged).unwrap().successor_of, None);
+    assert_eq!(p.a.stats().dropped(DropReason::SourceNotAllowed), 0);
+}

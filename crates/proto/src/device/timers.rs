@@ -277,7 +277,16 @@ impl Device {
         peer.sent_lastminute_handshake = false;
         peer.last_handshake = Some(wall);
         peer.stats.handshakes_completed += 1;
+        let predecessor = peer.successor_of.take();
         self.events.push_back(Event::HandshakeCompleted { peer: id, initiator });
+        if let Some(old) =
+            predecessor.and_then(|key| self.peer_by_key(&key)).filter(|&old| old != id)
+        {
+            for cidr in self.allowed_ips.prefixes_of(old) {
+                self.allowed_ips.insert(cidr, id);
+            }
+            self.events.push_back(Event::SuccessorActivated { peer: id, predecessor: old });
+        }
     }
 
     /// A session was derived: its keys are erased if nothing replaces them in time.

@@ -63,6 +63,9 @@ impl Device {
                 AllowedIpChange::Remove(ip) => self.remove_allowed_ip(id, cidr(ip)),
             }
         }
+        if update.successor_of.is_some() {
+            self.set_successor_of(id, update.successor_of);
+        }
         if let Some(interval) = update.persistent_keepalive_interval {
             self.set_persistent_keepalive(now, id, interval);
         }
@@ -90,6 +93,7 @@ impl Device {
                     .filter_map(|c| AllowedIp::new(c.addr(), c.prefix_len()))
                     .collect(),
                 protocol_version: crate::constants::PROTOCOL_VERSION,
+                successor_of: info.successor_of,
             })
             .collect();
         DeviceSnapshot {

@@ -45,6 +45,9 @@ pub struct PeerSnapshot {
     pub allowed_ips: Vec<AllowedIp>,
     /// The protocol version; 1 is the only one.
     pub protocol_version: u32,
+    /// The peer whose allowed IPs this one takes over at its first handshake (a wgfabricd
+    /// extension, see [`super::PeerUpdate::successor_of`]; `wg` skips the line).
+    pub successor_of: Option<PublicKey>,
 }
 
 impl PeerSnapshot {
@@ -60,6 +63,7 @@ impl PeerSnapshot {
             persistent_keepalive_interval: 0,
             allowed_ips: Vec::new(),
             protocol_version: 1,
+            successor_of: None,
         }
     }
 }
@@ -98,6 +102,9 @@ pub fn format_get(device: &DeviceSnapshot) -> String {
         line("persistent_keepalive_interval", &peer.persistent_keepalive_interval);
         for ip in &peer.allowed_ips {
             line("allowed_ip", ip);
+        }
+        if let Some(predecessor) = &peer.successor_of {
+            line("successor_of", &predecessor.to_hex());
         }
     }
     out.push_str("errno=0\n\n");
@@ -156,6 +163,9 @@ pub fn parse_get(text: &str) -> Result<DeviceSnapshot, UapiError> {
                 let sec = peer.last_handshake_time.map_or(0, |t| t.as_secs());
                 let nsec = parse_decimal(value).filter(|n| *n < 1_000_000_000).ok_or_else(bad)?;
                 peer.last_handshake_time = nonzero(Duration::new(sec, nsec));
+            }
+            "successor_of" => {
+                peer.successor_of = Some(PublicKey::from_hex(value).map_err(|_| bad())?);
             }
             "tx_bytes" => peer.tx_bytes = parse_decimal(value).ok_or_else(bad)?,
             "rx_bytes" => peer.rx_bytes = parse_decimal(value).ok_or_else(bad)?,
@@ -307,20 +317,24 @@ mod tests {
             proptest::option::of((any::<u64>(), 0u32..1_000_000_000)),
             any::<(u64, u64, u16, u32)>(),
             proptest::collection::vec(allowed_ip, 0..4),
+            proptest::option::of(any::<[u8; 32]>()),
         )
             .prop_map(
-                |(key, psk, endpoint, handshake, (rx, tx, keepalive, version), ips)| PeerSnapshot {
-                    public_key: PublicKey::from_bytes(key),
-                    preshared_key: psk.map(PresharedKey::from_bytes),
-                    endpoint,
-                    last_handshake_time: handshake
-                        .map(|(s, n)| Duration::new(s, n))
-                        .filter(|d| !d.is_zero()),
-                    rx_bytes: rx,
-                    tx_bytes: tx,
-                    persistent_keepalive_interval: keepalive,
-                    allowed_ips: ips,
-                    protocol_version: version,
+                |(key, psk, endpoint, handshake, (rx, tx, keepalive, version), ips, successor)| {
+                    PeerSnapshot {
+                        public_key: PublicKey::from_bytes(key),
+                        preshared_key: psk.map(PresharedKey::from_bytes),
+                        endpoint,
+                        last_handshake_time: handshake
+                            .map(|(s, n)| Duration::new(s, n))
+                            .filter(|d| !d.is_zero()),
+                        rx_bytes: rx,
+                        tx_bytes: tx,
+                        persistent_keepalive_interval: keepalive,
+                        allowed_ips: ips,
+                        protocol_version: version,
+                        successor_of: successor.map(PublicKey::from_bytes),
+                    }
                 },
             )
     }

@@ -65,6 +65,11 @@ pub struct PeerUpdate {
     pub replace_allowed_ips: bool,
     /// `allowed_ip` lines in order: additions, and removals (`allowed_ip=-PREFIX`).
     pub allowed_ips: Vec<AllowedIpChange>,
+    /// `successor_of` (a wgfabricd extension): this peer is a new key of the peer with the
+    /// given public key, and takes over that peer's allowed IPs the moment its first
+    /// handshake completes, so a key rotation loses no packet. Other implementations answer
+    /// this key with `EINVAL`.
+    pub successor_of: Option<PublicKey>,
 }
 
 impl PeerUpdate {
@@ -79,6 +84,7 @@ impl PeerUpdate {
             persistent_keepalive_interval: None,
             replace_allowed_ips: false,
             allowed_ips: Vec::new(),
+            successor_of: None,
         }
     }
 }
@@ -141,7 +147,7 @@ pub fn parse_set_resolving_scopes(
     Ok(request)
 }
 
-const PEER_KEYS: [&str; 8] = [
+const PEER_KEYS: [&str; 9] = [
     "remove",
     "update_only",
     "preshared_key",
@@ -150,6 +156,7 @@ const PEER_KEYS: [&str; 8] = [
     "replace_allowed_ips",
     "allowed_ip",
     "protocol_version",
+    "successor_of",
 ];
 
 fn apply_device_line(request: &mut SetRequest, key: &str, value: &str) -> Result<(), String> {
@@ -214,6 +221,9 @@ fn apply_peer_line(
                 };
             let ip = prefix.parse().map_err(|e| format!("{} {e}", Shown(value)))?;
             peer.allowed_ips.push(change(ip));
+        }
+        "successor_of" => {
+            peer.successor_of = Some(PublicKey::from_hex(value).map_err(|e| e.to_string())?);
         }
         "protocol_version" => {
             if value != "1" {
@@ -282,6 +292,9 @@ pub fn format_set(request: &SetRequest) -> String {
                 AllowedIpChange::Add(ip) => line(&mut out, "allowed_ip", ip),
                 AllowedIpChange::Remove(ip) => line(&mut out, "allowed_ip", format_args!("-{ip}")),
             }
+        }
+        if let Some(predecessor) = &peer.successor_of {
+            line(&mut out, "successor_of", predecessor.to_hex());
         }
     }
     out.push('\n');
@@ -543,9 +556,18 @@ mod tests {
             proptest::option::of(arb_endpoint()),
             proptest::option::of(any::<u16>()),
             proptest::collection::vec((any::<bool>(), arb_allowed_ip()), 0..4),
+            proptest::option::of(any::<[u8; 32]>()),
         )
             .prop_map(
-                |(key, (remove, update_only, replace), psk, endpoint, keepalive, ips)| PeerUpdate {
+                |(
+                    key,
+                    (remove, update_only, replace),
+                    psk,
+                    endpoint,
+                    keepalive,
+                    ips,
+                    successor,
+                )| PeerUpdate {
                     public_key: PublicKey::from_bytes(key),
                     remove,
                     update_only,
@@ -563,6 +585,7 @@ mod tests {
                             }
                         })
                         .collect(),
+                    successor_of: successor.map(PublicKey::from_bytes),
                 },
             )
     }
