@@ -1,0 +1,371 @@
+//! The audit log: every controller action that changes security state appends one JSON line
+//! to an append-only file, and each line carries the hash of the line before it, so editing,
+//! removing, reordering or inserting lines breaks the chain where it happened.
+//!
+//! ```text
+//!  {"seq":1,"time":…,"actor":…,"action":"key.generated",…,"prev":"000…000"}   genesis
+//!  {"seq":2,…,"prev":"<sha256 of line 1>"}
+//!  {"seq":3,…,"prev":"<sha256 of line 2>"}          verify: recompute, compare, line by line
+//! ```
+//!
+//! A line holds `seq` (1, 2, 3, ...), `time` (RFC 3339, UTC), `actor`, `action` (see
+//! [`Action`]), `target` (usually a host), `before` and `after` fingerprints (a short hash of
+//! a public key or of a file's contents, never a secret), an optional `detail`, and `prev`:
+//! the SHA-256, in hex, of the previous line's bytes without its newline ([`GENESIS`] for the
+//! first line). `docs/audit.md` documents the format and how to check it with shell tools.
+//!
+//! [`Audit::append`] writes each line with one `write` on a descriptor opened `O_APPEND`,
+//! under an exclusive `flock` (so two processes cannot both chain to the same line), and
+//! `fsync`s before returning. [`verify::verify`] checks a log; [`Filter`] selects lines for
+//! `wgfabric audit show`.
+//!
+//! The chain makes tampering evident, not impossible: someone who can write the file can
+//! rewrite every line after their edit. Keep the head hash [`verify::verify`] reports
+//! somewhere else (a commit message, a ticket, another machine) and pass it back as an
+//! anchor to detect that too.
+
+mod filter;
+mod time;
+pub mod verify;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{flock, FlockOperation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use wgfabric_proto::keys::PublicKey;
+
+pub use filter::Filter;
+pub use time::{TimeParseError, Timestamp};
+
+use crate::error::Error;
+use crate::files::{create_dir, PUBLIC_MODE};
+
+/// The `prev` of the first line: 64 zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The file name of the log beside an inventory (or in a host's key directory).
+pub const FILE_NAME: &str = "audit.jsonl";
+
+/// The longest line [`Audit::append`] will read back to chain to.
+const MAX_LINE: usize = 1 << 20;
+
+/// What was done. The names are stable: they are what `wgfabric audit show --action` and
+/// alerting on the log match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// A private key was generated (`key.generated`); `after` is its public key.
+    KeyGenerated,
+    /// A host's key pair was replaced by rotation (`key.rotated`); `before` and `after` are
+    /// the old and new public keys.
+    KeyRotated,
+    /// An encrypted private key was decrypted (`key.decrypted`), e.g. to inline it in a
+    /// rendered configuration; `after` is its public key.
+    KeyDecrypted,
+    /// A preshared key between two hosts was replaced (`psk.rotated`); never fingerprinted.
+    PresharedKeyRotated,
+    /// A peer was added to a host's interface (`peer.added`); `after` is its public key.
+    PeerAdded,
+    /// A peer was removed from a host's interface (`peer.removed`); `before` is its public key.
+    PeerRemoved,
+    /// A host's rendered configuration was written (`config.written`); `before` and `after`
+    /// fingerprint the files' contents.
+    ConfigWritten,
+    /// A configuration was applied to a host's live interface (`config.applied`).
+    ConfigApplied,
+    /// The addresses held for a removed host were released (`addresses.released`).
+    AddressesReleased,
+}
+
+impl Action {
+    /// Every action, for listings.
+    pub const ALL: [Self; 9] = [
+        Self::KeyGenerated,
+        Self::KeyRotated,
+        Self::KeyDecrypted,
+        Self::PresharedKeyRotated,
+        Self::PeerAdded,
+        Self::PeerRemoved,
+        Self::ConfigWritten,
+        Self::ConfigApplied,
+        Self::AddressesReleased,
+    ];
+
+    /// The name written in the log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::KeyGenerated => "key.generated",
+            Self::KeyRotated => "key.rotated",
+            Self::KeyDecrypted => "key.decrypted",
+            Self::PresharedKeyRotated => "psk.rotated",
+            Self::PeerAdded => "peer.added",
+            Self::PeerRemoved => "peer.removed",
+            Self::ConfigWritten => "config.written",
+            Self::ConfigApplied => "config.applied",
+            Self::AddressesReleased => "addresses.released",
+        }
+    }
+}
+
+/// A short, non-secret identifier of a key or of contents: the first 16 hex digits (64 bits)
+/// of their SHA-256. Enough to tell versions apart in a log, and one-way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The fingerprint of a public key's 32 raw bytes
+    /// (`echo KEY | base64 -d | sha256sum | cut -c1-16`).
+    pub fn of_public_key(key: &PublicKey) -> Self {
+        Self::of_contents(key.as_bytes())
+    }
+
+    /// The fingerprint of some contents, such as a rendered file (which may hold a private
+    /// key: the hash does not reveal it).
+    pub fn of_contents(contents: &[u8]) -> Self {
+        Self(sha256_hex(contents)[..16].to_owned())
+    }
+
+    /// The 16 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One action to record. Time and actor come from the caller: the controller never reads the
+/// clock, and only the caller knows who runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// When it happened.
+    pub time: Timestamp,
+    /// Who did it, such as `alice@laptop` or `ci:pipeline-1234`.
+    pub actor: String,
+    /// What was done.
+    pub action: Action,
+    /// What it was done to: usually a host name.
+    pub target: String,
+    /// The state before, if any.
+    pub before: Option<Fingerprint>,
+    /// The state after, if any.
+    pub after: Option<Fingerprint>,
+    /// Free text such as the file written; never a secret.
+    pub detail: Option<String>,
+}
+
+impl Entry {
+    /// An entry without fingerprints or detail.
+    pub fn new(
+        time: Timestamp,
+        actor: impl Into<String>,
+        action: Action,
+        target: impl Into<String>,
+    ) -> Self {
+        Self {
+            time,
+            actor: actor.into(),
+            action,
+            target: target.into(),
+            before: None,
+            after: None,
+            detail: None,
+        }
+    }
+
+    /// With the state before.
+    #[must_use]
+    pub fn before(mut self, fingerprint: Fingerprint) -> Self {
+        self.before = Some(fingerprint);
+        self
+    }
+
+    /// With the state after.
+    #[must_use]
+    pub fn after(mut self, fingerprint: Fingerprint) -> Self {
+        self.after = Some(fingerprint);
+        self
+    }
+
+    /// With a detail.
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// One line of the log, as written and as read back. Fields are written in this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// 1 for the first line, then one more per line.
+    pub seq: u64,
+    /// RFC 3339, UTC, whole seconds.
+    pub time: String,
+    /// Who did it.
+    pub actor: String,
+    /// The [`Action`] name (kept as text so that names from newer versions still read).
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// Fingerprint of the state before.
+    pub before: Option<String>,
+    /// Fingerprint of the state after.
+    pub after: Option<String>,
+    /// Free text.
+    pub detail: Option<String>,
+    /// SHA-256 (hex) of the previous line; [`GENESIS`] on the first.
+    pub prev: String,
+}
+
+impl Record {
+    /// Reads one line.
+    ///
+    /// # Errors
+    /// The JSON error, when the line is not a record.
+    pub fn parse(line: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+
+    /// When it happened, if its time reads.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        self.time.parse().ok()
+    }
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex: what the next line's `prev` holds for a line.
+pub fn line_hash(line: &[u8]) -> String {
+    sha256_hex(line)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An audit log open for appending.
+#[derive(Debug)]
+pub struct Audit {
+    file: File,
+    path: PathBuf,
+}
+
+impl Audit {
+    /// Opens the log at `path` for appending, creating it (mode 0644; no secret is ever in
+    /// it) and its directory if needed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        if let Some(dir) = path.parent() {
+            create_dir(dir, 0o755)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(PUBLIC_MODE)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self { file, path: path.to_owned() })
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `entry` chained to the current last line, and syncs it to disk. Returns the
+    /// record written.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] when the log ends with an incomplete or unreadable line (appending
+    /// would hide it: run `wgfabric audit verify`); [`Error::Io`].
+    pub fn append(&mut self, entry: Entry) -> Result<Record, Error> {
+        let lock =
+            |operation| flock(&self.file, operation).map_err(|e| Error::io(&self.path, e.into()));
+        lock(FlockOperation::LockExclusive)?;
+        let result = self.append_locked(entry);
+        // Closing the file would release the lock too; unlock now for the next writer.
+        let unlocked = flock(&self.file, FlockOperation::Unlock);
+        let record = result?;
+        unlocked.map_err(|e| Error::io(&self.path, e.into()))?;
+        Ok(record)
+    }
+
+    fn append_locked(&self, entry: Entry) -> Result<Record, Error> {
+        let (seq, prev) = match self.last_line()? {
+            None => (1, GENESIS.to_owned()),
+            Some(line) => {
+                let last = std::str::from_utf8(&line).ok().and_then(|l| Record::parse(l).ok());
+                let Some(last) = last else {
+                    return Err(self.refuse("its last line is not an audit record"));
+                };
+                (last.seq + 1, line_hash(&line))
+            }
+        };
+        let record = Record {
+            seq,
+            time: entry.time.to_string(),
+            actor: entry.actor,
+            action: entry.action.as_str().to_owned(),
+            target: entry.target,
+            before: entry.before.map(|f| f.0),
+            after: entry.after.map(|f| f.0),
+            detail: entry.detail,
+            prev,
+        };
+        // Serializing a struct of strings and numbers cannot fail.
+        let mut line = serde_json::to_string(&record).expect("a record serializes");
+        line.push('\n');
+        // One write: with O_APPEND the line lands whole at the end.
+        (&self.file).write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        Ok(record)
+    }
+
+    fn refuse(&self, why: &str) -> Error {
+        Error::Refused(format!(
+            "{}: {why}; not appending to it (run `wgfabric audit verify --log {}`)",
+            self.path.display(),
+            self.path.display()
+        ))
+    }
+
+    /// The last line without its newline; `None` for an empty log.
+    fn last_line(&self) -> Result<Option<Vec<u8>>, Error> {
+        let io = |e: std::io::Error| Error::io(&self.path, e);
+        let len = self.file.metadata().map_err(io)?.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut last = [0u8];
+        self.file.read_exact_at(&mut last, len - 1).map_err(io)?;
+        if last != *b"\n" {
+            return Err(self.refuse("it ends with an incomplete line"));
+        }
+        // Read backwards from the final newline to the one before it, a block at a time.
+        let mut line = Vec::new();
+        let mut end = len - 1;
+        while end > 0 {
+            let start = end.saturating_sub(4096);
+            let mut block = vec![0u8; (end - start) as usize];
+            self.file.read_exact_at(&mut block, start).map_err(io)?;
+            let newline = block.iter().rposition(|&b| b == b'\n');
+            block.drain(..newline.map_or(0, |at| at + 1));
+            block.append(&mut line);
+            line = block;
+            if newline.is_some() {
+                break;
+            }
+            if line.len() > MAX_LINE {
+                return Err(self.refuse("its last line is too long"));
+            }
+            end = start;
+        }
+        Ok(Some(line))
+    }
+}
+
+#[cfg(test)]
+mod tests;
