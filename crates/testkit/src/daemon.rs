@@ -1,7 +1,7 @@
 //! WireGuard implementations started inside a namespace, and stopped (TERM, then KILL) with
 //! their socket removed when the guard drops.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -111,29 +111,47 @@ impl<'ns> Daemon<'ns> {
     /// When it cannot start, exits early, or never answers; the message includes its log.
     pub fn start(ns: &'ns Netns, implementation: Impl, interface: &str) -> Self {
         let log = std::env::temp_dir().join(format!("wgfabric-testkit-{interface}.log"));
-        let file = File::create(&log).expect("creating the daemon's log file");
-        let stderr = file.try_clone().expect("sharing the daemon's log file");
-        let child = implementation
-            .command(ns, interface)
+        let mut daemon =
+            Self { ns, implementation, interface: interface.to_owned(), child: None, log };
+        daemon.launch(File::create(&daemon.log).expect("creating the daemon's log file"));
+        daemon
+    }
+
+    /// Stops it (as on drop) and starts the same implementation again on the same interface
+    /// name, waiting as [`Self::start`] does; the log keeps both runs. The new process starts
+    /// with an empty configuration and its interface down.
+    ///
+    /// # Panics
+    /// As [`Self::start`].
+    pub fn restart(&mut self) {
+        self.terminate();
+        let log = OpenOptions::new().append(true).open(&self.log).expect("reopening the log");
+        self.launch(log);
+    }
+
+    /// Spawns the process with `log` as its stdout and stderr and waits until it answers.
+    fn launch(&mut self, log: File) {
+        let stderr = log.try_clone().expect("sharing the daemon's log file");
+        let child = self
+            .implementation
+            .command(self.ns, &self.interface)
             .stdin(Stdio::null())
-            .stdout(file)
+            .stdout(log)
             .stderr(stderr)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", implementation.name()));
-        let mut daemon =
-            Self { ns, implementation, interface: interface.to_owned(), child: Some(child), log };
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.implementation.name()));
+        self.child = Some(child);
         let answered = wait_until(Duration::from_secs(10), || {
-            daemon.has_exited() || UnixStream::connect(daemon.socket_path()).is_ok()
+            self.has_exited() || UnixStream::connect(self.socket_path()).is_ok()
         });
-        if !answered || daemon.has_exited() {
+        if !answered || self.has_exited() {
             panic!(
                 "{} did not come up on {}:\n{}",
-                daemon.implementation.name(),
-                daemon.socket_path().display(),
-                daemon.log_text()
+                self.implementation.name(),
+                self.socket_path().display(),
+                self.log_text()
             );
         }
-        daemon
     }
 
     /// The namespace it runs in.

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod daemon;
+mod garbage;
 mod netns;
 mod poll;
 pub mod scenarios;
@@ -24,7 +25,8 @@ mod transfer;
 mod wg;
 
 pub use daemon::{unique_interface_name, Daemon, Impl, SOCKET_DIR};
-pub use netns::{run, run_command, veth, CommandError, Netns};
+pub use garbage::{spray_garbage, GARBAGE_PER_SECOND};
+pub use netns::{run, run_command, veth, Background, CommandError, Netns};
 pub use poll::{wait_until, PingStats};
 pub use tools::{on_path, require_tool, Skip};
 pub use transfer::{netprobe_path, transfer};

@@ -2,7 +2,7 @@
 //! inside them.
 
 use std::fmt;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A command that failed, with everything needed to see why.
@@ -41,18 +41,23 @@ impl std::error::Error for CommandError {}
 /// When it cannot start or exits non-zero.
 pub fn run_command(command: &mut Command) -> Result<String, CommandError> {
     let line = describe(command);
-    match command.output() {
+    outcome(line, command.output())
+}
+
+/// What a finished command amounts to: its stdout, or everything needed to see why it failed.
+fn outcome(command: String, output: std::io::Result<Output>) -> Result<String, CommandError> {
+    match output {
         Ok(Output { status, stdout, stderr }) => {
             let stdout = String::from_utf8_lossy(&stdout).into_owned();
             let stderr = String::from_utf8_lossy(&stderr).into_owned();
             if status.success() {
                 Ok(stdout)
             } else {
-                Err(CommandError { command: line, status: status.code(), stdout, stderr })
+                Err(CommandError { command, status: status.code(), stdout, stderr })
             }
         }
         Err(error) => Err(CommandError {
-            command: line,
+            command,
             status: None,
             stdout: String::new(),
             stderr: error.to_string(),
@@ -133,6 +138,20 @@ impl Netns {
         self.exec(argv).unwrap_or_else(|error| panic!("in {}: {error}", self.name))
     }
 
+    /// Starts `argv` inside the namespace without waiting for it, its output captured; the
+    /// guard kills it if the test ends first.
+    ///
+    /// # Panics
+    /// When it cannot start.
+    pub fn spawn(&self, argv: &[&str]) -> Background {
+        let (program, args) = argv.split_first().expect("a command line is not empty");
+        let mut command = self.command(program);
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let line = describe(&command);
+        let child = command.spawn().unwrap_or_else(|e| panic!("starting `{line}`: {e}"));
+        Background { line, child: Some(child) }
+    }
+
     /// Adds `cidr` (like `192.0.2.1/24` or `2001:db8::1/64`) to `device`; IPv6 addresses skip
     /// duplicate address detection.
     pub fn add_addr(&self, device: &str, cidr: &str) {
@@ -180,6 +199,38 @@ impl Drop for Netns {
         }
         if let Err(error) = run_command(Command::new("ip").args(["netns", "del", &self.name])) {
             eprintln!("testkit: could not delete namespace {}: {error}", self.name);
+        }
+    }
+}
+
+/// A command running in the background, killed (and reaped) on drop unless waited for.
+#[derive(Debug)]
+pub struct Background {
+    line: String,
+    child: Option<Child>,
+}
+
+impl Background {
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Waits for it to finish; its stdout on success.
+    ///
+    /// # Errors
+    /// When it exits non-zero.
+    pub fn wait(mut self) -> Result<String, CommandError> {
+        let child = self.child.take().expect("only `wait` and `drop` take the child");
+        outcome(std::mem::take(&mut self.line), child.wait_with_output())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -8,6 +8,7 @@
 //! implementation is missing is skipped outside CI (see [`crate::require_tool`]).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use wgfabric_proto::keys::{PresharedKey, PublicKey};
@@ -15,13 +16,15 @@ use wgfabric_proto::keys::{PresharedKey, PublicKey};
 use crate::{keypair, preshared_key, transfer, unique_interface_name, veth, Daemon, Impl};
 use crate::{Netns, WgConfig, WgPeer};
 
-/// Inner (tunnel) addresses of `a` and `b`, from the documentation ranges.
-const INNER_V4: [&str; 2] = ["198.51.100.1", "198.51.100.2"];
-const INNER_V6: [&str; 2] = ["2001:db8:100::1", "2001:db8:100::2"];
-/// Underlay addresses on the veth.
+/// Inner (tunnel) IPv4 addresses of `a` and `b` (in a /24), from the documentation ranges.
+pub const INNER_V4: [&str; 2] = ["198.51.100.1", "198.51.100.2"];
+/// Inner (tunnel) IPv6 addresses of `a` and `b` (in a /64).
+pub const INNER_V6: [&str; 2] = ["2001:db8:100::1", "2001:db8:100::2"];
+/// Underlay addresses on the veth, at first: IPv4 in a /24, IPv6 in a /64.
 const UNDERLAY_V4: [&str; 2] = ["192.0.2.1", "192.0.2.2"];
 const UNDERLAY_V6: [&str; 2] = ["2001:db8::1", "2001:db8::2"];
-const PORTS: [u16; 2] = [51820, 51821];
+/// The listen ports of `a` and `b`.
+pub const PORTS: [u16; 2] = [51820, 51821];
 /// Time for a first handshake; generous for a loaded 2-core CI machine.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -45,6 +48,33 @@ pub enum Psk {
     Mismatch,
 }
 
+/// One end of a [`Link`] or [`Tunnel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The initiating side, which knows the other's endpoint from its configuration.
+    A,
+    /// The responding side, which learns the other's endpoint from the handshake.
+    B,
+}
+
+impl Side {
+    /// The other end.
+    pub fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+
+    /// 0 for `A`, 1 for `B`: the index into the per-side constants.
+    pub fn index(self) -> usize {
+        match self {
+            Self::A => 0,
+            Self::B => 1,
+        }
+    }
+}
+
 /// Two namespaces joined by a veth.
 #[derive(Debug)]
 pub struct Link {
@@ -53,28 +83,69 @@ pub struct Link {
     /// `b`'s namespace.
     pub b: Netns,
     underlay: Underlay,
+    /// The underlay address each side has now.
+    addrs: Mutex<[IpAddr; 2]>,
 }
 
 impl Link {
     /// Two fresh namespaces with the underlay addresses on a veth pair.
     pub fn new(underlay: Underlay) -> Self {
-        let link = Self { a: Netns::new("wgf-a"), b: Netns::new("wgf-b"), underlay };
-        veth(&link.a, "veth-a", &link.b, "veth-b");
-        let (addrs, len) = match underlay {
-            Underlay::V4 => (UNDERLAY_V4, 24),
-            Underlay::V6 => (UNDERLAY_V6, 64),
-        };
-        link.a.add_addr("veth-a", &format!("{}/{len}", addrs[0]));
-        link.b.add_addr("veth-b", &format!("{}/{len}", addrs[1]));
-        link
-    }
-
-    fn underlay_addr(&self, side: usize) -> IpAddr {
-        let addrs = match self.underlay {
+        let first = match underlay {
             Underlay::V4 => UNDERLAY_V4,
             Underlay::V6 => UNDERLAY_V6,
         };
-        addrs[side].parse().expect("a constant address")
+        let addrs = first.map(|addr| addr.parse().expect("a constant address"));
+        let link = Self {
+            a: Netns::new("wgf-a"),
+            b: Netns::new("wgf-b"),
+            underlay,
+            addrs: Mutex::new(addrs),
+        };
+        veth(&link.a, Self::device(Side::A), &link.b, Self::device(Side::B));
+        for side in [Side::A, Side::B] {
+            link.ns(side).add_addr(Self::device(side), &link.cidr(addrs[side.index()]));
+        }
+        link
+    }
+
+    /// `side`'s namespace.
+    pub fn ns(&self, side: Side) -> &Netns {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        }
+    }
+
+    /// `side`'s end of the veth.
+    pub fn device(side: Side) -> &'static str {
+        match side {
+            Side::A => "veth-a",
+            Side::B => "veth-b",
+        }
+    }
+
+    /// The underlay address `side` has now.
+    pub fn underlay_addr(&self, side: Side) -> IpAddr {
+        self.addrs.lock().unwrap_or_else(PoisonError::into_inner)[side.index()]
+    }
+
+    /// Moves `side` to `addr` on the same link and subnet, as a host that roams: deletes the
+    /// address it had (and with it the subnet's route, until the new one is added), then adds
+    /// `addr`.
+    pub fn move_underlay(&self, side: Side, addr: IpAddr) {
+        let mut addrs = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+        let ns = self.ns(side);
+        ns.del_addr(Self::device(side), &self.cidr(addrs[side.index()]));
+        ns.add_addr(Self::device(side), &self.cidr(addr));
+        addrs[side.index()] = addr;
+    }
+
+    fn cidr(&self, addr: IpAddr) -> String {
+        let len = match self.underlay {
+            Underlay::V4 => 24,
+            Underlay::V6 => 64,
+        };
+        format!("{addr}/{len}")
     }
 }
 
@@ -89,6 +160,8 @@ pub struct Tunnel<'l> {
     pub a_key: PublicKey,
     /// `b`'s public key.
     pub b_key: PublicKey,
+    /// What `a` and `b` were configured with, for restarts.
+    configs: [WgConfig; 2],
 }
 
 impl<'l> Tunnel<'l> {
@@ -109,27 +182,64 @@ impl<'l> Tunnel<'l> {
         };
         let mut b_as_peer = WgPeer::new(b_key);
         b_as_peer.preshared_key = a_psk;
-        b_as_peer.endpoint = Some(SocketAddr::new(link.underlay_addr(1), PORTS[1]));
+        b_as_peer.endpoint = Some(SocketAddr::new(link.underlay_addr(Side::B), PORTS[1]));
         b_as_peer.allowed_ips = vec![format!("{}/32", INNER_V4[1]), format!("{}/128", INNER_V6[1])];
         let mut a_as_peer = WgPeer::new(a_key);
         a_as_peer.preshared_key = b_psk;
         a_as_peer.allowed_ips = vec![format!("{}/32", INNER_V4[0]), format!("{}/128", INNER_V6[0])];
-        a.setconf(&WgConfig {
-            private_key: a_private,
-            listen_port: Some(PORTS[0]),
-            fwmark: None,
-            peers: vec![b_as_peer],
-        });
-        b.setconf(&WgConfig {
-            private_key: b_private,
-            listen_port: Some(PORTS[1]),
-            fwmark: None,
-            peers: vec![a_as_peer],
-        });
-        for (daemon, side) in [(&a, 0), (&b, 1)] {
-            daemon.up(&[&format!("{}/24", INNER_V4[side]), &format!("{}/64", INNER_V6[side])]);
+        let configs = [
+            WgConfig {
+                private_key: a_private,
+                listen_port: Some(PORTS[0]),
+                fwmark: None,
+                peers: vec![b_as_peer],
+            },
+            WgConfig {
+                private_key: b_private,
+                listen_port: Some(PORTS[1]),
+                fwmark: None,
+                peers: vec![a_as_peer],
+            },
+        ];
+        let tunnel = Self { a, b, a_key, b_key, configs };
+        for side in [Side::A, Side::B] {
+            tunnel.configure(side);
         }
-        Self { a, b, a_key, b_key }
+        tunnel
+    }
+
+    /// `side`'s daemon.
+    pub fn daemon(&self, side: Side) -> &Daemon<'l> {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        }
+    }
+
+    /// `side`'s public key.
+    pub fn key(&self, side: Side) -> &PublicKey {
+        match side {
+            Side::A => &self.a_key,
+            Side::B => &self.b_key,
+        }
+    }
+
+    /// Stops `side`'s daemon and starts it again with the same interface name, configuration
+    /// and addresses, as after a reboot; the other side is left alone.
+    pub fn restart(&mut self, side: Side) {
+        match side {
+            Side::A => self.a.restart(),
+            Side::B => self.b.restart(),
+        }
+        self.configure(side);
+    }
+
+    /// Applies `side`'s configuration and sets its interface up with its inner addresses.
+    fn configure(&self, side: Side) {
+        let daemon = self.daemon(side);
+        daemon.setconf(&self.configs[side.index()]);
+        let i = side.index();
+        daemon.up(&[&format!("{}/24", INNER_V4[i]), &format!("{}/64", INNER_V6[i])]);
     }
 
     /// Pings `b`'s inner address from `a` until it answers, then checks both sides saw the
@@ -154,12 +264,13 @@ impl<'l> Tunnel<'l> {
             assert!(b_peer.latest_handshake > 0, "{what}: a reports no handshake");
         }
         assert!(b_peer.tx_bytes > 0 && b_peer.rx_bytes > 0, "{what}: a's counters: {b_peer:?}");
-        let expected = SocketAddr::new(link.underlay_addr(0), PORTS[0]).to_string();
+        let expected = SocketAddr::new(link.underlay_addr(Side::A), PORTS[0]).to_string();
         assert_eq!(a_peer.endpoint.as_deref(), Some(expected.as_str()), "{what}: b's view of a");
     }
 }
 
-fn available(a: &Impl, b: &Impl) -> bool {
+/// Whether both implementations can run here; see [`Impl::require`] for the policy.
+pub fn available(a: &Impl, b: &Impl) -> bool {
     a.require().is_ok() && b.require().is_ok()
 }
 
