@@ -129,6 +129,18 @@ impl Fingerprint {
         Self(sha256_hex(contents)[..16].to_owned())
     }
 
+    /// The fingerprint of several pieces taken together, such as the paths and contents of
+    /// a host's rendered files. Each piece is length-prefixed, so moving bytes from one piece
+    /// to the next changes the fingerprint.
+    pub fn of_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        Self(hex(&hasher.finalize())[..16].to_owned())
+    }
+
     /// The 16 hex digits.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -240,7 +252,11 @@ pub fn line_hash(line: &[u8]) -> String {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An audit log open for appending.
@@ -252,13 +268,13 @@ pub struct Audit {
 
 impl Audit {
     /// Opens the log at `path` for appending, creating it (mode 0644; no secret is ever in
-    /// it) and its directory if needed.
+    /// it) if needed, and its directory (mode 0700, since it may be a key directory).
     ///
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub fn open(path: &Path) -> Result<Self, Error> {
         if let Some(dir) = path.parent() {
-            create_dir(dir, 0o755)?;
+            create_dir(dir, 0o700)?;
         }
         let file = OpenOptions::new()
             .read(true)

@@ -92,8 +92,10 @@ fn appended_lines_chain_from_the_genesis_and_verify() {
         "{last}"
     );
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(scratch.log()).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o644);
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&scratch.log()), 0o644, "no secret is in it");
+    assert_eq!(mode(scratch.log().parent().unwrap()), 0o700, "it may be a key directory");
 }
 
 #[test]
@@ -246,6 +248,10 @@ fn fingerprints_are_short_one_way_hashes() {
     assert_ne!(fingerprint, Fingerprint::of_public_key(&key(8)));
     // SHA-256 of the empty string starts e3b0c442...
     assert_eq!(Fingerprint::of_contents(b"").as_str(), "e3b0c44298fc1c14");
+    let parts = |pieces: &[&'static [u8]]| Fingerprint::of_parts(pieces.iter().copied());
+    assert_eq!(parts(&[b"a/wg0.conf", b"x"]), parts(&[b"a/wg0.conf", b"x"]));
+    assert_ne!(parts(&[b"a/wg0.conf", b"x"]), parts(&[b"a/wg0.conf", b"y"]));
+    assert_ne!(parts(&[b"ab", b"c"]), parts(&[b"a", b"bc"]), "boundaries count");
 }
 
 #[test]
