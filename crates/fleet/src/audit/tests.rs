@@ -1,7 +1,7 @@
 //! The chain holds for what `Audit` writes, and breaks, at the right line, for every kind of
 //! tampering.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::verify::{verify, Broken};
 use super::*;
@@ -92,8 +92,7 @@ fn appended_lines_chain_from_the_genesis_and_verify() {
         "{last}"
     );
     use std::os::unix::fs::PermissionsExt as _;
-    let mode =
-        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&scratch.log()), 0o644, "no secret is in it");
     assert_eq!(mode(scratch.log().parent().unwrap()), 0o700, "it may be a key directory");
 }
