@@ -2,6 +2,7 @@
 //! their socket removed when the guard drops.
 
 use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -198,6 +199,25 @@ impl<'ns> Daemon<'ns> {
     /// When `wg` fails.
     pub fn wg(&self, args: &[&str]) -> Result<String, CommandError> {
         run_command(self.ns.command("wg").args(args))
+    }
+
+    /// Sends `request` (like `"get=1\n\n"`) to its userspace API socket as is, and returns the
+    /// whole reply: for requests the `wg` tool would never send.
+    ///
+    /// # Panics
+    /// When the socket does not take the request or answer it.
+    pub fn uapi(&self, request: &str) -> String {
+        let path = self.socket_path();
+        let exchange = || -> std::io::Result<String> {
+            let mut stream = UnixStream::connect(&path)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(request.as_bytes())?;
+            stream.shutdown(std::net::Shutdown::Write)?;
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply)?;
+            Ok(reply)
+        };
+        exchange().unwrap_or_else(|e| panic!("userspace API request to {}: {e}", path.display()))
     }
 
     /// `wg set IFNAME ARGS`.
