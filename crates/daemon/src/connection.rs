@@ -84,7 +84,7 @@ fn next_answer<C: Control + ?Sized>(
         },
         "set=1" => {
             let body = read_set_body(reader)?;
-            Ok(Some(format_status(set(control, &body).err().as_ref())))
+            Ok(Some(format_status(set(control, body).err().as_ref())))
         }
         _ => {
             let key: String = operation.split('=').next().unwrap_or("").chars().take(32).collect();
@@ -93,8 +93,11 @@ fn next_answer<C: Control + ?Sized>(
     }
 }
 
-fn set<C: Control + ?Sized>(control: &C, body: &str) -> Result<(), UapiError> {
-    let result = parse_set_resolving_scopes(body, &interface_index).and_then(|request| {
+fn set<C: Control + ?Sized>(control: &C, body: String) -> Result<(), UapiError> {
+    let parsed = parse_set_resolving_scopes(&body, &interface_index);
+    // The text of a large request is garbage now; free it before the device grows.
+    drop(body);
+    let result = parsed.and_then(|request| {
         let peers = request.peers.len();
         control.set(request).map(|()| peers)
     });

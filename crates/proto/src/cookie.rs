@@ -152,13 +152,14 @@ impl CookieChecker {
 }
 
 /// The initiator's side for one peer: stamps MACs on outgoing handshake messages and keeps the
-/// latest cookie that peer gave us.
+/// latest cookie that peer gave us. Its keys are derived from the peer's public key when used
+/// (a hash per handshake message) rather than stored, to keep every peer small.
+#[derive(Default)]
 pub(crate) struct CookieJar {
-    mac1_key: [u8; 32],
-    cookie_key: [u8; 32],
     /// The `mac1` of our latest handshake message, while a cookie reply to it may come.
     last_mac1: Option<[u8; 16]>,
-    cookie: Option<(Zeroizing<[u8; 16]>, Instant)>,
+    /// The latest cookie and when it came (boxed: most peers never get one).
+    cookie: Option<Box<(Zeroizing<[u8; 16]>, Instant)>>,
 }
 
 impl core::fmt::Debug for CookieJar {
@@ -177,24 +178,16 @@ pub(crate) enum CookieError {
 }
 
 impl CookieJar {
-    /// A jar for messages sent to `their_public`.
-    pub(crate) fn new(their_public: &PublicKey) -> Self {
-        Self {
-            mac1_key: hash(&[LABEL_MAC1, their_public.as_bytes()]),
-            cookie_key: hash(&[LABEL_COOKIE, their_public.as_bytes()]),
-            last_mac1: None,
-            cookie: None,
-        }
-    }
-
-    /// Fills in `mac1` and, while our cookie is fresh, `mac2`, of a handshake message.
-    pub(crate) fn stamp(&mut self, message: &mut [u8], now: Instant) {
+    /// Fills in `mac1` and, while our cookie is fresh, `mac2`, of a handshake message to
+    /// `their_public`.
+    pub(crate) fn stamp(&mut self, their_public: &PublicKey, message: &mut [u8], now: Instant) {
         let Some(at) = mac1_offset(message) else { return };
-        let mac1 = mac(&self.mac1_key, &message[..at]);
+        let mac1_key = hash(&[LABEL_MAC1, their_public.as_bytes()]);
+        let mac1 = mac(&mac1_key, &message[..at]);
         message[at..at + 16].copy_from_slice(&mac1);
         self.last_mac1 = Some(mac1);
         let usable = COOKIE_SECRET_MAX_AGE - COOKIE_SECRET_LATENCY;
-        let mac2 = match &self.cookie {
+        let mac2 = match self.cookie.as_deref() {
             Some((cookie, born)) if now.saturating_duration_since(*born) < usable => {
                 mac(&**cookie, &message[..at + 16])
             }
@@ -203,17 +196,19 @@ impl CookieJar {
         message[at + 16..at + 32].copy_from_slice(&mac2);
     }
 
-    /// Takes the cookie from a reply to our latest message.
+    /// Takes the cookie from a reply from `their_public` to our latest message.
     pub(crate) fn consume_reply(
         &mut self,
+        their_public: &PublicKey,
         nonce: &[u8; 24],
         encrypted_cookie: &[u8; 32],
         now: Instant,
     ) -> Result<(), CookieError> {
         let mac1 = self.last_mac1.ok_or(CookieError::Unexpected)?;
+        let cookie_key = hash(&[LABEL_COOKIE, their_public.as_bytes()]);
         let cookie =
-            xopen(&self.cookie_key, nonce, encrypted_cookie, &mac1).ok_or(CookieError::Decrypt)?;
-        self.cookie = Some((Zeroizing::new(cookie), now));
+            xopen(&cookie_key, nonce, encrypted_cookie, &mac1).ok_or(CookieError::Decrypt)?;
+        self.cookie = Some(Box::new((Zeroizing::new(cookie), now)));
         self.last_mac1 = None;
         Ok(())
     }
@@ -221,7 +216,7 @@ impl CookieJar {
     /// How old our cookie is, if we hold one (for tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn cookie_age(&self, now: Instant) -> Option<core::time::Duration> {
-        self.cookie.as_ref().map(|(_, born)| now.saturating_duration_since(*born))
+        self.cookie.as_deref().map(|(_, born)| now.saturating_duration_since(*born))
     }
 }
 
@@ -232,10 +227,37 @@ mod tests {
     use core::time::Duration;
     use rand_core::SeedableRng;
 
-    fn setup() -> (CookieChecker, CookieJar, rand_chacha::ChaCha20Rng, Instant) {
+    /// A responder's checker, an initiator's jar for it, and the responder's key.
+    fn setup() -> (CookieChecker, Jar, rand_chacha::ChaCha20Rng, Instant) {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
         let responder = PrivateKey::generate(&mut rng).public_key();
-        (CookieChecker::new(&responder), CookieJar::new(&responder), rng, Instant::now())
+        let jar = Jar { jar: CookieJar::default(), to: responder };
+        (CookieChecker::new(&responder), jar, rng, Instant::now())
+    }
+
+    /// A jar bound to the key it stamps for.
+    struct Jar {
+        jar: CookieJar,
+        to: PublicKey,
+    }
+
+    impl Jar {
+        fn stamp(&mut self, message: &mut [u8], now: Instant) {
+            self.jar.stamp(&self.to, message, now);
+        }
+
+        fn consume_reply(
+            &mut self,
+            nonce: &[u8; 24],
+            sealed: &[u8; 32],
+            now: Instant,
+        ) -> Result<(), CookieError> {
+            self.jar.consume_reply(&self.to, nonce, sealed, now)
+        }
+
+        fn cookie_age(&self, now: Instant) -> Option<Duration> {
+            self.jar.cookie_age(now)
+        }
     }
 
     fn initiation() -> [u8; wire::INITIATION_LEN] {
@@ -254,7 +276,7 @@ mod tests {
         // A jar for another key produces a mac1 this checker refuses.
         let other = PrivateKey::generate(&mut rng).public_key();
         let mut msg = initiation();
-        CookieJar::new(&other).stamp(&mut msg, now);
+        CookieJar::default().stamp(&other, &mut msg, now);
         assert_eq!(checker.check(&msg, src, false, now, &mut rng), MacCheck::BadMac1);
     }
 

@@ -53,18 +53,11 @@ pub(crate) struct PeerKeys {
     pub(crate) preshared: PresharedKey,
     /// DH(our static, their static); `None` when we have no key or theirs is a low-order point.
     pub(crate) static_static: Option<SharedSecret>,
-    /// H₀ mixed with their public key: the initiator's starting hash.
-    pub(crate) initial_hash: [u8; 32],
 }
 
 impl PeerKeys {
     pub(crate) fn new(remote: PublicKey, identity: Option<&Identity>) -> Self {
-        let mut keys = Self {
-            remote,
-            preshared: PresharedKey::zero(),
-            static_static: None,
-            initial_hash: hash(&[&INITIAL_HASH, remote.as_bytes()]),
-        };
+        let mut keys = Self { remote, preshared: PresharedKey::zero(), static_static: None };
         keys.update_identity(identity);
         keys
     }
@@ -151,7 +144,10 @@ pub(crate) fn create_initiation<R: RngCore + CryptoRng>(
     let ephemeral = PrivateKey::generate(rng);
     let ephemeral_public = ephemeral.public_key();
 
-    let mut h = hash(&[&peer.initial_hash, ephemeral_public.as_bytes()]);
+    // H₀ mixed with their public key: the initiator's starting hash. Computed here rather than
+    // stored, since it is needed once per initiation and every peer would carry it.
+    let initial_hash = hash(&[&INITIAL_HASH, peer.remote.as_bytes()]);
+    let mut h = hash(&[&initial_hash, ephemeral_public.as_bytes()]);
     let ck = kdf1(&INITIAL_CHAINING_KEY, ephemeral_public.as_bytes());
     let (ck, key) = kdf2(&ck, dh(&ephemeral, &peer.remote)?.as_bytes());
     let encrypted_static: [u8; 48] = crypto::seal(&key, 0, identity.public.as_bytes(), &h);

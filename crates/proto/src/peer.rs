@@ -153,8 +153,8 @@ pub(crate) struct Peer {
     pub(crate) cookies: CookieJar,
     pub(crate) endpoint: Option<Endpoint>,
     pub(crate) persistent_keepalive: u16,
-    /// Our initiation in flight, awaiting a response.
-    pub(crate) handshake: Option<InitiationState>,
+    /// Our initiation in flight, awaiting a response (boxed: most peers have none).
+    pub(crate) handshake: Option<Box<InitiationState>>,
     /// The local index of the latest initiation a response to was rejected, so that a
     /// rejection is reported once per initiation however many bad responses arrive.
     pub(crate) rejected_initiation: Option<u32>,
@@ -180,7 +180,7 @@ pub(crate) struct Peer {
 impl Peer {
     pub(crate) fn new(keys: PeerKeys) -> Self {
         Self {
-            cookies: CookieJar::new(&keys.remote),
+            cookies: CookieJar::default(),
             keys,
             endpoint: None,
             persistent_keepalive: 0,

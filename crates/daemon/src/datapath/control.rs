@@ -16,6 +16,10 @@ use super::send::flush;
 use super::{bind_sockets, Datapath, Sockets};
 use crate::control::Control;
 
+/// Peers in a set request from which the heap is trimmed afterwards (see
+/// [`wgfabric_sys::trim_heap`]).
+const LARGE_REQUEST: usize = 256;
+
 fn uapi_error(what: &str, error: &anyhow::Error) -> UapiError {
     let in_use = error.chain().any(|cause| {
         cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::AddrInUse)
@@ -72,6 +76,10 @@ impl Control for Datapath {
             tracing::info!(port = sockets.udp.port(), "listening");
         }
         flush(&self.shared, 0, &mut SendBatch::new(4), outbox);
+        if request.peers.len() >= LARGE_REQUEST {
+            drop(request);
+            wgfabric_sys::trim_heap();
+        }
         Ok(())
     }
 }

@@ -107,7 +107,7 @@ impl Device {
             (self.slots.len() - 1) as u32
         });
         let entry = &mut self.slots[slot as usize];
-        entry.peer = Some(peer);
+        entry.peer = Some(Box::new(peer));
         let id = PeerId { slot, generation: entry.generation };
         self.by_key.insert(public_key, id);
         self.events.push_back(Event::PeerAdded { public_key });

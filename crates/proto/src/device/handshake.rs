@@ -119,7 +119,7 @@ impl Device {
                 return Err(DropReason::HandshakeInvalid);
             }
         };
-        peer.cookies.stamp(&mut response, now);
+        peer.cookies.stamp(&peer.keys.remote, &mut response, now);
         let session = Arc::new(Session::new(id, index, consumed.remote_index, keys, false, now));
         let displaced = peer.sessions.install_as_responder(session.clone());
         self.indices.insert(index, IndexEntry::Session(session));
@@ -186,8 +186,9 @@ impl Device {
             None => return Err(DropReason::BadCookie),
         };
         let peer = self.peer_mut(id).ok_or(DropReason::BadCookie)?;
+        let remote = peer.keys.remote;
         peer.cookies
-            .consume_reply(message.nonce, message.encrypted_cookie, now)
+            .consume_reply(&remote, message.nonce, message.encrypted_cookie, now)
             .map_err(|_| DropReason::BadCookie)
     }
 }

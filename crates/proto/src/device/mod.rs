@@ -276,10 +276,12 @@ impl core::fmt::Debug for Device {
     }
 }
 
+/// A peer's place in the device. Peers are boxed so that the slot array, which grows by
+/// doubling, costs a pointer per slot rather than a whole peer.
 #[derive(Debug, Default)]
 struct Slot {
     generation: u32,
-    peer: Option<Peer>,
+    peer: Option<Box<Peer>>,
 }
 
 /// The MTU assumed for padding until the caller sets the interface's.
@@ -351,12 +353,12 @@ impl Device {
 
     fn peer(&self, id: PeerId) -> Option<&Peer> {
         let slot = self.slots.get(id.slot as usize)?;
-        (slot.generation == id.generation).then_some(slot.peer.as_ref()).flatten()
+        (slot.generation == id.generation).then_some(slot.peer.as_deref()).flatten()
     }
 
     fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
         let slot = self.slots.get_mut(id.slot as usize)?;
-        (slot.generation == id.generation).then_some(slot.peer.as_mut()).flatten()
+        (slot.generation == id.generation).then_some(slot.peer.as_deref_mut()).flatten()
     }
 
     /// A fresh random index that is not in use.

@@ -739,3 +739,10 @@ fn key_rotation_through_a_successor_loses_no_packet() {
     assert_eq!(p.a.peer_info(staged).unwrap().successor_of, None);
     assert_eq!(p.a.stats().dropped(DropReason::SourceNotAllowed), 0);
 }
+
+/// The per-peer memory budget (1 KiB per peer in all, allowed IPs included) depends on this.
+#[test]
+fn peers_stay_small() {
+    assert!(core::mem::size_of::<crate::peer::Peer>() <= 600);
+    assert!(core::mem::size_of::<Slot>() <= 16, "peers are boxed, slots are a handle");
+}

@@ -166,8 +166,8 @@ impl Device {
             self.indices.remove(&index);
             return;
         };
-        peer.cookies.stamp(&mut message, now);
-        peer.handshake = Some(state);
+        peer.cookies.stamp(&peer.keys.remote, &mut message, now);
+        peer.handshake = Some(Box::new(state));
         peer.last_initiation_sent = Some(now);
         peer.stats.handshakes_initiated += 1;
         self.queue_transmit(Some(id), endpoint, message.to_vec());
