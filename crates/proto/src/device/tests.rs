@@ -743,6 +743,6 @@ fn key_rotation_through_a_successor_loses_no_packet() {
 /// The per-peer memory budget (1 KiB per peer in all, allowed IPs included) depends on this.
 #[test]
 fn peers_stay_small() {
-    assert!(core::mem::size_of::<crate::peer::Peer>() <= 600);
-    assert!(core::mem::size_of::<Slot>() <= 16, "peers are boxed, slots are a handle");
+    assert!(size_of::<Peer>() <= 600);
+    assert!(size_of::<Slot>() <= 16, "peers are boxed, slots are a handle");
 }
