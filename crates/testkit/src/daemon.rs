@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -186,6 +186,11 @@ impl<'ns> Daemon<'ns> {
             Some(child) => !matches!(child.try_wait(), Ok(None)),
             None => true,
         }
+    }
+
+    /// How the process ended, once it has (reaping it); `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
     }
 
     /// What it has logged so far.
