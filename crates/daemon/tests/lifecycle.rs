@@ -1,6 +1,7 @@
 //! The process contract `wg-quick` relies on, checked on the real binary inside a namespace:
-//! detaching only once ready, one daemon per socket, clean exits, and the userspace API as the
-//! stock `wg` tool speaks it. Bad userspace API input is `robustness.rs`'s.
+//! detaching only once ready, one daemon per socket, clean exits (also when the interface is
+//! deleted under traffic), and the userspace API as the stock `wg` tool speaks it. Bad
+//! userspace API input is `robustness.rs`'s.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::wgfabricd;
+use wgfabric_testkit::scenarios::{Link, Psk, Tunnel, Underlay, INNER_V4};
 use wgfabric_testkit::{
     keypair, run, unique_interface_name, wait_until, Daemon, Netns, WgConfig, WgPeer,
 };
@@ -73,6 +75,37 @@ fn removing_the_socket_file_stops_the_daemon() {
     std::fs::remove_file(daemon.socket_path()).unwrap();
     assert!(wait_until(Duration::from_secs(5), || daemon.has_exited()), "still running");
     assert!(daemon.log_text().contains("socket file was removed"), "{}", daemon.log_text());
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn deleting_the_interface_while_traffic_flows_stops_the_daemon() {
+    let link = Link::new(Underlay::V4);
+    let mut tunnel = Tunnel::new(&link, &wgfabricd(), &wgfabricd(), Psk::None);
+    tunnel.assert_connects(&link, INNER_V4[1]);
+    // Pings both ways, 100 a second, keep every thread of `a`'s data path busy.
+    let flood =
+        |ns: &Netns, to: &str| ns.spawn(&["ping", "-n", "-q", "-i", "0.01", "-w", "30", to]);
+    let _outbound = flood(&link.a, INNER_V4[1]);
+    let _inbound = flood(&link.b, INNER_V4[0]);
+    let counters = || {
+        let peer = tunnel.a.dump().peer(&tunnel.b_key).cloned().expect("listed");
+        (peer.rx_bytes, peer.tx_bytes)
+    };
+    let (rx, tx) = counters();
+    let flowing = wait_until(Duration::from_secs(5), || {
+        let (rx_now, tx_now) = counters();
+        rx_now > rx + 10_000 && tx_now > tx + 10_000
+    });
+    assert!(flowing, "the pings do not flow");
+
+    link.a.run(&["ip", "link", "del", tunnel.a.interface()]);
+    let daemon = &mut tunnel.a;
+    assert!(wait_until(Duration::from_secs(5), || daemon.has_exited()), "still running");
+    let status = daemon.exit_status().expect("it exited");
+    assert!(status.success(), "{status}");
+    assert!(!daemon.socket_path().exists(), "socket left behind");
+    assert!(daemon.log_text().contains("the interface was deleted"), "{}", daemon.log_text());
 }
 
 #[test]
