@@ -174,42 +174,27 @@ fn decrypt(shared: &Shared, st: &mut Inbound, count: usize) {
     flush(shared, st.lane, &mut st.send, outbox);
 }
 
-/// Writes the delivered packets to the TUN device, coalesced when it takes superframes.
+/// Writes the delivered packets to the TUN device, coalesced when it takes superframes: each
+/// packet is copied once, from where it was decrypted into the frame it joins.
 fn deliver(shared: &Shared, tun: &TunQueue, st: &mut Inbound) {
     let Inbound { jobs, bufs, out, out_lens, coalescer, .. } = st;
-    let delivered =
-        jobs.iter().filter_map(|j| j.deliver.map(|len| (j.msg, j.offset + DATA_HEADER_LEN, len)));
+    let mut delivered = jobs
+        .iter()
+        .filter_map(|j| {
+            let start = j.offset + DATA_HEADER_LEN;
+            j.deliver.map(|len| &bufs[j.msg][start..start + len])
+        })
+        .peekable();
     if !tun.has_vnet_hdr() {
-        for (msg, start, len) in delivered {
-            write(shared, tun, &bufs[msg][start..start + len]);
+        for packet in delivered {
+            write(shared, tun, packet);
         }
         return;
     }
-    let mut pending = 0;
-    for (msg, start, len) in delivered {
-        out[pending][VNET_HDR_LEN..VNET_HDR_LEN + len]
-            .copy_from_slice(&bufs[msg][start..start + len]);
-        out_lens[pending] = len;
-        pending += 1;
-        if pending == COALESCE {
-            write_coalesced(shared, tun, coalescer, &mut out[..pending], &mut out_lens[..pending]);
-            pending = 0;
+    while delivered.peek().is_some() {
+        for &i in coalescer.coalesce_from(&mut delivered, out, out_lens, VNET_HDR_LEN) {
+            write(shared, tun, &out[i][..VNET_HDR_LEN + out_lens[i]]);
         }
-    }
-    if pending > 0 {
-        write_coalesced(shared, tun, coalescer, &mut out[..pending], &mut out_lens[..pending]);
-    }
-}
-
-fn write_coalesced(
-    shared: &Shared,
-    tun: &TunQueue,
-    coalescer: &mut Coalescer,
-    out: &mut [Vec<u8>],
-    lens: &mut [usize],
-) {
-    for &i in coalescer.coalesce(out, lens, VNET_HDR_LEN) {
-        write(shared, tun, &out[i][..VNET_HDR_LEN + lens[i]]);
     }
 }
 
