@@ -28,6 +28,6 @@ pub use daemon::{unique_interface_name, Daemon, Impl, SOCKET_DIR};
 pub use garbage::{spray_garbage, GARBAGE_PER_SECOND};
 pub use netns::{run, run_command, veth, Background, CommandError, Netns};
 pub use poll::{wait_until, PingStats};
-pub use tools::{on_path, require_tool, Skip};
+pub use tools::{on_path, require, require_tool, Skip};
 pub use transfer::{netprobe_path, transfer};
 pub use wg::{keypair, preshared_key, DumpPeer, TempFile, WgConfig, WgDump, WgPeer};

@@ -183,6 +183,14 @@ impl Netns {
         self.run(&["ip", "route", "add", destination, "dev", device]);
     }
 
+    /// The processes running in the namespace (asked from outside it, so the asking process is
+    /// not among them).
+    pub fn pids(&self) -> Vec<u32> {
+        let listing = run_command(Command::new("ip").args(["netns", "pids", &self.name]));
+        let listing = listing.unwrap_or_else(|error| panic!("{error}"));
+        listing.split_whitespace().filter_map(|pid| pid.parse().ok()).collect()
+    }
+
     /// Whether `device` exists in the namespace.
     pub fn has_link(&self, device: &str) -> bool {
         self.exec(&["ip", "link", "show", "dev", device]).is_ok()

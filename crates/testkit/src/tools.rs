@@ -1,5 +1,5 @@
-//! External tools a scenario needs, and the policy when one is missing: fail in CI (where
-//! `scripts/test` installs everything), skip with a printed reason elsewhere.
+//! External tools and machine properties a scenario needs, and the policy when one is missing:
+//! fail in CI (where `scripts/test` installs everything), skip with a printed reason elsewhere.
 
 use std::path::Path;
 
@@ -27,13 +27,24 @@ fn is_executable(path: &Path) -> bool {
 /// # Panics
 /// When it is missing and `CI` is set: CI must run every scenario.
 pub fn require_tool(program: &str) -> Result<(), Skip> {
-    if on_path(program) {
+    require(on_path(program), &format!("{program} is not installed (scripts/test installs it)"))
+}
+
+/// Checks a precondition of the machine that a scenario needs, with the same policy as
+/// [`require_tool`]: `reason` says what is wrong when `met` is false.
+///
+/// # Errors
+/// [`Skip`] (already printed) when it is not met and `CI` is not set.
+///
+/// # Panics
+/// When it is not met and `CI` is set: CI must run every scenario.
+pub fn require(met: bool, reason: &str) -> Result<(), Skip> {
+    if met {
         return Ok(());
     }
-    let reason = format!("{program} is not installed (scripts/test installs it)");
     assert!(std::env::var_os("CI").is_none(), "{reason}");
     eprintln!("SKIPPED: {reason}");
-    Err(Skip(reason))
+    Err(Skip(reason.to_owned()))
 }
 
 #[cfg(test)]
