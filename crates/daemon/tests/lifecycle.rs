@@ -27,9 +27,9 @@ fn detaches_only_once_the_socket_answers() {
     assert!(status.success(), "{status}");
     // No waiting: the parent returned, so the daemon must already answer.
     assert!(UnixStream::connect(&socket).is_ok(), "the socket does not answer yet");
-    let pids = ns.run(&["ip", "netns", "pids", ns.name()]);
-    let pid = pids.split_whitespace().next().expect("the daemon runs in the namespace");
-    run(&["kill", "-TERM", pid]);
+    let pids = ns.pids();
+    let [pid] = pids[..] else { panic!("not one daemon in the namespace: {pids:?}") };
+    run(&["kill", "-TERM", &pid.to_string()]);
     assert!(wait_until(Duration::from_secs(5), || !socket.exists()), "socket left behind");
 }
 
