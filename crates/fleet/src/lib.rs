@@ -22,17 +22,24 @@
 //!
 //! An agent applying the desired state on a host uses [`Fabric::load`],
 //! [`Fabric::host_config`], [`wgconf::parse`] on `wg showconf` output and
-//! [`diff::diff_device`]; on relay failover it applies [`HostConfig::with_active_relay`].
+//! [`diff::diff_device`]; for relay failover it runs [`failover::watch`], which applies
+//! [`HostConfig::with_active_relay`] when the active relay stops answering.
+//!
+//! Three modules are I/O edges that run the stock tools (`ip`, `wg`, `ping`): [`failover`]'s
+//! watch loop, [`netns`] (network namespaces) and [`demo`] (the example fabric running on
+//! one machine, which `wgfabric demo` and the system tests drive).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod audit;
 pub mod cidr;
 pub mod config;
+pub mod demo;
 pub mod diff;
 pub mod endpoint;
 pub mod error;
 pub mod fabric;
+pub mod failover;
 pub mod files;
 pub mod inventory;
 pub mod keys;
@@ -40,6 +47,7 @@ pub mod keystore;
 pub mod lint;
 pub mod lock;
 pub mod names;
+pub mod netns;
 pub mod plan;
 pub mod render;
 mod serde_keys;

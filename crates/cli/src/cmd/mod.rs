@@ -3,6 +3,8 @@
 
 mod addresses;
 mod check;
+mod completions;
+mod demo;
 mod genkey;
 mod genpsk;
 mod graph;
@@ -46,6 +48,8 @@ enum Command {
     Genkey(genkey::Args),
     Pubkey(pubkey::Args),
     Genpsk(genpsk::Args),
+    Demo(demo::Args),
+    Completions(completions::Args),
 }
 
 impl Cli {
@@ -60,6 +64,8 @@ impl Cli {
             Command::Genkey(args) => genkey::run(args),
             Command::Pubkey(args) => pubkey::run(args),
             Command::Genpsk(args) => genpsk::run(args),
+            Command::Demo(args) => demo::run(args),
+            Command::Completions(args) => completions::run(args),
         }
     }
 }

@@ -1,0 +1,97 @@
+//! `wgfabric completions SHELL`: completion scripts, generated from the same command
+//! definitions as `--help`, so they never fall behind the verbs.
+
+use std::process::ExitCode;
+
+use clap::CommandFactory as _;
+use clap_complete::Shell;
+
+use super::Cli;
+
+/// Print a shell completion script for wgfabric.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  wgfabric completions bash | sudo tee /etc/bash_completion.d/wgfabric\n  \
+wgfabric completions zsh > ~/.zfunc/_wgfabric      # with fpath+=(~/.zfunc) in ~/.zshrc\n  \
+wgfabric completions fish > ~/.config/fish/completions/wgfabric.fish"
+)]
+pub(crate) struct Args {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: Shell,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut command = Cli::command();
+    clap_complete::generate(args.shell, &mut command, "wgfabric", &mut std::io::stdout().lock());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// The `wgfabric ...` command lines of a help text's indented example lines: comments
+    /// cut, each pipeline stage and `;`-separated command on its own, redirections and
+    /// `sudo`/`cargo run` dropped.
+    fn example_command_lines(help: &str) -> Vec<Vec<String>> {
+        let mut lines = Vec::new();
+        for line in help.lines().filter(|line| line.starts_with("  ")) {
+            let line = line.split(" #").next().unwrap_or_default().replace(" -- ", " ");
+            for part in line.split(['|', ';', '(', ')', '&']) {
+                let Some(start) = part.find("wgfabric ") else { continue };
+                let command = part[start..].split(['>', '<']).next().unwrap_or_default();
+                lines.push(command.split_whitespace().map(str::to_owned).collect());
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn every_verb_has_help_with_examples_that_parse() {
+        let cli = Cli::command();
+        for verb in cli.get_subcommands() {
+            let name = verb.get_name();
+            let help = verb.get_after_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains("Example"), "`wgfabric {name} --help` shows no example");
+            let examples = example_command_lines(&help);
+            assert!(
+                examples.iter().any(|argv| argv.get(1).map(String::as_str) == Some(name)),
+                "`wgfabric {name} --help` has no `wgfabric {name} ...` example: {help}"
+            );
+            for argv in examples {
+                if let Err(error) = Cli::try_parse_from(&argv) {
+                    panic!("example `{}` of `{name}` does not parse:\n{error}", argv.join(" "));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn example_lines_are_cut_like_a_shell_would() {
+        let help = "Examples:\n  (umask 077; wgfabric genkey > private.key)\n  \
+                    wgfabric genkey | tee k | wgfabric pubkey   # pipes\n  \
+                    sudo cargo run --release --bin wgfabric -- demo\n\
+                    Prose about `wgfabric plan` is not an example.";
+        let lines: Vec<String> =
+            example_command_lines(help).into_iter().map(|argv| argv.join(" ")).collect();
+        assert_eq!(
+            lines,
+            ["wgfabric genkey", "wgfabric genkey", "wgfabric pubkey", "wgfabric demo"]
+        );
+    }
+
+    #[test]
+    fn completions_cover_every_verb() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "wgfabric", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for verb in Cli::command().get_subcommands() {
+                assert!(script.contains(verb.get_name()), "{shell} lacks {}", verb.get_name());
+            }
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! `wgfabric demo`: the bundled example fabric running on this machine, in network
+//! namespaces, with every claim checked live.
+//!
+//! ```text
+//!  example fabric ──► Lab::build ──► Monitors (failover, one per spoke)
+//!                       │               │
+//!                       ▼               ▼
+//!                  peer table ◄── live refresh ──► connectivity matrix (paths from counters)
+//!                       │
+//!                       ▼
+//!  steady ping ──► kill the active relay ──► spokes fail over ──► restart it ──► fail back
+//!                       │
+//!                       ▼
+//!                  Summary (text or JSON) ──► teardown, or --keep
+//! ```
+//!
+//! Everything the demo creates is named after one prefix (`wgfdemo` by default):
+//! namespaces `PREFIX-NAME`, interfaces `PREFIXN`, logs and a lock file in `/run/PREFIX/`.
+//! A run first removes what an earlier run of the same prefix left (a crash, `--keep`), and
+//! tears its own fabric down when it ends, fails, panics or is interrupted.
+
+mod daemon;
+mod lab;
+mod matrix;
+mod monitors;
+mod report;
+mod steady;
+mod table;
+mod underlay;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rand_core::{CryptoRng, RngCore};
+
+pub use daemon::{build_under_cargo, locate_daemon, socket_path, DAEMON, SOCKET_DIR};
+pub use lab::{Kept, KeptHost, Lab, LabHost, Settings, Subnet};
+pub use matrix::{Cell, Matrix, Via};
+pub use monitors::{Monitors, SwitchRecord};
+pub use report::{
+    FailoverReport, HostSummary, KeptSummary, SubnetSummary, Summary, SwitchSummary, FAILOVER_GOAL,
+};
+pub use steady::{lost_between, outage_after, Outage, Reply, SteadyPing};
+pub use table::{links_text, Link};
+pub use underlay::Site;
+
+use crate::fabric::Fabric;
+use crate::failover::{DumpError, Policy, Reason, WatchError};
+use crate::inventory::Inventory;
+use crate::lock::Lock;
+use crate::names::Name;
+use crate::netns::{delete_with_prefix, CommandError};
+
+/// The namespace prefix of `wgfabric demo`.
+pub const DEFAULT_PREFIX: &str = "wgfdemo";
+/// The bundled example inventory (`examples/fabric.toml`).
+pub const EXAMPLE_INVENTORY: &str = include_str!("../../../../examples/fabric.toml");
+/// Its lock file (`examples/fabric.lock`).
+pub const EXAMPLE_LOCK: &str = include_str!("../../../../examples/fabric.lock");
+
+/// How often live tables refresh.
+const REFRESH: Duration = Duration::from_millis(500);
+/// How long every host may take to reach its relays.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a failover or a fail-back may take before the run gives up waiting.
+const DRILL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a demo could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The machine is not ready (not root, a tool missing, a daemon that would not start)
+    /// or another run is in the way.
+    #[error("{0}")]
+    Setup(String),
+    /// A command building or driving the fabric failed.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The inventory could not be turned into a fabric.
+    #[error(transparent)]
+    Fleet(#[from] crate::Error),
+    /// A device's dump did not parse.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+    /// A failover monitor stopped on an error.
+    #[error(transparent)]
+    Monitor(#[from] WatchError),
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted; the fabric was removed")]
+    Interrupted,
+}
+
+/// The monotonic clock: the demo is an I/O edge of the crate and runs in real time.
+#[expect(clippy::disallowed_methods, reason = "the demo runs in real time")]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// Seconds since the Unix epoch, to date `wg show`'s handshake times.
+#[expect(clippy::disallowed_methods, reason = "handshake times are wall-clock times")]
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The bundled example fabric.
+///
+/// # Errors
+/// Only if the bundled files are broken, which the crate's tests rule out.
+pub fn example_fabric() -> Result<Fabric, crate::Error> {
+    let inventory = Inventory::parse(Path::new("examples/fabric.toml"), EXAMPLE_INVENTORY)?;
+    let lock = Lock::parse(Path::new("examples/fabric.lock"), EXAMPLE_LOCK)?.update(&inventory)?;
+    Fabric::new(inventory, lock)
+}
+
+/// Where a run shows its progress.
+pub trait Reporter {
+    /// A long step begins.
+    fn step(&mut self, what: &str);
+    /// The current step ended, with a short result.
+    fn done(&mut self, result: &str);
+    /// A block of text (a table). A `live` block replaces the previous live block when
+    /// shown right after it; other blocks stay.
+    fn show(&mut self, text: &str, live: bool);
+}
+
+/// How to run the demo.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespace prefix ([`DEFAULT_PREFIX`]).
+    pub prefix: String,
+    /// The `wgfabricd` binary.
+    pub daemon: PathBuf,
+    /// Leave the fabric running at the end.
+    pub keep: bool,
+    /// The failover monitors' policy.
+    pub policy: Policy,
+}
+
+/// Checks that this process is root and that the tools the demo drives are installed.
+///
+/// # Errors
+/// [`Error::Setup`] saying what is missing and how to install it.
+pub fn check_machine() -> Result<(), Error> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1));
+    if euid != Some("0") {
+        return Err(Error::Setup(
+            "the demo creates network namespaces and interfaces: run it as root (sudo)".into(),
+        ));
+    }
+    let tools = [("ip", "iproute2"), ("wg", "wireguard-tools"), ("ping", "iputils-ping")];
+    let mut missing: Vec<&str> =
+        tools.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
+    if !on_path("nft") && !on_path("iptables") {
+        missing.push("nftables");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Setup(format!(
+            "missing tools; install them with `sudo apt-get install {}`",
+            missing.join(" ")
+        )))
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The process id of a demo of `prefix` still running (not this process), if any.
+fn running_demo(prefix: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(lab::run_dir(prefix).join("pid")).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+    let alive_and_same_program =
+        comm(&pid.to_string()).is_some() && comm(&pid.to_string()) == comm("self");
+    (pid != std::process::id() && alive_and_same_program).then_some(pid)
+}
+
+/// Removes everything a run of `prefix` left behind: processes and namespaces, stale API
+/// sockets and the run directory. Returns the namespaces removed.
+///
+/// # Errors
+/// [`Error::Setup`] if a demo of that prefix is still running; [`Error::Command`] when a
+/// namespace cannot be deleted.
+pub fn clean(prefix: &str) -> Result<Vec<String>, Error> {
+    if let Some(pid) = running_demo(prefix) {
+        return Err(Error::Setup(format!(
+            "a demo with prefix `{prefix}` is running (pid {pid}); stop it first (Ctrl-C)"
+        )));
+    }
+    let removed = delete_with_prefix(prefix)?;
+    if let Ok(entries) = std::fs::read_dir(SOCKET_DIR) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(".sock"))
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+            if ours {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(lab::run_dir(prefix));
+    Ok(removed)
+}
+
+/// Checks the stop flag.
+fn check(stop: &AtomicBool) -> Result<(), Error> {
+    if stop.load(Ordering::Relaxed) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Refreshes the live peer table until `done` holds (`Ok(true)`) or `timeout` passes
+/// (`Ok(false)`).
+fn live_wait(
+    lab: &Lab,
+    monitors: &mut Monitors,
+    reporter: &mut dyn Reporter,
+    stop: &AtomicBool,
+    timeout: Duration,
+    mut done: impl FnMut(&[Link], &Monitors) -> bool,
+) -> Result<bool, Error> {
+    let deadline = now() + timeout;
+    loop {
+        check(stop)?;
+        monitors.poll()?;
+        let links = lab.links(unix_now())?;
+        reporter.show(&links_text(&links), true);
+        if done(&links, monitors) {
+            return Ok(true);
+        }
+        if now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(REFRESH);
+    }
+}
+
+/// Runs the demo on the bundled example fabric: see the module documentation. `stop` is set
+/// by the caller's signal handler.
+///
+/// # Errors
+/// [`Error::Setup`] when the machine is not ready, [`Error::Interrupted`] when `stop` was
+/// set, or whatever step failed. The fabric is removed in every case unless kept.
+pub fn run<R: RngCore + CryptoRng>(
+    options: &Options,
+    rng: &mut R,
+    reporter: &mut dyn Reporter,
+    stop: &AtomicBool,
+) -> Result<Summary, Error> {
+    reporter.step("checking this machine");
+    check_machine()?;
+    reporter.done("root; ip, wg, ping and nft/iptables are installed");
+
+    reporter.step("removing what an earlier run left");
+    let removed = clean(&options.prefix)?;
+    reporter.done(&match removed.len() {
+        0 => "nothing left over".to_owned(),
+        n => format!("removed {n} namespace(s)"),
+    });
+    check(stop)?;
+
+    let fabric = example_fabric()?;
+    let settings = Settings::new(&options.prefix, options.daemon.clone())?;
+    let pid_file = settings.run_dir().join("pid");
+    std::fs::create_dir_all(settings.run_dir())
+        .and_then(|()| std::fs::write(&pid_file, format!("{}\n", std::process::id())))
+        .map_err(|e| Error::Setup(format!("{}: {e}", pid_file.display())))?;
+    let total = fabric.inventory().hosts.len();
+    reporter.step(&format!(
+        "building the example fabric: {total} hosts in namespaces {}-*, wgfabricd on each",
+        options.prefix
+    ));
+    let started = now();
+    let mut up = 0;
+    let mut lab = Lab::build(&fabric, settings, rng, |_| up += 1)?;
+    reporter.done(&format!("{up} hosts up in {:.1} s", started.elapsed().as_secs_f64()));
+
+    let mut monitors = Monitors::start(&lab, options.policy);
+    reporter.step("waiting for every host to handshake with its relays");
+    let started = now();
+    let shaken = live_wait(&lab, &mut monitors, reporter, stop, HANDSHAKE_TIMEOUT, |links, _| {
+        links.iter().filter(|link| link.active.is_some()).all(|link| link.handshake_age.is_some())
+    })?;
+    if !shaken {
+        return Err(Error::Setup(format!(
+            "not every host reached its relays in {} s; see the daemon logs in {}",
+            HANDSHAKE_TIMEOUT.as_secs(),
+            lab.settings().run_dir().display()
+        )));
+    }
+    reporter.done(&format!("every tunnel up in {:.1} s", started.elapsed().as_secs_f64()));
+
+    reporter.step("connectivity matrix: every host pings every other host and subnet");
+    let mut tried = 0;
+    let matrix = lab.matrix(|_| tried += 1)?;
+    check(stop)?;
+    let answered = matrix.cells.iter().filter(|cell| cell.answered).count();
+    reporter.done(&format!("{answered}/{tried} pairs answered"));
+    reporter.show(&matrix.text(), false);
+    let mut summary = Summary::of_lab(&lab, matrix);
+
+    if let Some(drill) = drill_plan(&lab, &monitors) {
+        let report =
+            run_drill(&mut lab, &mut monitors, reporter, stop, &drill, options.policy.up_after)?;
+        summary.ok &= report.ok();
+        summary.failover = Some(report);
+    }
+    monitors.stop()?;
+    reporter.show(&links_text(&lab.links(unix_now())?), false);
+
+    if options.keep {
+        let probe = lab.subnets().first().map(Subnet::target);
+        summary.kept = Some(KeptSummary::new(lab.keep(), &options.prefix, probe));
+        let _ = std::fs::remove_file(&pid_file);
+    } else {
+        reporter.step("removing the fabric");
+        drop(lab);
+        reporter.done("done");
+    }
+    Ok(summary)
+}
+
+/// Who pings whom while which relay dies.
+struct Drill {
+    relay: Name,
+    from: Name,
+    to: Name,
+    address: IpAddr,
+}
+
+/// The first monitored host pings the first subnet it does not route (or the last monitored
+/// host) while the relay every host prefers dies.
+fn drill_plan(lab: &Lab, monitors: &Monitors) -> Option<Drill> {
+    let (from, _) = monitors.active().iter().next()?;
+    let relay = lab.host(from.as_str()).ok()?.config().failover.as_ref()?.relays.first()?.clone();
+    let (to, address) = match lab.subnets().iter().find(|subnet| subnet.router() != from) {
+        Some(subnet) => (subnet.name().clone(), subnet.target()),
+        None => {
+            let (to, _) = monitors.active().iter().rev().find(|(host, _)| *host != from)?;
+            let address = lab.host(to.as_str()).ok()?.config().addresses.first()?.addr;
+            (to.clone(), address)
+        }
+    };
+    Some(Drill { relay, from: from.clone(), to, address })
+}
+
+fn run_drill(
+    lab: &mut Lab,
+    monitors: &mut Monitors,
+    reporter: &mut dyn Reporter,
+    stop: &AtomicBool,
+    drill: &Drill,
+    up_after: u32,
+) -> Result<FailoverReport, Error> {
+    let Drill { relay, from, to, address } = drill;
+    reporter.step(&format!("failover: {from} pings {to} ({address}) while {relay} is killed"));
+    let mut ping = SteadyPing::start(lab.host(from.as_str())?, *address)?;
+    let steady = live_wait(lab, monitors, reporter, stop, DRILL_TIMEOUT, |_, monitors| {
+        ping.replies().len() >= 10 && monitors.all_on(relay)
+    })?;
+    if !steady {
+        return Err(Error::Setup(format!(
+            "{from} gets no steady answer from {address} through {relay}"
+        )));
+    }
+    let killed = lab.kill(relay.as_str())?;
+    // Traffic is back once a gap in the replies has closed; if there was no gap at all, it
+    // never stopped (replies kept coming a second past the last move).
+    let settled = |replies: &[Reply], monitors: &Monitors| {
+        let moved_off = monitors.active().values().all(|active| active != relay);
+        let last_move = monitors.switches().last().map(|record| record.at);
+        let flowing = replies
+            .last()
+            .zip(last_move)
+            .is_some_and(|(reply, moved)| reply.at > moved + Duration::from_secs(1));
+        moved_off && (outage_after(replies, killed).is_some() || flowing)
+    };
+    let resumed = live_wait(lab, monitors, reporter, stop, DRILL_TIMEOUT, |_, monitors| {
+        settled(ping.replies(), monitors)
+    })?;
+    let outage = outage_after(ping.replies(), killed)
+        .or_else(|| resumed.then_some(Outage { resumed_after: Duration::ZERO, lost: 0 }));
+    let failovers: Vec<SwitchSummary> = monitors
+        .switches()
+        .iter()
+        .filter(|record| record.reason == Reason::Failover)
+        .map(|record| SwitchSummary::new(record, killed))
+        .collect();
+    reporter.done(&match outage {
+        Some(outage) => format!(
+            "traffic resumed {:.1} s after the kill ({} request(s) lost); {} host(s) moved",
+            outage.resumed_after.as_secs_f64(),
+            outage.lost,
+            failovers.len()
+        ),
+        None => format!("traffic did not resume within {} s", DRILL_TIMEOUT.as_secs()),
+    });
+
+    reporter.step(&format!(
+        "fail-back: restarting {relay}; hosts return after {up_after} healthy probes"
+    ));
+    lab.restart(relay.as_str())?;
+    let restarted = now();
+    let all_back = live_wait(lab, monitors, reporter, stop, DRILL_TIMEOUT, |_, monitors| {
+        monitors.all_on(relay)
+    })?;
+    let back_at = monitors.switches().iter().map(|record| record.at).max();
+    let all_back_after =
+        back_at.filter(|_| all_back).map(|at| at.saturating_duration_since(restarted));
+    let lost_during_fail_back = lost_between(ping.replies(), restarted, now());
+    drop(ping);
+    let mut switches = failovers;
+    switches.extend(
+        monitors
+            .switches()
+            .iter()
+            .filter(|record| record.reason == Reason::FailBack)
+            .map(|record| SwitchSummary::new(record, restarted)),
+    );
+    reporter.done(&match all_back_after {
+        Some(after) => format!(
+            "every host back on {relay} {:.1} s after the restart ({lost_during_fail_back} \
+             request(s) lost)",
+            after.as_secs_f64()
+        ),
+        None => format!("not every host came back within {} s", DRILL_TIMEOUT.as_secs()),
+    });
+    Ok(FailoverReport {
+        relay: relay.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        address: *address,
+        outage,
+        switches,
+        all_back_after,
+        lost_during_fail_back,
+    })
+}
