@@ -37,6 +37,8 @@ pub struct Exporter {
 pub struct Scrape {
     /// The metrics, in the text format.
     pub text: String,
+    /// Every interface whose socket was found, sorted.
+    pub interfaces: Vec<String>,
     /// The interfaces whose socket did not answer, with why.
     pub failed: Vec<(String, io::Error)>,
 }
@@ -65,11 +67,12 @@ impl Exporter {
             })
             .collect();
         let text = render(&families(&interfaces, &self.names, now));
+        let interfaces = answers.iter().map(|(name, _)| name.clone()).collect();
         let failed = answers
             .into_iter()
             .filter_map(|(name, answer)| answer.err().map(|error| (name, error)))
             .collect();
-        Ok(Scrape { text, failed })
+        Ok(Scrape { text, interfaces, failed })
     }
 }
 
@@ -182,6 +185,7 @@ mod tests {
         for secret in [private.to_hex_secret(), private.to_base64_secret()] {
             assert!(!scrape.text.contains(&secret), "the private key leaked");
         }
+        assert_eq!(scrape.interfaces, ["wg0", "wg1"]);
         assert_eq!(scrape.failed.len(), 1);
         assert_eq!(scrape.failed[0].0, "wg1");
         std::fs::remove_dir_all(dir).unwrap();
