@@ -1,9 +1,10 @@
 //! `wgfabric`: the fabric controller's command line. Each verb is one module under `cmd/`
-//! that parses its arguments and calls `wgfabric-fleet`; this file only dispatches and turns
-//! the outcome into an exit code (0 ok, 1 findings, 2 errors).
+//! that parses its arguments and calls `wgfabric-fleet`; this file only installs logging,
+//! dispatches and turns the outcome into an exit code (0 ok, 1 findings, 2 errors).
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
+    logging::init(cli.log_format());
     match cli.run() {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,

@@ -3,8 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use wgfabric_fleet::audit::Action;
 use wgfabric_fleet::{Inventory, Lock};
 
+use super::trail::AuditLogArgs;
 use super::{print, print_json, InventoryArgs, OutputFormat};
 
 /// Show the overlay addresses of every host, write new assignments to the lock file, or
@@ -15,26 +17,28 @@ use super::{print, print_json, InventoryArgs, OutputFormat};
 wgfabric addresses --format json\n  wgfabric addresses update             # write fabric.lock\n  \
 wgfabric addresses release old-ci-7   # let old-ci-7's addresses be reused\n\n\
 Hosts keep their addresses for as long as they stay in their network; a removed host's\n\
-addresses are held until released."
+addresses are held until released. Releases are recorded in the audit log."
 )]
 pub(crate) struct Args {
     #[command(flatten)]
     inventory: InventoryArgs,
     #[command(subcommand)]
-    action: Option<Action>,
+    action: Option<LockAction>,
     /// Output format of the listing.
     #[arg(long, value_enum, default_value_t)]
     format: OutputFormat,
 }
 
 #[derive(Debug, clap::Subcommand)]
-enum Action {
+enum LockAction {
     /// Assign addresses to new hosts and write the lock file.
     Update,
     /// Free the addresses held for a removed host.
     Release {
         /// The removed host.
         host: String,
+        #[command(flatten)]
+        audit: AuditLogArgs,
     },
 }
 
@@ -50,27 +54,38 @@ struct Row<'a> {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
         None => list(&args.inventory, args.format),
-        Some(Action::Update) => {
+        Some(LockAction::Update) => {
             let (fabric, changed) = args.inventory.load()?;
             if changed {
                 args.inventory.write_lock(fabric.lock())?;
-                eprintln!("updated {}", args.inventory.lock_path().display());
+                let lock = args.inventory.lock_path();
+                tracing::info!(lock = %lock.display(), "updated {}", lock.display());
             } else {
-                eprintln!("{} is up to date", args.inventory.lock_path().display());
+                let lock = args.inventory.lock_path();
+                tracing::info!(lock = %lock.display(), "{} is up to date", lock.display());
             }
             Ok(ExitCode::SUCCESS)
         }
-        Some(Action::Release { host }) => {
+        Some(LockAction::Release { host, audit }) => {
             let inventory = Inventory::load(args.inventory.path())?;
+            let mut trail = audit.open(&args.inventory.dir())?;
             let lock_path = args.inventory.lock_path();
             let mut lock =
                 Lock::load(&lock_path)?.update(&inventory).context("updating the lock first")?;
-            for released in lock.release(&host)? {
+            let released = lock.release(&host)?;
+            args.inventory.write_lock(&lock)?;
+            for released in released {
                 let addresses: Vec<String> =
                     released.assignment.addresses().map(|a| a.to_string()).collect();
-                eprintln!("released {} of removed host {host}", addresses.join(", "));
+                let addresses = addresses.join(", ");
+                tracing::info!(
+                    host,
+                    network = %released.assignment.network,
+                    addresses,
+                    "released {addresses} of removed host {host}"
+                );
+                trail.append(trail.entry(Action::AddressesReleased, &host).detail(addresses))?;
             }
-            args.inventory.write_lock(&lock)?;
             Ok(ExitCode::SUCCESS)
         }
     }

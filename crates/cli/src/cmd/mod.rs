@@ -2,9 +2,11 @@
 //! formatted, and how the lock file is kept.
 
 mod addresses;
+mod audit;
 mod check;
 mod completions;
 mod demo;
+mod exporter;
 mod genkey;
 mod genpsk;
 mod graph;
@@ -12,6 +14,7 @@ mod keygen;
 mod plan;
 mod pubkey;
 mod render;
+mod trail;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
 use wgfabric_fleet::{Fabric, Lock};
+
+use crate::logging::LogFormat;
 
 /// Exit code when a verb found something (lint errors, plan changes with --exit-code).
 pub(crate) const FINDINGS: u8 = 1;
@@ -33,6 +38,10 @@ pub(crate) const FINDINGS: u8 = 1;
 See docs/cli.md for the full reference and docs/inventory.md for fabric.toml."
 )]
 pub(crate) struct Cli {
+    /// How lifecycle events on standard error look: plain messages, or one JSON object per
+    /// line with every field (for journald and log collectors).
+    #[arg(long, global = true, value_enum, env = "WGFABRIC_LOG_FORMAT", default_value_t)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,11 +57,18 @@ enum Command {
     Genkey(genkey::Args),
     Pubkey(pubkey::Args),
     Genpsk(genpsk::Args),
+    Exporter(exporter::Args),
+    Audit(audit::Args),
     Demo(demo::Args),
     Completions(completions::Args),
 }
 
 impl Cli {
+    /// The log format asked for.
+    pub(crate) fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Check(args) => check::run(args),
@@ -64,6 +80,8 @@ impl Cli {
             Command::Genkey(args) => genkey::run(args),
             Command::Pubkey(args) => pubkey::run(args),
             Command::Genpsk(args) => genpsk::run(args),
+            Command::Exporter(args) => exporter::run(args),
+            Command::Audit(args) => audit::run(args),
             Command::Demo(args) => demo::run(args),
             Command::Completions(args) => completions::run(args),
         }
