@@ -20,7 +20,7 @@ use super::print;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  sudo wgfabric exporter                                 # http://127.0.0.1:9586/metrics\n  \
-sudo wgfabric exporter --listen 10.77.0.1:9586 -i fabric.toml   # on the overlay, peers named by host\n  \
+sudo wgfabric exporter --listen 10.77.0.1:9586 -i fabric.toml   # overlay, host names\n  \
 sudo wgfabric exporter --once | promtool check metrics\n\n\
 Sockets are found afresh at each scrape. One that does not answer shows as\n\
 wgfabric_uapi_up{interface=...} 0. The sockets are root's, so run it as root (or give it\n\
