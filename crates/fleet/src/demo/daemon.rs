@@ -100,6 +100,7 @@ pub(crate) struct Daemon {
     child: Option<Child>,
     interface: String,
     log: PathBuf,
+    kept: bool,
 }
 
 impl Daemon {
@@ -123,8 +124,12 @@ impl Daemon {
             .process_group(0);
         let line = describe(&command);
         let child = command.spawn().map_err(|e| Error::Setup(format!("starting `{line}`: {e}")))?;
-        let mut daemon =
-            Self { child: Some(child), interface: interface.to_owned(), log: log.to_owned() };
+        let mut daemon = Self {
+            child: Some(child),
+            interface: interface.to_owned(),
+            log: log.to_owned(),
+            kept: false,
+        };
         let deadline = now() + START_TIMEOUT;
         loop {
             if daemon.has_exited() {
@@ -169,29 +174,31 @@ impl Daemon {
         }
     }
 
-    /// Stops it cleanly (SIGTERM, then SIGKILL after 3 s); it removes its socket itself.
+    /// Stops it cleanly (SIGTERM, then SIGKILL after 3 s) and removes its socket, which a
+    /// killed daemon leaves behind.
     pub(crate) fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = run_argv(&["kill", "-TERM", &child.id().to_string()]);
-        let deadline = now() + STOP_TIMEOUT;
-        while matches!(child.try_wait(), Ok(None)) && now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(mut child) = self.child.take() {
+            let _ = run_argv(&["kill", "-TERM", &child.id().to_string()]);
+            let deadline = now() + STOP_TIMEOUT;
+            while matches!(child.try_wait(), Ok(None)) && now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        let _ = child.kill();
-        let _ = child.wait();
         let _ = std::fs::remove_file(socket_path(&self.interface));
     }
 
     /// Leaves it running after the guard is gone.
     pub(crate) fn keep(mut self) {
-        self.child = None;
+        self.kept = true;
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        self.stop();
+        if !self.kept {
+            self.stop();
+        }
     }
 }

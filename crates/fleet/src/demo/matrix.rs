@@ -264,8 +264,8 @@ impl Lab {
                     "?".to_owned()
                 });
             }
-            Via::Direct | Via::Local => hops.push(end.name().to_string()),
-            Via::Unknown => {}
+            Via::Direct => hops.push(end.name().to_string()),
+            Via::Local | Via::Unknown => {}
         }
         if matches!(to, Destination::Subnet { .. })
             && hops.last().map(String::as_str) == Some(end.name().as_str())

@@ -170,13 +170,15 @@ impl KeptSummary {
     pub(crate) fn new(kept: Kept, prefix: &str, probe: Option<IpAddr>) -> Self {
         let mut try_commands = Vec::new();
         if let Some(host) = kept.hosts.iter().find(|host| host.role != Role::Relay) {
-            let ns = &host.namespace;
-            try_commands.push(format!("sudo ip netns exec {ns} wg show"));
+            // `wg show` without an interface would list every userspace interface on the
+            // machine: their sockets share one directory whatever the namespace.
+            let (ns, iface) = (&host.namespace, &host.interface);
+            try_commands.push(format!("sudo ip netns exec {ns} wg show {iface}"));
             if let Some(addr) = probe {
                 try_commands.push(format!("sudo ip netns exec {ns} ping -c 3 {addr}"));
             }
             try_commands.push(format!("sudo ip netns exec {ns} ip route"));
-            try_commands.push(format!("sudo ip netns exec {ns} wg show {} dump", host.interface));
+            try_commands.push(format!("sudo ip netns exec {ns} wg show {iface} dump"));
         }
         let clean_command = match prefix {
             super::DEFAULT_PREFIX => "sudo wgfabric demo --clean".to_owned(),

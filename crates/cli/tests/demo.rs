@@ -1,0 +1,172 @@
+//! `wgfabric demo` as a user runs it (root): the whole run with its JSON summary, what a
+//! crashed run leaves being cleaned first, `--keep` then `--clean`, and Ctrl-C.
+//!
+//! Each test uses its own prefix (`wgfcPIDxN`), so tests and a real demo never touch each
+//! other's namespaces. Run with `cargo test -p wgfabric --test demo -- --ignored`.
+
+mod util;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use util::{assert_code, stderr, stdout};
+use wgfabric_fleet::netns::{delete_with_prefix, list, run_argv};
+
+/// A prefix of its own, and a guard that removes whatever is left of it.
+struct Prefix(String);
+
+impl Prefix {
+    fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self(format!("wgfc{:x}x{n}", std::process::id()))
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        let owned = format!("{}-", self.0);
+        list().unwrap().into_iter().filter(|name| name.starts_with(&owned)).collect()
+    }
+
+    fn sockets(&self) -> Vec<String> {
+        let entries = std::fs::read_dir("/var/run/wireguard").into_iter().flatten().flatten();
+        let names = entries.map(|entry| entry.file_name().to_string_lossy().into_owned());
+        names.filter(|name| name.starts_with(&self.0)).collect()
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let _ = delete_with_prefix(&self.0);
+    }
+}
+
+/// The daemon built beside the `wgfabric` under test.
+fn daemon() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_wgfabric"));
+    let daemon = exe.with_file_name("wgfabricd");
+    assert!(daemon.exists(), "{} is not built: cargo build -p wgfabricd", daemon.display());
+    daemon
+}
+
+fn demo(prefix: &Prefix, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wgfabric"));
+    command
+        .args(["demo", "--prefix", &prefix.0, "--daemon"])
+        .arg(daemon())
+        .args(args)
+        // Not `cargo run`: the daemon is given, nothing is built.
+        .env_remove("CARGO")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn run(prefix: &Prefix, args: &[&str]) -> Output {
+    demo(prefix, args).output().unwrap()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_run_cleans_up_after_a_crash_shows_every_path_and_fails_over_within_ten_seconds() {
+    let prefix = Prefix::new();
+    // What a crashed run leaves: a namespace of the prefix with a process still in it.
+    let crashed = format!("{}-relay-fra", prefix.0);
+    run_argv(&["ip", "netns", "add", &crashed]).unwrap();
+    let mut sleeper =
+        Command::new("ip").args(["netns", "exec", &crashed, "sleep", "600"]).spawn().unwrap();
+
+    let output = run(&prefix, &["--format", "json"]);
+    assert_code(&output, 0);
+    assert!(stderr(&output).contains("removed 1 namespace(s)"), "{}", stderr(&output));
+    assert!(sleeper.wait().is_ok(), "the leftover's process was killed");
+
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["hosts"].as_array().unwrap().len(), 7);
+    let cells = summary["matrix"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 56);
+    for cell in cells {
+        assert_eq!(cell["answered"], true, "{cell}");
+    }
+    let relayed = |from: &str, to: &str| {
+        let cell = cells.iter().find(|c| c["from"] == from && c["to"] == to).unwrap();
+        (cell["via"]["relay"].as_str().map(str::to_owned), cell["hops"].clone())
+    };
+    let (relay, hops) = relayed("laptop-ana", "aws-prod-vpc");
+    assert_eq!(relay.as_deref(), Some("relay-fra"));
+    assert_eq!(hops, serde_json::json!(["laptop-ana", "relay-fra", "router-aws", "aws-prod-vpc"]));
+
+    let failover = &summary["failover"];
+    assert_eq!(failover["relay"], "relay-fra");
+    let resumed = failover["outage"]["resumed_after_ms"].as_u64().unwrap();
+    assert!(resumed < 10_000, "traffic resumed after {resumed} ms");
+    assert!(failover["all_back_after_ms"].as_u64().is_some(), "{failover}");
+    let moves = failover["switches"].as_array().unwrap();
+    assert_eq!(moves.iter().filter(|m| m["reason"] == "failover").count(), 5, "{failover}");
+    eprintln!("wgfabric demo: traffic resumed {resumed} ms after relay-fra was killed");
+
+    assert!(prefix.namespaces().is_empty(), "left behind: {:?}", prefix.namespaces());
+    assert!(prefix.sockets().is_empty(), "sockets left behind: {:?}", prefix.sockets());
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn keep_leaves_a_working_fabric_that_clean_removes() {
+    let prefix = Prefix::new();
+    let output = run(&prefix, &["--keep"]);
+    assert_code(&output, 0);
+    let text = stdout(&output);
+    let spoke = format!("{}-ci-runner-1", prefix.0);
+    let iface = format!("{}0", prefix.0);
+    let poke = format!("sudo ip netns exec {spoke} wg show {iface}\n");
+    assert!(text.contains(&poke), "{text}");
+    let clean = format!("sudo wgfabric demo --clean --prefix {}", prefix.0);
+    assert!(text.contains(&clean), "{text}");
+
+    assert_eq!(prefix.namespaces().len(), 11, "7 hosts, 2 subnets, internet, NAT router");
+    let shown = run_argv(&["ip", "netns", "exec", &spoke, "wg", "show", &iface]).unwrap();
+    assert_eq!(shown.matches("latest handshake").count(), 2, "both relays:\n{shown}");
+    let vpc = run_argv(&["ip", "netns", "exec", &spoke, "ping", "-c", "1", "-W", "2", "10.20.0.2"]);
+    assert!(vpc.is_ok(), "the kept fabric still routes: {vpc:?}");
+
+    let output = run(&prefix, &["--clean"]);
+    assert_code(&output, 0);
+    assert!(stderr(&output).contains("removed 11 namespace(s)"), "{}", stderr(&output));
+    assert!(prefix.namespaces().is_empty(), "left behind: {:?}", prefix.namespaces());
+    assert!(prefix.sockets().is_empty(), "sockets left behind: {:?}", prefix.sockets());
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn ctrl_c_removes_the_fabric_before_exiting() {
+    let prefix = Prefix::new();
+    let mut child = demo(&prefix, &[]).spawn().unwrap();
+    // Read standard error to the end in the background: a closed pipe would fail the demo.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (sender, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    for line in lines.iter() {
+        let reached = line.contains("waiting for every host to handshake");
+        seen.push(line);
+        if reached {
+            break;
+        }
+    }
+    assert!(!prefix.namespaces().is_empty(), "the fabric is up: {seen:?}");
+    run_argv(&["kill", "-INT", &child.id().to_string()]).unwrap();
+    let output = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    assert_eq!(output.status.code(), Some(2), "{seen:?}");
+    assert!(seen.iter().any(|line| line.contains("interrupted")), "{seen:?}");
+    assert!(prefix.namespaces().is_empty(), "left behind: {:?}", prefix.namespaces());
+    assert!(prefix.sockets().is_empty(), "sockets left behind: {:?}", prefix.sockets());
+}
