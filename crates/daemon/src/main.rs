@@ -78,6 +78,7 @@ struct Running {
 
 fn start(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Running> {
     shutdown.trigger_on_signals()?;
+    let metrics = config.metrics.map(metrics::bind).transpose()?;
     let socket = UapiSocket::bind(&config.interface)?;
     let driver = driver::start(&config.interface, shutdown)
         .with_context(|| format!("bringing up {}", config.interface))?;
@@ -87,10 +88,8 @@ fn start(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Running> {
         .map(|path| TunNameFile::write(path, driver.interface_name()))
         .transpose()?;
     socket.serve(std::sync::Arc::clone(&driver), shutdown)?;
-    let metrics = config
-        .metrics
-        .map(|addr| metrics::serve(addr, std::sync::Arc::clone(&driver)))
-        .transpose()?;
+    let metrics =
+        metrics.map(|server| metrics::serve(server, std::sync::Arc::clone(&driver))).transpose()?;
     tracing::info!(
         interface = driver.interface_name(),
         socket = %socket.path().display(),

@@ -14,13 +14,21 @@ use wgfabric_metrics::{families, render, FriendlyNames, Interface, MetricsServer
 
 use crate::driver::Driver;
 
-/// Serves the metrics of `driver` on `addr` from a background thread, until the returned
-/// handle is dropped.
+/// Binds the metrics address, before anything else is brought up, so that a port in use
+/// fails the start without touching the system.
 ///
 /// # Errors
-/// When the address cannot be bound or the thread cannot start.
-pub(crate) fn serve(addr: SocketAddr, driver: Arc<dyn Driver>) -> anyhow::Result<Running> {
-    let server = MetricsServer::bind(addr).with_context(|| format!("binding metrics on {addr}"))?;
+/// When the address cannot be bound.
+pub(crate) fn bind(addr: SocketAddr) -> anyhow::Result<MetricsServer> {
+    MetricsServer::bind(addr).with_context(|| format!("binding metrics on {addr}"))
+}
+
+/// Serves the metrics of `driver` from a background thread, until the returned handle is
+/// dropped.
+///
+/// # Errors
+/// When the thread cannot start.
+pub(crate) fn serve(server: MetricsServer, driver: Arc<dyn Driver>) -> anyhow::Result<Running> {
     let running = server.spawn(move || scrape(&*driver)).context("starting the metrics thread")?;
     tracing::info!(address = %running.local_addr(), "serving metrics on /metrics");
     Ok(running)

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use wgfabric_proto::keys::{PresharedKey, PrivateKey};
 use wgfabric_testkit::scenarios::{Link, Psk, Tunnel, Underlay};
-use wgfabric_testkit::{preshared_key, run, transfer, wait_until, Daemon, Impl, Netns};
+use wgfabric_testkit::{
+    preshared_key, run, transfer, unique_interface_name, wait_until, Daemon, Impl, Netns,
+};
 
 /// Where the metrics are served, inside each daemon's namespace.
 const METRICS_PORT: u16 = 9587;
@@ -256,4 +258,25 @@ fn json_logs_tell_the_lifecycle_and_never_a_key() {
     for secret in &secrets {
         assert!(!a_log.contains(secret) && !b_log.contains(secret), "a key was logged");
     }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_metrics_port_in_use_fails_the_start_and_leaves_nothing() {
+    let ns = Netns::new("wgfd-mport");
+    let with_metrics = Wrapper::new(&format!("--metrics 127.0.0.1:{METRICS_PORT}"));
+    let _first = Daemon::start(&ns, with_metrics.implementation(), &unique_interface_name("wgfd"));
+    let second = unique_interface_name("wgfd");
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let output = ns
+        .command(env!("CARGO_BIN_EXE_wgfabricd"))
+        .args(["--foreground", "--metrics", &metrics, &second])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("binding metrics on {metrics}")), "{stderr}");
+    assert!(!ns.has_link(&second), "the interface was created");
+    let socket = PathBuf::from(wgfabric_testkit::SOCKET_DIR).join(format!("{second}.sock"));
+    assert!(!socket.exists(), "the socket was left behind");
 }
