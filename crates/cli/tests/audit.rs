@@ -180,6 +180,7 @@ fn every_kind_of_tampering_fails_verify_at_its_line() {
         .as_str()
         .unwrap()
         .to_owned();
+    assert_code(&run(&scratch, &["audit", "verify", "--head", &head.to_uppercase()], &[]), 0);
     std::fs::write(scratch.path("audit.jsonl"), joined(&lines[..6])).unwrap();
     assert_code(&run(&scratch, &["audit", "verify"], &[]), 0);
     let anchored = run(&scratch, &["audit", "verify", "--head", &head], &[]);

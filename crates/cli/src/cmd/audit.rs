@@ -111,7 +111,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn run_verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let (path, text) = args.log.read()?;
     let log = path.display().to_string();
-    let outcome = verify(&text, args.head.as_deref());
+    let head = args.head.as_deref().map(|h| h.trim().to_ascii_lowercase());
+    let outcome = verify(&text, head.as_deref());
     match (&outcome, args.format) {
         (Ok(verified), OutputFormat::Json) => print_json(&serde_json::json!({
             "log": log, "intact": true, "records": verified.entries, "head": verified.head,
