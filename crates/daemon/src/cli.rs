@@ -7,6 +7,7 @@
 //! without touching the system.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
@@ -34,7 +35,9 @@ Environment:
   WG_TUN_NAME_FILE=PATH     write the interface's name to PATH once it exists
   LOG_LEVEL=LEVEL           error, warn, info (default), debug, verbose or silent;
                             -v overrides it
-  WGFABRICD_METRICS=ADDR    same as --metrics ADDR (the flag wins)";
+  WGFABRICD_METRICS=ADDR    same as --metrics ADDR (the flag wins)
+  WGFABRICD_LANES=N         same as --lanes N
+  WGFABRICD_PIN_CPUS=true   same as --pin-cpus";
 
 /// The command line, as typed.
 #[derive(Debug, Parser)]
@@ -61,6 +64,17 @@ pub(crate) struct Args {
     /// name every peer: bind a loopback or overlay address, not a public one.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
+
+    /// Worker threads ("lanes"), each serving its own TUN queue and UDP sockets; peers are
+    /// spread over them by the kernel. Default: one per CPU.
+    #[arg(long, value_name = "N", env = "WGFABRICD_LANES")]
+    lanes: Option<NonZeroUsize>,
+
+    /// Pin lane N to the N-th CPU the daemon may use (off by default: the scheduler
+    /// places threads). Worth trying on hosts dedicated to forwarding, with network
+    /// interrupts steered to the same CPUs.
+    #[arg(long, env = "WGFABRICD_PIN_CPUS")]
+    pin_cpus: bool,
 
     /// The interface to create (at most 15 bytes, as Linux allows).
     #[arg(value_name = "IFNAME")]
@@ -91,6 +105,17 @@ pub(crate) struct Config {
     pub(crate) tun_name_file: Option<PathBuf>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub(crate) metrics: Option<SocketAddr>,
+    /// How the data path uses the CPUs.
+    pub(crate) threads: Threads,
+}
+
+/// How many lanes run and whether they are pinned to CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Threads {
+    /// Lanes; `None` for one per CPU.
+    pub(crate) lanes: Option<NonZeroUsize>,
+    /// Whether lane N is pinned to the N-th allowed CPU.
+    pub(crate) pin_cpus: bool,
 }
 
 /// The environment variables the daemon reads, so that resolution is a pure function.
@@ -147,6 +172,7 @@ impl Args {
             log_format: self.log_format,
             tun_name_file: env.tun_name_file.filter(|path| !path.as_os_str().is_empty()),
             metrics,
+            threads: Threads { lanes: self.lanes, pin_cpus: self.pin_cpus },
         })
     }
 }
@@ -187,6 +213,16 @@ mod tests {
 
     fn resolve(argv: &[&str], env: Env) -> anyhow::Result<Config> {
         Args::try_parse_from(argv)?.resolve(env)
+    }
+
+    #[test]
+    fn lanes_and_pinning() {
+        let config = resolve(&["wgfabricd", "wg0"], Env::default()).unwrap();
+        assert_eq!(config.threads, Threads { lanes: None, pin_cpus: false });
+        let config =
+            resolve(&["wgfabricd", "--lanes", "3", "--pin-cpus", "wg0"], Env::default()).unwrap();
+        assert_eq!(config.threads, Threads { lanes: NonZeroUsize::new(3), pin_cpus: true });
+        assert!(resolve(&["wgfabricd", "--lanes", "0", "wg0"], Env::default()).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use crate::cli::Threads;
 use crate::control::Control;
 use crate::shutdown::Shutdown;
 
@@ -34,7 +35,11 @@ pub(crate) trait Driver: Control {
 /// # Errors
 /// When the interface or the sockets cannot be created; the daemon reports the error to the
 /// process that started it and exits.
-pub(crate) fn start(interface: &str, shutdown: &Shutdown) -> anyhow::Result<Arc<dyn Driver>> {
-    let datapath: Arc<dyn Driver> = crate::datapath::Datapath::start(interface, shutdown)?;
+pub(crate) fn start(
+    interface: &str,
+    threads: Threads,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Arc<dyn Driver>> {
+    let datapath: Arc<dyn Driver> = crate::datapath::Datapath::start(interface, threads, shutdown)?;
     Ok(datapath)
 }

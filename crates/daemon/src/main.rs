@@ -80,7 +80,7 @@ fn start(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Running> {
     shutdown.trigger_on_signals()?;
     let metrics = config.metrics.map(metrics::bind).transpose()?;
     let socket = UapiSocket::bind(&config.interface)?;
-    let driver = driver::start(&config.interface, shutdown)
+    let driver = driver::start(&config.interface, config.threads, shutdown)
         .with_context(|| format!("bringing up {}", config.interface))?;
     let tun_name_file = config
         .tun_name_file

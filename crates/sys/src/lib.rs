@@ -33,7 +33,7 @@ pub mod tun;
 pub mod udp;
 
 pub use error::Error;
-pub use os::trim_heap;
+pub use os::{pin_current_thread, trim_heap};
 pub use shutdown::{wait_readable, Shutdown};
 pub use tun::{Offloads, Tun, TunConfig, TunQueue};
 pub use udp::{LocalAddr, RecvBatch, RecvMeta, SendBatch, SendError, UdpSocket, UdpSockets};

@@ -89,3 +89,28 @@ pub fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// Pins the calling thread to the `index`-th CPU it is allowed to run on (wrapping around),
+/// and returns that CPU's number.
+///
+/// # Errors
+///
+/// The failing `sched_getaffinity`/`sched_setaffinity` call's error.
+pub fn pin_current_thread(index: usize) -> io::Result<usize> {
+    // SAFETY: cpu_set_t is a plain bit array, valid when all-zero.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer and size describe `allowed`, which outlives the call.
+    cvt(unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut allowed) })?;
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads bit `cpu` of `allowed`, below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &allowed) })
+        .collect();
+    let cpu = *cpus.get(index % cpus.len().max(1)).ok_or(io::ErrorKind::NotFound)?;
+    // SAFETY: as above, an all-zero cpu_set_t is valid.
+    let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes bit `cpu` of `only`, below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut only) };
+    // SAFETY: the pointer and size describe `only`, which outlives the call.
+    cvt(unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &only) })?;
+    Ok(cpu)
+}

@@ -37,6 +37,7 @@ use rand_core::{OsRng, RngCore as _};
 use wgfabric_proto::{Device, Transmit};
 use wgfabric_sys::{Tun, TunConfig, UdpSockets};
 
+use crate::cli::Threads;
 use crate::driver::Driver;
 use crate::shutdown::{Reason, Shutdown};
 use events::Logged;
@@ -121,14 +122,21 @@ impl Shared {
 pub(crate) struct Datapath {
     shared: Arc<Shared>,
     interface: String,
+    pin_cpus: bool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Datapath {
     /// Creates the TUN device and the UDP sockets and starts every thread.
-    pub(crate) fn start(interface: &str, shutdown: &Shutdown) -> anyhow::Result<Arc<Self>> {
+    pub(crate) fn start(
+        interface: &str,
+        threads: Threads,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Arc<Self>> {
         let io_shutdown = wgfabric_sys::Shutdown::new().context("creating the stop signal")?;
-        let queues = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        let queues = threads
+            .lanes
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
         let tun = Tun::create(
             &TunConfig { name: interface.to_owned(), queues, offload: true },
             &io_shutdown,
@@ -166,6 +174,7 @@ impl Datapath {
         });
         let datapath = Arc::new(Self {
             interface: shared.tun.name().to_owned(),
+            pin_cpus: threads.pin_cpus,
             shared,
             threads: Mutex::new(Vec::new()),
         });
@@ -188,8 +197,17 @@ impl Datapath {
     }
 
     fn spawn_threads(&self) -> anyhow::Result<()> {
+        let pin = self.pin_cpus;
         for queue in 0..self.shared.tun.queues().len() {
-            self.spawn(format!("lane-{queue}"), move |shared| lane::run(&shared, queue))?;
+            self.spawn(format!("lane-{queue}"), move |shared| {
+                if pin {
+                    match wgfabric_sys::pin_current_thread(queue) {
+                        Ok(cpu) => tracing::debug!(lane = queue, cpu, "lane pinned"),
+                        Err(e) => tracing::warn!(lane = queue, error = %e, "pinning the lane to a CPU failed"),
+                    }
+                }
+                lane::run(&shared, queue);
+            })?;
         }
         self.spawn("handshakes".into(), |shared| handshakes::run(&shared))?;
         self.spawn("timers".into(), |shared| timers::run(&shared))?;
