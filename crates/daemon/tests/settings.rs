@@ -85,7 +85,7 @@ impl<'ns> MarkCounter<'ns> {
 
 #[test]
 #[ignore = "needs root and network namespaces"]
-fn fwmark_marks_what_is_sent_until_cleared() {
+fn fwmark_marks_what_is_sent_also_after_a_new_port_until_cleared() {
     let link = Link::new(Underlay::V4);
     let tunnel = Tunnel::new(&link, &wgfabricd(), &wgfabricd(), Psk::None);
     let counter = MarkCounter::install(&link.a, PORTS[1], MARK);
@@ -95,6 +95,17 @@ fn fwmark_marks_what_is_sent_until_cleared() {
     tunnel.assert_connects(&link, INNER_V4[1]);
     let (marked, unmarked) = counter.counts();
     assert!(marked > 0 && unmarked == 0, "with the mark set: {marked} marked, {unmarked} not");
+
+    // A new listen port means new sockets: they carry the mark from their first datagram.
+    tunnel.a.set(&["listen-port", "51830"]);
+    assert!(link.a.ping(INNER_V4[1], 3).all_answered());
+    let (rebound_marked, unmarked) = counter.counts();
+    assert!(
+        rebound_marked > marked && unmarked == 0,
+        "after a new listen port: {} more marked, {unmarked} not",
+        rebound_marked - marked
+    );
+    let marked = rebound_marked;
 
     tunnel.a.set(&["fwmark", "off"]);
     assert_eq!(tunnel.a.dump().fwmark, 0);
