@@ -85,7 +85,7 @@ fn link_local(ns: &Netns, device: &str) -> String {
 /// wireguard-go 0.0.2022, which drops it.
 fn shown_endpoint(implementation: &Impl, address: &str, scope: &str, port: u16) -> String {
     match implementation {
-        Impl::WireguardGo => format!("[{address}]:{port}"),
+        WireguardGo => format!("[{address}]:{port}"),
         _ => format!("[{address}%{scope}]:{port}"),
     }
 }
