@@ -63,11 +63,6 @@ impl KeyStore {
     /// [`Error::Refused`] without recipients, or if the file exists and `overwrite` is false;
     /// [`Error::Io`].
     pub fn store(&self, host: &str, key: &PrivateKey, overwrite: bool) -> Result<PathBuf, Error> {
-        if self.recipients.is_empty() {
-            return Err(Error::Refused(
-                "central mode needs [keys] recipients = [\"age1...\"] in the inventory".into(),
-            ));
-        }
         let path = self.path(host);
         if path.exists() && !overwrite {
             return Err(Error::Refused(format!(
@@ -75,19 +70,36 @@ impl KeyStore {
                 path.display()
             )));
         }
-        let io = |e: std::io::Error| Error::io(&path, e);
-        let recipients = self.recipients.iter().map(|r| r as &dyn age::Recipient);
-        let encryptor = age::Encryptor::with_recipients(recipients)
-            .map_err(|e| Error::Refused(format!("cannot encrypt for the recipients: {e}")))?;
-        let mut armored = Vec::new();
-        let armor = ArmoredWriter::wrap_output(&mut armored, Format::AsciiArmor).map_err(io)?;
-        let mut writer = encryptor.wrap_output(armor).map_err(io)?;
-        let plaintext = Zeroizing::new(format!("{}\n", key.to_base64_secret()));
-        writer.write_all(plaintext.as_bytes()).map_err(io)?;
-        writer.finish().and_then(ArmoredWriter::finish).map_err(io)?;
+        let armored = self.seal(Zeroizing::new(key.to_base64_secret()).as_bytes())?;
         // Ciphertext only: readable like the rest of the repository.
-        write_atomically(&path, &armored, PUBLIC_MODE)?;
+        write_atomically(&path, armored.as_bytes(), PUBLIC_MODE)?;
         Ok(path)
+    }
+
+    /// Encrypts `secret` (a key in base64, without its newline) for the recipients, as
+    /// ASCII-armored age text, followed by a newline.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] without recipients.
+    pub fn seal(&self, secret: &[u8]) -> Result<String, Error> {
+        if self.recipients.is_empty() {
+            return Err(Error::Refused(
+                "central mode needs [keys] recipients = [\"age1...\"] in the inventory".into(),
+            ));
+        }
+        // Output goes to memory: only the recipients can make this fail.
+        let failed = |e: &dyn core::fmt::Display| Error::Refused(format!("cannot encrypt: {e}"));
+        let recipients = self.recipients.iter().map(|r| r as &dyn age::Recipient);
+        let encryptor = age::Encryptor::with_recipients(recipients).map_err(|e| failed(&e))?;
+        let mut armored = Vec::new();
+        let armor =
+            ArmoredWriter::wrap_output(&mut armored, Format::AsciiArmor).map_err(|e| failed(&e))?;
+        let mut writer = encryptor.wrap_output(armor).map_err(|e| failed(&e))?;
+        let plaintext = Zeroizing::new([secret, b"\n"].concat());
+        writer.write_all(&plaintext).map_err(|e| failed(&e))?;
+        writer.finish().and_then(ArmoredWriter::finish).map_err(|e| failed(&e))?;
+        // Armored output is ASCII.
+        Ok(String::from_utf8_lossy(&armored).into_owned())
     }
 
     /// Decrypts the key of `host` and checks it matches `public_key`.
@@ -104,13 +116,7 @@ impl KeyStore {
         let path = self.path(host);
         let what = path.display().to_string();
         let ciphertext = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(&ciphertext[..]))
-            .map_err(|e| bad_key(&what, format!("not an age file: {e}")))?;
-        let mut reader = decryptor
-            .decrypt(identities.0.iter().map(|i| i as &dyn age::Identity))
-            .map_err(|e| bad_key(&what, format!("cannot decrypt with the given identity: {e}")))?;
-        let mut plaintext = Zeroizing::new(String::new());
-        reader.read_to_string(&mut plaintext).map_err(|e| Error::io(&path, e))?;
+        let plaintext = identities.open(&ciphertext, &what)?;
         let key = PrivateKey::from_base64(&plaintext)
             .map_err(|_| bad_key(&what, "does not hold a private key"))?;
         if key.public_key() != *public_key {
@@ -160,6 +166,24 @@ impl Identities {
             return Err(bad_key(&path.display().to_string(), "holds no identity"));
         }
         Ok(Self(identities))
+    }
+
+    /// Decrypts armored age `ciphertext` (sealed by [`KeyStore::seal`]); `what` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// [`Error::BadKey`] when it is not age, no identity opens it, or it is not text.
+    pub fn open(&self, ciphertext: &[u8], what: &str) -> Result<Zeroizing<String>, Error> {
+        let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(ciphertext))
+            .map_err(|e| bad_key(what, format!("not an age file: {e}")))?;
+        let mut reader = decryptor
+            .decrypt(self.0.iter().map(|i| i as &dyn age::Identity))
+            .map_err(|e| bad_key(what, format!("cannot decrypt with the given identity: {e}")))?;
+        let mut plaintext = Zeroizing::new(String::new());
+        reader
+            .read_to_string(&mut plaintext)
+            .map_err(|e| bad_key(what, format!("cannot decrypt: {e}")))?;
+        Ok(plaintext)
     }
 }
 

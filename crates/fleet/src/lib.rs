@@ -31,17 +31,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod audit;
 pub mod cidr;
 pub mod config;
 pub mod demo;
 pub mod diff;
 pub mod endpoint;
+pub mod etcd;
 pub mod error;
 pub mod fabric;
 pub mod failover;
 pub mod files;
 pub mod inventory;
+pub mod journal;
 pub mod keys;
 pub mod keystore;
 pub mod lint;
@@ -50,8 +53,11 @@ pub mod names;
 pub mod netns;
 pub mod plan;
 pub mod render;
+pub mod state;
+pub mod store;
 mod serde_keys;
 mod source;
+mod wallclock;
 pub mod wgconf;
 
 pub use config::{Failover, HostConfig, PeerConfig};

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod daemon;
+mod etcd;
 mod garbage;
 mod netns;
 mod poll;
@@ -25,6 +26,7 @@ mod transfer;
 mod wg;
 
 pub use daemon::{unique_interface_name, Daemon, Impl, SOCKET_DIR};
+pub use etcd::Etcd;
 pub use garbage::{spray_garbage, GARBAGE_PER_SECOND};
 pub use netns::{run, run_command, veth, Background, CommandError, Netns};
 pub use poll::{wait_until, PingStats};

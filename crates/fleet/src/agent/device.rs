@@ -1,0 +1,228 @@
+//! A client of a WireGuard daemon's userspace API socket (`/var/run/wireguard/IFACE.sock`),
+//! as `wg(8)` uses it: one connection per request, `get=1` answered by the configuration and
+//! `errno=0`, `set=1` answered by `errno=N`. It works the same with wgfabricd, wireguard-go
+//! and boringtun.
+//!
+//! A set request may hold private and preshared keys; it is written to the socket and never
+//! logged or echoed in an error.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wgfabric_proto::keys::PublicKey;
+use wgfabric_proto::uapi::{
+    format_set, parse_get, parse_status, DeviceSnapshot, PeerUpdate, SetRequest, UapiError, EINVAL,
+    GET_REQUEST,
+};
+use zeroize::Zeroizing;
+
+/// Where userspace daemons put their API sockets.
+pub const SOCKET_DIR: &str = "/var/run/wireguard";
+
+/// How long the daemon may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest answer accepted (a `get` of tens of thousands of peers).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// Why talking to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The socket could not be reached or the exchange broke off.
+    #[error("{}: {source}", socket.display())]
+    Io {
+        /// The socket.
+        socket: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The daemon refused the request or answered something malformed.
+    #[error("{}: {source}", socket.display())]
+    Refused {
+        /// The socket.
+        socket: PathBuf,
+        /// The daemon's errno and message (never a key).
+        source: UapiError,
+    },
+}
+
+impl DeviceError {
+    /// The daemon's errno, when it answered with one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Refused { source, .. } => Some(source.errno()),
+            Self::Io { .. } => None,
+        }
+    }
+}
+
+/// One interface's userspace API.
+#[derive(Debug, Clone)]
+pub struct Device {
+    socket: PathBuf,
+}
+
+impl Device {
+    /// The API of `interface` in [`SOCKET_DIR`].
+    pub fn new(interface: &str) -> Self {
+        Self::at(Path::new(SOCKET_DIR).join(format!("{interface}.sock")))
+    }
+
+    /// The API at `socket`.
+    pub fn at(socket: PathBuf) -> Self {
+        Self { socket }
+    }
+
+    /// The socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The device's configuration and counters.
+    ///
+    /// # Errors
+    /// [`DeviceError`].
+    pub fn get(&self) -> Result<DeviceSnapshot, DeviceError> {
+        let answer = self.exchange(GET_REQUEST.as_bytes())?;
+        parse_get(&answer).map_err(|source| self.refused(source))
+    }
+
+    /// Applies `request`.
+    ///
+    /// # Errors
+    /// [`DeviceError::Refused`] with the daemon's errno; [`DeviceError::Io`].
+    pub fn set(&self, request: &SetRequest) -> Result<(), DeviceError> {
+        let text = Zeroizing::new(format_set(request));
+        let answer = self.exchange(text.as_bytes())?;
+        parse_status(&answer).map_err(|source| self.refused(source))
+    }
+
+    /// Whether the daemon takes `successor_of` (wgfabricd does; others answer `EINVAL`).
+    /// The probe changes nothing: it names a peer that does not exist, with `update_only`.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or fails otherwise.
+    pub fn supports_successors(&self) -> Result<bool, DeviceError> {
+        let mut probe = PeerUpdate::new(PublicKey::from_bytes([0x5a; 32]));
+        probe.update_only = true;
+        probe.successor_of = Some(PublicKey::from_bytes([0xa5; 32]));
+        match self.set(&SetRequest { peers: vec![probe], ..SetRequest::default() }) {
+            Ok(()) => Ok(true),
+            Err(error) if error.errno() == Some(EINVAL) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn refused(&self, source: UapiError) -> DeviceError {
+        DeviceError::Refused { socket: self.socket.clone(), source }
+    }
+
+    /// Sends `request` and reads the answer up to the blank line after `errno=N`.
+    fn exchange(&self, request: &[u8]) -> Result<String, DeviceError> {
+        let io = |source| DeviceError::Io { socket: self.socket.clone(), source };
+        let mut stream = UnixStream::connect(&self.socket).map_err(io)?;
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+        stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+        stream.write_all(request).map_err(io)?;
+        // The answer to a get holds the private key.
+        let mut answer = Zeroizing::new(Vec::new());
+        let mut chunk = Zeroizing::new([0u8; 8192]);
+        while !is_complete(&answer) {
+            let n = stream.read(&mut chunk[..]).map_err(io)?;
+            if n == 0 {
+                return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            answer.extend_from_slice(&chunk[..n]);
+            if answer.len() > MAX_ANSWER {
+                return Err(io(std::io::Error::other("the answer is too long")));
+            }
+        }
+        String::from_utf8(answer.to_vec())
+            .map_err(|_| io(std::io::Error::other("the answer is not UTF-8")))
+    }
+}
+
+/// Whether an answer ends with its `errno=N` line and the blank line after it.
+fn is_complete(answer: &[u8]) -> bool {
+    let Some(body) = answer.strip_suffix(b"\n\n") else { return false };
+    let last_line = body.rsplit(|&b| b == b'\n').next().unwrap_or(body);
+    last_line.starts_with(b"errno=")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    /// A fake daemon that answers each connection with the next of `answers` and returns the
+    /// requests it got.
+    fn fake(answers: Vec<&'static str>) -> (Device, std::thread::JoinHandle<Vec<String>>) {
+        let path = std::env::temp_dir().join(format!(
+            "wgfabric-uapi-{}-{}.sock",
+            std::process::id(),
+            answers.len()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for answer in answers {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\n\n") {
+                    conn.read_exact(&mut byte).unwrap();
+                    request.push(byte[0]);
+                }
+                for piece in answer.as_bytes().chunks(5) {
+                    conn.write_all(piece).unwrap();
+                }
+                requests.push(String::from_utf8(request).unwrap());
+            }
+            requests
+        });
+        (Device::at(path), server)
+    }
+
+    #[test]
+    fn gets_sets_and_the_successor_probe() {
+        let peer = "58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceb7e19321376";
+        let get = Box::leak(
+            format!("listen_port=51820\npublic_key={peer}\nallowed_ip=10.0.0.2/32\nerrno=0\n\n")
+                .into_boxed_str(),
+        );
+        let (device, server) = fake(vec![get, "errno=0\n\n", "errno=-22\n\n", "errno=0\n\n"]);
+        let snapshot = device.get().unwrap();
+        assert_eq!(snapshot.listen_port, 51820);
+        assert_eq!(snapshot.peers[0].allowed_ips.len(), 1);
+        device.set(&SetRequest { listen_port: Some(1), ..SetRequest::default() }).unwrap();
+        assert!(!device.supports_successors().unwrap(), "EINVAL: a stock daemon");
+        assert!(device.supports_successors().unwrap());
+        let requests = server.join().unwrap();
+        assert_eq!(requests[0], "get=1\n\n");
+        assert_eq!(requests[1], "set=1\nlisten_port=1\n\n");
+        assert!(requests[2].contains("update_only=true\nsuccessor_of="), "{}", requests[2]);
+        let _ = std::fs::remove_file(device.socket());
+    }
+
+    #[test]
+    fn refusals_carry_the_errno() {
+        let (device, server) = fake(vec!["errno=-98\n\n"]);
+        let error = device.set(&SetRequest::default()).unwrap_err();
+        assert_eq!(error.errno(), Some(98));
+        server.join().unwrap();
+        let _ = std::fs::remove_file(device.socket());
+        assert!(matches!(device.get(), Err(DeviceError::Io { .. })), "no daemon");
+    }
+
+    #[test]
+    fn answers_end_after_the_errno_line() {
+        assert!(is_complete(b"errno=0\n\n"));
+        assert!(is_complete(b"public_key=ab\nerrno=0\n\n"));
+        assert!(!is_complete(b"public_key=ab\n\n"));
+        assert!(!is_complete(b"errno=0\n"));
+    }
+}

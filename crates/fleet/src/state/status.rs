@@ -1,0 +1,111 @@
+//! What an agent reports about its host: the revision it applied, what it refused and why,
+//! its peers with their handshake ages, its capabilities, and its part in rotations.
+
+use serde::{Deserialize, Serialize};
+use wgfabric_proto::keys::PublicKey;
+
+use super::{Revision, RotationReport, FORMAT};
+use crate::cidr::Cidr;
+use crate::names::Name;
+
+/// One host's status, as its agent last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The host.
+    pub host: Name,
+    /// When it was written, in seconds since the Unix epoch.
+    pub time: u64,
+    /// The agent and what the daemon under it can do.
+    pub agent: AgentInfo,
+    /// The revision the interface runs, once one was applied.
+    pub applied: Option<Revision>,
+    /// The last desired state refused, if it is still the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    /// Why the last attempt to sync the interface failed, while it keeps failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The interface's peers.
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
+    /// The rotations this host takes part in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<RotationReport>,
+}
+
+/// Who reports, and with what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// `wgfabric` version of the agent.
+    pub version: String,
+    /// The interface it manages.
+    pub interface: String,
+    /// Whether the daemon takes `successor_of` (wgfabricd) for loss-free rotations; `None`
+    /// until the agent has asked it.
+    pub successor: Option<bool>,
+}
+
+/// A desired state the agent would not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Its revision, when the document was readable enough to have one.
+    pub revision: Option<Revision>,
+    /// Why it was refused.
+    pub reason: String,
+    /// When, in seconds since the Unix epoch.
+    pub time: u64,
+}
+
+/// One peer of the live interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The peer's host, when the desired state names it.
+    pub name: Option<Name>,
+    /// Its public key.
+    #[serde(with = "crate::serde_keys")]
+    pub public_key: PublicKey,
+    /// Where it is reached, as the daemon knows it.
+    pub endpoint: Option<String>,
+    /// Seconds since its latest handshake, if it had one.
+    pub handshake_age: Option<u64>,
+    /// Time of the latest handshake in seconds since the Unix epoch, if any.
+    pub latest_handshake: Option<u64>,
+    /// Bytes received from it.
+    pub rx_bytes: u64,
+    /// Bytes sent to it.
+    pub tx_bytes: u64,
+    /// Its allowed IPs.
+    pub allowed_ips: Vec<Cidr>,
+}
+
+impl Status {
+    /// Reads a status document.
+    ///
+    /// # Errors
+    /// A message saying why it is not a status of this format.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        let status: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if status.format != FORMAT {
+            return Err(format!("status format {} (this wgfabric reads {FORMAT})", status.format));
+        }
+        Ok(status)
+    }
+
+    /// The document as JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Names, numbers, strings and keys in base64 always serialize.
+        serde_json::to_vec_pretty(self).expect("a status serializes")
+    }
+
+    /// This host's report on rotation `id`, if it has one.
+    pub fn rotation(&self, id: &str) -> Option<&RotationReport> {
+        self.rotations.iter().find(|report| report.id == id)
+    }
+
+    /// The live peer with `key`.
+    pub fn peer(&self, key: &PublicKey) -> Option<&PeerStatus> {
+        self.peers.iter().find(|peer| peer.public_key == *key)
+    }
+}
