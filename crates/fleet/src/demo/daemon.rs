@@ -68,20 +68,14 @@ pub fn build_under_cargo() -> Result<Option<String>, Error> {
     let profile = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.file_name()?.to_string_lossy().into_owned()));
-    let mut build = Command::new(cargo);
-    build.current_dir(manifest_dir).args(["build", "--quiet", "-p", DAEMON]);
+    let mut args = vec!["build".to_owned(), "-p".to_owned(), DAEMON.to_owned()];
     match profile.as_deref() {
         Some("debug") | None => {}
-        Some("release") => {
-            build.arg("--release");
-        }
-        Some(other) => {
-            build.args(["--profile", other]);
-        }
+        Some("release") => args.push("--release".to_owned()),
+        Some(other) => args.extend(["--profile".to_owned(), other.to_owned()]),
     }
-    let line = describe(&build);
-    run(&mut build)?;
-    Ok(Some(line))
+    run(Command::new(cargo).current_dir(manifest_dir).arg("--quiet").args(&args))?;
+    Ok(Some(format!("cargo {}", args.join(" "))))
 }
 
 fn is_executable(path: &Path) -> bool {

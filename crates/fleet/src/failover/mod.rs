@@ -41,7 +41,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use live::{parse_dump, DumpError, LivePeer};
-pub use watch::{watch, Event, WatchError};
+pub use watch::{on_this_host, watch, Event, WatchError};
 
 use crate::config::{Failover, HostConfig};
 use crate::names::Name;

@@ -67,6 +67,12 @@ impl From<CommandError> for WatchError {
     }
 }
 
+/// The command builder for an interface on this host's own network stack, to pass to
+/// [`watch`] (a function, unlike `Command::new`, accepts a program name of any lifetime).
+pub fn on_this_host(program: &str) -> Command {
+    Command::new(program)
+}
+
 /// The monotonic clock: this loop is an I/O edge of the crate, paced in real time.
 #[expect(clippy::disallowed_methods, reason = "the watch loop paces probes in real time")]
 fn now() -> Instant {
@@ -75,9 +81,9 @@ fn now() -> Instant {
 
 /// Runs `monitor` until `stop` is set: every [`super::Policy::interval`], pings each relay's
 /// overlay address through the interface, reads `wg show IFACE dump`, and applies any switch
-/// with one `wg set`. `command(program)` builds the command for a program on the host
-/// (`Command::new` locally, or `ip netns exec NS program`). Returns the monitor, with the
-/// configuration as last applied.
+/// with one `wg set`. `command(program)` builds the command for a program on the host:
+/// [`on_this_host`], or `ip netns exec NS program` as [`crate::netns::command_in`] builds it.
+/// Returns the monitor, with the configuration as last applied.
 ///
 /// # Errors
 /// [`WatchError`] when a tool cannot run, `wg` fails (the interface is gone) or its dump is
