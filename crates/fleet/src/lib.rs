@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod apply;
 pub mod audit;
 pub mod cidr;
 pub mod config;
@@ -53,6 +54,7 @@ pub mod names;
 pub mod netns;
 pub mod plan;
 pub mod render;
+pub mod rotate;
 pub mod state;
 pub mod store;
 mod serde_keys;

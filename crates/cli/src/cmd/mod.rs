@@ -2,6 +2,8 @@
 //! formatted, and how the lock file is kept.
 
 mod addresses;
+mod agent;
+mod apply;
 mod audit;
 mod check;
 mod completions;
@@ -12,8 +14,10 @@ mod genpsk;
 mod graph;
 mod keygen;
 mod plan;
+mod progress;
 mod pubkey;
 mod render;
+mod rotate;
 mod trail;
 
 use std::io::Write as _;
@@ -61,6 +65,9 @@ enum Command {
     Audit(audit::Args),
     Demo(demo::Args),
     Completions(completions::Args),
+    Apply(apply::Args),
+    Agent(agent::Args),
+    Rotate(rotate::Args),
 }
 
 impl Cli {
@@ -84,6 +91,9 @@ impl Cli {
             Command::Audit(args) => audit::run(args),
             Command::Demo(args) => demo::run(args),
             Command::Completions(args) => completions::run(args),
+            Command::Apply(args) => apply::run(args),
+            Command::Agent(args) => agent::run(args),
+            Command::Rotate(args) => rotate::run(args),
         }
     }
 }

@@ -12,8 +12,8 @@
 //!
 //! The loop wakes when the desired state changes, every status interval (10 s) to report
 //! handshake ages and repair drift (a restarted daemon gets its configuration back), and
-//! every 50 ms while a rotation waits on a first handshake that only the agent can act on (a
-//! stock daemon). A desired state that does not parse, fails validation or whose keys do not
+//! every 50 ms while a rotating peer's new key has not taken over yet (a stock daemon needs
+//! the agent to move the allowed IPs; with wgfabricd the agent reports the handover at once). A desired state that does not parse, fails validation or whose keys do not
 //! match is refused: the interface keeps the last good configuration.
 //!
 //! The agent manages through the userspace API the private key, listen port and peers
@@ -220,10 +220,18 @@ impl Agent {
         Ok(())
     }
 
+    /// Reads the desired state once, applies or refuses it, and reports: for scripts and
+    /// first boots. Returns the status written.
+    pub fn run_once(&mut self) -> Status {
+        self.reload();
+        self.sync();
+        self.report(true);
+        self.status()
+    }
+
     fn awaits_takeover(&self) -> bool {
-        let successors = self.successors.unwrap_or(false);
         match (&self.accepted, &self.live) {
-            (Some(accepted), Some(live)) => plan::awaits_takeover(&accepted.doc, live, successors),
+            (Some(accepted), Some(live)) => plan::awaits_takeover(&accepted.doc, live),
             _ => false,
         }
     }
@@ -345,7 +353,17 @@ impl Agent {
             }
             let (request, changes) = planned;
             if !changes.is_empty() {
+                let handovers = plan::handovers(doc, &live, &request);
                 self.device.set(&request).map_err(|e| e.to_string())?;
+                for (host, first_handshake) in handovers {
+                    let after = system().duration_since(first_handshake).unwrap_or_default();
+                    tracing::info!(
+                        peer = %host,
+                        after_ms = after.as_millis(),
+                        "allowed IPs moved to the new key of {host}, {} ms after its first handshake",
+                        after.as_millis()
+                    );
+                }
                 for change in &changes {
                     tracing::info!(revision = %doc.revision, "{change}");
                 }

@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 use wgfabric_proto::uapi::{
@@ -335,17 +336,38 @@ pub(crate) fn reports(
         .collect()
 }
 
-/// Whether `doc` has this host wait for a staged key's first handshake that the daemon will
-/// not act on by itself, so the agent must look often.
-pub(crate) fn awaits_takeover(doc: &DesiredState, live: &DeviceSnapshot, successors: bool) -> bool {
-    !successors
-        && doc.rotations.iter().any(|order| {
-            order.host != doc.config.host
-                && matches!(order.phase, Phase::Stage | Phase::Switch)
-                && order
-                    .new_key
-                    .is_some_and(|key| !live_peer(live, &key).is_some_and(has_taken_over))
+/// The rotating peers whose new key `request` gives the allowed IPs (a handover by the
+/// agent), with the time of that key's first handshake, to tell how long it took.
+pub(crate) fn handovers(
+    doc: &DesiredState,
+    live: &DeviceSnapshot,
+    request: &SetRequest,
+) -> Vec<(Name, SystemTime)> {
+    doc.rotations
+        .iter()
+        .filter(|order| order.host != doc.config.host)
+        .filter_map(|order| {
+            let key = order.new_key?;
+            let before = live_peer(live, &key)?;
+            let gains = request.peers.iter().any(|update| {
+                update.public_key == key && !update.remove && !update.allowed_ips.is_empty()
+            });
+            let handshake = before.last_handshake_time?;
+            (gains && before.allowed_ips.is_empty())
+                .then(|| (order.host.clone(), UNIX_EPOCH + handshake))
         })
+        .collect()
+}
+
+/// Whether a rotating peer's staged key has not taken over yet on this host: the agent then
+/// looks often, to move the allowed IPs itself (stock daemon) or to report the handover as
+/// soon as the daemon made it.
+pub(crate) fn awaits_takeover(doc: &DesiredState, live: &DeviceSnapshot) -> bool {
+    doc.rotations.iter().any(|order| {
+        order.host != doc.config.host
+            && matches!(order.phase, Phase::Stage | Phase::Switch)
+            && order.new_key.is_some_and(|key| !live_peer(live, &key).is_some_and(has_taken_over))
+    })
 }
 
 #[cfg(test)]

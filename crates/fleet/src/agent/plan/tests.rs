@@ -151,7 +151,7 @@ fn a_successor_is_staged_then_taken_over_by_wgfabricd() {
     assert_eq!((update.public_key, update.successor_of), (new, Some(old)));
     assert!(update.allowed_ips.is_empty());
     assert_eq!((update.endpoint, update.persistent_keepalive_interval), (Some(endpoint), Some(25)));
-    assert!(!awaits_takeover(&doc, &synced, true), "the daemon takes over by itself");
+    assert!(awaits_takeover(&doc, &synced), "the agent watches for the handover");
 
     // wgfabricd moved the allowed IPs at the first handshake: nothing to do, and it shows.
     let mut live = device_of(&target(&doc, &keys(3), &synced, &endpoints, true, None));
@@ -193,13 +193,15 @@ fn with_a_stock_daemon_the_agent_moves_the_allowed_ips_at_the_handshake() {
     assert_eq!((request.peers[0].public_key, request.peers[0].successor_of), (new, None));
     let mut live = device_of(&staged_target);
     peer_mut(&mut live, &new).last_handshake_time = None;
-    assert!(awaits_takeover(&doc, &live, false));
+    assert!(awaits_takeover(&doc, &live));
     assert!(!reports(&doc, &keys(4), &live, false)[0].taken_over);
 
     // The first handshake of the new key: its peer gets every allowed IP, by addition.
     peer_mut(&mut live, &new).last_handshake_time = Some(Duration::from_secs(2_000));
     let (request, summary) =
         changes(&target(&doc, &keys(4), &live, &no_endpoints(), false, None), &live).unwrap();
+    let moved = handovers(&doc, &live, &request);
+    assert_eq!(moved, [(name("relay-fra"), UNIX_EPOCH + Duration::from_secs(2_000))]);
     assert_eq!(request.peers.len(), 1, "{summary:?}");
     assert_eq!(request.peers[0].public_key, new);
     assert_eq!(

@@ -1,0 +1,374 @@
+//! A fabric of one relay and three spokes in network namespaces, each host with its daemon
+//! and its agent, driven by the built `wgfabric` as an operator would.
+//!
+//! ```text
+//!   ns switch: br0 (192.0.2.254, etcd when asked)
+//!      │ veth, 192.0.2.0/24 underlay
+//!   ns relay (192.0.2.1:51820)  ns s1  ns s2  ns s3      each: daemon on a unique interface,
+//!                                                         `wgfabric agent` with its log in DIR
+//! ```
+//!
+//! Every namespace, daemon, agent and etcd is a guard that cleans up on drop, panics
+//! included. Keys, the inventory, logs and a directory source live in a scratch directory.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rand_core::OsRng;
+use wgfabric_fleet::keys::generate_key_file;
+use wgfabric_fleet::state::Status;
+use wgfabric_fleet::Fabric;
+use wgfabric_proto::keys::PublicKey;
+use wgfabric_testkit::{unique_interface_name, veth, wait_until, Daemon, Etcd, Impl, Netns};
+
+/// The hosts, the relay first.
+pub const HOSTS: [&str; 4] = ["relay", "s1", "s2", "s3"];
+/// The relay's underlay endpoint.
+const RELAY_ENDPOINT: &str = "192.0.2.1:51820";
+/// The switch's address on the underlay (where etcd listens).
+const SWITCH_ADDRESS: &str = "192.0.2.254";
+
+/// The built `wgfabric`.
+pub fn wgfabric() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wgfabric"))
+}
+
+/// The built `wgfabricd`, beside `wgfabric`.
+pub fn wgfabricd() -> Impl {
+    let path = wgfabric().with_file_name("wgfabricd");
+    assert!(path.exists(), "{} is missing: run `cargo build -p wgfabricd` first", path.display());
+    Impl::Wgfabricd(path)
+}
+
+/// The namespaces and their underlay. Created first; the fabric borrows them.
+pub struct Spaces {
+    pub switch: Netns,
+    pub hosts: BTreeMap<&'static str, Netns>,
+}
+
+impl Spaces {
+    pub fn new() -> Self {
+        let switch = Netns::new("wgfag");
+        switch.run(&["ip", "link", "add", "br0", "type", "bridge"]);
+        switch.link_up("br0", None);
+        switch.add_addr("br0", &format!("{SWITCH_ADDRESS}/24"));
+        let mut hosts = BTreeMap::new();
+        for (index, name) in HOSTS.iter().enumerate() {
+            let ns = Netns::new("wgfag");
+            let port = format!("p{index}");
+            veth(&ns, "u0", &switch, &port);
+            switch.run(&["ip", "link", "set", &port, "master", "br0"]);
+            ns.add_addr("u0", &format!("192.0.2.{}/24", index + 1));
+            hosts.insert(*name, ns);
+        }
+        Self { switch, hosts }
+    }
+
+    pub fn ns(&self, host: &str) -> &Netns {
+        &self.hosts[host]
+    }
+
+    /// Cuts or restores a host's underlay link (at its switch port).
+    pub fn set_underlay(&self, host: &str, up: bool) {
+        let index = HOSTS.iter().position(|h| *h == host).unwrap();
+        let state = if up { "up" } else { "down" };
+        self.switch.run(&["ip", "link", "set", &format!("p{index}"), state]);
+    }
+}
+
+/// Where desired states and statuses go.
+pub enum Source {
+    Directory,
+    Etcd,
+}
+
+/// An agent process with its log in a file; SIGTERM, then SIGKILL on drop.
+pub struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let stopped =
+            wait_until(Duration::from_secs(3), || !matches!(self.child.try_wait(), Ok(None)));
+        if !stopped {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- agent log {} ---\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("wgfabric-lab-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The running fabric.
+pub struct Lab<'s> {
+    pub spaces: &'s Spaces,
+    /// `--source` of agents and of the controller.
+    pub source: String,
+    pub interfaces: BTreeMap<&'static str, String>,
+    // Fields drop in order: agents first, then daemons, etcd, and the directory last.
+    pub agents: BTreeMap<&'static str, Agent>,
+    pub daemons: BTreeMap<&'static str, Daemon<'s>>,
+    etcd: Option<Etcd>,
+    pub dir: Scratch,
+}
+
+impl<'s> Lab<'s> {
+    /// Keys, inventory and lock; a daemon per host (`implementations` overrides wgfabricd for
+    /// some hosts); an agent per host; then `wgfabric apply` and a first handshake of every
+    /// spoke with the relay.
+    pub fn start(spaces: &'s Spaces, source: Source, implementations: &[(&str, Impl)]) -> Self {
+        let dir = Scratch::new();
+        let mut keys = BTreeMap::new();
+        for host in HOSTS {
+            let key = generate_key_file(&mut OsRng, &dir.0.join(host).join("private.key"), false)
+                .unwrap();
+            keys.insert(host, key.public_key());
+        }
+        std::fs::write(dir.0.join("fabric.toml"), inventory(&dir.0, &keys)).unwrap();
+        let etcd = match source {
+            Source::Directory => None,
+            Source::Etcd => {
+                Some(Etcd::start_in(&spaces.switch, SWITCH_ADDRESS.parse().unwrap()).expect("etcd"))
+            }
+        };
+        let source = match &etcd {
+            None => dir.0.join("source").display().to_string(),
+            Some(etcd) => format!("etcd://{}/lab", etcd.endpoint()),
+        };
+        let mut lab = Self {
+            spaces,
+            source,
+            interfaces: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            daemons: BTreeMap::new(),
+            etcd,
+            dir,
+        };
+        lab.controller(&["addresses", "update"]).success();
+        for host in HOSTS {
+            let implementation = implementations
+                .iter()
+                .find(|(name, _)| *name == host)
+                .map_or_else(wgfabricd, |(_, implementation)| implementation.clone());
+            let interface = unique_interface_name("wgag");
+            let daemon = Daemon::start(spaces.ns(host), implementation, &interface);
+            lab.daemons.insert(host, daemon);
+            lab.interfaces.insert(host, interface);
+            lab.start_agent(host);
+        }
+        lab.controller(&["apply", "--timeout", "60s"]).success();
+        for spoke in &HOSTS[1..] {
+            let relay = lab.address("relay");
+            assert!(
+                spaces.ns(spoke).ping_until_reply(&relay, Duration::from_secs(20)),
+                "{spoke} cannot reach the relay"
+            );
+        }
+        lab
+    }
+
+    fn start_agent(&mut self, host: &'static str) {
+        let log = self.dir.0.join(format!("agent-{host}.log"));
+        let file = File::create(&log).unwrap();
+        let child = self
+            .spaces
+            .ns(host)
+            .command(&wgfabric().display().to_string())
+            .args(["agent", "--host", host, "--interface", &self.interfaces[host]])
+            .args(["--source", &self.source, "--status-interval", "2s"])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        self.agents.insert(host, Agent { child, log });
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.0.join("fabric.toml")
+    }
+
+    /// Runs `wgfabric ARGS -i INVENTORY --source SOURCE` where the source is reachable (the
+    /// root namespace for a directory, the switch for etcd).
+    pub fn controller(&self, args: &[&str]) -> Run {
+        let mut command = match self.etcd {
+            Some(_) => self.spaces.switch.command(&wgfabric().display().to_string()),
+            None => Command::new(wgfabric()),
+        };
+        let inventory = self.inventory().display().to_string();
+        command.args(args).args(["-i", &inventory]);
+        if args[0] != "addresses" {
+            command.args(["--source", &self.source]);
+        }
+        let output = command
+            .env_remove("WGFABRIC_SOURCE")
+            .env_remove("WGFABRIC_INVENTORY")
+            .output()
+            .unwrap();
+        Run { line: format!("wgfabric {}", args.join(" ")), output }
+    }
+
+    /// A host's overlay IPv4 address.
+    pub fn address(&self, host: &str) -> String {
+        let fabric = Fabric::load_locked(&self.inventory()).unwrap();
+        fabric.addresses(host).unwrap().ipv4.unwrap().to_string()
+    }
+
+    /// A host's public key in the inventory now.
+    pub fn public_key(&self, host: &str) -> PublicKey {
+        let fabric = Fabric::load_locked(&self.inventory()).unwrap();
+        fabric.inventory().hosts[host].public_key
+    }
+
+    /// A host's status as its agent last reported it.
+    pub fn status(&self, host: &str) -> Option<Status> {
+        let bytes = match &self.etcd {
+            None => {
+                std::fs::read(Path::new(&self.source).join("status").join(format!("{host}.json")))
+                    .ok()?
+            }
+            Some(etcd) => {
+                let key = format!("/lab/status/{host}");
+                let output = self
+                    .spaces
+                    .switch
+                    .command("etcdctl")
+                    .args(["--endpoints", &etcd.endpoint(), "get", "--print-value-only", &key])
+                    .env("ETCDCTL_API", "3")
+                    .output()
+                    .unwrap();
+                output.stdout
+            }
+        };
+        Status::from_json(&bytes).ok()
+    }
+
+    /// Writes raw bytes as a host's desired state, as a broken pipeline or a bad hand edit
+    /// would (directory source).
+    pub fn corrupt_desired(&self, host: &str, bytes: &[u8]) {
+        let path = Path::new(&self.source).join("desired").join(format!("{host}.json"));
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// The daemon's peers as `wg show dump` has them.
+    pub fn dump(&self, host: &str) -> wgfabric_testkit::WgDump {
+        self.daemons[host].dump()
+    }
+
+    /// Waits until every agent reports the inventory's current revision.
+    pub fn wait_applied(&self, revision: &str) {
+        let all = wait_until(Duration::from_secs(30), || {
+            HOSTS.iter().all(|host| {
+                self.status(host)
+                    .is_some_and(|s| s.applied.as_ref().is_some_and(|r| r.as_str() == revision))
+            })
+        });
+        assert!(all, "not every agent applied revision {revision}");
+    }
+
+    /// Pings `to` from `from` every 10 ms, `count` times, waiting for late replies.
+    pub fn flood_ping(&self, from: &str, to: &str, count: u32) -> wgfabric_testkit::Background {
+        let count = count.to_string();
+        let address = self.address(to);
+        self.spaces
+            .ns(from)
+            .spawn(&["ping", "-n", "-q", "-i", "0.01", "-c", &count, "-w", "120", &address])
+    }
+}
+
+/// A finished `wgfabric` run.
+pub struct Run {
+    pub line: String,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// Asserts it succeeded, printing its output either way.
+    pub fn success(self) -> Self {
+        eprintln!("$ {}\n{}{}", self.line, self.stdout(), self.stderr());
+        assert!(self.output.status.success(), "`{}` failed", self.line);
+        self
+    }
+}
+
+/// The lab's inventory: one relay, three spokes with a keepalive, key files in `dir`.
+fn inventory(dir: &Path, keys: &BTreeMap<&str, PublicKey>) -> String {
+    let mut text = String::from("[network.lab]\nipv4 = \"10.88.0.0/24\"\n\n");
+    for host in HOSTS {
+        text.push_str(&format!("[host.{host}]\n"));
+        if host == "relay" {
+            text.push_str(&format!("role = \"relay\"\nendpoint = \"{RELAY_ENDPOINT}\"\n"));
+        } else {
+            text.push_str("keepalive = 25\n");
+        }
+        text.push_str(&format!("public_key = \"{}\"\n", keys[host]));
+        text.push_str(&format!(
+            "key_file = \"{}\"\n\n",
+            dir.join(host).join("private.key").display()
+        ));
+    }
+    text
+}
+
+/// Parses ping's summary.
+pub fn ping_stats(output: &str) -> wgfabric_testkit::PingStats {
+    wgfabric_testkit::PingStats::parse(output)
+        .unwrap_or_else(|| panic!("no ping summary in {output}"))
+}
+
+/// An address of the underlay, for messages.
+pub fn underlay(host: &str) -> IpAddr {
+    let index = HOSTS.iter().position(|h| *h == host).unwrap();
+    format!("192.0.2.{}", index + 1).parse().unwrap()
+}
