@@ -67,15 +67,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let daemon = match args.daemon {
         Some(path) => demo::locate_daemon(Some(&path))?,
         None => {
-            reporter.step("looking for wgfabricd");
-            let built = demo::build_under_cargo()?;
-            let path = demo::locate_daemon(None)?;
-            match built {
-                Some(command) => {
-                    reporter.done(&format!("{} (built by `{command}`)", path.display()))
+            match demo::CargoBuild::under_cargo() {
+                Some(build) => {
+                    reporter
+                        .step(&format!("building the daemon of this checkout: {}", build.shown()));
+                    build.run()?;
                 }
-                None => reporter.done(&path.display().to_string()),
+                None => reporter.step("finding wgfabricd"),
             }
+            let path = demo::locate_daemon(None)?;
+            reporter.done(&format!("using {}", path.display()));
             path
         }
     };
@@ -91,16 +92,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Progress on standard error; tables on standard output, redrawn in place on a terminal.
+/// Elsewhere (a pipe, a log file) the last live table of a step is printed when it ends.
 struct Terminal {
     json: bool,
     tty: bool,
     /// Lines of the live block last drawn, directly above the cursor.
     live_lines: usize,
+    /// Off a terminal: the live block to print when the step ends.
+    pending: Option<String>,
 }
 
 impl Terminal {
     fn new(json: bool) -> Self {
-        Self { json, tty: std::io::stdout().is_terminal(), live_lines: 0 }
+        Self { json, tty: std::io::stdout().is_terminal(), live_lines: 0, pending: None }
+    }
+
+    fn write(&mut self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
 }
 
@@ -112,20 +122,29 @@ impl Reporter for Terminal {
 
     fn done(&mut self, result: &str) {
         self.live_lines = 0;
+        if let Some(text) = self.pending.take() {
+            self.write(&text);
+        }
         eprintln!("    {result}");
     }
 
     fn show(&mut self, text: &str, live: bool) {
-        if self.json || (live && !self.tty) {
-            return;
+        match (self.json, live, self.tty) {
+            (true, _, _) => {}
+            (false, true, false) => self.pending = Some(text.to_owned()),
+            (false, true, true) => {
+                if self.live_lines > 0 {
+                    // Up over the previous block, then clear to the end of the screen.
+                    self.write(&format!("\x1b[{}A\x1b[J", self.live_lines));
+                }
+                self.write(text);
+                self.live_lines = text.lines().count();
+            }
+            (false, false, _) => {
+                self.pending = None;
+                self.live_lines = 0;
+                self.write(text);
+            }
         }
-        let mut out = std::io::stdout().lock();
-        if live && self.live_lines > 0 {
-            // Up over the previous block, then clear to the end of the screen.
-            let _ = write!(out, "\x1b[{}A\x1b[J", self.live_lines);
-        }
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
-        self.live_lines = if live { text.lines().count() } else { 0 };
     }
 }

@@ -53,29 +53,48 @@ pub fn locate_daemon(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     })
 }
 
-/// When this process was started by `cargo run`, builds `wgfabricd` of the same checkout and
-/// profile first, so the demo never runs a stale or missing daemon. Returns the command run,
-/// or `None` outside cargo.
-///
-/// # Errors
-/// [`Error::Command`] when the build fails.
-pub fn build_under_cargo() -> Result<Option<String>, Error> {
-    let (Some(cargo), Some(manifest_dir)) =
-        (std::env::var_os("CARGO"), std::env::var_os("CARGO_MANIFEST_DIR"))
-    else {
-        return Ok(None);
-    };
-    let profile = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.file_name()?.to_string_lossy().into_owned()));
-    let mut args = vec!["build".to_owned(), "-p".to_owned(), DAEMON.to_owned()];
-    match profile.as_deref() {
-        Some("debug") | None => {}
-        Some("release") => args.push("--release".to_owned()),
-        Some(other) => args.extend(["--profile".to_owned(), other.to_owned()]),
+/// The build of `wgfabricd` that keeps the demo honest under `cargo run`: the daemon of the
+/// same checkout and profile, so the demo never drives a stale or missing one.
+#[derive(Debug)]
+pub struct CargoBuild {
+    command: Command,
+    shown: String,
+}
+
+impl CargoBuild {
+    /// The build to run, if this process was started by `cargo run` (which sets `CARGO` and
+    /// `CARGO_MANIFEST_DIR`).
+    pub fn under_cargo() -> Option<Self> {
+        let cargo = std::env::var_os("CARGO")?;
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")?;
+        let profile = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.file_name()?.to_string_lossy().into_owned()));
+        let mut args = vec!["build".to_owned(), "-p".to_owned(), DAEMON.to_owned()];
+        match profile.as_deref() {
+            Some("debug") | None => {}
+            Some("release") => args.push("--release".to_owned()),
+            Some(other) => args.extend(["--profile".to_owned(), other.to_owned()]),
+        }
+        let shown = format!("cargo {}", args.join(" "));
+        let mut command = Command::new(cargo);
+        command.current_dir(manifest_dir).arg("--quiet").args(args);
+        Some(Self { command, shown })
     }
-    run(Command::new(cargo).current_dir(manifest_dir).arg("--quiet").args(&args))?;
-    Ok(Some(format!("cargo {}", args.join(" "))))
+
+    /// The command, for people.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs the build.
+    ///
+    /// # Errors
+    /// [`Error::Command`] with cargo's messages when the build fails.
+    pub fn run(mut self) -> Result<(), Error> {
+        run(&mut self.command)?;
+        Ok(())
+    }
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -248,11 +248,6 @@ impl Subnet {
     pub fn namespace(&self) -> &str {
         self.site.ns.name()
     }
-
-    /// The router's address on the subnet.
-    pub fn gateway(&self) -> IpAddr {
-        self.site.gateway
-    }
 }
 
 /// Removes the run directory when dropped, unless kept.
@@ -377,17 +372,6 @@ impl Lab {
     /// The routed subnets with their stand-in hosts.
     pub fn subnets(&self) -> &[Subnet] {
         &self.subnets
-    }
-
-    /// The name of the host with public key `key`.
-    pub fn name_of(&self, key: &PublicKey) -> Option<&Name> {
-        self.hosts.iter().find(|host| host.public_key() == *key).map(LabHost::name)
-    }
-
-    /// The namespaces of the underlay (internet, NAT router).
-    pub fn underlay_namespaces(&self) -> Vec<&str> {
-        let nat = self.underlay.nat.as_ref().map(Netns::name);
-        [Some(self.underlay.internet.name()), nat].into_iter().flatten().collect()
     }
 
     /// Kills `name`'s daemon with SIGKILL, as a crash would; returns when it was sent.

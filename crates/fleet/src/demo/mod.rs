@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::{CryptoRng, RngCore};
 
-pub use daemon::{build_under_cargo, locate_daemon, socket_path, DAEMON, SOCKET_DIR};
+pub use daemon::{locate_daemon, socket_path, CargoBuild, DAEMON, SOCKET_DIR};
 pub use lab::{Kept, KeptHost, Lab, LabHost, Settings, Subnet};
 pub use matrix::{Cell, Matrix, Via};
 pub use monitors::{Monitors, SwitchRecord};
@@ -121,7 +121,8 @@ pub trait Reporter {
     /// The current step ended, with a short result.
     fn done(&mut self, result: &str);
     /// A block of text (a table). A `live` block replaces the previous live block when
-    /// shown right after it; other blocks stay.
+    /// shown right after it; other blocks stay. Where nothing can be redrawn, showing the
+    /// last live block of a step when it ends is enough.
     fn show(&mut self, text: &str, live: bool);
 }
 
@@ -304,12 +305,18 @@ pub fn run<R: RngCore + CryptoRng>(
     reporter.done(&format!("every tunnel up in {:.1} s", started.elapsed().as_secs_f64()));
 
     reporter.step("connectivity matrix: every host pings every other host and subnet");
+    let hosts = lab.hosts().len();
+    let pairs = hosts * (hosts - 1 + lab.subnets().len());
     let mut tried = 0;
-    let matrix = lab.matrix(|_| tried += 1)?;
+    let matrix = lab.matrix(|cell| {
+        tried += 1;
+        let answer = if cell.answered { "answered" } else { "NO ANSWER" };
+        reporter.show(&format!("{tried}/{pairs}: {} -> {} {answer}\n", cell.from, cell.to), true);
+    })?;
     check(stop)?;
     let answered = matrix.cells.iter().filter(|cell| cell.answered).count();
-    reporter.done(&format!("{answered}/{tried} pairs answered"));
     reporter.show(&matrix.text(), false);
+    reporter.done(&format!("{answered}/{tried} pairs answered"));
     let mut summary = Summary::of_lab(&lab, matrix);
 
     if let Some(drill) = drill_plan(&lab, &monitors) {
@@ -319,7 +326,6 @@ pub fn run<R: RngCore + CryptoRng>(
         summary.failover = Some(report);
     }
     monitors.stop()?;
-    reporter.show(&links_text(&lab.links(unix_now())?), false);
 
     if options.keep {
         let probe = lab.subnets().first().map(Subnet::target);

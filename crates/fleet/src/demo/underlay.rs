@@ -163,8 +163,6 @@ fn masquerade(nat: &Netns) -> Result<(), Error> {
 #[derive(Debug)]
 pub(crate) struct SubnetSite {
     pub(crate) ns: Netns,
-    /// The address on the router's side, the subnet host's gateway.
-    pub(crate) gateway: IpAddr,
     /// The subnet host's address, which the matrix pings.
     pub(crate) target: IpAddr,
 }
@@ -187,7 +185,7 @@ impl SubnetSite {
         router.add_address(device, &format!("{gateway}/{prefix}"))?;
         ns.add_address(UPLINK, &format!("{target}/{prefix}"))?;
         ns.run(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;
-        Ok(Self { ns, gateway, target })
+        Ok(Self { ns, target })
     }
 }
 
