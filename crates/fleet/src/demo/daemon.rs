@@ -67,15 +67,8 @@ impl CargoBuild {
     pub fn under_cargo() -> Option<Self> {
         let cargo = std::env::var_os("CARGO")?;
         let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")?;
-        let profile = std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.file_name()?.to_string_lossy().into_owned()));
         let mut args = vec!["build".to_owned(), "-p".to_owned(), DAEMON.to_owned()];
-        match profile.as_deref() {
-            Some("debug") | None => {}
-            Some("release") => args.push("--release".to_owned()),
-            Some(other) => args.extend(["--profile".to_owned(), other.to_owned()]),
-        }
+        args.extend(profile_args());
         let shown = format!("cargo {}", args.join(" "));
         let mut command = Command::new(cargo);
         command.current_dir(manifest_dir).arg("--quiet").args(args);
@@ -94,6 +87,34 @@ impl CargoBuild {
     pub fn run(mut self) -> Result<(), Error> {
         run(&mut self.command)?;
         Ok(())
+    }
+}
+
+/// The cargo arguments that select the profile this executable was built with.
+fn profile_args() -> Vec<String> {
+    // target/PROFILE/wgfabric, or target/PROFILE/deps/NAME-HASH for tests.
+    let profile = std::env::current_exe().ok().and_then(|exe| {
+        let dir = exe.parent()?;
+        let dir = if dir.ends_with("deps") { dir.parent()? } else { dir };
+        Some(dir.file_name()?.to_string_lossy().into_owned())
+    });
+    match profile.as_deref() {
+        Some("debug") | None => Vec::new(),
+        Some("release") => vec!["--release".to_owned()],
+        Some(other) => vec!["--profile".to_owned(), other.to_owned()],
+    }
+}
+
+/// How the user runs `wgfabric`, to print commands they can paste: `wgfabric`, or the
+/// `cargo run` line that started this process.
+pub(crate) fn invocation() -> String {
+    if std::env::var_os("CARGO").is_some() && std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        let mut words = vec!["cargo".to_owned(), "run".to_owned()];
+        words.extend(profile_args());
+        words.extend(["--bin".to_owned(), "wgfabric".to_owned(), "--".to_owned()]);
+        words.join(" ")
+    } else {
+        "wgfabric".to_owned()
     }
 }
 

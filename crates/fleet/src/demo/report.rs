@@ -180,9 +180,10 @@ impl KeptSummary {
             try_commands.push(format!("sudo ip netns exec {ns} ip route"));
             try_commands.push(format!("sudo ip netns exec {ns} wg show {iface} dump"));
         }
+        let wgfabric = super::daemon::invocation();
         let clean_command = match prefix {
-            super::DEFAULT_PREFIX => "sudo wgfabric demo --clean".to_owned(),
-            other => format!("sudo wgfabric demo --clean --prefix {other}"),
+            super::DEFAULT_PREFIX => format!("sudo {wgfabric} demo --clean"),
+            other => format!("sudo {wgfabric} demo --clean --prefix {other}"),
         };
         let mut namespaces: Vec<String> =
             kept.hosts.into_iter().map(|host| host.namespace).collect();
