@@ -12,7 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use util::{assert_code, stderr, stdout};
-use wgfabric_fleet::netns::{delete_with_prefix, list, run_argv};
+use wgfabric_fleet::demo;
+use wgfabric_fleet::netns::{list, run_argv};
 
 /// A prefix of its own, and a guard that removes whatever is left of it.
 struct Prefix(String);
@@ -38,7 +39,8 @@ impl Prefix {
 
 impl Drop for Prefix {
     fn drop(&mut self) {
-        let _ = delete_with_prefix(&self.0);
+        // What `wgfabric demo --clean` removes, in case a test failed before it ran.
+        let _ = demo::clean(&self.0);
     }
 }
 
