@@ -20,6 +20,7 @@ impl Device {
     /// Applies a validated `set` request, in the order documented on [`SetRequest`]. It cannot
     /// fail: everything that can be wrong was refused when the request was parsed.
     pub fn apply(&mut self, now: Instant, request: &SetRequest) {
+        let had_identity = self.public_key();
         match &request.private_key {
             Some(PrivateKeyUpdate::Set(key)) => self.set_private_key(Some(key.clone())),
             Some(PrivateKeyUpdate::Remove) => self.set_private_key(None),
@@ -30,6 +31,18 @@ impl Device {
         }
         for update in &request.peers {
             self.apply_peer(now, update);
+        }
+        if self.public_key().is_some() && self.public_key() != had_identity {
+            // Packets queued while there was no key to handshake with (such as the keepalive
+            // that turning on a persistent keepalive sends, when `wg setconf` runs before
+            // `wg set private-key`) start their handshakes now, not at the next timer.
+            let waiting: Vec<_> = self
+                .peer_ids()
+                .filter(|&id| self.peer(id).is_some_and(|p| !p.staged.is_empty()))
+                .collect();
+            for id in waiting {
+                self.send_staged(now, id);
+            }
         }
     }
 
@@ -147,6 +160,20 @@ mod tests {
         let ips: Vec<String> = back.peers[0].allowed_ips.iter().map(ToString::to_string).collect();
         assert_eq!(ips, ["10.0.0.2/32", "fd00::2/128"]);
         assert!(back.peers[1].preshared_key.is_none());
+    }
+
+    #[test]
+    fn a_key_set_after_the_peers_starts_their_handshakes_at_once() {
+        let (mut dev, now) = device();
+        let peers = format!(
+            "public_key={}\nendpoint=192.0.2.9:51820\npersistent_keepalive_interval=25\nallowed_ip=10.0.0.2/32\n",
+            pub_hex(2)
+        );
+        dev.apply(now, &parse_set(&peers).unwrap());
+        assert!(dev.poll_transmit().is_none(), "no key, no handshake");
+        dev.apply(now, &parse_set(&format!("private_key={}\n", hex(1))).unwrap());
+        let initiation = dev.poll_transmit().expect("an initiation goes out at once");
+        assert_eq!(initiation.datagram.len(), crate::wire::INITIATION_LEN);
     }
 
     #[test]
