@@ -63,6 +63,12 @@ pub fn networkd_network(config: &HostConfig) -> String {
         let _ = writeln!(out, "Address={address}");
     }
     if forwards(config) {
+        // networkd has no setting for send_redirects; see the wg-quick form for the sysctl.
+        let _ = writeln!(
+            out,
+            "# Also: sysctl net.ipv4.conf.{}.send_redirects=0 (a relay forwards back out of this link)",
+            config.interface
+        );
         out.push_str("IPForward=yes\n");
     }
     if config.tunnel == Tunnel::Full {

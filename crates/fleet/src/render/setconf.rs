@@ -39,7 +39,10 @@ pub fn setconf(config: &HostConfig, key: Option<&PrivateKey>) -> String {
         }
     }
     if forwards(config) {
-        let _ = writeln!(out, "#   sysctl -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1");
+        let _ = writeln!(
+            out,
+            "#   sysctl -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.{iface}.send_redirects=0"
+        );
     }
     out.push_str("[Interface]\n");
     if let Some(key) = key {

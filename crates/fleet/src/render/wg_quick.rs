@@ -35,7 +35,11 @@ pub fn wg_quick(config: &HostConfig, key: Option<&PrivateKey>) -> String {
         }
     }
     if forwards(config) {
-        let mut sysctl = String::from("PostUp = sysctl -q -w net.ipv4.ip_forward=1");
+        // A relay forwards back out of the interface packets came in on; ICMP redirects would
+        // tell spokes to go direct, which WireGuard's cryptokey routing cannot do.
+        let mut sysctl = String::from(
+            "PostUp = sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.%i.send_redirects=0",
+        );
         if config.addresses.iter().any(|a| a.addr.is_ipv6()) {
             sysctl.push_str(" net.ipv6.conf.all.forwarding=1");
         }
