@@ -54,11 +54,12 @@ pub(crate) struct Args {
     /// beside the inventory].
     #[arg(long, env = "WGFABRIC_SOURCE", value_name = "SRC")]
     source: Option<String>,
-    /// How long verification may take: the switch, and a handshake on the new key from
-    /// every peer. Past it, the rotation rolls back.
+    /// How long verification may take: a handshake on the new key with every peer, which
+    /// then routes to it. Past it, the rotation rolls back.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     verify_timeout: Duration,
-    /// How long every other step may take (preparing, staging, retiring, rolling back).
+    /// How long every other step may take (preparing, staging, switching, retiring, rolling
+    /// back).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     step_timeout: Duration,
     /// Output format.
@@ -98,6 +99,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         timeouts: Timeouts {
             prepare: args.step_timeout,
             stage: args.step_timeout,
+            switch: args.step_timeout,
             verify: args.verify_timeout,
             retire: args.step_timeout.max(Duration::from_secs(60)),
             rollback: args.step_timeout,

@@ -21,11 +21,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use age::secrecy::ExposeSecret as _;
 use rand_core::OsRng;
+use wgfabric_fleet::files::{write_atomically, SECRET_MODE};
 use wgfabric_fleet::keys::generate_key_file;
+use wgfabric_fleet::keystore::KeyStore;
 use wgfabric_fleet::state::Status;
 use wgfabric_fleet::Fabric;
-use wgfabric_proto::keys::PublicKey;
+use wgfabric_fleet::Inventory;
+use wgfabric_proto::keys::{PrivateKey, PublicKey};
 use wgfabric_testkit::{unique_interface_name, veth, wait_until, Daemon, Etcd, Impl, Netns};
 
 /// The hosts, the relay first.
@@ -140,6 +144,8 @@ impl Drop for Scratch {
 /// The running fabric.
 pub struct Lab<'s> {
     pub spaces: &'s Spaces,
+    /// The age identity that opens the fabric's sealed keys (every agent has it).
+    pub identity: PathBuf,
     /// `--source` of agents and of the controller.
     pub source: String,
     pub interfaces: BTreeMap<&'static str, String>,
@@ -155,14 +161,43 @@ impl<'s> Lab<'s> {
     /// some hosts); an agent per host; then `wgfabric apply` and a first handshake of every
     /// spoke with the relay.
     pub fn start(spaces: &'s Spaces, source: Source, implementations: &[(&str, Impl)]) -> Self {
+        Self::start_with(spaces, source, implementations, &[])
+    }
+
+    /// As [`Lab::start`], with the keys of `central` hosts sealed in `keys/HOST.age` for an
+    /// age identity every agent gets (`--identity`), which also opens preshared keys.
+    pub fn start_with(
+        spaces: &'s Spaces,
+        source: Source,
+        implementations: &[(&str, Impl)],
+        central: &[&str],
+    ) -> Self {
         let dir = Scratch::new();
+        let identity = age::x25519::Identity::generate();
         let mut keys = BTreeMap::new();
+        let mut sealed = Vec::new();
         for host in HOSTS {
-            let key = generate_key_file(&mut OsRng, &dir.0.join(host).join("private.key"), false)
-                .unwrap();
-            keys.insert(host, key.public_key());
+            if central.contains(&host) {
+                let key = PrivateKey::generate(&mut OsRng);
+                keys.insert(host, key.public_key());
+                sealed.push((host, key));
+            } else {
+                let path = dir.0.join(host).join("private.key");
+                keys.insert(
+                    host,
+                    generate_key_file(&mut OsRng, &path, false).unwrap().public_key(),
+                );
+            }
         }
-        std::fs::write(dir.0.join("fabric.toml"), inventory(&dir.0, &keys)).unwrap();
+        let recipient = identity.to_public().to_string();
+        std::fs::write(dir.0.join("fabric.toml"), inventory(&dir.0, &keys, &recipient)).unwrap();
+        let identity_file = dir.0.join("identity.txt");
+        let secret = identity.to_string();
+        write_atomically(&identity_file, secret.expose_secret().as_bytes(), SECRET_MODE).unwrap();
+        let store = KeyStore::new(&Inventory::load(&dir.0.join("fabric.toml")).unwrap()).unwrap();
+        for (host, key) in &sealed {
+            store.store(host, key, false).unwrap();
+        }
         let etcd = match source {
             Source::Directory => None,
             Source::Etcd => {
@@ -175,6 +210,7 @@ impl<'s> Lab<'s> {
         };
         let mut lab = Self {
             spaces,
+            identity: identity_file,
             source,
             interfaces: BTreeMap::new(),
             agents: BTreeMap::new(),
@@ -214,6 +250,8 @@ impl<'s> Lab<'s> {
             .command(&wgfabric().display().to_string())
             .args(["agent", "--host", host, "--interface", &self.interfaces[host]])
             .args(["--source", &self.source, "--status-interval", "2s"])
+            .arg("--identity")
+            .arg(&self.identity)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -342,9 +380,12 @@ impl Run {
     }
 }
 
-/// The lab's inventory: one relay, three spokes with a keepalive, key files in `dir`.
-fn inventory(dir: &Path, keys: &BTreeMap<&str, PublicKey>) -> String {
-    let mut text = String::from("[network.lab]\nipv4 = \"10.88.0.0/24\"\n\n");
+/// The lab's inventory: one relay, three spokes with a keepalive, key files in `dir`, and
+/// `recipient` for sealed keys.
+fn inventory(dir: &Path, keys: &BTreeMap<&str, PublicKey>, recipient: &str) -> String {
+    let mut text = format!(
+        "[keys]\nrecipients = [\"{recipient}\"]\n\n[network.lab]\nipv4 = \"10.88.0.0/24\"\n\n"
+    );
     for host in HOSTS {
         text.push_str(&format!("[host.{host}]\n"));
         if host == "relay" {

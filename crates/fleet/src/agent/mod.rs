@@ -372,10 +372,12 @@ impl Agent {
                 live = self.device.get().map_err(|e| e.to_string())?;
             }
         }
-        let config = active
+        let mut config = active
             .as_ref()
             .and_then(|relay| doc.config.with_active_relay(relay.as_str()))
             .unwrap_or_else(|| doc.config.clone());
+        // The failover monitor drives the interface this agent manages.
+        config.interface.clone_from(&self.interface);
         if self.manage_link {
             let wanted = Link::of(&config);
             if wanted != self.link {

@@ -34,6 +34,10 @@ use crate::names::Name;
 use crate::render::join_cidrs;
 use crate::state::{DesiredState, Phase, Role, RotationReport, Takeover};
 
+/// The keepalive a staged key gets for `verify` when its peer is configured without one,
+/// until it has taken over: turning it on starts the handshake.
+const VERIFY_KEEPALIVE: u16 = 25;
+
 /// Where to send to a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TargetEndpoint {
@@ -112,7 +116,7 @@ pub(crate) fn target(
         .and_then(|relay| doc.config.with_active_relay(relay.as_str()))
         .unwrap_or_else(|| doc.config.clone());
     let own = doc.rotations.iter().find(|order| order.host == config.host);
-    let switched = own.filter(|order| order.phase == Phase::Switch);
+    let switched = own.filter(|order| matches!(order.phase, Phase::Switch | Phase::Verify));
     let private_key = match (switched, &keys.next) {
         (Some(_), Some(next)) => next.clone(),
         _ => keys.current.clone(),
@@ -132,9 +136,8 @@ pub(crate) fn target(
             preshared_key: rotated_psk.or_else(|| keys.preshared.get(&peer.name)).cloned(),
             successor_of: None,
         };
-        let staging = doc.rotations.iter().find(|order| {
-            order.host == peer.name && matches!(order.phase, Phase::Stage | Phase::Switch)
-        });
+        let staging =
+            doc.rotations.iter().find(|order| order.host == peer.name && is_staged(order.phase));
         let Some((order, new_key)) = staging.and_then(|o| Some((o, o.new_key?))) else {
             peers.push(current);
             continue;
@@ -147,9 +150,19 @@ pub(crate) fn target(
             fixed => fixed,
         };
         let rotated_psk = keys.rotated_preshared.get(&(order.id.clone(), config.host.clone()));
+        // No keepalive before `verify`: a staged key that initiated before the switch could
+        // not complete, and could not initiate again for 5 s (REKEY_TIMEOUT) after it. Turning
+        // it on sends a keepalive at once, which starts the verifying handshake.
+        let keepalive = match (taken_over, order.phase) {
+            (true, _) => current.keepalive,
+            (false, Phase::Verify) if current.keepalive == 0 => VERIFY_KEEPALIVE,
+            (false, Phase::Verify) => current.keepalive,
+            (false, _) => 0,
+        };
         let mut successor = TargetPeer {
             public_key: new_key,
             endpoint,
+            keepalive,
             allowed_ips: BTreeSet::new(),
             preshared_key: rotated_psk.cloned().or_else(|| current.preshared_key.clone()),
             successor_of: (successors && !taken_over).then_some(peer.public_key),
@@ -162,6 +175,11 @@ pub(crate) fn target(
         peers.push(successor);
     }
     Target { private_key, listen_port: config.listen_port, peers }
+}
+
+/// Whether a rotation in `phase` has the rotating peer's new key staged on its peers.
+fn is_staged(phase: Phase) -> bool {
+    matches!(phase, Phase::Stage | Phase::Switch | Phase::Verify)
 }
 
 /// Whether a staged new key has completed its first handshake (and so should hold the
@@ -365,7 +383,7 @@ pub(crate) fn handovers(
 pub(crate) fn awaits_takeover(doc: &DesiredState, live: &DeviceSnapshot) -> bool {
     doc.rotations.iter().any(|order| {
         order.host != doc.config.host
-            && matches!(order.phase, Phase::Stage | Phase::Switch)
+            && is_staged(order.phase)
             && order.new_key.is_some_and(|key| !live_peer(live, &key).is_some_and(has_taken_over))
     })
 }

@@ -3,20 +3,20 @@
 //! says, feeds statuses and timeouts in, and acts on [`Event`]s.
 //!
 //! ```text
-//!  Prepare ──new key reported──► Stage ──every peer staged──► Switch ──host switched and every
-//!     │                            │                            │     peer's new key handshook
-//!     │ timeout / agent error      │                            │     and holds the allowed IPs
-//!     └────────────────────────────┴────────────► Rollback ◄────┘               │
-//!                                                    │                          ▼
-//!                                    every involved agent back ──► RolledBack  Retire ──(driver writes the
-//!                                                                               │   inventory, publishes)
-//!                                                                 every involved agent runs it
-//!                                                                               ▼
-//!                                                                              Done
+//!  Prepare ─new key reported─► Stage ─every peer staged─► Switch ─host switched─► Verify
+//!     │                          │                         │                       │ every peer's new key
+//!     │ timeout / agent error    │                         │                       │ handshook and holds
+//!     └──────────────────────────┴─────────► Rollback ◄────┴───────────────────────┤ the allowed IPs
+//!                                               │                                  ▼
+//!                               every involved agent back ──► RolledBack          Retire ─(driver writes the
+//!                                                                                  │  inventory, publishes)
+//!                                                                    every involved agent runs it
+//!                                                                                  ▼
+//!                                                                                 Done
 //! ```
 //!
-//! Each step has a deadline ([`Timeouts`]); the verification deadline is the one of
-//! `Switch`. Missing it rolls back everything ordered so far. A rollback that is not
+//! Each step has a deadline ([`Timeouts`]); missing it before `Retire` rolls back
+//! everything ordered so far. A rollback that is not
 //! confirmed in time, or a retirement not applied in time, ends the rotation as
 //! [`Outcome::Failed`] with the hosts that did not answer.
 
@@ -37,7 +37,10 @@ pub struct Timeouts {
     pub prepare: Duration,
     /// For every peer to stage it (default 30 s).
     pub stage: Duration,
-    /// For the switch and a handshake on the new key from every peer (default 30 s).
+    /// For the rotating host to switch (default 30 s).
+    pub switch: Duration,
+    /// For a handshake on the new key with every peer, which then holds the allowed IPs
+    /// (default 30 s).
     pub verify: Duration,
     /// For every involved agent to apply the inventory with the new key (default 60 s).
     pub retire: Duration,
@@ -51,6 +54,7 @@ impl Default for Timeouts {
         Self {
             prepare: half_minute,
             stage: half_minute,
+            switch: half_minute,
             verify: half_minute,
             retire: Duration::from_secs(60),
             rollback: half_minute,
@@ -85,8 +89,10 @@ pub enum Step {
     Prepare,
     /// Waiting for every peer to stage it.
     Stage,
-    /// Waiting for the switch and verifying handshakes on the new key.
+    /// Waiting for the rotating host to switch.
     Switch,
+    /// Waiting for a handshake on the new key with every peer.
+    Verify,
     /// The new key is verified; the inventory gets it and agents retire the old one.
     Retire,
     /// Going back to the old key everywhere.
@@ -105,7 +111,8 @@ impl Step {
         match self {
             Self::Prepare => "prepare",
             Self::Stage => "stage",
-            Self::Switch => "switch and verify",
+            Self::Switch => "switch",
+            Self::Verify => "verify",
             Self::Retire => "retire",
             Self::Rollback => "rollback",
             Self::Done => "done",
@@ -224,7 +231,8 @@ impl Rotation {
         match self.step {
             Step::Prepare => host(),
             Step::Stage => self.plan.peers.clone(),
-            Step::Switch => everyone(),
+            Step::Switch => host(),
+            Step::Verify => self.plan.peers.clone(),
             Step::Retire if self.revision.is_some() => everyone(),
             Step::Rollback => self.ordered.iter().cloned().collect(),
             Step::Retire | Step::Done | Step::RolledBack | Step::Failed => Vec::new(),
@@ -238,6 +246,7 @@ impl Rotation {
             Step::Prepare => Phase::Prepare,
             Step::Stage => Phase::Stage,
             Step::Switch => Phase::Switch,
+            Step::Verify => Phase::Verify,
             Step::Rollback => Phase::Rollback,
             Step::Retire | Step::Done | Step::RolledBack | Step::Failed => return Vec::new(),
         };
@@ -289,7 +298,7 @@ impl Rotation {
         }
         let report = status.rotation(&self.plan.id);
         if let Some(error) = report.and_then(|report| report.error.as_ref()) {
-            if matches!(self.step, Step::Prepare | Step::Stage | Step::Switch) {
+            if matches!(self.step, Step::Prepare | Step::Stage | Step::Switch | Step::Verify) {
                 return self.roll_back(now, format!("{host}: {error}"));
             }
         }
@@ -310,10 +319,8 @@ impl Rotation {
                 }
             }
             (Step::Stage, Some(report)) => report.phase == Phase::Stage,
-            (Step::Switch, Some(report)) if *host == self.plan.host => {
-                report.phase == Phase::Switch
-            }
-            (Step::Switch, Some(report)) => report.phase == Phase::Switch && report.taken_over,
+            (Step::Switch, Some(report)) => report.phase == Phase::Switch,
+            (Step::Verify, Some(report)) => report.phase == Phase::Verify && report.taken_over,
             (Step::Retire, None) => self.revision.is_some() && status.applied == self.revision,
             (Step::Rollback, Some(report)) => report.phase == Phase::Rollback,
             _ => false,
@@ -358,6 +365,10 @@ impl Rotation {
                 self.roll_back(now, format!("{waiting} did not stage the new key within {after:?}"));
             }
             Step::Switch => {
+                let after = self.plan.timeouts.switch;
+                self.roll_back(now, format!("{waiting} did not switch to the new key within {after:?}"));
+            }
+            Step::Verify => {
                 let after = self.plan.timeouts.verify;
                 self.roll_back(
                     now,
@@ -390,14 +401,17 @@ impl Rotation {
         let timeouts = self.plan.timeouts;
         match self.step {
             Step::Prepare if self.plan.peers.is_empty() => {
-                self.enter(now, Step::Switch, timeouts.verify)
+                self.enter(now, Step::Switch, timeouts.switch)
             }
             Step::Prepare => {
                 self.ordered.extend(self.plan.peers.iter().cloned());
                 self.enter(now, Step::Stage, timeouts.stage);
             }
-            Step::Stage => self.enter(now, Step::Switch, timeouts.verify),
-            Step::Switch => {
+            Step::Stage => self.enter(now, Step::Switch, timeouts.switch),
+            Step::Switch if !self.plan.peers.is_empty() => {
+                self.enter(now, Step::Verify, timeouts.verify)
+            }
+            Step::Switch | Step::Verify => {
                 self.enter(now, Step::Retire, timeouts.retire);
                 if let Some(new_key) = self.new_key {
                     self.events.push_back(Event::Retire { new_key });

@@ -8,8 +8,14 @@
 //! |---|---|---|
 //! | `prepare` | makes the new key (generated locally, or opened from `sealed_new_key`) and reports its public half | nothing |
 //! | `stage` | as `prepare` | adds the new key as a peer without allowed IPs: a successor of the old key |
-//! | `switch` | uses the new key (and the new preshared keys) | the new key takes the allowed IPs at its first handshake |
+//! | `switch` | uses the new key (and the new preshared keys) | keeps the new key staged |
+//! | `verify` | as `switch` | starts a handshake with the new key (a keepalive); at its completion the new key takes the allowed IPs |
 //! | `rollback` | back to the old key | removes the new key, the old key keeps or gets back the allowed IPs |
+//!
+//! Peers start the verifying handshake, not the rotating host: a host that sent a handshake
+//! initiation to a peer less than 5 s ago (REKEY_TIMEOUT) may not send another, so after a
+//! switch its next initiation can wait that long, while a staged key has never initiated
+//! (it has no keepalive until `verify`, precisely so that it does not try before the switch).
 //!
 //! Retiring the old key is not a phase: the controller writes the new key into the inventory
 //! and publishes the resulting desired state without the order, which agents apply like any
@@ -33,6 +39,8 @@ pub enum Phase {
     Stage,
     /// The rotating host switches to the new key.
     Switch,
+    /// Every peer starts a handshake with the new key, which then takes the allowed IPs.
+    Verify,
     /// Everyone returns to the old key.
     Rollback,
 }
@@ -44,6 +52,7 @@ impl Phase {
             Self::Prepare => "prepare",
             Self::Stage => "stage",
             Self::Switch => "switch",
+            Self::Verify => "verify",
             Self::Rollback => "rollback",
         }
     }

@@ -150,17 +150,33 @@ fn a_successor_is_staged_then_taken_over_by_wgfabricd() {
     let update = &request.peers[0];
     assert_eq!((update.public_key, update.successor_of), (new, Some(old)));
     assert!(update.allowed_ips.is_empty());
-    assert_eq!((update.endpoint, update.persistent_keepalive_interval), (Some(endpoint), Some(25)));
+    assert_eq!(
+        (update.endpoint, update.persistent_keepalive_interval),
+        (Some(endpoint), None),
+        "no keepalive yet: it would start handshakes that cannot complete before the switch"
+    );
+
+    // Verify: turning the keepalive on sends one at once, which starts the handshake.
+    let mut staged_live = device_of(&target(&doc, &keys(3), &synced, &endpoints, true, None));
+    peer_mut(&mut staged_live, &new).last_handshake_time = None;
+    let mut verify = doc.clone();
+    verify.rotations[0].phase = Phase::Verify;
+    let (request, _) =
+        changes(&target(&verify, &keys(3), &staged_live, &endpoints, true, None), &staged_live)
+            .unwrap();
+    let update = &request.peers[0];
+    assert_eq!((request.peers.len(), update.public_key), (1, new));
+    assert_eq!(update.persistent_keepalive_interval, Some(25));
     assert!(awaits_takeover(&doc, &synced), "the agent watches for the handover");
 
     // wgfabricd moved the allowed IPs at the first handshake: nothing to do, and it shows.
-    let mut live = device_of(&target(&doc, &keys(3), &synced, &endpoints, true, None));
+    let mut live = device_of(&target(&verify, &keys(3), &staged_live, &endpoints, true, None));
     let moved = core::mem::take(&mut peer_mut(&mut live, &old).allowed_ips);
     let successor = peer_mut(&mut live, &new);
     successor.allowed_ips = moved;
     successor.successor_of = None;
-    assert_eq!(changes(&target(&doc, &keys(3), &live, &endpoints, true, None), &live), None);
-    let report = &reports(&doc, &keys(3), &live, true)[0];
+    assert_eq!(changes(&target(&verify, &keys(3), &live, &endpoints, true, None), &live), None);
+    let report = &reports(&verify, &keys(3), &live, true)[0];
     assert_eq!(
         (report.role, report.takeover, report.taken_over),
         (Role::Peer, Some(Takeover::Daemon), true)
@@ -174,6 +190,31 @@ fn a_successor_is_staged_then_taken_over_by_wgfabricd() {
         changes(&target(&retired, &keys(3), &live, &endpoints, true, None), &live).unwrap();
     assert_eq!(request.peers.len(), 1);
     assert!(request.peers[0].remove && request.peers[0].public_key == old, "{summary:?}");
+}
+
+#[test]
+fn a_peer_without_keepalive_gets_one_to_verify_then_none() {
+    let base = &docs()["relay-fra"];
+    let synced =
+        device_of(&target(base, &keys(7), &DeviceSnapshot::default(), &no_endpoints(), true, None));
+    let (doc, old, new) = staged(base, "laptop-ana", Phase::Verify);
+    assert_eq!(base.config.peer("laptop-ana").unwrap().persistent_keepalive, None);
+    let mut live = device_of(&target(&doc, &keys(7), &synced, &no_endpoints(), true, None));
+    let staged = peer_mut(&mut live, &new);
+    assert_eq!(staged.persistent_keepalive_interval, VERIFY_KEEPALIVE);
+    assert_eq!(
+        staged.endpoint,
+        synced.peers.iter().find(|p| p.public_key == old).unwrap().endpoint
+    );
+    // Taken over: back to the configuration's keepalive.
+    let moved = core::mem::take(&mut peer_mut(&mut live, &old).allowed_ips);
+    peer_mut(&mut live, &new).allowed_ips = moved;
+    let (request, _) =
+        changes(&target(&doc, &keys(7), &live, &no_endpoints(), true, None), &live).unwrap();
+    assert_eq!(
+        (request.peers[0].public_key, request.peers[0].persistent_keepalive_interval),
+        (new, Some(0))
+    );
 }
 
 #[test]

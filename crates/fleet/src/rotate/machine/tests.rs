@@ -89,10 +89,13 @@ fn a_rotation_walks_through_every_step() {
 
     // The switch is verified only when every peer's new key took over.
     rotation.handle_status(t0, &status("relay", Some(Phase::Switch), false, "r1"));
-    rotation.handle_status(t0, &status("s1", Some(Phase::Switch), true, "r1"));
-    rotation.handle_status(t0, &status("s2", Some(Phase::Switch), false, "r1"));
-    assert_eq!(rotation.waiting_for(), [name("s2")]);
+    assert_eq!(rotation.step(), Step::Verify);
+    assert!(phases(&rotation).iter().all(|(_, phase)| *phase == Phase::Verify));
+    rotation.handle_status(t0, &status("s1", Some(Phase::Verify), true, "r1"));
     rotation.handle_status(t0, &status("s2", Some(Phase::Switch), true, "r1"));
+    rotation.handle_status(t0, &status("s2", Some(Phase::Verify), false, "r1"));
+    assert_eq!(rotation.waiting_for(), [name("s2")]);
+    rotation.handle_status(t0, &status("s2", Some(Phase::Verify), true, "r1"));
     assert_eq!(rotation.step(), Step::Retire);
     assert!(rotation.orders().is_empty(), "retired with the inventory, without orders");
     assert!(events(&mut rotation).contains(&Event::Retire { new_key: NEW }));
@@ -120,11 +123,11 @@ fn verification_that_times_out_rolls_everything_back() {
     rotation.handle_status(t0, &status("s1", Some(Phase::Stage), false, "r1"));
     rotation.handle_status(t0, &status("s2", Some(Phase::Stage), false, "r1"));
     rotation.handle_status(t0, &status("relay", Some(Phase::Switch), false, "r1"));
-    rotation.handle_status(t0, &status("s1", Some(Phase::Switch), true, "r1"));
+    rotation.handle_status(t0, &status("s1", Some(Phase::Verify), true, "r1"));
     let deadline = rotation.poll_timeout().unwrap();
     assert_eq!(deadline, t0 + Timeouts::default().verify);
     rotation.handle_timeout(deadline - Duration::from_millis(1));
-    assert_eq!(rotation.step(), Step::Switch, "not before the deadline");
+    assert_eq!(rotation.step(), Step::Verify, "not before the deadline");
     rotation.handle_timeout(deadline);
     assert_eq!(rotation.step(), Step::Rollback);
     assert!(phases(&rotation).iter().all(|(_, phase)| *phase == Phase::Rollback));
@@ -192,7 +195,7 @@ fn central_mode_checks_the_reported_key_and_a_failed_retirement_rolls_back() {
     }
     rotation.handle_status(t0, &status("relay", Some(Phase::Switch), false, "r1"));
     for host in ["s1", "s2"] {
-        rotation.handle_status(t0, &status(host, Some(Phase::Switch), true, "r1"));
+        rotation.handle_status(t0, &status(host, Some(Phase::Verify), true, "r1"));
     }
     assert_eq!(rotation.step(), Step::Retire);
     rotation.handle_retire_failed(t0, "disk full".into());

@@ -182,7 +182,7 @@ fn check_peers(config: &HostConfig) -> Result<(), String> {
 }
 
 fn check_order(config: &HostConfig, order: &RotationOrder) -> Result<(), String> {
-    let needs_new_key = matches!(order.phase, Phase::Stage | Phase::Switch);
+    let needs_new_key = matches!(order.phase, Phase::Stage | Phase::Switch | Phase::Verify);
     if needs_new_key && order.new_key.is_none() {
         return Err(format!("phase {} without the new key", order.phase.as_str()));
     }
