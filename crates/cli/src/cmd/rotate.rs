@@ -152,10 +152,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (None, None) => {}
             }
         }
-        let skipped = hosts.len() - results.len();
-        if skipped > 0 {
+        let skipped: Vec<&str> = hosts
+            .iter()
+            .filter(|host| !results.iter().any(|result| result.host == **host))
+            .map(Name::as_str)
+            .collect();
+        if !skipped.is_empty() {
             text.push_str(&format!(
-                "{skipped} host(s) not rotated: a rotation before them did not complete\n"
+                "not rotated, since a rotation before them did not complete: {}\n",
+                skipped.join(" ")
             ));
         }
         if results.iter().any(|r| r.outcome == "rotated") {

@@ -184,9 +184,18 @@ impl Agent {
     /// interface is never torn down.
     ///
     /// # Errors
-    /// [`AgentError::Store`] when the store cannot be watched at start.
+    /// [`AgentError::Store`] when asked to stop before the store could ever be watched.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
-        let mut watch = self.store.watch(Kind::Desired, Some(&self.host))?;
+        let mut watch = loop {
+            match self.store.watch(Kind::Desired, Some(&self.host)) {
+                Ok(watch) => break watch,
+                Err(error) if !stop.load(Ordering::Relaxed) => {
+                    tracing::warn!("cannot watch the desired state: {error}; retrying");
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
         tracing::info!(host = %self.host, interface = %self.interface, source = %self.store.describe(), "agent started");
         self.reload();
         self.report(true);
