@@ -26,6 +26,7 @@ mod failover;
 mod keys;
 mod link;
 mod plan;
+mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
@@ -41,12 +42,13 @@ pub use keys::RngCoreCrypto;
 use self::failover::FailoverTask;
 use self::keys::{KeyRing, Keys};
 use self::link::Link;
-use crate::audit::{Action, Audit, Timestamp, FILE_NAME};
+use self::report::{applied_notes, peer_statuses, same_state};
+use crate::audit::{Audit, Timestamp, FILE_NAME};
 use crate::journal::Note;
 use crate::keystore::Identities;
 use crate::names::Name;
 use crate::state::{
-    AgentInfo, DesiredState, PeerStatus, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
+    AgentInfo, DesiredState, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
 };
 use crate::store::{Kind, Store};
 use crate::wallclock::{monotonic, system, unix_seconds};
@@ -505,63 +507,6 @@ impl Agent {
     }
 }
 
-/// Whether two statuses say the same, apart from time, counters and handshake ages.
-fn same_state(a: &Status, b: &Status) -> bool {
-    let shape = |status: &Status| -> Vec<_> {
-        status
-            .peers
-            .iter()
-            .map(|peer| {
-                (peer.public_key, peer.allowed_ips.clone(), peer.latest_handshake.is_some())
-            })
-            .collect()
-    };
-    (&a.applied, &a.refused, &a.error, &a.rotations, &a.agent)
-        == (&b.applied, &b.refused, &b.error, &b.rotations, &b.agent)
-        && shape(a) == shape(b)
-}
-
-/// The live peers, named after the desired state (a rotating peer's new key by its host).
-fn peer_statuses(doc: Option<&DesiredState>, live: &DeviceSnapshot, now: u64) -> Vec<PeerStatus> {
-    let name_of = |key| {
-        let doc = doc?;
-        let config = doc
-            .config
-            .peers
-            .iter()
-            .find(|peer| peer.public_key == key)
-            .map(|peer| peer.name.clone());
-        config.or_else(|| {
-            doc.rotations
-                .iter()
-                .find(|order| order.new_key == Some(key))
-                .map(|order| order.host.clone())
-        })
-    };
-    live.peers
-        .iter()
-        .map(|peer| {
-            let latest = peer.last_handshake_time.map(|time| time.as_secs());
-            PeerStatus {
-                name: name_of(peer.public_key),
-                public_key: peer.public_key,
-                endpoint: peer.endpoint.map(|endpoint| endpoint.to_string()),
-                handshake_age: latest.map(|latest| now.saturating_sub(latest)),
-                latest_handshake: latest,
-                rx_bytes: peer.rx_bytes,
-                tx_bytes: peer.tx_bytes,
-                allowed_ips: peer
-                    .allowed_ips
-                    .iter()
-                    .filter_map(|ip| {
-                        crate::cidr::Cidr::new_truncating(ip.addr(), ip.prefix_len()).ok()
-                    })
-                    .collect(),
-            }
-        })
-        .collect()
-}
-
 /// Resolves the configured endpoints (names as wg does, when the configuration is loaded).
 fn resolve_endpoints(doc: &DesiredState) -> BTreeMap<Name, SocketAddr> {
     let mut resolved = BTreeMap::new();
@@ -577,37 +522,4 @@ fn resolve_endpoints(doc: &DesiredState) -> BTreeMap<Name, SocketAddr> {
         }
     }
     resolved
-}
-
-/// The audit notes of one application of the desired state.
-fn applied_notes(host: &Name, revision: &Revision, changes: &[plan::Change]) -> Vec<Note> {
-    let mut notes: Vec<Note> = changes
-        .iter()
-        .filter_map(|change| match change {
-            plan::Change::PeerAdded { name, public_key } => Some(
-                Note::new(
-                    Action::PeerAdded,
-                    host.as_str(),
-                    format!("peer {name} added (revision {revision})"),
-                )
-                .after(*public_key),
-            ),
-            plan::Change::PeerRemoved { public_key, .. } => Some(
-                Note::new(
-                    Action::PeerRemoved,
-                    host.as_str(),
-                    format!("peer removed (revision {revision})"),
-                )
-                .before(*public_key),
-            ),
-            _ => None,
-        })
-        .collect();
-    let summary: Vec<String> = changes.iter().map(ToString::to_string).collect();
-    notes.push(Note::new(
-        Action::ConfigApplied,
-        host.as_str(),
-        format!("revision {revision}: {}", summary.join("; ")),
-    ));
-    notes
 }
