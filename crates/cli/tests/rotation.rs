@@ -53,8 +53,7 @@ fn max_rtt_ms(output: &str) -> f64 {
 
 /// Every host runs the inventory's revision and holds exactly its peers' current keys.
 fn assert_converged(lab: &Lab<'_>) {
-    let revision = lab.status("relay").unwrap().applied.unwrap();
-    lab.wait_applied(revision.as_str());
+    lab.wait_applied(&lab.revision());
     for host in HOSTS {
         let peers: Vec<_> = lab.dump(host).peers.iter().map(|peer| peer.public_key).collect();
         for other in HOSTS.iter().filter(|other| **other != host) {

@@ -26,7 +26,7 @@ use rand_core::OsRng;
 use wgfabric_fleet::files::{write_atomically, SECRET_MODE};
 use wgfabric_fleet::keys::generate_key_file;
 use wgfabric_fleet::keystore::KeyStore;
-use wgfabric_fleet::state::Status;
+use wgfabric_fleet::state::{desired_states, KeyMaterial, Status};
 use wgfabric_fleet::Fabric;
 use wgfabric_fleet::Inventory;
 use wgfabric_proto::keys::{PrivateKey, PublicKey};
@@ -289,6 +289,13 @@ impl<'s> Lab<'s> {
     pub fn address(&self, host: &str) -> String {
         let fabric = Fabric::load_locked(&self.inventory()).unwrap();
         fabric.addresses(host).unwrap().ipv4.unwrap().to_string()
+    }
+
+    /// The revision of the inventory as it is now.
+    pub fn revision(&self) -> String {
+        let fabric = Fabric::load_locked(&self.inventory()).unwrap();
+        let material = KeyMaterial::load(fabric.inventory()).unwrap();
+        desired_states(&fabric, &material, None).0.to_string()
     }
 
     /// A host's public key in the inventory now.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
-use wgfabric_proto::keys::{PresharedKey, PrivateKey};
+use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
 use super::inventory_edit::replace_public_key;
@@ -189,7 +189,7 @@ impl<'a> Driver<'a> {
                 let plan = self.plan(&host, rng)?;
                 self.running.push(Rotation::new(plan, monotonic()));
             }
-            self.drain_events(observer);
+            self.drain_events(observer)?;
             self.publish()?;
             let before = self.outcomes.len();
             self.running.retain(|rotation| !rotation.is_finished());
@@ -273,15 +273,23 @@ impl<'a> Driver<'a> {
         })
     }
 
-    fn drain_events(&mut self, observer: &mut dyn Observer) {
+    fn drain_events(&mut self, observer: &mut dyn Observer) -> Result<(), RotateError> {
         for index in 0..self.running.len() {
             while let Some(event) = self.running[index].poll_event() {
                 observer.event(&self.running[index], &event);
                 match &event {
                     Event::Retire { new_key } => {
                         let now = monotonic();
-                        match self.retire(index, new_key) {
-                            Ok(revision) => self.running[index].handle_retired(now, revision),
+                        match self.record_new_key(index, new_key) {
+                            Ok(revision) => {
+                                // Retired first, so that what is published next carries the
+                                // new key and none of this rotation's orders.
+                                self.running[index].handle_retired(now, revision.clone());
+                                for rotation in &mut self.running {
+                                    rotation.handle_published(revision.clone());
+                                }
+                                self.publish()?;
+                            }
                             Err(error) => {
                                 tracing::error!("cannot record the new key: {error}");
                                 self.running[index].handle_retire_failed(now, error.to_string());
@@ -289,22 +297,20 @@ impl<'a> Driver<'a> {
                         }
                     }
                     Event::Finished(outcome) => {
-                        self.outcomes
-                            .push((self.running[index].plan().host.clone(), outcome.clone()));
+                        let host = self.running[index].plan().host.clone();
+                        self.outcomes.push((host, outcome.clone()));
                     }
                     Event::Entered(_) | Event::HostDone(..) => {}
                 }
             }
         }
+        Ok(())
     }
 
     /// Writes the verified key of rotation `index` into the inventory (and its sealed keys
-    /// into the key store), all or nothing, then publishes the new revision.
-    fn retire(
-        &mut self,
-        index: usize,
-        new_key: &wgfabric_proto::keys::PublicKey,
-    ) -> Result<Revision, RotateError> {
+    /// into the key store), all or nothing, and reads the inventory again. Returns the new
+    /// revision, which the caller publishes.
+    fn record_new_key(&mut self, index: usize, new_key: &PublicKey) -> Result<Revision, Error> {
         let plan = self.running[index].plan().clone();
         let text =
             std::fs::read_to_string(&self.inventory).map_err(|e| Error::io(&self.inventory, e))?;
@@ -333,8 +339,13 @@ impl<'a> Driver<'a> {
         }
         write_all_or_nothing(&files)?;
         self.reload()?;
-        tracing::info!(host = %plan.host, %new_key, revision = %self.revision, "new key written to {}", self.inventory.display());
-        self.publish()?;
+        tracing::info!(
+            host = %plan.host,
+            %new_key,
+            revision = %self.revision,
+            "new key written to {}",
+            self.inventory.display()
+        );
         Ok(self.revision.clone())
     }
 

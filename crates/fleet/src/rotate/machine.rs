@@ -166,7 +166,8 @@ pub struct Rotation {
     step: Step,
     deadline: Instant,
     new_key: Option<PublicKey>,
-    revision: Option<Revision>,
+    /// The revision that retired the old key, then any later one the driver published.
+    revisions: Vec<Revision>,
     /// Hosts done with the current step.
     done: BTreeSet<Name>,
     /// Hosts that received orders (and must confirm a rollback).
@@ -185,7 +186,7 @@ impl Rotation {
             step: Step::Prepare,
             deadline,
             new_key: None,
-            revision: None,
+            revisions: Vec::new(),
             done: BTreeSet::new(),
             ordered,
             reason: None,
@@ -233,7 +234,7 @@ impl Rotation {
             Step::Stage => self.plan.peers.clone(),
             Step::Switch => host(),
             Step::Verify => self.plan.peers.clone(),
-            Step::Retire if self.revision.is_some() => everyone(),
+            Step::Retire if self.is_retired() => everyone(),
             Step::Rollback => self.ordered.iter().cloned().collect(),
             Step::Retire | Step::Done | Step::RolledBack | Step::Failed => Vec::new(),
         }
@@ -246,7 +247,9 @@ impl Rotation {
             Step::Prepare => Phase::Prepare,
             Step::Stage => Phase::Stage,
             Step::Switch => Phase::Switch,
+            // Until the inventory has the new key, peers keep it staged and the host uses it.
             Step::Verify => Phase::Verify,
+            Step::Retire if !self.is_retired() => Phase::Verify,
             Step::Rollback => Phase::Rollback,
             Step::Retire | Step::Done | Step::RolledBack | Step::Failed => return Vec::new(),
         };
@@ -279,7 +282,7 @@ impl Rotation {
     /// The next deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.step {
-            Step::Retire if self.revision.is_none() => None,
+            Step::Retire if !self.is_retired() => None,
             Step::Done | Step::RolledBack | Step::Failed => None,
             _ => Some(self.deadline),
         }
@@ -321,29 +324,47 @@ impl Rotation {
             (Step::Stage, Some(report)) => report.phase == Phase::Stage,
             (Step::Switch, Some(report)) => report.phase == Phase::Switch,
             (Step::Verify, Some(report)) => report.phase == Phase::Verify && report.taken_over,
-            (Step::Retire, None) => self.revision.is_some() && status.applied == self.revision,
+            (Step::Retire, None) => {
+                status.applied.as_ref().is_some_and(|applied| self.revisions.contains(applied))
+            }
             (Step::Rollback, Some(report)) => report.phase == Phase::Rollback,
             _ => false,
         };
         if finished_part && self.expected().contains(host) && self.done.insert(host.clone()) {
             self.events.push_back(Event::HostDone(self.step, host.clone()));
         }
-        if self.waiting_for().is_empty() {
+        // A step that waits for nobody (retiring before the driver wrote the inventory)
+        // moves on by other means.
+        if !self.expected().is_empty() && self.waiting_for().is_empty() {
             self.advance(now);
         }
     }
 
-    /// The driver wrote the new key into the inventory and published `revision`.
+    /// The driver wrote the new key into the inventory; it publishes `revision` next (and
+    /// no longer this rotation's orders).
     pub fn handle_retired(&mut self, now: Instant, revision: Revision) {
-        if self.step == Step::Retire && self.revision.is_none() {
-            self.revision = Some(revision);
+        if self.step == Step::Retire && !self.is_retired() {
+            self.revisions.push(revision);
             self.deadline = now + self.plan.timeouts.retire;
         }
     }
 
+    /// The driver published `revision` after this rotation's retirement (another rotation
+    /// retired): hosts that run it have applied this retirement too.
+    pub fn handle_published(&mut self, revision: Revision) {
+        if self.step == Step::Retire && self.is_retired() && !self.revisions.contains(&revision) {
+            self.revisions.push(revision);
+        }
+    }
+
+    /// Whether the driver has written the new key into the inventory.
+    fn is_retired(&self) -> bool {
+        !self.revisions.is_empty()
+    }
+
     /// The driver could not write the new key into the inventory: go back to the old one.
     pub fn handle_retire_failed(&mut self, now: Instant, reason: String) {
-        if self.step == Step::Retire && self.revision.is_none() {
+        if self.step == Step::Retire && !self.is_retired() {
             self.roll_back(now, format!("cannot record the new key: {reason}"));
         }
     }
@@ -379,7 +400,7 @@ impl Rotation {
                 reason: format!(
                     "the inventory has the new key and it was verified, but {waiting} did not apply \
                      revision {} within {:?}; they keep working on both keys until they do",
-                    self.revision.as_ref().map(Revision::as_str).unwrap_or_default(),
+                    self.revisions.first().map(Revision::as_str).unwrap_or_default(),
                     self.plan.timeouts.retire
                 ),
             }),

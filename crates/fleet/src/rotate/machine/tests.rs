@@ -97,14 +97,27 @@ fn a_rotation_walks_through_every_step() {
     assert_eq!(rotation.waiting_for(), [name("s2")]);
     rotation.handle_status(t0, &status("s2", Some(Phase::Verify), true, "r1"));
     assert_eq!(rotation.step(), Step::Retire);
-    assert!(rotation.orders().is_empty(), "retired with the inventory, without orders");
     assert!(events(&mut rotation).contains(&Event::Retire { new_key: NEW }));
     assert_eq!(rotation.poll_timeout(), None, "no deadline until the driver published");
+    assert!(
+        phases(&rotation).iter().all(|(_, phase)| *phase == Phase::Verify),
+        "until the inventory has the new key, everyone keeps using it"
+    );
 
-    rotation.handle_retired(t0, Revision::new("r2"));
-    for host in ["relay", "s1"] {
-        rotation.handle_status(t0, &status(host, None, false, "r2"));
+    for host in ["relay", "s1", "s2"] {
+        rotation.handle_status(t0, &status(host, Some(Phase::Verify), true, "r1"));
     }
+    assert_eq!(
+        rotation.step(),
+        Step::Retire,
+        "statuses do not end it before the driver wrote the key"
+    );
+    rotation.handle_retired(t0, Revision::new("r2"));
+    assert!(rotation.orders().is_empty(), "retired with the inventory, without orders");
+    // Another rotation retired meanwhile: its revision includes this one.
+    rotation.handle_published(Revision::new("r3"));
+    rotation.handle_status(t0, &status("relay", None, false, "r2"));
+    rotation.handle_status(t0, &status("s1", None, false, "r3"));
     rotation.handle_status(t0, &status("s2", Some(Phase::Switch), true, "r2"));
     assert_eq!(rotation.waiting_for(), [name("s2")], "still reports the rotation");
     rotation.handle_status(t0, &status("s2", None, false, "r2"));
