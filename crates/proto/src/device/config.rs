@@ -67,6 +67,9 @@ impl Device {
             let identity = self.identity.as_ref();
             let Some(peer) = self.slots[id.slot as usize].peer.as_mut() else { continue };
             peer.keys.update_identity(identity);
+            // An initiation under the old key says nothing about the new one: the next
+            // packet may start a handshake at once rather than REKEY_TIMEOUT later.
+            peer.last_initiation_sent = None;
             let stale = peer.handshake.take();
             for session in [&peer.sessions.current, &peer.sessions.next].into_iter().flatten() {
                 session.expire_sending();

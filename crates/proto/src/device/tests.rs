@@ -746,3 +746,23 @@ fn peers_stay_small() {
     assert!(size_of::<Peer>() <= 600);
     assert!(size_of::<Slot>() <= 16, "peers are boxed, slots are a handle");
 }
+
+/// After a key change the next packet starts a handshake at once, even if one was sent under
+/// the old key less than REKEY_TIMEOUT ago.
+#[test]
+fn a_new_private_key_handshakes_without_waiting_out_the_rate_limit() {
+    let mut p = Pair::new();
+    p.send_from_a(1);
+    p.advance(Duration::from_secs(1));
+    let before = p.count_on_wire(true, W::Initiation);
+    let new_a = key(0x55);
+    let peer_a = p.peer_a();
+    p.b.remove_peer(peer_a);
+    let peer = p.b.add_peer(new_a.public_key()).unwrap();
+    p.b.set_endpoint(peer, p.a_addr);
+    p.b.add_allowed_ip(peer, "10.0.0.1/32".parse().unwrap());
+    p.a.set_private_key(Some(new_a));
+    p.send_from_a(2);
+    assert_eq!(p.count_on_wire(true, W::Initiation), before + 1, "no wait for REKEY_TIMEOUT");
+    assert_eq!(p.b_inbox.len(), 2);
+}
