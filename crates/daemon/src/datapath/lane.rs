@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use wgfabric_sys::{wait_readable, Error, UdpSocket};
 
 use super::inbound::Inbound;
-use super::outbound::{handle_frame, Buffers};
+use super::outbound::{transmit, Buffers};
 use super::{interface_gone, Shared, Sockets};
 
 /// How long an idle lane keeps polling before it sleeps.
 const SPIN: Duration = Duration::from_micros(100);
-/// Frames read from the TUN queue before the sockets get a turn.
-const FRAMES_PER_TURN: usize = 8;
+/// Frames read from the TUN queue (and sent as one batch) before the sockets get a turn.
+const FRAMES_PER_TURN: usize = 32;
 
 /// Why a lane stops.
 enum Stop {
@@ -45,11 +45,15 @@ pub(super) fn run(shared: &Shared, queue: usize) {
     let mut ready = [false; 3];
     loop {
         let mut worked = false;
+        let mtu = shared.mtu();
         for _ in 0..FRAMES_PER_TURN {
             match tun.try_read(&mut outbound.frame) {
                 Ok(Some(n)) => {
-                    handle_frame(shared, &mut outbound, n, vnet);
+                    outbound.add_frame(n, vnet, mtu);
                     worked = true;
+                    if outbound.is_full() {
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => match stop(shared, e) {
@@ -58,6 +62,9 @@ pub(super) fn run(shared: &Shared, queue: usize) {
                     None => break,
                 },
             }
+        }
+        if worked {
+            transmit(shared, &mut outbound);
         }
         let mut retired = false;
         for socket in udp(&sockets, queue) {

@@ -1,33 +1,48 @@
-//! TUN → UDP: what a lane does with a frame read from its TUN queue.
+//! TUN → UDP: what a lane does with the frames it reads from its TUN queue.
 //!
-//! Each read returns a packet or a TCP/UDP superframe of up to 64 KiB. The superframe is cut
-//! into MTU-sized packets straight into send buffers that leave room for the WireGuard header
-//! in front and the padding and tag behind; all of them go to the same peer, so one lock
-//! acquisition claims the session for the whole frame, sealing runs without the lock, and the
-//! sealed datagrams leave in one GSO send.
+//! Each read returns a packet or a TCP/UDP superframe of up to 64 KiB. A lane reads several
+//! frames per turn and cuts them into MTU-sized packets straight into send buffers that leave
+//! room for the WireGuard header in front and the padding and tag behind. One lock
+//! acquisition then routes them all and claims a session for each run of packets to the same
+//! peer; sealing runs without the lock, and each run leaves in one `sendmmsg`, its equal-sized
+//! datagrams as GSO batches.
 
 use std::time::Instant;
 
 use wgfabric_proto::session::sealed_len;
 use wgfabric_proto::wire::{DATA_HEADER_LEN, TAG_LEN};
-use wgfabric_proto::{NotReady, Outbound};
-use wgfabric_sys::offload::{segment, VirtioNetHdr, VNET_HDR_LEN};
+use wgfabric_proto::{NotReady, Outbound, PeerId};
+use wgfabric_sys::offload::{segment, GsoType, VirtioNetHdr, VNET_HDR_LEN};
 use wgfabric_sys::tun::MAX_FRAME_LEN;
 use wgfabric_sys::SendBatch;
 
 use super::send::{flush, send};
 use super::Shared;
 
+/// Packets gathered from the TUN before they are sent.
+const BATCH: usize = 128;
+
+/// Packets to one peer, next to each other in the batch.
+struct Run {
+    start: usize,
+    end: usize,
+    peer: PeerId,
+    outbound: Outbound,
+}
+
 /// A lane's outbound buffers.
 pub(super) struct Buffers {
     lane: usize,
     /// Where the lane reads TUN frames into.
     pub(super) frame: Vec<u8>,
-    /// One buffer per segment: header room, packet, padding and tag room.
+    /// One buffer per packet: header room, packet, padding and tag room.
     segments: Vec<Vec<u8>>,
     lens: Vec<usize>,
     /// Datagram lengths after sealing.
     sealed: Vec<usize>,
+    /// Packets gathered so far.
+    count: usize,
+    runs: Vec<Run>,
     batch: SendBatch,
 }
 
@@ -39,98 +54,132 @@ impl Buffers {
             segments: Vec::new(),
             lens: Vec::new(),
             sealed: Vec::new(),
+            count: 0,
+            runs: Vec::new(),
             batch: SendBatch::new(64),
         }
     }
 
-    /// Makes room for `count` segments of up to `packet_len` bytes each.
-    fn reserve(&mut self, count: usize, packet_len: usize) {
-        reserve(&mut self.segments, count, packet_len);
+    /// Whether enough packets are gathered to send them before reading more.
+    pub(super) fn is_full(&self) -> bool {
+        self.count >= BATCH
+    }
+
+    /// Makes room for `more` packets of up to `packet_len` bytes each after those gathered.
+    fn reserve(&mut self, more: usize, packet_len: usize) {
+        let size = DATA_HEADER_LEN + packet_len.next_multiple_of(16) + TAG_LEN;
+        if self.segments.first().is_some_and(|b| b.len() < size) {
+            // The MTU grew: every buffer must hold the larger packets.
+            for buf in &mut self.segments {
+                buf.resize(size, 0);
+            }
+        }
+        while self.segments.len() < self.count + more {
+            self.segments.push(vec![0; size]);
+        }
         self.lens.resize(self.segments.len(), 0);
         self.sealed.resize(self.segments.len(), 0);
     }
+
+    /// Cuts the `n`-byte frame in `self.frame` into packets gathered for sending.
+    pub(super) fn add_frame(&mut self, n: usize, vnet: bool, mtu: usize) {
+        if let Err(reason) = self.split(n, vnet, mtu) {
+            tracing::trace!(reason, "dropping an unusable frame from the TUN device");
+        }
+    }
+
+    fn split(&mut self, n: usize, vnet: bool, mtu: usize) -> Result<(), &'static str> {
+        let at = self.count;
+        if !vnet {
+            self.reserve(1, n.max(mtu));
+            self.segments[at][DATA_HEADER_LEN..DATA_HEADER_LEN + n]
+                .copy_from_slice(&self.frame[..n]);
+            self.lens[at] = n;
+            self.count += 1;
+            return Ok(());
+        }
+        let hdr = VirtioNetHdr::parse(&self.frame[..n]).map_err(|_| "bad virtio-net header")?;
+        let payload = n - VNET_HDR_LEN;
+        let gso = usize::from(hdr.gso_size);
+        let (count, largest) = if gso == 0 || hdr.gso_type == GsoType::None {
+            (1, payload)
+        } else {
+            // Each segment is the headers (IP, extension headers, TCP with options) plus `gso`
+            // payload bytes; 256 bytes covers any header chain the kernel builds.
+            (payload.div_ceil(gso).max(1), (gso + 256).min(payload))
+        };
+        self.reserve(count, largest.max(mtu));
+        let Self { frame, segments, lens, .. } = self;
+        let packet = &frame[VNET_HDR_LEN..n];
+        let written = segment(
+            packet,
+            &hdr,
+            &mut segments[at..at + count],
+            &mut lens[at..at + count],
+            DATA_HEADER_LEN,
+        )
+        .map_err(|_| "frame cannot be segmented")?;
+        self.count += written;
+        Ok(())
+    }
+
+    fn packet(&self, i: usize) -> &[u8] {
+        &self.segments[i][DATA_HEADER_LEN..DATA_HEADER_LEN + self.lens[i]]
+    }
 }
 
-fn reserve(segments: &mut Vec<Vec<u8>>, count: usize, packet_len: usize) {
-    let size = DATA_HEADER_LEN + packet_len.next_multiple_of(16) + TAG_LEN;
-    if segments.first().is_some_and(|b| b.len() < size) {
-        segments.clear();
-    }
-    while segments.len() < count {
-        segments.push(vec![0; size]);
-    }
-}
-
-/// Sends the `n`-byte frame in `bufs.frame` to its peer.
-pub(super) fn handle_frame(shared: &Shared, bufs: &mut Buffers, n: usize, vnet: bool) {
-    match split(bufs, n, vnet, shared.mtu()) {
-        Ok(count) => transmit(shared, bufs, count),
-        Err(reason) => tracing::trace!(reason, "dropping an unusable frame from the TUN device"),
-    }
-}
-
-/// Puts the frame's packets into the segment buffers; returns how many.
-fn split(bufs: &mut Buffers, n: usize, vnet: bool, mtu: usize) -> Result<usize, &'static str> {
-    if !vnet {
-        bufs.reserve(1, n.max(mtu));
-        bufs.segments[0][DATA_HEADER_LEN..DATA_HEADER_LEN + n].copy_from_slice(&bufs.frame[..n]);
-        bufs.lens[0] = n;
-        return Ok(1);
-    }
-    let Buffers { frame, segments, lens, sealed, .. } = bufs;
-    let frame = &frame[..n];
-    let hdr = VirtioNetHdr::parse(frame).map_err(|_| "bad virtio-net header")?;
-    let packet = &frame[VNET_HDR_LEN..];
-    let gso = usize::from(hdr.gso_size);
-    let (count, largest) = if gso == 0 || hdr.gso_type == wgfabric_sys::offload::GsoType::None {
-        (1, packet.len())
-    } else {
-        // Each segment is the headers (IP, extension headers, TCP with options) plus `gso`
-        // payload bytes; 256 bytes covers any header chain the kernel builds.
-        (packet.len().div_ceil(gso).max(1), (gso + 256).min(packet.len()))
-    };
-    reserve(segments, count, largest.max(mtu));
-    lens.resize(segments.len(), 0);
-    sealed.resize(segments.len(), 0);
-    segment(packet, &hdr, &mut segments[..count], &mut lens[..count], DATA_HEADER_LEN)
-        .map_err(|_| "frame cannot be segmented")
-}
-
-/// Routes, seals and sends `count` packets that share a destination.
-fn transmit(shared: &Shared, bufs: &mut Buffers, count: usize) {
-    let mtu = shared.mtu();
-    let now = Instant::now();
-    let first = &bufs.segments[0][DATA_HEADER_LEN..DATA_HEADER_LEN + bufs.lens[0]];
-    let wire_bytes: usize = bufs.lens[..count].iter().map(|&len| sealed_len(len, mtu)).sum();
-    let (claim, outbox) = shared.with_device(|device| {
-        let peer = device.route_packet(first).ok()?;
-        match device.prepare_send(now, peer, wire_bytes as u64) {
-            Ok(outbound) => Some((peer, outbound)),
-            Err(NotReady::NoSession) => {
-                for (buf, &len) in bufs.segments[..count].iter().zip(&bufs.lens) {
-                    device.stage_packet(now, peer, &buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len]);
-                }
-                None
+/// Routes, seals and sends every gathered packet, then starts a new batch.
+pub(super) fn transmit(shared: &Shared, bufs: &mut Buffers) {
+    let (count, mtu, now) = (bufs.count, shared.mtu(), Instant::now());
+    bufs.count = 0;
+    bufs.runs.clear();
+    let ((), outbox) = shared.with_device(|device| {
+        // Each packet is routed once (unroutable ones are counted as dropped); runs of
+        // packets to one peer share a claim.
+        let mut start = 0;
+        let mut current = None;
+        for k in 0..=count {
+            let route = (k < count).then(|| device.route_packet(bufs.packet(k)).ok());
+            if k < count && route == current {
+                continue;
             }
-            Err(NotReady::NoEndpoint) => None,
+            if let Some(Some(peer)) = current {
+                let wire_bytes: usize =
+                    bufs.lens[start..k].iter().map(|&len| sealed_len(len, mtu)).sum();
+                match device.prepare_send(now, peer, wire_bytes as u64) {
+                    Ok(outbound) => bufs.runs.push(Run { start, end: k, peer, outbound }),
+                    Err(NotReady::NoSession) => {
+                        for i in start..k {
+                            device.stage_packet(now, peer, bufs.packet(i));
+                        }
+                    }
+                    Err(NotReady::NoEndpoint) => {}
+                }
+            }
+            (start, current) = (k, route);
         }
     });
     flush(shared, bufs.lane, &mut bufs.batch, outbox);
-    let Some((peer, Outbound { session, endpoint })) = claim else { return };
-
-    let mut sealed = 0;
-    for i in 0..count {
-        match session.seal(&mut bufs.segments[i], bufs.lens[i], mtu) {
-            Ok(n) => bufs.sealed[i] = n,
-            Err(e) => {
-                // Only a session that ran out of counters refuses; the next frame rekeys.
-                tracing::debug!(error = ?e, "sealing failed; dropping the rest of the frame");
-                break;
-            }
-        }
-        sealed += 1;
+    if bufs.runs.is_empty() {
+        return;
     }
-    let datagrams = bufs.segments[..sealed].iter().zip(&bufs.sealed).map(|(b, &n)| &b[..n]);
     let sockets = shared.sockets();
-    send(shared, &sockets, bufs.lane, &mut bufs.batch, Some(peer), endpoint, datagrams);
+    let Buffers { segments, lens, sealed, runs, batch, lane, .. } = bufs;
+    for run in runs.iter() {
+        let mut end = run.start;
+        for i in run.start..run.end {
+            match run.outbound.session.seal(&mut segments[i], lens[i], mtu) {
+                Ok(n) => sealed[i] = n,
+                Err(e) => {
+                    // Only a session that ran out of counters refuses; the next packet rekeys.
+                    tracing::debug!(error = ?e, "sealing failed; dropping the rest of the run");
+                    break;
+                }
+            }
+            end += 1;
+        }
+        let datagrams =
+            segments[run.start..end].iter().zip(&sealed[run.start..end]).map(|(b, &n)| &b[..n]);
+        send(shared, &sockets, *lane, batch, Some(run.peer), run.outbound.endpoint, datagrams);
+    }
 }
