@@ -1,9 +1,12 @@
-//! IP prefixes: overlay networks, routed subnets and AllowedIPs ([`Cidr`]), and interface
-//! addresses ([`IfAddr`]).
+//! IP prefixes as the controller reads and writes them ([`Cidr`]), and interface addresses
+//! ([`IfAddr`]).
 //!
-//! A `Cidr` is canonical (no host bits set), so two equal prefixes are equal values and a
-//! sorted list of them is a sorted list of address ranges: the lint rules rely on that to find
-//! overlaps with one sort instead of comparing every pair.
+//! [`Cidr`] is the protocol's [`wgfabric_proto::Cidr`] (canonical, ordered, with containment)
+//! plus what only the controller needs: text that refuses host bits, because in an inventory
+//! `10.77.0.1/16` is more likely a typo than a network; serde as that text; and the address
+//! arithmetic that assigns overlay addresses. A canonical prefix makes a sorted list of
+//! prefixes a sorted list of address ranges: the lint rules rely on that to find overlaps with
+//! one sort instead of comparing every pair.
 
 use core::fmt;
 use core::str::FromStr;
@@ -38,21 +41,135 @@ pub enum CidrError {
 
 /// An IPv4 or IPv6 prefix with its host bits cleared, such as `10.77.0.0/16`.
 ///
-/// Ordered by family (IPv4 first), then start address, then length, so that sorting yields
-/// ranges in address order with an enclosing prefix before the prefixes inside it.
+/// Ordered as [`wgfabric_proto::Cidr`]: by family (IPv4 first), then start address, then
+/// length, so that sorting yields ranges in address order with an enclosing prefix before the
+/// prefixes inside it. Text is `ADDRESS/LENGTH` or a bare address; parsing refuses host bits
+/// (use [`Cidr::parse_truncating`] for text where the kernel would clear them).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
+pub struct Cidr(wgfabric_proto::Cidr);
+
+impl Cidr {
+    /// The prefix of `addr` with `prefix_len` leading bits, clearing the host bits after them
+    /// (what the kernel does with AllowedIPs).
+    ///
+    /// # Errors
+    /// [`CidrError::Length`] if `prefix_len` is longer than the address.
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, CidrError> {
+        wgfabric_proto::Cidr::new(addr, prefix_len)
+            .map(Self)
+            .map_err(|_| CidrError::Length { prefix: prefix_len, max: max_prefix_len(addr) })
+    }
+
+    /// Parses `ADDRESS/LENGTH` or a bare address, clearing host bits: for configuration that
+    /// the kernel reads, such as wg-quick's `AllowedIPs`.
+    ///
+    /// # Errors
+    /// [`CidrError::Syntax`] or [`CidrError::Length`].
+    pub fn parse_truncating(text: &str) -> Result<Self, CidrError> {
+        let (addr, prefix_len) = split_prefix(text)?;
+        Self::new(addr, prefix_len)
+    }
+
+    /// The single-address prefix of `addr` (`/32` or `/128`).
+    pub fn host(addr: IpAddr) -> Self {
+        Self(wgfabric_proto::Cidr::host(addr))
+    }
+
+    /// The default route of a family: `0.0.0.0/0` or `::/0`.
+    pub fn default_route(v4: bool) -> Self {
+        let any =
+            if v4 { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+        Self::new(any, 0).expect("a /0 prefix fits every address")
+    }
+
+    /// The first address.
+    pub fn addr(&self) -> IpAddr {
+        self.0.addr()
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.0.prefix_len()
+    }
+
+    /// Whether this is an IPv4 prefix.
+    pub fn is_ipv4(&self) -> bool {
+        self.0.is_ipv4()
+    }
+
+    /// Whether this prefix is a single address (`/32` or `/128`).
+    pub fn is_host(&self) -> bool {
+        self.0.is_host()
+    }
+
+    /// Whether this prefix covers a whole family (`/0`).
+    pub fn is_default_route(&self) -> bool {
+        self.prefix_len() == 0
+    }
+
+    /// Whether the address lies inside this prefix; always false across families.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.contains(addr)
+    }
+
+    /// Whether `other` lies entirely inside this prefix (a prefix contains itself).
+    pub fn contains_net(&self, other: &Self) -> bool {
+        self.0.contains_net(&other.0)
+    }
+
+    /// Whether the two prefixes share an address: one contains the other.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.0.overlaps(&other.0)
+    }
+
+    /// The address `index` positions after the first one, if it is inside the prefix.
+    pub fn nth(&self, index: u128) -> Option<IpAddr> {
+        // The start is canonical, so adding at most the host mask cannot carry out of the prefix.
+        let bits = (index <= self.host_mask()).then(|| to_bits(self.addr()) + index)?;
+        Some(match self.addr() {
+            // The sum lies inside an IPv4 prefix, so it fits 32 bits.
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(bits as u32)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(bits)),
+        })
+    }
+
+    /// The position of `addr` inside the prefix (the inverse of [`Cidr::nth`]).
+    pub fn index_of(&self, addr: IpAddr) -> Option<u128> {
+        self.contains(addr).then(|| to_bits(addr) - to_bits(self.addr()))
+    }
+
+    /// The number of addresses, saturating at `u128::MAX` for `::/0`.
+    pub fn size(&self) -> u128 {
+        self.host_mask().saturating_add(1)
+    }
+
+    /// The host bits of this prefix, set: the last address's offset from the first.
+    fn host_mask(&self) -> u128 {
+        let host_bits = u32::from(max_prefix_len(self.addr()) - self.prefix_len());
+        u128::MAX.checked_shr(128 - host_bits).unwrap_or(0)
+    }
 }
 
-const fn max_prefix(addr: &IpAddr) -> u8 {
+impl From<wgfabric_proto::Cidr> for Cidr {
+    fn from(cidr: wgfabric_proto::Cidr) -> Self {
+        Self(cidr)
+    }
+}
+
+impl From<Cidr> for wgfabric_proto::Cidr {
+    fn from(cidr: Cidr) -> Self {
+        cidr.0
+    }
+}
+
+const fn max_prefix_len(addr: IpAddr) -> u8 {
     match addr {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
     }
 }
 
+/// The address as an integer, IPv4 in the low 32 bits.
 fn to_bits(addr: IpAddr) -> u128 {
     match addr {
         IpAddr::V4(a) => u128::from(u32::from(a)),
@@ -60,135 +177,9 @@ fn to_bits(addr: IpAddr) -> u128 {
     }
 }
 
-fn from_bits(v4: bool, bits: u128) -> IpAddr {
-    if v4 {
-        // Callers only pass values that fit: they come from a 32-bit range.
-        IpAddr::V4(Ipv4Addr::from(bits as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(bits))
-    }
-}
-
-/// The mask of the host bits of a prefix of `prefix` bits in an address of `max` bits.
-fn host_mask(prefix: u8, max: u8) -> u128 {
-    let host_bits = u32::from(max - prefix);
-    if host_bits == 128 {
-        u128::MAX
-    } else {
-        (1u128 << host_bits) - 1
-    }
-}
-
-impl Cidr {
-    /// A prefix, refusing host bits after `prefix`.
-    ///
-    /// # Errors
-    /// [`CidrError::Length`] or [`CidrError::HostBits`].
-    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
-        let truncated = Self::new_truncating(addr, prefix)?;
-        if truncated.addr == addr {
-            Ok(truncated)
-        } else {
-            Err(CidrError::HostBits { given: format!("{addr}/{prefix}"), canonical: truncated })
-        }
-    }
-
-    /// A prefix, clearing any host bits after `prefix` (what the kernel does with AllowedIPs).
-    ///
-    /// # Errors
-    /// [`CidrError::Length`] if `prefix` is longer than the address.
-    pub fn new_truncating(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
-        let max = max_prefix(&addr);
-        if prefix > max {
-            return Err(CidrError::Length { prefix, max });
-        }
-        let bits = to_bits(addr) & !host_mask(prefix, max);
-        Ok(Self { addr: from_bits(addr.is_ipv4(), bits), prefix })
-    }
-
-    /// The single-address prefix of `addr` (`/32` or `/128`).
-    pub const fn host(addr: IpAddr) -> Self {
-        Self { prefix: max_prefix(&addr), addr }
-    }
-
-    /// The default route of a family: `0.0.0.0/0` or `::/0`.
-    pub const fn default_route(v4: bool) -> Self {
-        if v4 {
-            Self { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0 }
-        } else {
-            Self { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 0 }
-        }
-    }
-
-    /// The first address.
-    pub const fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// The prefix length.
-    pub const fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    /// Whether this is an IPv4 prefix.
-    pub const fn is_ipv4(&self) -> bool {
-        self.addr.is_ipv4()
-    }
-
-    /// Whether this prefix covers a whole family (`/0`).
-    pub const fn is_default_route(&self) -> bool {
-        self.prefix == 0
-    }
-
-    /// The first and last address as integers (IPv4 in the low 32 bits). Only comparable
-    /// between prefixes of the same family.
-    pub fn range(&self) -> (u128, u128) {
-        let start = to_bits(self.addr);
-        (start, start | host_mask(self.prefix, max_prefix(&self.addr)))
-    }
-
-    /// Whether `other` lies entirely inside this prefix (a prefix contains itself).
-    pub fn contains(&self, other: &Self) -> bool {
-        self.is_ipv4() == other.is_ipv4() && self.prefix <= other.prefix && {
-            let (start, end) = self.range();
-            let (other_start, _) = other.range();
-            start <= other_start && other_start <= end
-        }
-    }
-
-    /// Whether the address lies inside this prefix.
-    pub fn contains_addr(&self, addr: IpAddr) -> bool {
-        self.contains(&Self::host(addr))
-    }
-
-    /// Whether the two prefixes share an address. Prefixes are either nested or disjoint, so
-    /// this is containment one way or the other.
-    pub fn overlaps(&self, other: &Self) -> bool {
-        self.contains(other) || other.contains(self)
-    }
-
-    /// The address `index` positions after the first one, if it is inside the prefix.
-    pub fn nth(&self, index: u128) -> Option<IpAddr> {
-        let (start, end) = self.range();
-        let bits = start.checked_add(index).filter(|bits| *bits <= end)?;
-        Some(from_bits(self.is_ipv4(), bits))
-    }
-
-    /// The position of `addr` inside the prefix (the inverse of [`Cidr::nth`]).
-    pub fn index_of(&self, addr: IpAddr) -> Option<u128> {
-        self.contains_addr(addr).then(|| to_bits(addr) - self.range().0)
-    }
-
-    /// The number of addresses, saturating at `u128::MAX` for `::/0`.
-    pub fn size(&self) -> u128 {
-        let (start, end) = self.range();
-        (end - start).saturating_add(1)
-    }
-}
-
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -208,7 +199,7 @@ fn split_prefix(text: &str) -> Result<(IpAddr, u8), CidrError> {
     let addr: IpAddr = addr.trim().parse().map_err(|_| syntax())?;
     let prefix = match prefix {
         Some(prefix) => prefix.trim().parse().map_err(|_| syntax())?,
-        None => max_prefix(&addr),
+        None => max_prefix_len(addr),
     };
     Ok((addr, prefix))
 }
@@ -216,10 +207,16 @@ fn split_prefix(text: &str) -> Result<(IpAddr, u8), CidrError> {
 impl FromStr for Cidr {
     type Err = CidrError;
 
-    /// Parses `10.0.0.0/16`, `fd00::/64`, or a bare address as a single-address prefix.
+    /// Parses `10.0.0.0/16`, `fd00::/64`, or a bare address as a single-address prefix,
+    /// refusing host bits after the length.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = split_prefix(text)?;
-        Self::new(addr, prefix)
+        let (addr, prefix_len) = split_prefix(text)?;
+        let cidr = Self::new(addr, prefix_len)?;
+        if cidr.addr() == addr {
+            Ok(cidr)
+        } else {
+            Err(CidrError::HostBits { given: format!("{addr}/{prefix_len}"), canonical: cidr })
+        }
     }
 }
 
@@ -248,8 +245,8 @@ pub struct IfAddr {
 
 impl IfAddr {
     /// The address with the prefix of the network it belongs to.
-    pub const fn in_network(addr: IpAddr, network: &Cidr) -> Self {
-        Self { addr, prefix: network.prefix }
+    pub fn in_network(addr: IpAddr, network: &Cidr) -> Self {
+        Self { addr, prefix: network.prefix_len() }
     }
 }
 
@@ -270,7 +267,7 @@ impl FromStr for IfAddr {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (addr, prefix) = split_prefix(text)?;
-        let max = max_prefix(&addr);
+        let max = max_prefix_len(addr);
         if prefix > max {
             return Err(CidrError::Length { prefix, max });
         }
@@ -305,6 +302,7 @@ mod tests {
         assert_eq!(cidr("fd77:0::/64").to_string(), "fd77::/64");
         assert_eq!(cidr("10.0.0.1").to_string(), "10.0.0.1/32");
         assert_eq!(cidr("::/0"), Cidr::default_route(false));
+        assert_eq!(format!("{:?}", cidr("10.0.0.0/8")), "10.0.0.0/8");
     }
 
     #[test]
@@ -313,18 +311,30 @@ mod tests {
         assert_eq!(err.to_string(), "`10.77.0.1/16` has host bits set; did you mean 10.77.0.0/16?");
         assert!(matches!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::Length { max: 32, .. })));
         assert!(matches!("10.0.0/8".parse::<Cidr>(), Err(CidrError::Syntax(_))));
-        let truncated = Cidr::new_truncating("10.77.3.4".parse().unwrap(), 16).unwrap();
+        let truncated = Cidr::new("10.77.3.4".parse().unwrap(), 16).unwrap();
         assert_eq!(truncated, cidr("10.77.0.0/16"));
     }
 
     #[test]
+    fn truncating_parse_clears_host_bits() {
+        assert_eq!(Cidr::parse_truncating("10.77.3.4/16"), Ok(cidr("10.77.0.0/16")));
+        assert_eq!(Cidr::parse_truncating(" fd00::1 "), Ok(cidr("fd00::1/128")));
+        assert!(matches!(
+            Cidr::parse_truncating("::/129"),
+            Err(CidrError::Length { max: 128, .. })
+        ));
+        assert!(matches!(Cidr::parse_truncating("10.0.0.0/x"), Err(CidrError::Syntax(_))));
+    }
+
+    #[test]
     fn containment_is_per_family() {
-        assert!(cidr("10.0.0.0/8").contains(&cidr("10.1.0.0/16")));
-        assert!(!cidr("10.1.0.0/16").contains(&cidr("10.0.0.0/8")));
+        assert!(cidr("10.0.0.0/8").contains_net(&cidr("10.1.0.0/16")));
+        assert!(!cidr("10.1.0.0/16").contains_net(&cidr("10.0.0.0/8")));
         assert!(cidr("10.1.0.0/16").overlaps(&cidr("10.0.0.0/8")));
         assert!(!cidr("10.1.0.0/16").overlaps(&cidr("10.2.0.0/16")));
-        assert!(!cidr("0.0.0.0/0").contains(&cidr("::/128")));
-        assert!(cidr("::/0").contains(&cidr("fd00::/8")));
+        assert!(!cidr("0.0.0.0/0").contains_net(&cidr("::/128")));
+        assert!(cidr("::/0").contains_net(&cidr("fd00::/8")));
+        assert!(cidr("10.0.0.0/8").contains("10.9.9.9".parse().unwrap()));
     }
 
     #[test]
@@ -333,9 +343,15 @@ mod tests {
         let addr = net.nth(5).unwrap();
         assert_eq!(addr.to_string(), "fd77::5");
         assert_eq!(net.index_of(addr), Some(5));
+        assert_eq!(cidr("10.0.0.0/30").nth(3).unwrap().to_string(), "10.0.0.3");
         assert_eq!(cidr("10.0.0.0/30").nth(4), None);
         assert_eq!(cidr("10.0.0.0/30").size(), 4);
+        assert_eq!(cidr("10.0.0.1/32").size(), 1);
         assert_eq!(cidr("::/0").size(), u128::MAX);
+        assert_eq!(
+            cidr("::/0").nth(u128::MAX).unwrap().to_string(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
     }
 
     #[test]

@@ -92,16 +92,13 @@ impl HostConfig {
     /// networkd install by themselves, and what a host brought up with `ip` and `wg setconf`
     /// must add. Moving the failover routes between relays does not change it.
     pub fn tunnel_routes(&self) -> Vec<Cidr> {
-        let on_link: Vec<Cidr> = self
-            .addresses
-            .iter()
-            .filter_map(|a| Cidr::new_truncating(a.addr, a.prefix).ok())
-            .collect();
+        let on_link: Vec<Cidr> =
+            self.addresses.iter().filter_map(|a| Cidr::new(a.addr, a.prefix).ok()).collect();
         let mut routes: Vec<Cidr> = self
             .peers
             .iter()
             .flat_map(|peer| peer.allowed_ips.iter().copied())
-            .filter(|cidr| !on_link.iter().any(|prefix| prefix.contains(cidr)))
+            .filter(|cidr| !on_link.iter().any(|prefix| prefix.contains_net(cidr)))
             .collect();
         routes.sort();
         routes.dedup();

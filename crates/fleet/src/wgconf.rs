@@ -10,7 +10,7 @@ use std::path::Path;
 
 use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 
-use crate::cidr::{Cidr, IfAddr};
+use crate::cidr::{Cidr, CidrError, IfAddr};
 use crate::error::SourceError;
 
 /// A parsed configuration file.
@@ -169,19 +169,10 @@ pub fn parse(file: &Path, text: &str) -> Result<WgConfig, SourceError> {
                 "endpoint" => fields.endpoint = Some(value.to_owned()),
                 "allowedips" => {
                     for item in list(value) {
-                        let (addr, prefix) = item.split_once('/').unwrap_or((item, ""));
-                        let addr = addr.parse().map_err(|_| invalid("allowed IP"))?;
-                        let prefix = if prefix.is_empty() {
-                            if matches!(addr, std::net::IpAddr::V4(_)) {
-                                32
-                            } else {
-                                128
-                            }
-                        } else {
-                            prefix.parse().map_err(|_| invalid("allowed IP"))?
-                        };
-                        let cidr = Cidr::new_truncating(addr, prefix)
-                            .map_err(|e| error(key, e.to_string()))?;
+                        let cidr = Cidr::parse_truncating(item).map_err(|e| match e {
+                            CidrError::Syntax(_) => invalid("allowed IP"),
+                            e => error(key, e.to_string()),
+                        })?;
                         fields.allowed_ips.push(cidr);
                     }
                 }

@@ -422,7 +422,7 @@ impl Agent {
                 continue;
             }
             for peer in &doc.config.peers {
-                let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.size() == 1) else {
+                let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
                     continue;
                 };
                 let local: SocketAddr = if address.is_ipv4() {

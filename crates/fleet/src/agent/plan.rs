@@ -193,11 +193,11 @@ fn live_peer<'a>(live: &'a DeviceSnapshot, key: &PublicKey) -> Option<&'a PeerSn
 }
 
 fn cidrs(ips: &[AllowedIp]) -> BTreeSet<Cidr> {
-    ips.iter().filter_map(|ip| Cidr::new_truncating(ip.addr(), ip.prefix_len()).ok()).collect()
+    ips.iter().filter_map(|ip| Cidr::new(ip.addr(), ip.prefix_len()).ok()).collect()
 }
 
 fn allowed_ip(cidr: &Cidr) -> Option<AllowedIp> {
-    AllowedIp::new(cidr.addr(), cidr.prefix())
+    AllowedIp::new(cidr.addr(), cidr.prefix_len())
 }
 
 /// The set request that turns `live` into `target`, and what it changes; `None` when they

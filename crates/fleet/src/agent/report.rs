@@ -62,7 +62,7 @@ pub(super) fn peer_statuses(
                 allowed_ips: peer
                     .allowed_ips
                     .iter()
-                    .filter_map(|ip| Cidr::new_truncating(ip.addr(), ip.prefix_len()).ok())
+                    .filter_map(|ip| Cidr::new(ip.addr(), ip.prefix_len()).ok())
                     .collect(),
             }
         })

@@ -181,7 +181,7 @@ impl SubnetSite {
         };
         let ns = Netns::create(ns_name)?;
         veth(&ns, UPLINK, router, device)?;
-        let prefix = cidr.prefix();
+        let prefix = cidr.prefix_len();
         router.add_address(device, &format!("{gateway}/{prefix}"))?;
         ns.add_address(UPLINK, &format!("{target}/{prefix}"))?;
         ns.run(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use wgfabric_proto::keys::PublicKey;
 
-use crate::cidr::{Cidr, IfAddr};
+use crate::cidr::Cidr;
 
 /// One peer as the device reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,7 +87,12 @@ fn parse_peer(fields: &[&str]) -> Result<LivePeer, String> {
     };
     let allowed_ips = match fields[3] {
         "(none)" => Vec::new(),
-        list => list.split(',').map(parse_allowed_ip).collect::<Result<_, _>>()?,
+        list => list
+            .split(',')
+            .map(|ip| {
+                Cidr::parse_truncating(ip).map_err(|_| format!("allowed IP `{ip}` is not a prefix"))
+            })
+            .collect::<Result<_, _>>()?,
     };
     let latest_handshake = Some(number("latest handshake", fields[4])?).filter(|t| *t != 0);
     let persistent_keepalive = match fields[7] {
@@ -103,12 +108,6 @@ fn parse_peer(fields: &[&str]) -> Result<LivePeer, String> {
         tx_bytes: number("tx bytes", fields[6])?,
         persistent_keepalive,
     })
-}
-
-fn parse_allowed_ip(text: &str) -> Result<Cidr, String> {
-    let bad = || format!("allowed IP `{text}` is not a prefix");
-    let IfAddr { addr, prefix } = text.trim().parse().map_err(|_| bad())?;
-    Cidr::new_truncating(addr, prefix).map_err(|_| bad())
 }
 
 #[cfg(test)]

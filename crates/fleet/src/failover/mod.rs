@@ -167,7 +167,7 @@ impl Monitor {
                     .peer(relay.as_str())?
                     .allowed_ips
                     .iter()
-                    .find(|cidr| cidr.size() == 1 && !failover.routes.contains(cidr))?;
+                    .find(|cidr| cidr.is_host() && !failover.routes.contains(cidr))?;
                 Some(Health { relay: relay.clone(), probe: probe.addr(), alive: None, streak: 0 })
             })
             .collect();

@@ -15,7 +15,7 @@ where
     let mut open: Vec<(Cidr, T)> = Vec::new();
     let mut pairs = Vec::new();
     for item in items {
-        while open.last().is_some_and(|(top, _)| !top.contains(&item.0)) {
+        while open.last().is_some_and(|(top, _)| !top.contains_net(&item.0)) {
             open.pop();
         }
         if let Some(top) = open.last() {
@@ -43,7 +43,7 @@ mod tests {
                 .map(|i| {
                     let addr =
                         std::net::Ipv4Addr::from(((next() as u32) & 0x0fff_0000) | 0x0a00_0000);
-                    (Cidr::new_truncating(addr.into(), 8 + (next() % 17) as u8).unwrap(), i)
+                    (Cidr::new(addr.into(), 8 + (next() % 17) as u8).unwrap(), i)
                 })
                 .collect();
             let swept: std::collections::BTreeSet<usize> =
@@ -51,7 +51,7 @@ mod tests {
             let naive: std::collections::BTreeSet<usize> = items
                 .iter()
                 .filter(|(c, i)| {
-                    items.iter().any(|(o, j)| i != j && o.contains(c) && (o != c || j < i))
+                    items.iter().any(|(o, j)| i != j && o.contains_net(c) && (o != c || j < i))
                 })
                 .map(|(_, i)| *i)
                 .collect();

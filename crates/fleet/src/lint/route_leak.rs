@@ -34,8 +34,8 @@ impl<'a> Externals<'a> {
 
     /// Externals equal to or containing `cidr`: one lookup per shorter prefix length.
     fn containing(&self, cidr: Cidr) -> impl Iterator<Item = &'a External> + '_ {
-        (0..=cidr.prefix())
-            .filter_map(move |len| Cidr::new_truncating(cidr.addr(), len).ok())
+        (0..=cidr.prefix_len())
+            .filter_map(move |len| Cidr::new(cidr.addr(), len).ok())
             .filter_map(|shorter| self.by_cidr.get(&shorter))
             .flatten()
             .copied()
@@ -46,7 +46,7 @@ impl<'a> Externals<'a> {
         let start = self.sorted.partition_point(|e| e.cidr < cidr);
         self.sorted[start..]
             .iter()
-            .take_while(move |e| cidr.contains(&e.cidr))
+            .take_while(move |e| cidr.contains_net(&e.cidr))
             .filter(move |e| e.cidr != cidr)
             .copied()
     }

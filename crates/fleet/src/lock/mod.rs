@@ -268,7 +268,7 @@ impl Lock {
 /// longer has.
 fn fit(host: &Name, locked: &Assignment, network: &Network) -> Result<Assignment, Error> {
     let check = |addr: Option<IpAddr>, prefix: Option<Cidr>| match (addr, prefix) {
-        (Some(addr), Some(prefix)) if !prefix.contains_addr(addr) => Err(Error::Address(format!(
+        (Some(addr), Some(prefix)) if !prefix.contains(addr) => Err(Error::Address(format!(
             "host `{host}`: locked address {addr} is outside network `{}` ({prefix}); \
              delete the host's entry in fabric.lock to assign a new address",
             network.name
@@ -300,7 +300,7 @@ impl FreeAddresses {
     /// anycast address) and, for IPv4, not the last (broadcast).
     fn usable(prefix: &Cidr, index: u128) -> Option<IpAddr> {
         let last = prefix.size() - 1;
-        let broadcast = prefix.is_ipv4() && prefix.prefix() < 31 && index == last;
+        let broadcast = prefix.is_ipv4() && prefix.prefix_len() < 31 && index == last;
         (index > 0 && !broadcast).then(|| prefix.nth(index)).flatten()
     }
 

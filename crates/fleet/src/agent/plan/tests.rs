@@ -82,7 +82,7 @@ fn one_peers_allowed_ips_change_only_that_peer() {
     let mut changed = doc.clone();
     let route: Cidr = "10.244.9.0/24".parse().unwrap();
     let peer = changed.config.peers.iter_mut().find(|p| p.name.as_str() == "k8s-node-1").unwrap();
-    let old_route = peer.allowed_ips.iter().position(|c| c.prefix() == 24).unwrap();
+    let old_route = peer.allowed_ips.iter().position(|c| c.prefix_len() == 24).unwrap();
     peer.allowed_ips[old_route] = route;
     let peer_key = peer.public_key;
     let after = target(&changed, &keys(1), &live, &no_endpoints(), true, None);
