@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use util::{assert_code, repo, stdout, Scratch};
 use wgfabric_proto::keys::{PrivateKey, PublicKey};
-use wgfabric_proto::uapi::{format_get, AllowedIp, DeviceSnapshot, PeerSnapshot, GET_REQUEST};
+use wgfabric_proto::uapi::{format_get, DeviceSnapshot, PeerSnapshot, GET_REQUEST};
 
 /// laptop-ana's public key in examples/fabric.toml.
 const LAPTOP_ANA: &str = "lQHoZhX1IH7QKoFVyD+5cYLHkcWE9AgmSIO1FWSncQo=";
@@ -39,7 +39,7 @@ impl FakeDaemon {
         peer.last_handshake_time = Some(now - Duration::from_secs(30));
         peer.tx_bytes = 1234;
         peer.rx_bytes = 5678;
-        peer.allowed_ips = vec![AllowedIp::new("10.77.0.3".parse().unwrap(), 32).unwrap()];
+        peer.allowed_ips = vec!["10.77.0.3/32".parse().unwrap()];
         let device = DeviceSnapshot {
             private_key: Some(PrivateKey::from_bytes([9; 32])),
             listen_port: 51820,

@@ -272,7 +272,6 @@ impl Families {
 #[cfg(test)]
 mod tests {
     use wgfabric_proto::keys::{PresharedKey, PrivateKey};
-    use wgfabric_proto::uapi::AllowedIp;
 
     use super::*;
     use crate::exposition::render;
@@ -292,10 +291,8 @@ mod tests {
         connected.last_handshake_time = Some(NOW - Duration::from_secs(100));
         connected.tx_bytes = 1000;
         connected.rx_bytes = 2000;
-        connected.allowed_ips = vec![
-            AllowedIp::new("10.0.0.2".parse().unwrap(), 32).unwrap(),
-            AllowedIp::new("fd00::2".parse().unwrap(), 128).unwrap(),
-        ];
+        connected.allowed_ips =
+            vec!["10.0.0.2/32".parse().unwrap(), "fd00::2/128".parse().unwrap()];
         let snapshot = DeviceSnapshot {
             private_key: Some(key(1)),
             listen_port: 51820,

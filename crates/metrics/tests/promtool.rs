@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wgfabric_metrics::{families, render, Counters, FriendlyNames, Interface};
 use wgfabric_proto::keys::{PresharedKey, PrivateKey};
-use wgfabric_proto::uapi::{AllowedIp, DeviceSnapshot, PeerSnapshot};
+use wgfabric_proto::uapi::{DeviceSnapshot, PeerSnapshot};
 use wgfabric_proto::{DropReason, PeerStats};
 
 fn sample() -> String {
@@ -25,8 +25,7 @@ fn sample() -> String {
             peer.last_handshake_time = Some(now - Duration::from_secs(60 * index as u64));
             peer.tx_bytes = 1 << (10 * index);
             peer.rx_bytes = u64::MAX - index as u64;
-            peer.allowed_ips =
-                vec![AllowedIp::new(format!("10.0.{index}.0").parse().unwrap(), 24).unwrap()];
+            peer.allowed_ips = vec![format!("10.0.{index}.0/24").parse().unwrap()];
             peer
         })
         .collect();

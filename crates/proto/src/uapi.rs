@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Keys are hex on the wire. Numbers are unsigned decimal digits only (no sign, no spaces), and
-//! booleans are the literal `true`, as wireguard-go accepts them.
+//! booleans are the literal `true`, as wireguard-go accepts them. An `allowed_ip` is read into a
+//! [`Cidr`] with its host bits cleared, as the kernel stores it.
 //!
 //! A `set` is parsed whole before anything is applied: [`parse_set`] either returns the complete
 //! [`SetRequest`] or the first error, so a server that applies only `Ok` requests changes nothing
@@ -25,7 +26,9 @@
 
 use core::fmt;
 use core::str::FromStr;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use crate::cidr::Cidr;
 
 mod get;
 mod set;
@@ -130,62 +133,16 @@ fn status_result(value: &str, line: usize) -> Result<(), UapiError> {
     }
 }
 
-/// One allowed-IPs entry as written on the wire: an address and a prefix length.
-///
-/// The address is kept as given (host bits are not masked): canonicalization is the routing
-/// table's job. The prefix length is at most 32 for IPv4 and 128 for IPv6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AllowedIp {
-    addr: IpAddr,
-    prefix_len: u8,
+/// Parses an `allowed_ip` value into the network it names: `ADDRESS/PREFIX_LENGTH` with both
+/// parts, as `wg` always sends it, and the host bits cleared, as the kernel stores it.
+fn parse_allowed_ip(text: &str) -> Option<Cidr> {
+    let (addr, prefix_len) = text.split_once('/')?;
+    Cidr::new(addr.parse().ok()?, parse_decimal(prefix_len)?).ok()
 }
 
-impl AllowedIp {
-    /// An entry, or `None` when `prefix_len` is longer than the address.
-    pub fn new(addr: IpAddr, prefix_len: u8) -> Option<Self> {
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix_len <= max).then_some(Self { addr, prefix_len })
-    }
-
-    /// The address, host bits included.
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    /// The prefix length in bits.
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-}
-
-impl fmt::Display for AllowedIp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-/// Why an allowed-IPs entry did not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AllowedIpParseError;
-
-impl fmt::Display for AllowedIpParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an allowed IP is ADDRESS/PREFIX_LENGTH, such as 10.0.0.0/24 or fd00::/64")
-    }
-}
-
-impl std::error::Error for AllowedIpParseError {}
-
-impl FromStr for AllowedIp {
-    type Err = AllowedIpParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix_len) = text.split_once('/').ok_or(AllowedIpParseError)?;
-        let addr = addr.parse().map_err(|_| AllowedIpParseError)?;
-        let prefix_len = parse_decimal(prefix_len).ok_or(AllowedIpParseError)?;
-        Self::new(addr, prefix_len).ok_or(AllowedIpParseError)
-    }
-}
+/// What an `allowed_ip` value must look like, for error messages.
+const ALLOWED_IP_SYNTAX: &str =
+    "an allowed IP is ADDRESS/PREFIX_LENGTH, such as 10.0.0.0/24 or fd00::/64";
 
 /// Parses unsigned decimal digits the way Go's `strconv.ParseUint(s, 10, bits)` does: at least
 /// one digit, nothing else (Rust's `parse` would also take a leading `+`).
@@ -291,16 +248,16 @@ mod tests {
     }
 
     #[test]
-    fn allowed_ips_keep_host_bits_and_check_lengths() {
-        let ip: AllowedIp = "10.1.2.3/8".parse().unwrap();
-        assert_eq!(ip.addr(), IpAddr::from([10, 1, 2, 3]));
+    fn allowed_ips_clear_host_bits_and_check_lengths() {
+        let ip = parse_allowed_ip("10.1.2.3/8").unwrap();
+        assert_eq!(ip.addr(), std::net::IpAddr::from([10, 0, 0, 0]));
         assert_eq!(ip.prefix_len(), 8);
-        assert_eq!(ip.to_string(), "10.1.2.3/8");
-        assert_eq!("fd00::/128".parse::<AllowedIp>().unwrap().to_string(), "fd00::/128");
+        assert_eq!(ip.to_string(), "10.0.0.0/8");
+        assert_eq!(parse_allowed_ip("fd00::/128").unwrap().to_string(), "fd00::/128");
         for bad in ["10.0.0.0/33", "fd00::/129", "10.0.0.0", "10.0.0.0/", "/8", "10.0.0.0/+8"] {
-            assert_eq!(bad.parse::<AllowedIp>(), Err(AllowedIpParseError), "{bad:?}");
+            assert_eq!(parse_allowed_ip(bad), None, "{bad:?}");
         }
-        assert!("fe80::1%2/64".parse::<AllowedIp>().is_err());
+        assert_eq!(parse_allowed_ip("fe80::1%2/64"), None);
     }
 
     #[test]

@@ -24,8 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 use wgfabric_proto::uapi::{
-    AllowedIp, AllowedIpChange, DeviceSnapshot, PeerSnapshot, PeerUpdate, PrivateKeyUpdate,
-    SetRequest,
+    AllowedIpChange, DeviceSnapshot, PeerSnapshot, PeerUpdate, PrivateKeyUpdate, SetRequest,
 };
 
 use super::keys::Keys;
@@ -192,12 +191,9 @@ fn live_peer<'a>(live: &'a DeviceSnapshot, key: &PublicKey) -> Option<&'a PeerSn
     live.peers.iter().find(|peer| peer.public_key == *key)
 }
 
-fn cidrs(ips: &[AllowedIp]) -> BTreeSet<Cidr> {
-    ips.iter().filter_map(|ip| Cidr::new(ip.addr(), ip.prefix_len()).ok()).collect()
-}
-
-fn allowed_ip(cidr: &Cidr) -> Option<AllowedIp> {
-    AllowedIp::new(cidr.addr(), cidr.prefix_len())
+/// The `allowed_ip` line that adds `cidr`.
+fn add_allowed_ip(cidr: &Cidr) -> AllowedIpChange {
+    AllowedIpChange::Add((*cidr).into())
 }
 
 /// The set request that turns `live` into `target`, and what it changes; `None` when they
@@ -255,8 +251,7 @@ fn new_peer(peer: &TargetPeer) -> PeerUpdate {
     };
     update.persistent_keepalive_interval = (peer.keepalive != 0).then_some(peer.keepalive);
     update.preshared_key = peer.preshared_key.clone();
-    update.allowed_ips =
-        peer.allowed_ips.iter().filter_map(allowed_ip).map(AllowedIpChange::Add).collect();
+    update.allowed_ips = peer.allowed_ips.iter().map(add_allowed_ip).collect();
     update.successor_of = peer.successor_of;
     update
 }
@@ -289,7 +284,7 @@ fn peer_changes(
             .into(),
         );
     }
-    let live_ips = cidrs(&now.allowed_ips);
+    let live_ips: BTreeSet<Cidr> = now.allowed_ips.iter().copied().map(Cidr::from).collect();
     let added: Vec<Cidr> = peer.allowed_ips.difference(&live_ips).copied().collect();
     // Prefixes another peer takes leave this one by themselves.
     let dropped: Vec<Cidr> = live_ips
@@ -303,8 +298,7 @@ fn peer_changes(
         update.replace_allowed_ips = true;
         peer.allowed_ips.iter().collect()
     };
-    update.allowed_ips =
-        listed.into_iter().filter_map(allowed_ip).map(AllowedIpChange::Add).collect();
+    update.allowed_ips = listed.into_iter().map(add_allowed_ip).collect();
     if !added.is_empty() {
         what.push(format!("allowed IPs +{}", join_cidrs(&added, ",")));
     }

@@ -59,11 +59,7 @@ pub(super) fn peer_statuses(
                 latest_handshake: latest,
                 rx_bytes: peer.rx_bytes,
                 tx_bytes: peer.tx_bytes,
-                allowed_ips: peer
-                    .allowed_ips
-                    .iter()
-                    .filter_map(|ip| Cidr::new(ip.addr(), ip.prefix_len()).ok())
-                    .collect(),
+                allowed_ips: peer.allowed_ips.iter().copied().map(Cidr::from).collect(),
             }
         })
         .collect()

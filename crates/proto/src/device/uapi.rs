@@ -6,15 +6,9 @@
 use std::time::Instant;
 
 use super::Device;
-use crate::cidr::Cidr;
 use crate::uapi::{
-    AllowedIp, AllowedIpChange, DeviceSnapshot, PeerSnapshot, PeerUpdate, PrivateKeyUpdate,
-    SetRequest,
+    AllowedIpChange, DeviceSnapshot, PeerSnapshot, PeerUpdate, PrivateKeyUpdate, SetRequest,
 };
-
-fn cidr(ip: AllowedIp) -> Cidr {
-    Cidr::new(ip.addr(), ip.prefix_len()).expect("the parser bounds prefix lengths")
-}
 
 impl Device {
     /// Applies a validated `set` request, in the order documented on [`SetRequest`]. It cannot
@@ -72,8 +66,8 @@ impl Device {
         }
         for change in &update.allowed_ips {
             match *change {
-                AllowedIpChange::Add(ip) => self.add_allowed_ip(id, cidr(ip)),
-                AllowedIpChange::Remove(ip) => self.remove_allowed_ip(id, cidr(ip)),
+                AllowedIpChange::Add(ip) => self.add_allowed_ip(id, ip),
+                AllowedIpChange::Remove(ip) => self.remove_allowed_ip(id, ip),
             }
         }
         if update.successor_of.is_some() {
@@ -100,11 +94,7 @@ impl Device {
                 rx_bytes: info.stats.rx_bytes,
                 tx_bytes: info.stats.tx_bytes,
                 persistent_keepalive_interval: info.persistent_keepalive,
-                allowed_ips: info
-                    .allowed_ips
-                    .iter()
-                    .filter_map(|c| AllowedIp::new(c.addr(), c.prefix_len()))
-                    .collect(),
+                allowed_ips: info.allowed_ips,
                 protocol_version: crate::constants::PROTOCOL_VERSION,
                 successor_of: info.successor_of,
             })

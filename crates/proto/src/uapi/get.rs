@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    parse_decimal, parse_endpoint, split_line, status_result, AllowedIp, Shown, UapiError, EPROTO,
+    parse_allowed_ip, parse_decimal, parse_endpoint, split_line, status_result, Shown, UapiError,
+    EPROTO,
 };
+use crate::cidr::Cidr;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// A device as `get=1` reports it.
@@ -42,7 +44,7 @@ pub struct PeerSnapshot {
     /// Persistent keepalive interval in seconds; 0 is off.
     pub persistent_keepalive_interval: u16,
     /// The prefixes routed to the peer.
-    pub allowed_ips: Vec<AllowedIp>,
+    pub allowed_ips: Vec<Cidr>,
     /// The protocol version; 1 is the only one.
     pub protocol_version: u32,
     /// The peer whose allowed IPs this one takes over at its first handshake (a wgfabricd
@@ -172,7 +174,7 @@ pub fn parse_get(text: &str) -> Result<DeviceSnapshot, UapiError> {
             "persistent_keepalive_interval" => {
                 peer.persistent_keepalive_interval = parse_decimal(value).ok_or_else(bad)?;
             }
-            "allowed_ip" => peer.allowed_ips.push(value.parse().map_err(|_| bad())?),
+            "allowed_ip" => peer.allowed_ips.push(parse_allowed_ip(value).ok_or_else(bad)?),
             "private_key" | "listen_port" | "fwmark" => {
                 return Err(UapiError::at(
                     line_no,
@@ -306,9 +308,9 @@ mod tests {
                 .prop_map(|(a, p, s)| SocketAddrV6::new(a.into(), p, 0, s).into()),
         ];
         let allowed_ip = prop_oneof![
-            (any::<[u8; 4]>(), 0u8..=32).prop_map(|(a, p)| AllowedIp::new(a.into(), p).unwrap()),
+            (any::<[u8; 4]>(), 0u8..=32).prop_map(|(a, p)| Cidr::new(a.into(), p).unwrap()),
             (any::<[u8; 16]>(), 0u8..=128)
-                .prop_map(|(a, p)| AllowedIp::new(IpAddr::from(a), p).unwrap()),
+                .prop_map(|(a, p)| Cidr::new(IpAddr::from(a), p).unwrap()),
         ];
         (
             any::<[u8; 32]>(),

@@ -4,9 +4,10 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::{
-    parse_decimal, parse_endpoint, split_line, AllowedIp, Shown, UapiError, EINVAL, EPROTO,
-    SET_REQUEST,
+    parse_allowed_ip, parse_decimal, parse_endpoint, split_line, Shown, UapiError,
+    ALLOWED_IP_SYNTAX, EINVAL, EPROTO, SET_REQUEST,
 };
+use crate::cidr::Cidr;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// A validated `set=1` request.
@@ -93,9 +94,9 @@ impl PeerUpdate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllowedIpChange {
     /// `allowed_ip=PREFIX`: route the prefix to this peer (taking it from any other peer).
-    Add(AllowedIp),
+    Add(Cidr),
     /// `allowed_ip=-PREFIX`: stop routing the prefix to this peer, if it routes there.
-    Remove(AllowedIp),
+    Remove(Cidr),
 }
 
 /// Parses the body of a set request: the lines after `set=1`, up to the blank line that ends
@@ -214,12 +215,12 @@ fn apply_peer_line(
             peer.allowed_ips.clear();
         }
         "allowed_ip" => {
-            let (change, prefix): (fn(AllowedIp) -> AllowedIpChange, _) =
-                match value.strip_prefix('-') {
-                    Some(prefix) => (AllowedIpChange::Remove, prefix),
-                    None => (AllowedIpChange::Add, value),
-                };
-            let ip = prefix.parse().map_err(|e| format!("{} {e}", Shown(value)))?;
+            let (change, prefix): (fn(Cidr) -> AllowedIpChange, _) = match value.strip_prefix('-') {
+                Some(prefix) => (AllowedIpChange::Remove, prefix),
+                None => (AllowedIpChange::Add, value),
+            };
+            let ip = parse_allowed_ip(prefix)
+                .ok_or_else(|| format!("{} {ALLOWED_IP_SYNTAX}", Shown(value)))?;
             peer.allowed_ips.push(change(ip));
         }
         "successor_of" => {
@@ -531,12 +532,11 @@ mod tests {
         assert_eq!(format_set(&request), expected);
     }
 
-    fn arb_allowed_ip() -> impl Strategy<Value = AllowedIp> {
+    fn arb_allowed_ip() -> impl Strategy<Value = Cidr> {
         prop_oneof![
-            (any::<[u8; 4]>(), 0u8..=32)
-                .prop_map(|(a, p)| AllowedIp::new(IpAddr::from(a), p).unwrap()),
+            (any::<[u8; 4]>(), 0u8..=32).prop_map(|(a, p)| Cidr::new(IpAddr::from(a), p).unwrap()),
             (any::<[u8; 16]>(), 0u8..=128)
-                .prop_map(|(a, p)| AllowedIp::new(IpAddr::from(a), p).unwrap()),
+                .prop_map(|(a, p)| Cidr::new(IpAddr::from(a), p).unwrap()),
         ]
     }
 

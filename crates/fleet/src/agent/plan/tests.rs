@@ -44,7 +44,7 @@ fn device_of(target: &Target) -> DeviceSnapshot {
                 };
                 live.persistent_keepalive_interval = peer.keepalive;
                 live.preshared_key = peer.preshared_key.clone();
-                live.allowed_ips = peer.allowed_ips.iter().filter_map(allowed_ip).collect();
+                live.allowed_ips = peer.allowed_ips.iter().map(|&cidr| cidr.into()).collect();
                 live.last_handshake_time = Some(Duration::from_secs(1_000));
                 live.successor_of = peer.successor_of;
                 live
