@@ -4,11 +4,10 @@
 
 mod util;
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use util::{assert_code, stderr, stdout, Scratch};
+use util::{assert_code, central_fabric, stderr, stdout, Scratch};
 use wgfabric_fleet::audit::Fingerprint;
 use wgfabric_proto::keys::PublicKey;
 
@@ -53,40 +52,10 @@ fn fingerprint(public_key: &str) -> String {
         .to_owned()
 }
 
-/// A central-mode fabric of two hosts whose keys were made by `keygen --central`; returns
-/// their public keys.
-fn central_fabric(scratch: &Scratch) -> Vec<String> {
-    let identity = age::x25519::Identity::generate();
-    let secret = {
-        use age::secrecy::ExposeSecret as _;
-        identity.to_string().expose_secret().to_owned()
-    };
-    let identity_file = scratch.path("identity.txt");
-    std::fs::write(&identity_file, format!("{secret}\n")).unwrap();
-    std::fs::set_permissions(&identity_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut inventory = format!(
-        "[keys]\nrecipients = [\"{}\"]\n\n[network.ci]\nipv4 = \"10.9.0.0/24\"\n",
-        identity.to_public()
-    );
-    std::fs::write(scratch.path("fabric.toml"), &inventory).unwrap();
-    let mut keys = Vec::new();
-    for (host, extra) in
-        [("relay", "role = \"relay\"\nendpoint = \"relay.example.com:51820\"\n"), ("runner", "")]
-    {
-        let output = run(scratch, &["keygen", host, "--central"], &[]);
-        assert_code(&output, 0);
-        let public = stdout(&output).trim().to_owned();
-        inventory.push_str(&format!("\n[host.{host}]\n{extra}public_key = \"{public}\"\n"));
-        keys.push(public);
-    }
-    std::fs::write(scratch.path("fabric.toml"), &inventory).unwrap();
-    keys
-}
-
 #[test]
 fn keys_generated_and_decrypted_and_configs_written_are_recorded() {
     let scratch = Scratch::new();
-    let keys = central_fabric(&scratch);
+    let keys = central_fabric(&scratch, |args| run(&scratch, args, &[])).public_keys;
     let render = ["render", "--out", "bootstrap", "--identity", "identity.txt"];
     assert_code(&run(&scratch, &render, &[]), 0);
     // Unchanged files are not recorded again; the keys were decrypted again, and are.

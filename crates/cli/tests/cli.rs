@@ -4,7 +4,7 @@ mod util;
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use util::{assert_code, repo, stderr, stdout, Scratch};
+use util::{assert_code, central_fabric, repo, stderr, stdout, Scratch};
 
 // A pair produced by `wg genkey | tee /dev/stderr | wg pubkey` (wireguard-tools v1.0.20210914).
 const WG_PRIVATE: &str = "2FkIUyxNcXlS+5AKQHncW+pwQIlPBsqVsInFxiWGpWw=";
@@ -221,30 +221,8 @@ fn single_host_and_fabric_wide_formats_print_to_stdout() {
 #[test]
 fn central_mode_encrypts_keys_and_inlines_them_only_with_an_identity() {
     let scratch = Scratch::new();
-    let identity = age::x25519::Identity::generate();
-    let secret = {
-        use age::secrecy::ExposeSecret as _;
-        identity.to_string().expose_secret().to_owned()
-    };
+    let inventory = central_fabric(&scratch, |args| scratch.run(args)).inventory;
     let identity_file = scratch.path("identity.txt");
-    std::fs::write(&identity_file, format!("{secret}\n")).unwrap();
-    std::fs::set_permissions(&identity_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut inventory = format!(
-        "[keys]\nrecipients = [\"{}\"]\n\n[network.ci]\nipv4 = \"10.9.0.0/24\"\n",
-        identity.to_public()
-    );
-    std::fs::write(scratch.path("fabric.toml"), &inventory).unwrap();
-    for (host, extra) in
-        [("relay", "role = \"relay\"\nendpoint = \"relay.example.com:51820\"\n"), ("runner", "")]
-    {
-        let output = scratch.run(&["keygen", host, "--central"]);
-        assert_code(&output, 0);
-        inventory.push_str(&format!(
-            "\n[host.{host}]\n{extra}public_key = \"{}\"\n",
-            stdout(&output).trim()
-        ));
-    }
-    std::fs::write(scratch.path("fabric.toml"), &inventory).unwrap();
     assert!(scratch.read("keys/runner.age").starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
 
     // Without --out the decrypted keys have nowhere safe to go.

@@ -3,6 +3,7 @@
 //! Each prints the packets a `ping -i 0.01` lost across a rotation.
 
 mod lab;
+mod util;
 
 use std::time::Duration;
 

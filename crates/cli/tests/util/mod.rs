@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,4 +87,43 @@ pub fn assert_code(output: &Output, code: i32) {
         stdout(output),
         stderr(output)
     );
+}
+
+/// A central-mode fabric written by [`central_fabric`].
+pub struct CentralFabric {
+    /// The text of its `fabric.toml`.
+    pub inventory: String,
+    /// The public keys of `relay` and `runner`, in that order.
+    pub public_keys: Vec<String>,
+}
+
+/// Writes a central-mode fabric of two hosts, `relay` and `runner`, into `scratch`: an age
+/// identity in `identity.txt` (mode 0600) as the one recipient, and keys made by `wgfabric
+/// keygen --central`, run through `run` so that callers choose the environment.
+pub fn central_fabric(scratch: &Scratch, run: impl Fn(&[&str]) -> Output) -> CentralFabric {
+    let identity = age::x25519::Identity::generate();
+    let secret = {
+        use age::secrecy::ExposeSecret as _;
+        identity.to_string().expose_secret().to_owned()
+    };
+    let identity_file = scratch.path("identity.txt");
+    std::fs::write(&identity_file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&identity_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut inventory = format!(
+        "[keys]\nrecipients = [\"{}\"]\n\n[network.ci]\nipv4 = \"10.9.0.0/24\"\n",
+        identity.to_public()
+    );
+    std::fs::write(scratch.path("fabric.toml"), &inventory).unwrap();
+    let mut public_keys = Vec::new();
+    for (host, extra) in
+        [("relay", "role = \"relay\"\nendpoint = \"relay.example.com:51820\"\n"), ("runner", "")]
+    {
+        let output = run(&["keygen", host, "--central"]);
+        assert_code(&output, 0);
+        let public = stdout(&output).trim().to_owned();
+        inventory.push_str(&format!("\n[host.{host}]\n{extra}public_key = \"{public}\"\n"));
+        public_keys.push(public);
+    }
+    std::fs::write(scratch.path("fabric.toml"), &inventory).unwrap();
+    CentralFabric { inventory, public_keys }
 }
