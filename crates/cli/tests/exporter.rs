@@ -124,21 +124,7 @@ fn one_scrape_names_peers_by_host_and_passes_promtool() {
         !text.contains(&private.to_hex_secret()) && !text.contains(&private.to_base64_secret())
     );
 
-    if wgfabric_testkit::require_tool("promtool").is_err() {
-        return;
-    }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    let report =
-        String::from_utf8_lossy(&checked.stdout) + String::from_utf8_lossy(&checked.stderr);
-    assert!(checked.status.success() && report.trim().is_empty(), "promtool: {report}");
+    wgfabric_testkit::assert_promtool_accepts(&text);
 }
 
 /// `GET path` on a local HTTP server: the body of a 200 answer, `None` if it is not up yet.

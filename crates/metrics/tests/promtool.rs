@@ -2,8 +2,6 @@
 //! exporter print: every family of ours, with awkward label values, an interface whose
 //! socket is silent, and both with and without the daemon's counters.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wgfabric_metrics::{families, render, Counters, FriendlyNames, Interface};
@@ -65,24 +63,5 @@ fn sample() -> String {
 
 #[test]
 fn promtool_accepts_every_family() {
-    if wgfabric_testkit::require_tool("promtool").is_err() {
-        return;
-    }
-    let text = sample();
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "promtool refused the output:\n{report}\n---\n{text}");
-    assert!(report.trim().is_empty(), "promtool has remarks:\n{report}");
+    wgfabric_testkit::assert_promtool_accepts(&sample());
 }

@@ -30,6 +30,6 @@ pub use etcd::Etcd;
 pub use garbage::{spray_garbage, GARBAGE_PER_SECOND};
 pub use netns::{run, run_command, veth, Background, CommandError, Netns};
 pub use poll::{wait_until, PingStats};
-pub use tools::{on_path, require, require_tool, Skip};
+pub use tools::{assert_promtool_accepts, on_path, require, require_tool, Skip};
 pub use transfer::{netprobe_path, transfer};
 pub use wg::{keypair, preshared_key, DumpPeer, TempFile, WgConfig, WgDump, WgPeer};

@@ -1,7 +1,9 @@
 //! External tools and machine properties a scenario needs, and the policy when one is missing:
 //! fail in CI (where `scripts/test` installs everything), skip with a printed reason elsewhere.
 
+use std::io::Write as _;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 /// Why a scenario did not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,32 @@ pub fn require(met: bool, reason: &str) -> Result<(), Skip> {
     assert!(std::env::var_os("CI").is_none(), "{reason}");
     eprintln!("SKIPPED: {reason}");
     Err(Skip(reason.to_owned()))
+}
+
+/// Asserts that Prometheus's own linter, `promtool check metrics`, accepts `text` without a
+/// remark. Where promtool is missing the check is skipped, with the policy of
+/// [`require_tool`].
+///
+/// # Panics
+/// When promtool refuses `text` or remarks on it, cannot be run, or is missing in CI.
+pub fn assert_promtool_accepts(text: &str) {
+    if require_tool("promtool").is_err() {
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    let mut stdin = child.stdin.take().expect("promtool's standard input is piped");
+    stdin.write_all(text.as_bytes()).expect("promtool reads its input");
+    drop(stdin);
+    let output = child.wait_with_output().expect("promtool finishes");
+    let report = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "promtool refused the output:\n{report}\n---\n{text}");
+    assert!(report.trim().is_empty(), "promtool has remarks:\n{report}");
 }
 
 #[cfg(test)]
