@@ -11,11 +11,10 @@ use anyhow::Context as _;
 use rand_core::OsRng;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use wgfabric_fleet::agent::{Agent, Settings};
-use wgfabric_fleet::keystore::Identities;
 use wgfabric_fleet::store;
 
 use super::progress::parse_duration;
-use super::{print_json, OutputFormat, FINDINGS};
+use super::{load_identities, print_json, OutputFormat, FINDINGS};
 
 /// Run this host's agent: follow its desired state in a source of truth (a directory or
 /// etcd), sync the live interface through the userspace API with minimal changes, report
@@ -74,12 +73,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = store::open(&args.source)?;
-    let identities = args
-        .identity
-        .as_deref()
-        .map(Identities::load)
-        .transpose()
-        .context("loading the age identity")?;
+    let identities = load_identities(args.identity.as_deref())?;
     let settings = Settings {
         key_file: args.key_file,
         identities,

@@ -10,7 +10,6 @@ use anyhow::{bail, Context as _};
 use serde::Serialize;
 use wgfabric_fleet::apply::{publish, rotations_in_flight, wait_for, HostState, Progress};
 use wgfabric_fleet::audit::Action;
-use wgfabric_fleet::lint::{check, findings_text, has_errors};
 use wgfabric_fleet::names::Name;
 use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision};
 use wgfabric_fleet::store::{self, Store};
@@ -18,7 +17,7 @@ use wgfabric_fleet::Fabric;
 
 use super::progress::{human, parse_duration, ProgressLine};
 use super::trail::AuditLogArgs;
-use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};
+use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS};
 
 /// Publish the desired state of every host (or of --host) to the source of truth, then wait
 /// until each targeted agent reports it runs the new revision.
@@ -36,10 +35,8 @@ named), 2 errors. Each host whose desired state changed is recorded in the audit
 pub(crate) struct Args {
     #[command(flatten)]
     inventory: InventoryArgs,
-    /// The source of truth: a directory, or etcd://HOST:PORT[/PREFIX] [default: rendered/
-    /// beside the inventory].
-    #[arg(long, env = "WGFABRIC_SOURCE", value_name = "SRC")]
-    source: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Publish only this host (repeat for several).
     #[arg(long = "host", value_name = "HOST")]
     hosts: Vec<String>,
@@ -70,16 +67,8 @@ struct Report<'a> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load()?;
-    let findings = check(fabric.inventory());
-    if has_errors(&findings) {
-        eprint!("{}", findings_text(&findings, &args.inventory.path().display().to_string()));
-        bail!("not applying: the inventory has errors");
-    }
-    let source = args
-        .source
-        .clone()
-        .unwrap_or_else(|| args.inventory.dir().join("rendered").display().to_string());
+    let (fabric, lock_changed) = args.inventory.load_checked("applying")?;
+    let source = args.source.spec(&args.inventory);
     let store = store::open(&source)?;
     let mut trail = args.audit.open(&args.inventory.dir())?;
     if lock_changed {

@@ -24,9 +24,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
+use wgfabric_fleet::keystore::Identities;
+use wgfabric_fleet::lint::{check, findings_text, has_errors};
 use wgfabric_fleet::{Fabric, Lock};
 
 use crate::logging::LogFormat;
@@ -126,6 +128,19 @@ impl InventoryArgs {
         Ok(Fabric::load(&self.inventory)?)
     }
 
+    /// Loads the fabric as [`Self::load`] does, but refuses it while `wgfabric check` reports
+    /// errors: the findings go to standard error, and the error says the verb did nothing
+    /// (`not DOING: the inventory has errors`).
+    pub(crate) fn load_checked(&self, doing: &str) -> anyhow::Result<(Fabric, bool)> {
+        let loaded = self.load()?;
+        let findings = check(loaded.0.inventory());
+        if has_errors(&findings) {
+            eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+            bail!("not {doing}: the inventory has errors");
+        }
+        Ok(loaded)
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.inventory
     }
@@ -139,10 +154,37 @@ impl InventoryArgs {
         self.inventory.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
+    /// rendered/ beside the inventory: where `render` writes and `plan` looks by default, and
+    /// the default source of truth.
+    pub(crate) fn rendered_dir(&self) -> PathBuf {
+        self.dir().join("rendered")
+    }
+
     /// Writes the lock file.
     pub(crate) fn write_lock(&self, lock: &Lock) -> anyhow::Result<()> {
         Ok(write_atomically(&self.lock_path(), lock.to_toml().as_bytes(), PUBLIC_MODE)?)
     }
+}
+
+/// The source of truth that `apply` publishes to and `rotate` works through.
+#[derive(Debug, Args)]
+pub(crate) struct SourceArgs {
+    /// The source of truth: a directory, or etcd://HOST:PORT[/PREFIX] [default: rendered/
+    /// beside the inventory].
+    #[arg(long, env = "WGFABRIC_SOURCE", value_name = "SRC")]
+    source: Option<String>,
+}
+
+impl SourceArgs {
+    /// The source given, or the render directory beside `inventory`.
+    pub(crate) fn spec(&self, inventory: &InventoryArgs) -> String {
+        self.source.clone().unwrap_or_else(|| inventory.rendered_dir().display().to_string())
+    }
+}
+
+/// Loads the age identity file given with `--identity`, if any.
+pub(crate) fn load_identities(path: Option<&Path>) -> anyhow::Result<Option<Identities>> {
+    path.map(Identities::load).transpose().context("loading the age identity")
 }
 
 /// Human or machine output.

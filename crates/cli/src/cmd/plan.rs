@@ -31,7 +31,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (fabric, _) = args.inventory.load()?;
-    let out = args.out.clone().unwrap_or_else(|| args.inventory.dir().join("rendered"));
+    let out = args.out.clone().unwrap_or_else(|| args.inventory.rendered_dir());
     let last = RenderedState::load(&out.join(STATE_FILE))?;
     let desired: Vec<_> = fabric.host_configs().collect();
     let plans = plan(&desired, &last);

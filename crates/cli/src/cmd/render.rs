@@ -8,15 +8,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use wgfabric_fleet::audit::{Action, Fingerprint};
 use wgfabric_fleet::files::{write_all_or_nothing, PendingFile, PUBLIC_MODE, SECRET_MODE};
-use wgfabric_fleet::keystore::Identities;
-use wgfabric_fleet::lint::{check, findings_text, has_errors};
 use wgfabric_fleet::plan::{RenderedState, STATE_FILE};
 use wgfabric_fleet::render::{render, stale_files, Format, Rendered, RenderedFile, Request};
 use wgfabric_fleet::Fabric;
 use zeroize::Zeroizing;
 
 use super::trail::{AuditLogArgs, Trail};
-use super::{print, InventoryArgs};
+use super::{load_identities, print, InventoryArgs};
 
 /// Render configurations: wg-quick, systemd-networkd, `wg setconf`, JSON, Terraform, Ansible.
 #[derive(Debug, clap::Args)]
@@ -80,12 +78,7 @@ impl From<FormatArg> for Format {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load()?;
-    let findings = check(fabric.inventory());
-    if has_errors(&findings) {
-        eprint!("{}", findings_text(&findings, &args.inventory.path().display().to_string()));
-        bail!("not rendering: the inventory has errors");
-    }
+    let (fabric, lock_changed) = args.inventory.load_checked("rendering")?;
     if args.identity.is_some() && args.out.is_none() {
         bail!("--identity inlines private keys: give --out DIR, outside the repository, so they land in files created 0600");
     }
@@ -95,7 +88,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(out), _) => Some(out.clone()),
         (None, Some(_)) => None,
         (None, None) if fabric_wide_only => None,
-        (None, None) => Some(args.inventory.dir().join("rendered")),
+        (None, None) => Some(args.inventory.rendered_dir()),
     };
     let mut formats: Vec<Format> = args.format.iter().copied().map(Format::from).collect();
     if formats.is_empty() {
@@ -103,12 +96,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     formats.sort();
     formats.dedup();
-    let identities = args
-        .identity
-        .as_deref()
-        .map(Identities::load)
-        .transpose()
-        .context("loading the age identity")?;
+    let identities = load_identities(args.identity.as_deref())?;
     // Files are only written with an output directory, and keys only decrypted then.
     let mut trail = out.as_ref().map(|_| args.audit.open(&args.inventory.dir())).transpose()?;
     let rendered = render(

@@ -16,7 +16,7 @@ use wgfabric_fleet::Fabric;
 use super::apply::commit;
 use super::progress::{human, parse_duration, ProgressLine};
 use super::trail::{AuditLogArgs, Trail};
-use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};
+use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS};
 
 /// Rotate host keys with zero downtime: stage each new key on every peer, switch the host,
 /// verify a handshake on the new key from every peer, then retire the old key, rolling back
@@ -50,10 +50,8 @@ pub(crate) struct Args {
     /// Also rotate the preshared keys between each host and its peers.
     #[arg(long)]
     psk: bool,
-    /// The source of truth: a directory, or etcd://HOST:PORT[/PREFIX] [default: rendered/
-    /// beside the inventory].
-    #[arg(long, env = "WGFABRIC_SOURCE", value_name = "SRC")]
-    source: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// How long verification may take: a handshake on the new key with every peer, which
     /// then routes to it. Past it, the rotation rolls back.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
@@ -89,11 +87,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(unknown) = hosts.iter().find(|host| !fabric.inventory().hosts.contains_key(*host)) {
         bail!("no host named `{unknown}` in the inventory");
     }
-    let source = args
-        .source
-        .clone()
-        .unwrap_or_else(|| args.inventory.dir().join("rendered").display().to_string());
-    let store = store::open(&source)?;
+    let store = store::open(&args.source.spec(&args.inventory))?;
     let trail = args.audit.open(&args.inventory.dir())?;
     let settings = Settings {
         timeouts: Timeouts {
