@@ -8,7 +8,7 @@ use core::fmt;
 use core::str::FromStr;
 use std::net::Ipv6Addr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::serde_text::serde_as_text;
 
 /// Why an endpoint was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,18 +77,7 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-impl Serialize for Endpoint {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Endpoint {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(Endpoint);
 
 #[cfg(test)]
 mod tests {

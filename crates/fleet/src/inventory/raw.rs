@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use toml::Spanned;
 use wgfabric_proto::keys::PublicKey;
 
@@ -63,7 +63,7 @@ pub(super) struct RawHost {
     pub(super) role: Option<Spanned<Role>>,
     pub(super) endpoint: Option<Endpoint>,
     pub(super) listen_port: Option<u16>,
-    #[serde(deserialize_with = "public_key")]
+    #[serde(deserialize_with = "crate::serde_keys::deserialize")]
     pub(super) public_key: PublicKey,
     #[serde(default)]
     pub(super) nat: bool,
@@ -87,9 +87,4 @@ pub(super) struct RawExternal {
     pub(super) kind: Option<String>,
     pub(super) host: Option<Spanned<Name>>,
     pub(super) description: Option<String>,
-}
-
-fn public_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PublicKey, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    PublicKey::from_base64(&text).map_err(serde::de::Error::custom)
 }
