@@ -25,6 +25,7 @@
 //! see [`SetRequest`] for the order in which a server applies the changes.
 
 use core::fmt;
+use core::fmt::Write as _;
 use core::str::FromStr;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -172,6 +173,12 @@ fn parse_endpoint(text: &str, scope_index: &dyn Fn(&str) -> Option<u32>) -> Opti
         let addr: Ipv4Addr = host.parse().ok()?;
         Some(SocketAddrV4::new(addr, parse_decimal(port)?).into())
     }
+}
+
+/// Appends the line `key=value`.
+fn write_line(out: &mut String, key: &str, value: impl fmt::Display) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "{key}={value}");
 }
 
 /// Splits `key=value`, or reports the protocol error wireguard-go answers for a bare line.

@@ -1,13 +1,12 @@
 //! `get=1`: the device's configuration and counters, as a server prints them and a client
 //! reads them back.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    parse_allowed_ip, parse_decimal, parse_endpoint, split_line, status_result, Shown, UapiError,
-    EPROTO,
+    parse_allowed_ip, parse_decimal, parse_endpoint, split_line, status_result, write_line, Shown,
+    UapiError, EPROTO,
 };
 use crate::cidr::Cidr;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
@@ -75,38 +74,34 @@ impl PeerSnapshot {
 /// Keys and their order are those of wireguard-go, so the output can be compared with it.
 pub fn format_get(device: &DeviceSnapshot) -> String {
     let mut out = String::new();
-    let mut line = |key: &str, value: &dyn core::fmt::Display| {
-        // Writing to a String cannot fail.
-        let _ = writeln!(out, "{key}={value}");
-    };
     if let Some(key) = &device.private_key {
-        line("private_key", &key.to_hex_secret());
+        write_line(&mut out, "private_key", key.to_hex_secret());
     }
     if device.listen_port != 0 {
-        line("listen_port", &device.listen_port);
+        write_line(&mut out, "listen_port", device.listen_port);
     }
     if device.fwmark != 0 {
-        line("fwmark", &device.fwmark);
+        write_line(&mut out, "fwmark", device.fwmark);
     }
     for peer in &device.peers {
-        line("public_key", &peer.public_key.to_hex());
+        write_line(&mut out, "public_key", peer.public_key.to_hex());
         let psk = peer.preshared_key.clone().unwrap_or_else(PresharedKey::zero);
-        line("preshared_key", &psk.to_hex_secret());
-        line("protocol_version", &peer.protocol_version);
+        write_line(&mut out, "preshared_key", psk.to_hex_secret());
+        write_line(&mut out, "protocol_version", peer.protocol_version);
         if let Some(endpoint) = peer.endpoint {
-            line("endpoint", &endpoint);
+            write_line(&mut out, "endpoint", endpoint);
         }
         let handshake = peer.last_handshake_time.unwrap_or_default();
-        line("last_handshake_time_sec", &handshake.as_secs());
-        line("last_handshake_time_nsec", &handshake.subsec_nanos());
-        line("tx_bytes", &peer.tx_bytes);
-        line("rx_bytes", &peer.rx_bytes);
-        line("persistent_keepalive_interval", &peer.persistent_keepalive_interval);
+        write_line(&mut out, "last_handshake_time_sec", handshake.as_secs());
+        write_line(&mut out, "last_handshake_time_nsec", handshake.subsec_nanos());
+        write_line(&mut out, "tx_bytes", peer.tx_bytes);
+        write_line(&mut out, "rx_bytes", peer.rx_bytes);
+        write_line(&mut out, "persistent_keepalive_interval", peer.persistent_keepalive_interval);
         for ip in &peer.allowed_ips {
-            line("allowed_ip", ip);
+            write_line(&mut out, "allowed_ip", ip);
         }
         if let Some(predecessor) = &peer.successor_of {
-            line("successor_of", &predecessor.to_hex());
+            write_line(&mut out, "successor_of", predecessor.to_hex());
         }
     }
     out.push_str("errno=0\n\n");

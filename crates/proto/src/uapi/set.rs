@@ -1,10 +1,9 @@
 //! `set=1`: the configuration changes a client asks for, validated as a whole.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::{
-    parse_allowed_ip, parse_decimal, parse_endpoint, split_line, Shown, UapiError,
+    parse_allowed_ip, parse_decimal, parse_endpoint, split_line, write_line, Shown, UapiError,
     ALLOWED_IP_SYNTAX, EINVAL, EPROTO, SET_REQUEST,
 };
 use crate::cidr::Cidr;
@@ -255,56 +254,55 @@ fn flag(value: &str) -> Result<bool, String> {
 pub fn format_set(request: &SetRequest) -> String {
     let mut out = String::from(SET_REQUEST);
     match &request.private_key {
-        Some(PrivateKeyUpdate::Set(key)) => line(&mut out, "private_key", key.to_hex_secret()),
-        Some(PrivateKeyUpdate::Remove) => line(&mut out, "private_key", "0".repeat(64)),
+        Some(PrivateKeyUpdate::Set(key)) => {
+            write_line(&mut out, "private_key", key.to_hex_secret())
+        }
+        Some(PrivateKeyUpdate::Remove) => write_line(&mut out, "private_key", "0".repeat(64)),
         None => {}
     }
     if let Some(port) = request.listen_port {
-        line(&mut out, "listen_port", port);
+        write_line(&mut out, "listen_port", port);
     }
     if let Some(mark) = request.fwmark {
-        line(&mut out, "fwmark", mark);
+        write_line(&mut out, "fwmark", mark);
     }
     if request.replace_peers {
-        line(&mut out, "replace_peers", "true");
+        write_line(&mut out, "replace_peers", "true");
     }
     for peer in &request.peers {
-        line(&mut out, "public_key", peer.public_key.to_hex());
+        write_line(&mut out, "public_key", peer.public_key.to_hex());
         if peer.remove {
-            line(&mut out, "remove", "true");
+            write_line(&mut out, "remove", "true");
         }
         if peer.update_only {
-            line(&mut out, "update_only", "true");
+            write_line(&mut out, "update_only", "true");
         }
         if let Some(psk) = &peer.preshared_key {
-            line(&mut out, "preshared_key", psk.to_hex_secret());
+            write_line(&mut out, "preshared_key", psk.to_hex_secret());
         }
         if let Some(endpoint) = peer.endpoint {
-            line(&mut out, "endpoint", endpoint);
+            write_line(&mut out, "endpoint", endpoint);
         }
         if let Some(interval) = peer.persistent_keepalive_interval {
-            line(&mut out, "persistent_keepalive_interval", interval);
+            write_line(&mut out, "persistent_keepalive_interval", interval);
         }
         if peer.replace_allowed_ips {
-            line(&mut out, "replace_allowed_ips", "true");
+            write_line(&mut out, "replace_allowed_ips", "true");
         }
         for change in &peer.allowed_ips {
             match change {
-                AllowedIpChange::Add(ip) => line(&mut out, "allowed_ip", ip),
-                AllowedIpChange::Remove(ip) => line(&mut out, "allowed_ip", format_args!("-{ip}")),
+                AllowedIpChange::Add(ip) => write_line(&mut out, "allowed_ip", ip),
+                AllowedIpChange::Remove(ip) => {
+                    write_line(&mut out, "allowed_ip", format_args!("-{ip}"))
+                }
             }
         }
         if let Some(predecessor) = &peer.successor_of {
-            line(&mut out, "successor_of", predecessor.to_hex());
+            write_line(&mut out, "successor_of", predecessor.to_hex());
         }
     }
     out.push('\n');
     out
-}
-
-fn line(out: &mut String, key: &str, value: impl core::fmt::Display) {
-    // Writing to a String cannot fail.
-    let _ = writeln!(out, "{key}={value}");
 }
 
 #[cfg(test)]
