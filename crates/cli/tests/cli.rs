@@ -171,11 +171,7 @@ fn plan_compares_with_the_last_render() {
 #[test]
 fn removed_addresses_are_held_until_released() {
     let scratch = Scratch::with_example();
-    let text = scratch.read("fabric.toml");
-    let start = text.find("[host.ci-runner-1]").unwrap();
-    let end = text[start..].find("\n\n").unwrap() + start;
-    std::fs::write(scratch.path("fabric.toml"), format!("{}{}", &text[..start], &text[end..]))
-        .unwrap();
+    scratch.remove_host("ci-runner-1");
     assert_code(&scratch.run(&["addresses", "update"]), 0);
     let listing = scratch.run(&["addresses", "--format", "json"]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&listing)).unwrap();

@@ -34,6 +34,15 @@ impl Scratch {
         scratch
     }
 
+    /// Deletes the `[host.NAME]` table from `fabric.toml`.
+    pub fn remove_host(&self, name: &str) {
+        let text = self.read("fabric.toml");
+        let start = text.find(&format!("[host.{name}]")).unwrap();
+        let end = text[start..].find("\n\n").map_or(text.len(), |end| start + end);
+        std::fs::write(self.path("fabric.toml"), format!("{}{}", &text[..start], &text[end..]))
+            .unwrap();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
