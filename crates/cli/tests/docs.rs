@@ -19,8 +19,10 @@ use wgfabric_fleet::netns::{veth, Netns};
 /// The pages whose commands run.
 const PAGES: &[&str] = &["README.md", "docs/README.md", "docs/daemon.md"];
 /// Pages with ` ```sh ` blocks that are not run here, and why.
-const NOT_RUN: &[(&str, &str)] =
-    &[("docs/audit.md", "a script the reader runs on an audit log of their own")];
+const NOT_RUN: &[(&str, &str)] = &[
+    ("docs/audit.md", "a script the reader runs on an audit log of their own"),
+    ("docs/PERFORMANCE.md", "benchmarks: root, the other implementations and minutes per run"),
+];
 
 /// A fenced code block.
 #[derive(Debug)]
