@@ -161,8 +161,10 @@ impl Response {
                         break;
                     }
                     let start = line_end + 2;
-                    let Some(end) = start.checked_add(size).filter(|end| end + 2 <= self.raw.len())
-                    else {
+                    // The chunk and its CRLF must have arrived; a size near `usize::MAX` (from a
+                    // broken or hostile server) must not overflow on the way.
+                    let arrived = |end: &usize| self.raw.len().saturating_sub(*end) >= 2;
+                    let Some(end) = start.checked_add(size).filter(arrived) else {
                         break;
                     };
                     if self.raw[end..end + 2] != *b"\r\n" {
@@ -213,7 +215,8 @@ mod tests {
     use super::*;
 
     /// Serves one connection with `answer` and returns the request it received.
-    fn serve_once(answer: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<String>) {
+    fn serve_once(answer: &[u8]) -> (SocketAddr, std::thread::JoinHandle<String>) {
+        let answer = answer.to_vec();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -261,5 +264,17 @@ mod tests {
         let body = post(addr, "etcd", "/x", b"{}", Duration::from_secs(5))
             .and_then(|response| response.read_to_end(Duration::from_secs(5)));
         assert!(matches!(body, Err(Error::Protocol(_))), "{body:?}");
+    }
+
+    #[test]
+    fn a_chunk_size_near_the_limit_is_an_error_not_a_panic() {
+        // 18 bytes into the buffer, this size ends the chunk at usize::MAX.
+        let size = format!("{:x}", usize::MAX - 18);
+        let answer =
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size:0>16}\r\nabc");
+        let (addr, _server) = serve_once(answer.as_bytes());
+        let body = post(addr, "etcd", "/x", b"{}", Duration::from_secs(5))
+            .and_then(|response| response.read_to_end(Duration::from_secs(5)));
+        assert!(matches!(body, Err(Error::Closed)), "{body:?}");
     }
 }
