@@ -16,7 +16,7 @@ use wgfabric_proto::uapi::{
     format_set, parse_get, parse_status, DeviceSnapshot, PeerUpdate, SetRequest, UapiError, EINVAL,
     GET_REQUEST,
 };
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// Where userspace daemons put their API sockets.
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
@@ -120,7 +120,7 @@ impl Device {
     }
 
     /// Sends `request` and reads the answer up to the blank line after `errno=N`.
-    fn exchange(&self, request: &[u8]) -> Result<String, DeviceError> {
+    fn exchange(&self, request: &[u8]) -> Result<Zeroizing<String>, DeviceError> {
         let io = |source| DeviceError::Io { socket: self.socket.clone(), source };
         let mut stream = UnixStream::connect(&self.socket).map_err(io)?;
         stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
@@ -139,8 +139,14 @@ impl Device {
                 return Err(io(std::io::Error::other("the answer is too long")));
             }
         }
-        String::from_utf8(answer.to_vec())
-            .map_err(|_| io(std::io::Error::other("the answer is not UTF-8")))
+        // Moved, not copied, so that the key leaves no copy behind.
+        match String::from_utf8(std::mem::take(&mut *answer)) {
+            Ok(text) => Ok(Zeroizing::new(text)),
+            Err(error) => {
+                error.into_bytes().zeroize();
+                Err(io(std::io::Error::other("the answer is not UTF-8")))
+            }
+        }
     }
 }
 
