@@ -1,3 +1,6 @@
+//! Tests of the fabric model: relay order, what each kind of host routes where, failover
+//! moves, topologies, and properties over random fabrics.
+
 use std::path::Path;
 
 use super::*;

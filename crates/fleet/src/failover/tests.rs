@@ -1,3 +1,6 @@
+//! Tests of the failover monitor, round by round: probes, when the routes move, fail-back,
+//! and the `wg set` a switch runs.
+
 use super::*;
 use crate::demo::example_fabric;
 

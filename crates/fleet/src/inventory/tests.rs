@@ -1,3 +1,5 @@
+//! Tests of reading the inventory: defaults, and errors that name the file, line and field.
+
 use super::*;
 use wgfabric_proto::keys::PrivateKey;
 

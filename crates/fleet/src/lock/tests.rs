@@ -1,3 +1,6 @@
+//! Tests of address assignment: lowest free address in name order, addresses held for
+//! removed hosts, renumbering refused, and the lock file's text.
+
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;

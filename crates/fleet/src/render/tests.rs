@@ -1,3 +1,6 @@
+//! Tests of the renderers: round trips through the wg-quick parser, inlined keys, determinism,
+//! the exports, plans and stale files.
+
 use std::path::Path;
 
 use super::*;

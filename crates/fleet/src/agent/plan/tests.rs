@@ -1,3 +1,6 @@
+//! Tests of the agent's plans: minimal changes, allowed IPs moved by addition, and every
+//! rotation phase with wgfabricd and with a stock daemon.
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,3 +1,6 @@
+//! Tests of desired-state documents: revisions, round trips, refusals of corrupted or
+//! impossible documents, and rotation orders.
+
 use std::path::Path;
 
 use wgfabric_proto::keys::PublicKey;
