@@ -178,11 +178,6 @@ impl Netns {
         self.run(&argv);
     }
 
-    /// Routes `destination` (a CIDR) through `device`.
-    pub fn add_route(&self, destination: &str, device: &str) {
-        self.run(&["ip", "route", "add", destination, "dev", device]);
-    }
-
     /// The processes running in the namespace (asked from outside it, so the asking process is
     /// not among them).
     pub fn pids(&self) -> Vec<u32> {
