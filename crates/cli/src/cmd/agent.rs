@@ -22,8 +22,8 @@ use super::{load_identities, print_json, OutputFormat, FINDINGS};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
 sudo wgfabric agent --host relay-fra --interface wg0 --source /srv/fabric/rendered\n  \
-sudo wgfabric agent --host laptop-ana --interface wg0 --source etcd://10.0.0.5:2379\n  \
-sudo wgfabric agent --host ci-runner-1 --interface wg0 --source etcd://etcd:2379/ci --identity /etc/wgfabric/age.txt\n  \
+sudo wgfabric agent --host laptop-ana --interface wg0 --source etcd://10.0.0.5:2379/corp\n  \
+sudo wgfabric agent --host ci-runner-1 --interface wg0 --source etcd://etcd:2379 --identity id.txt\n  \
 sudo wgfabric agent --host k8s-node-1 --interface wg0 --source /srv/fabric/rendered --once\n\n\
 The daemon (wgfabricd, wireguard-go, boringtun) must already run the interface. The agent\n\
 reads SOURCE/desired/HOST.json (or PREFIX/desired/HOST in etcd) and writes its status to\n\

@@ -23,7 +23,7 @@ use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS
 /// until each targeted agent reports it runs the new revision.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  wgfabric apply                                  # every host, source rendered/ beside the inventory\n  \
+    after_help = "Examples:\n  wgfabric apply                                  # every host, to rendered/ by the inventory\n  \
 wgfabric apply --source etcd://10.0.0.5:2379      # etcd, prefix /wgfabric\n  \
 wgfabric apply --host laptop-ana --timeout 2m\n  \
 wgfabric apply --no-wait --format json\n\n\

@@ -15,7 +15,7 @@ use super::{print, print_json, OutputFormat, FINDINGS};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  wgfabric audit verify                         # audit.jsonl beside fabric.toml\n  \
-wgfabric audit verify --log /etc/wgfabric/audit.jsonl --head 3b1f...   # also check an anchored head\n  \
+wgfabric audit verify --log /etc/wgfabric/audit.jsonl --head 3b1f...   # and a head kept earlier\n  \
 wgfabric audit show --host laptop-ana --since 7d\n  \
 wgfabric audit show --action key --format json\n\n\
 `verify` exits 1 and names the first line that does not fit when a line was edited, removed,\n\

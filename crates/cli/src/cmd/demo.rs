@@ -22,7 +22,7 @@ use super::{print, print_json, OutputFormat, FINDINGS};
 #[command(
     after_help = "Examples:\n  sudo cargo run --release --bin wgfabric -- demo   # from a checkout\n  \
 sudo wgfabric demo\n  \
-sudo wgfabric demo --keep      # leave it running, then: sudo ip netns exec wgfdemo-laptop-ana wg show\n  \
+sudo wgfabric demo --keep      # leave it running; it says how to look around\n  \
 sudo wgfabric demo --clean     # remove what --keep (or a crashed run) left\n  \
 sudo wgfabric demo --format json > demo.json\n\n\
 Exit status: 0 if every pair answered and traffic resumed within 10 s of the relay's death,\n\

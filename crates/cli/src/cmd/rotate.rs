@@ -24,7 +24,7 @@ use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  wgfabric rotate relay-fra                       # one host, source rendered/ beside the inventory\n  \
-wgfabric rotate --all --concurrency 4           # rolling: spokes side by side, relays one at a time\n  \
+wgfabric rotate --all --concurrency 4           # spokes side by side, relays one at a time\n  \
 wgfabric rotate laptop-ana --psk                # new key and new preshared keys with its peers\n  \
 wgfabric rotate k8s-node-1 --source etcd://10.0.0.5:2379 --verify-timeout 1m\n\n\
 Every involved host must run an agent on the inventory's current revision (`wgfabric\n\
