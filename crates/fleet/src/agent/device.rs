@@ -31,7 +31,7 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 #[non_exhaustive]
 pub enum DeviceError {
     /// The socket could not be reached or the exchange broke off.
-    #[error("{}: {source}", socket.display())]
+    #[error("{}: {source}{}", socket.display(), io_hint(source))]
     Io {
         /// The socket.
         socket: PathBuf,
@@ -46,6 +46,17 @@ pub enum DeviceError {
         /// The daemon's errno and message (never a key).
         source: UapiError,
     },
+}
+
+/// What to check when the socket cannot be reached.
+fn io_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            " (is a daemon, such as wgfabricd, wireguard-go or boringtun, running the interface?)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (the API socket is root's: run as root)",
+        _ => "",
+    }
 }
 
 impl DeviceError {
@@ -221,7 +232,9 @@ mod tests {
         assert_eq!(error.errno(), Some(98));
         server.join().unwrap();
         let _ = std::fs::remove_file(device.socket());
-        assert!(matches!(device.get(), Err(DeviceError::Io { .. })), "no daemon");
+        let error = device.get().unwrap_err();
+        assert!(matches!(error, DeviceError::Io { .. }), "no daemon");
+        assert!(error.to_string().contains("running the interface?"), "{error}");
     }
 
     #[test]
