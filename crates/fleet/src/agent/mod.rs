@@ -13,8 +13,9 @@
 //! The loop wakes when the desired state changes, every status interval (10 s) to report
 //! handshake ages and repair drift (a restarted daemon gets its configuration back), and
 //! every 50 ms while a rotating peer's new key has not taken over yet (a stock daemon needs
-//! the agent to move the allowed IPs; with wgfabricd the agent reports the handover at once). A desired state that does not parse, fails validation or whose keys do not
-//! match is refused: the interface keeps the last good configuration.
+//! the agent to move the allowed IPs; with wgfabricd the agent reports the handover at once).
+//! A desired state that does not parse, fails validation or whose keys do not match is
+//! refused: the interface keeps the last good configuration.
 //!
 //! The agent manages through the userspace API the private key, listen port and peers
 //! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, with `ip` (see [`link`]),
