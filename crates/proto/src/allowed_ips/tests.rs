@@ -396,6 +396,10 @@ mod model {
         assert_eq!(table.len(), naive.0.len());
         assert_table_well_formed(&table);
         for peer in 0..PEERS {
+            // Every other round goes through the binary-search index.
+            if peer % 2 == 0 {
+                table.optimize();
+            }
             for query in 0..100 {
                 let addr = match query % 3 {
                     0 => Ipv4Addr::from(random_u128() as u32).into(),
@@ -439,9 +443,14 @@ mod model {
                 prop_assert_eq!(table.len(), naive.0.len());
             }
             assert_table_well_formed(&table);
-            let nets = naive.0.iter().map(|(net, _)| net.addr());
-            for addr in probes.iter().copied().chain(nets) {
+            let nets: Vec<IpAddr> = naive.0.iter().map(|(net, _)| net.addr()).collect();
+            for addr in probes.iter().copied().chain(nets.iter().copied()) {
                 prop_assert_eq!(table.lookup(addr), naive.lookup(addr), "{}", addr);
+            }
+            // The same answers through the binary-search index.
+            table.optimize();
+            for addr in probes.iter().copied().chain(nets.iter().copied()) {
+                prop_assert_eq!(table.lookup(addr), naive.lookup(addr), "optimized: {}", addr);
             }
             for peer in 0..6 {
                 prop_assert_eq!(table.prefixes_of(peer), naive.prefixes_of(peer));
@@ -451,4 +460,44 @@ mod model {
             }
         }
     }
+}
+
+/// Through the binary-search index, lookups agree with a linear scan even where the answer
+/// comes only from a marker's remembered best match: one region has prefixes at a few lengths,
+/// others fill every length, and queries share a random number of leading bits with the first.
+#[test]
+fn the_length_search_agrees_on_every_length() {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut table = AllowedIps::new();
+    let mut naive: Vec<(Cidr, u8)> = Vec::new();
+    let mut add = |net: Cidr, peer: u8| {
+        table.insert(net, peer);
+        naive.retain(|&(n, _)| n != net);
+        naive.push((net, peer));
+    };
+    let base = rng.next_u32();
+    for (peer, len) in [0u8, 8, 13, 21, 32].into_iter().enumerate() {
+        add(Cidr::new(Ipv4Addr::from(base).into(), len).unwrap(), peer as u8);
+    }
+    for len in 0..=32u8 {
+        add(Cidr::new(Ipv4Addr::from(rng.next_u32()).into(), len).unwrap(), 40 + len);
+    }
+    table.optimize();
+    assert!(table.v4.search.is_some(), "33 lengths are worth the index");
+    for _ in 0..5_000 {
+        let kept = rng.next_u32() % 33;
+        let noise = rng.next_u32().checked_shr(kept).unwrap_or(0);
+        let addr: IpAddr = Ipv4Addr::from(base ^ noise).into();
+        let expected = naive
+            .iter()
+            .filter(|(net, _)| net.contains(addr))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map(|&(_, peer)| peer);
+        assert_eq!(table.lookup(addr), expected, "{addr}");
+    }
+    // Any change drops the index; lookups stay right without it.
+    table.insert(cidr("10.0.0.0/8"), 99);
+    assert!(table.v4.search.is_none());
+    assert_eq!(table.lookup(ip("10.1.2.3")), Some(99));
 }

@@ -26,6 +26,7 @@ impl Device {
         for update in &request.peers {
             self.apply_peer(now, update);
         }
+        self.allowed_ips.optimize();
         if self.public_key().is_some() && self.public_key() != had_identity {
             // Packets queued while there was no key to handshake with (such as the keepalive
             // that turning on a persistent keepalive sends, when `wg setconf` runs before
