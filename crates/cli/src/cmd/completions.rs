@@ -69,6 +69,59 @@ mod tests {
         }
     }
 
+    /// The reference pages whose example blocks are not run by the docs test: their
+    /// `wgfabric` command lines must at least parse, so they cannot drift from the verbs.
+    const REFERENCE_PAGES: [(&str, &str); 5] = [
+        ("docs/cli.md", include_str!("../../../../docs/cli.md")),
+        ("docs/metrics.md", include_str!("../../../../docs/metrics.md")),
+        ("docs/agent.md", include_str!("../../../../docs/agent.md")),
+        ("docs/rotation.md", include_str!("../../../../docs/rotation.md")),
+        ("docs/audit.md", include_str!("../../../../docs/audit.md")),
+    ];
+
+    #[test]
+    fn every_command_in_the_reference_pages_parses() {
+        let mut checked = 0;
+        for (page, text) in REFERENCE_PAGES {
+            // Inside a fenced block, its info string. Commands are the lines of untagged and
+            // `sh` blocks, and the `$ ` lines of `text` blocks (the rest is their output);
+            // configuration files (ini, toml, json, ...) hold none.
+            let mut block: Option<&str> = None;
+            for (number, line) in text.lines().enumerate() {
+                if let Some(info) = line.strip_prefix("```") {
+                    block = match block {
+                        Some(_) => None,
+                        None => Some(info.trim()),
+                    };
+                    continue;
+                }
+                let in_block = match block {
+                    Some("" | "sh") => true,
+                    Some("text") => line.starts_with("$ "),
+                    _ => false,
+                };
+                // Synopsis lines (`[OPTION]`, `A|B`, `...`) and diagrams describe; they are not
+                // commands.
+                let synopsis = line.contains('[') || line.contains("...") || line.contains("|json");
+                if !in_block || synopsis || !line.is_ascii() {
+                    continue;
+                }
+                let command = line.trim_start_matches("$ ");
+                for argv in example_command_lines(&format!("  {command}")) {
+                    checked += 1;
+                    if let Err(error) = Cli::try_parse_from(&argv) {
+                        panic!(
+                            "{page}:{}: `{}` does not parse:\n{error}",
+                            number + 1,
+                            argv.join(" ")
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > 10, "only {checked} commands found in the reference pages");
+    }
+
     #[test]
     fn example_lines_are_cut_like_a_shell_would() {
         let help = "Examples:\n  (umask 077; wgfabric genkey > private.key)\n  \
