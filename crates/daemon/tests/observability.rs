@@ -4,7 +4,6 @@
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -75,24 +74,6 @@ fn value(text: &str, family: &str, labels: &[&str]) -> Option<u64> {
         .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
-/// Prometheus's own linter finds nothing to say about `text`.
-fn promtool_accepts(text: &str) {
-    if wgfabric_testkit::require_tool("promtool").is_err() {
-        return;
-    }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && report.trim().is_empty(), "promtool: {report}\n---\n{text}");
-}
-
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn metrics_follow_a_live_tunnel() {
@@ -113,7 +94,7 @@ fn metrics_follow_a_live_tunnel() {
 
     tunnel.assert_connects(&link, B_INNER);
     let connected = scrape(&link.a);
-    promtool_accepts(&connected);
+    wgfabric_testkit::assert_promtool_accepts(&connected);
     let sent = |text: &str| value(text, "wireguard_sent_bytes_total", &[&peer]).unwrap();
     let received = |text: &str| value(text, "wireguard_received_bytes_total", &[&peer]).unwrap();
     assert!(sent(&connected) > sent(&before), "{connected}");
