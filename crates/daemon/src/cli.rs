@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
@@ -37,7 +38,8 @@ Environment:
                             -v overrides it
   WGFABRICD_METRICS=ADDR    same as --metrics ADDR (the flag wins)
   WGFABRICD_LANES=N         same as --lanes N
-  WGFABRICD_PIN_CPUS=true   same as --pin-cpus";
+  WGFABRICD_PIN_CPUS=true   same as --pin-cpus
+  WGFABRICD_BUSY_POLL=DUR   same as --busy-poll DUR";
 
 /// The command line, as typed.
 #[derive(Debug, Parser)]
@@ -76,6 +78,18 @@ pub(crate) struct Args {
     #[arg(long, env = "WGFABRICD_PIN_CPUS")]
     pin_cpus: bool,
 
+    /// How long a lane keeps polling for the next packet after traffic before it sleeps:
+    /// 10ms, 500us, 0 (sleep at once). Polling runs at idle priority, so it takes only CPU
+    /// time nothing else wants, but it keeps that CPU awake: use 0 on battery power.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "WGFABRICD_BUSY_POLL",
+        default_value = "10ms",
+        value_parser = parse_busy_poll
+    )]
+    busy_poll: Duration,
+
     /// The interface to create (at most 15 bytes, as Linux allows).
     #[arg(value_name = "IFNAME")]
     interface: String,
@@ -109,13 +123,15 @@ pub(crate) struct Config {
     pub(crate) threads: Threads,
 }
 
-/// How many lanes run and whether they are pinned to CPUs.
+/// How many lanes run, where, and how they wait for packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Threads {
     /// Lanes; `None` for one per CPU.
     pub(crate) lanes: Option<NonZeroUsize>,
     /// Whether lane N is pinned to the N-th allowed CPU.
     pub(crate) pin_cpus: bool,
+    /// How long an idle lane polls before it sleeps.
+    pub(crate) busy_poll: Duration,
 }
 
 /// The environment variables the daemon reads, so that resolution is a pure function.
@@ -172,7 +188,11 @@ impl Args {
             log_format: self.log_format,
             tun_name_file: env.tun_name_file.filter(|path| !path.as_os_str().is_empty()),
             metrics,
-            threads: Threads { lanes: self.lanes, pin_cpus: self.pin_cpus },
+            threads: Threads {
+                lanes: self.lanes,
+                pin_cpus: self.pin_cpus,
+                busy_poll: self.busy_poll,
+            },
         })
     }
 }
@@ -188,6 +208,27 @@ fn parse_log_level(text: &str) -> anyhow::Result<LevelFilter> {
         "verbose" | "trace" => LevelFilter::TRACE,
         _ => bail!("unknown log level {text:?}: use error, warn, info, debug, verbose or silent"),
     })
+}
+
+/// Parses `--busy-poll`: `0`, or a whole number of `us`, `ms` or `s`, at most one second.
+fn parse_busy_poll(text: &str) -> Result<Duration, String> {
+    const MAX: Duration = Duration::from_secs(1);
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 =
+        digits.parse().map_err(|_| format!("{text:?} is not a duration like 10ms or 500us"))?;
+    let duration = match unit {
+        "" if value == 0 => Duration::ZERO,
+        "us" | "µs" => Duration::from_micros(value),
+        "ms" => Duration::from_millis(value),
+        "s" => Duration::from_secs(value),
+        _ => return Err(format!("{text:?} needs a unit: us, ms or s (like 10ms), or 0")),
+    };
+    if duration > MAX {
+        return Err(format!("{text:?} is longer than the 1s limit"));
+    }
+    Ok(duration)
 }
 
 /// Linux interface names are 1 to 15 bytes without `/`, `:` or whitespace, and not `.`/`..`;
@@ -216,13 +257,35 @@ mod tests {
     }
 
     #[test]
-    fn lanes_and_pinning() {
+    fn lanes_pinning_and_busy_polling() {
         let config = resolve(&["wgfabricd", "wg0"], Env::default()).unwrap();
-        assert_eq!(config.threads, Threads { lanes: None, pin_cpus: false });
-        let config =
-            resolve(&["wgfabricd", "--lanes", "3", "--pin-cpus", "wg0"], Env::default()).unwrap();
-        assert_eq!(config.threads, Threads { lanes: NonZeroUsize::new(3), pin_cpus: true });
+        let default =
+            Threads { lanes: None, pin_cpus: false, busy_poll: Duration::from_millis(10) };
+        assert_eq!(config.threads, default);
+        let argv = ["wgfabricd", "--lanes", "3", "--pin-cpus", "--busy-poll", "250us", "wg0"];
+        let config = resolve(&argv, Env::default()).unwrap();
+        assert_eq!(
+            config.threads,
+            Threads {
+                lanes: NonZeroUsize::new(3),
+                pin_cpus: true,
+                busy_poll: Duration::from_micros(250)
+            }
+        );
         assert!(resolve(&["wgfabricd", "--lanes", "0", "wg0"], Env::default()).is_err());
+    }
+
+    #[test]
+    fn busy_poll_durations() {
+        assert_eq!(parse_busy_poll("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_busy_poll("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_busy_poll("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_busy_poll("20ms"), Ok(Duration::from_millis(20)));
+        assert_eq!(parse_busy_poll("1s"), Ok(Duration::from_secs(1)));
+        for bad in ["", "10", "ms", "-1ms", "1.5ms", "10 min", "2s"] {
+            let error = parse_busy_poll(bad).unwrap_err();
+            assert!(error.contains(&format!("{:?}", bad.trim())), "{bad:?}: {error}");
+        }
     }
 
     #[test]

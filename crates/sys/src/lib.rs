@@ -33,7 +33,7 @@ pub mod tun;
 pub mod udp;
 
 pub use error::Error;
-pub use os::{pin_current_thread, trim_heap};
+pub use os::{idle_policy_is_reversible, pin_current_thread, set_idle_policy, trim_heap};
 pub use shutdown::{wait_readable, Shutdown};
 pub use tun::{Offloads, Tun, TunConfig, TunQueue};
 pub use udp::{LocalAddr, RecvBatch, RecvMeta, SendBatch, SendError, UdpSocket, UdpSockets};

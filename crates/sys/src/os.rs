@@ -4,6 +4,7 @@
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 /// Returns the errno of a failed call, or the call's result.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -65,14 +66,19 @@ pub(crate) fn get_int_opt(
     cvt(ret).map(|_| value)
 }
 
-/// Polls `fds`, retrying on `EINTR`, without a timeout.
-pub(crate) fn poll(fds: &mut [libc::pollfd]) -> io::Result<()> {
+/// Polls `fds`, retrying on `EINTR`; `timeout` `None` waits for ever. Returns how many
+/// descriptors have events (0 when the timeout passed).
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    // Rounded up, so that a short positive timeout still waits.
+    let millis = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
+    });
     loop {
         // SAFETY: the pointer and count describe the `fds` slice, borrowed for the call.
-        let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
         match cvt(ret) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            result => return result.map(drop),
+            result => return result.map(|n| n as usize),
         }
     }
 }
@@ -113,4 +119,31 @@ pub fn pin_current_thread(index: usize) -> io::Result<usize> {
     // SAFETY: the pointer and size describe `only`, which outlives the call.
     cvt(unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &only) })?;
     Ok(cpu)
+}
+
+/// Moves the calling thread to `SCHED_IDLE` (`idle`) or back to the normal policy.
+///
+/// A thread under `SCHED_IDLE` runs only when its CPU has nothing else to do, and any other
+/// thread woken there preempts it at once: the way to poll without taking time from work.
+///
+/// # Errors
+///
+/// The failing `sched_setscheduler` call's error: leaving `SCHED_IDLE` needs `CAP_SYS_NICE`
+/// (or an `RLIMIT_NICE` that allows nice 0), so check [`idle_policy_is_reversible`] first.
+pub fn set_idle_policy(idle: bool) -> io::Result<()> {
+    let policy = if idle { libc::SCHED_IDLE } else { libc::SCHED_OTHER };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: the pointer describes `param`, which outlives the call; pid 0 is this thread.
+    cvt(unsafe { libc::sched_setscheduler(0, policy, &param) }).map(drop)
+}
+
+/// Whether this process may move a thread to `SCHED_IDLE` and back, tried on a throwaway
+/// thread so that a one-way trip strands nothing.
+pub fn idle_policy_is_reversible() -> bool {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| set_idle_policy(true).and_then(|()| set_idle_policy(false)).is_ok())
+            .join()
+            .unwrap_or(false)
+    })
 }

@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::os::{cvt, poll};
 use crate::Error;
@@ -101,7 +102,7 @@ impl Shutdown {
             libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 },
             libc::pollfd { fd: self.0.event.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
-        poll(&mut fds)?;
+        poll(&mut fds, None)?;
         if fds[1].revents != 0 {
             return Err(Error::Shutdown);
         }
@@ -109,8 +110,9 @@ impl Shutdown {
     }
 }
 
-/// Blocks until one of `fds` is readable (or reports an error, left for the next read to
-/// return) or one of `signals` is triggered; sets `ready[i]` for each readable `fds[i]`.
+/// Waits until one of `fds` is readable (or reports an error, left for the next read to
+/// return), one of `signals` is triggered, or `timeout` passes (`None`: no limit; zero: just
+/// look). Returns whether a descriptor is ready.
 ///
 /// This is how one thread serves several descriptors (a TUN queue and its UDP sockets) with
 /// the non-blocking `try_*` calls.
@@ -122,10 +124,10 @@ impl Shutdown {
 pub fn wait_readable(
     fds: &[BorrowedFd<'_>],
     signals: &[&Shutdown],
-    ready: &mut [bool],
-) -> Result<(), Error> {
+    timeout: Option<Duration>,
+) -> Result<bool, Error> {
     const MAX: usize = 8;
-    if fds.len() + signals.len() > MAX || ready.len() < fds.len() {
+    if fds.len() + signals.len() > MAX {
         return Err(Error::Io(io::Error::from_raw_os_error(libc::EINVAL)));
     }
     if signals.iter().any(|s| s.is_triggered()) {
@@ -137,12 +139,11 @@ pub fn wait_readable(
         *slot = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     }
     let count = fds.len() + signals.len();
-    poll(&mut polled[..count])?;
+    if poll(&mut polled[..count], timeout)? == 0 {
+        return Ok(false);
+    }
     if polled[fds.len()..count].iter().any(|p| p.revents != 0) {
         return Err(Error::Shutdown);
     }
-    for (flag, p) in ready.iter_mut().zip(&polled[..fds.len()]) {
-        *flag = p.revents != 0;
-    }
-    Ok(())
+    Ok(true)
 }

@@ -4,26 +4,24 @@
 //! causes an immediate answer from the local stack (an ICMP echo reply, a TCP ACK), which the
 //! same lane reads back at once instead of waking another thread. Every thread wake-up costs
 //! tens of microseconds on a virtual machine, so this is where the tunnel's latency is won.
-//! After traffic stops, a lane keeps polling for a short while (yielding the CPU to anything
-//! runnable) before it sleeps, so a reply that comes back within a round trip finds it awake.
+//! After traffic stops, a lane keeps polling for a while (`--busy-poll`) before it sleeps, so
+//! the next packet of a conversation finds it awake: see [`Waiter`].
 //!
 //! Lanes scale across cores without reordering: each lane has its own UDP sockets in an
 //! `SO_REUSEPORT` group, where the kernel sends all of a peer's datagrams to one socket, and
 //! the TUN device steers each flow's packets to the queue that last wrote that flow, so the
 //! reply to a packet a lane delivered comes back to the same lane.
 
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wgfabric_sys::{wait_readable, Error, UdpSocket};
+use wgfabric_sys::{set_idle_policy, wait_readable, Error, Shutdown, UdpSocket};
 
 use super::inbound::Inbound;
 use super::outbound::{transmit, Buffers};
 use super::{interface_gone, Shared, Sockets};
 
-/// How long an idle lane keeps polling before it sleeps.
-const SPIN: Duration = Duration::from_micros(100);
 /// Frames read from the TUN queue (and sent as one batch) before the sockets get a turn.
 const FRAMES_PER_TURN: usize = 32;
 
@@ -35,14 +33,13 @@ enum Stop {
     InterfaceGone,
 }
 
-pub(super) fn run(shared: &Shared, queue: usize) {
+pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
     let Some(tun) = shared.tun.queues().get(queue) else { return };
     let vnet = tun.has_vnet_hdr();
     let mut outbound = Buffers::new(queue);
     let mut inbound = Inbound::new(queue, vnet, shared.tun.offloads().uso);
     let mut sockets = shared.sockets();
-    let mut last_work = Instant::now();
-    let mut ready = [false; 3];
+    let mut waiter = Waiter::new(busy_poll);
     loop {
         let mut worked = false;
         let mtu = shared.mtu();
@@ -79,13 +76,8 @@ pub(super) fn run(shared: &Shared, queue: usize) {
             // The listen port changed: switch to the new sockets.
             sockets = shared.sockets();
         }
-        let now = Instant::now();
         if worked {
-            last_work = now;
-            continue;
-        }
-        if now.duration_since(last_work) < SPIN {
-            std::thread::yield_now();
+            waiter.worked();
             continue;
         }
         let mut fds = [tun.as_fd(); 3];
@@ -94,14 +86,72 @@ pub(super) fn run(shared: &Shared, queue: usize) {
             fds[watched] = socket.as_fd();
             watched += 1;
         }
-        let result =
-            wait_readable(&fds[..watched], &[&shared.io_shutdown, &sockets.retire], &mut ready);
-        match result {
+        match waiter.wait(&fds[..watched], &[&shared.io_shutdown, &sockets.retire]) {
             Ok(()) => {}
             Err(Error::Shutdown) if shared.io_shutdown.is_triggered() => return,
             Err(Error::Shutdown) => sockets = shared.sockets(),
             Err(e) => tracing::warn!(error = %e, "waiting for packets failed"),
         }
+    }
+}
+
+/// How an idle lane waits for its next packet.
+///
+/// Waking a sleeping thread takes an interrupt to its CPU, and on a virtual machine whose CPU
+/// has halted, a trip through the hypervisor: tens of microseconds, which would be most of
+/// the tunnel's round trip. So for `busy_poll` after its last work a lane keeps looking for
+/// packets instead, under `SCHED_IDLE`: it runs only when its CPU has nothing else to do, so
+/// the polling takes no time from any other thread (they preempt it at once), and the lane
+/// returns to the normal policy before it touches a packet, so it never holds a lock at idle
+/// priority. After that it sleeps until a descriptor is readable.
+struct Waiter {
+    busy_poll: Duration,
+    last_work: Instant,
+}
+
+impl Waiter {
+    fn new(busy_poll: Duration) -> Self {
+        Self { busy_poll, last_work: Instant::now() }
+    }
+
+    /// Notes that the lane just did work.
+    fn worked(&mut self) {
+        self.last_work = Instant::now();
+    }
+
+    /// Returns when one of `fds` is readable (or one of `signals` triggers).
+    fn wait(&mut self, fds: &[BorrowedFd<'_>], signals: &[&Shutdown]) -> Result<(), Error> {
+        if self.poll_idle(fds, signals)? {
+            return Ok(());
+        }
+        wait_readable(fds, signals, None).map(drop)
+    }
+
+    /// Polls at idle priority until something is readable (true) or `busy_poll` has passed
+    /// since the last work (false).
+    fn poll_idle(&mut self, fds: &[BorrowedFd<'_>], signals: &[&Shutdown]) -> Result<bool, Error> {
+        let until = self.last_work + self.busy_poll;
+        if Instant::now() >= until {
+            return Ok(false);
+        }
+        if let Err(e) = set_idle_policy(true) {
+            tracing::debug!(error = %e, "busy polling turned off: cannot use SCHED_IDLE");
+            self.busy_poll = Duration::ZERO;
+            return Ok(false);
+        }
+        let polled = loop {
+            match wait_readable(fds, signals, Some(Duration::ZERO)) {
+                Ok(false) if Instant::now() < until => std::thread::yield_now(),
+                result => break result,
+            }
+        };
+        if let Err(e) = set_idle_policy(false) {
+            // Checked at start-up (`idle_policy_is_reversible`), so only a changed limit gets
+            // here; staying at idle priority would starve the lane under load.
+            tracing::error!(error = %e, "a lane cannot leave SCHED_IDLE; it stays slow under load");
+            self.busy_poll = Duration::ZERO;
+        }
+        polled
     }
 }
 

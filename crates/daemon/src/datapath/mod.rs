@@ -30,7 +30,7 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _};
 use rand_core::{OsRng, RngCore as _};
@@ -123,6 +123,7 @@ pub(crate) struct Datapath {
     shared: Arc<Shared>,
     interface: String,
     pin_cpus: bool,
+    busy_poll: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -175,6 +176,7 @@ impl Datapath {
         let datapath = Arc::new(Self {
             interface: shared.tun.name().to_owned(),
             pin_cpus: threads.pin_cpus,
+            busy_poll: usable_busy_poll(threads.busy_poll),
             shared,
             threads: Mutex::new(Vec::new()),
         });
@@ -197,7 +199,7 @@ impl Datapath {
     }
 
     fn spawn_threads(&self) -> anyhow::Result<()> {
-        let pin = self.pin_cpus;
+        let (pin, busy_poll) = (self.pin_cpus, self.busy_poll);
         for queue in 0..self.shared.tun.queues().len() {
             self.spawn(format!("lane-{queue}"), move |shared| {
                 if pin {
@@ -206,13 +208,23 @@ impl Datapath {
                         Err(e) => tracing::warn!(lane = queue, error = %e, "pinning the lane to a CPU failed"),
                     }
                 }
-                lane::run(&shared, queue);
+                lane::run(&shared, queue, busy_poll);
             })?;
         }
         self.spawn("handshakes".into(), |shared| handshakes::run(&shared))?;
         self.spawn("timers".into(), |shared| timers::run(&shared))?;
         Ok(())
     }
+}
+
+/// The busy-poll window lanes can honour: none when this process may not return a thread
+/// from `SCHED_IDLE` (no `CAP_SYS_NICE`), since lanes poll under it.
+fn usable_busy_poll(requested: Duration) -> Duration {
+    if requested.is_zero() || wgfabric_sys::idle_policy_is_reversible() {
+        return requested;
+    }
+    tracing::info!("busy polling is off: it needs CAP_SYS_NICE to leave SCHED_IDLE");
+    Duration::ZERO
 }
 
 /// Binds the UDP sockets of every lane for `port` (0: any free port).
@@ -223,7 +235,7 @@ fn bind_sockets(port: u16, lanes: usize) -> anyhow::Result<Sockets> {
     Ok(Sockets { udp, retire })
 }
 
-fn since_epoch() -> std::time::Duration {
+fn since_epoch() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
