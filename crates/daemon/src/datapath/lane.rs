@@ -95,6 +95,11 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
     }
 }
 
+/// A gap this long between two polls means other threads are keeping this lane off its CPU
+/// (polling lanes sharing a CPU take turns of a few microseconds; a busy thread beside an
+/// idle-priority one lets it run about every 200 µs).
+const CONTENDED: Duration = Duration::from_micros(500);
+
 /// How an idle lane waits for its next packet.
 ///
 /// Waking a sleeping thread takes an interrupt to its CPU, and on a virtual machine whose CPU
@@ -104,6 +109,11 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
 /// the polling takes no time from any other thread (they preempt it at once), and the lane
 /// returns to the normal policy before it touches a packet, so it never holds a lock at idle
 /// priority. After that it sleeps until a descriptor is readable.
+///
+/// A lane polling on a CPU that other work wants gets a turn only now and then, and a packet
+/// for it would wait for that turn; a sleeping lane is instead woken wherever the scheduler
+/// finds room. So a lane that notices it was kept off its CPU ([`CONTENDED`]) stops polling
+/// and sleeps, and polls again after its next packet, wherever it was woken.
 struct Waiter {
     busy_poll: Duration,
     last_work: Instant,
@@ -139,9 +149,17 @@ impl Waiter {
             self.busy_poll = Duration::ZERO;
             return Ok(false);
         }
+        let mut turn = Instant::now();
         let polled = loop {
             match wait_readable(fds, signals, Some(Duration::ZERO)) {
-                Ok(false) if Instant::now() < until => std::thread::yield_now(),
+                Ok(false) => {
+                    let now = Instant::now();
+                    if now >= until || now.duration_since(turn) > CONTENDED {
+                        break Ok(false);
+                    }
+                    turn = now;
+                    std::thread::yield_now();
+                }
                 result => break result,
             }
         };
