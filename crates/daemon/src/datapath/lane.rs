@@ -137,8 +137,8 @@ impl Waiter {
         wait_readable(fds, signals, None).map(drop)
     }
 
-    /// Polls at idle priority until something is readable (true) or `busy_poll` has passed
-    /// since the last work (false).
+    /// Polls at idle priority until something is readable (true), or until `busy_poll` has
+    /// passed since the last work or the lane was kept off its CPU (false).
     fn poll_idle(&mut self, fds: &[BorrowedFd<'_>], signals: &[&Shutdown]) -> Result<bool, Error> {
         let until = self.last_work + self.busy_poll;
         if Instant::now() >= until {
