@@ -49,17 +49,6 @@ fn address_bytes(source: SocketAddr) -> ([u8; 18], usize) {
     (out, len)
 }
 
-/// Result of checking a handshake message's MACs on the responder's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MacCheck {
-    /// `mac1` is wrong: the sender does not know our public key. Drop silently.
-    BadMac1,
-    /// `mac1` is right; `mac2` is right too (only checked under load).
-    Valid,
-    /// `mac1` is right but we are under load and `mac2` is missing or stale: send a cookie.
-    NeedCookie,
-}
-
 /// The responder's side: validates MACs and issues cookies.
 pub(crate) struct CookieChecker {
     mac1_key: [u8; 32],
@@ -85,31 +74,31 @@ impl CookieChecker {
         }
     }
 
-    /// Checks `mac1` always and `mac2` when `under_load`.
-    pub(crate) fn check<R: RngCore + CryptoRng>(
+    /// Whether `message` (an initiation or a response) carries the right `mac1`: its sender
+    /// knows our public key.
+    pub(crate) fn mac1_valid(&self, message: &[u8]) -> bool {
+        let Some(at) = mac1_offset(message) else { return false };
+        let (covered, macs) = message.split_at(at);
+        bool::from(mac(&self.mac1_key, covered).ct_eq(&macs[..16]))
+    }
+
+    /// Whether `message` carries a `mac2` made with the cookie of `source`: its sender proved
+    /// it receives at that address and port. An all-zero `mac2` (no cookie) is refused
+    /// without hashing.
+    pub(crate) fn mac2_valid<R: RngCore + CryptoRng>(
         &mut self,
         message: &[u8],
         source: SocketAddr,
-        under_load: bool,
         now: Instant,
         rng: &mut R,
-    ) -> MacCheck {
-        let Some(at) = mac1_offset(message) else { return MacCheck::BadMac1 };
-        let (covered, macs) = message.split_at(at);
-        let (mac1, mac2) = macs.split_at(16);
-        if !bool::from(mac(&self.mac1_key, covered).ct_eq(mac1)) {
-            return MacCheck::BadMac1;
-        }
-        if !under_load {
-            return MacCheck::Valid;
+    ) -> bool {
+        let Some(at) = mac1_offset(message) else { return false };
+        let (covered, mac2) = message.split_at(at + 16);
+        if mac2.iter().all(|&b| b == 0) {
+            return false;
         }
         let cookie = self.cookie_for(source, now, rng);
-        let expected = mac(&*cookie, &message[..at + 16]);
-        if bool::from(expected.ct_eq(mac2)) {
-            MacCheck::Valid
-        } else {
-            MacCheck::NeedCookie
-        }
+        bool::from(mac(&*cookie, covered).ct_eq(mac2))
     }
 
     /// The cookie for `source`: MAC(secret, address ‖ port), with the secret rotated every two
@@ -270,14 +259,16 @@ mod tests {
         let src: SocketAddr = "192.0.2.1:51820".parse().unwrap();
         let mut msg = initiation();
         jar.stamp(&mut msg, now);
-        assert_eq!(checker.check(&msg, src, false, now, &mut rng), MacCheck::Valid);
+        assert!(checker.mac1_valid(&msg));
         msg[20] ^= 1;
-        assert_eq!(checker.check(&msg, src, false, now, &mut rng), MacCheck::BadMac1);
+        assert!(!checker.mac1_valid(&msg));
         // A jar for another key produces a mac1 this checker refuses.
         let other = PrivateKey::generate(&mut rng).public_key();
         let mut msg = initiation();
         CookieJar::default().stamp(&other, &mut msg, now);
-        assert_eq!(checker.check(&msg, src, false, now, &mut rng), MacCheck::BadMac1);
+        assert!(!checker.mac1_valid(&msg));
+        // Neither length of handshake message is anything else.
+        assert!(!checker.mac1_valid(&msg[..100]));
     }
 
     #[test]
@@ -286,7 +277,7 @@ mod tests {
         let src: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
         let mut msg = initiation();
         jar.stamp(&mut msg, now);
-        assert_eq!(checker.check(&msg, src, true, now, &mut rng), MacCheck::NeedCookie);
+        assert!(!checker.mac2_valid(&msg, src, now, &mut rng));
 
         let reply = checker.reply(&msg, 5, src, now, &mut rng).unwrap();
         let parsed = wire::CookieReply::parse(&reply).unwrap();
@@ -300,10 +291,11 @@ mod tests {
 
         let mut retry = initiation();
         jar.stamp(&mut retry, now);
-        assert_eq!(checker.check(&retry, src, true, now, &mut rng), MacCheck::Valid);
+        assert!(checker.mac1_valid(&retry));
+        assert!(checker.mac2_valid(&retry, src, now, &mut rng));
         // The cookie is bound to the source address and port.
         let elsewhere: SocketAddr = "[2001:db8::1]:4001".parse().unwrap();
-        assert_eq!(checker.check(&retry, elsewhere, true, now, &mut rng), MacCheck::NeedCookie);
+        assert!(!checker.mac2_valid(&retry, elsewhere, now, &mut rng));
     }
 
     #[test]
@@ -326,7 +318,7 @@ mod tests {
         let mut msg = initiation();
         jar.stamp(&mut msg, now + Duration::from_secs(1));
         let rotated = now + COOKIE_SECRET_MAX_AGE + Duration::from_secs(1);
-        assert_eq!(checker.check(&msg, src, true, rotated, &mut rng), MacCheck::NeedCookie);
+        assert!(!checker.mac2_valid(&msg, src, rotated, &mut rng));
     }
 
     #[test]

@@ -14,18 +14,21 @@
 //!                 │                                              │
 //!            UDP datagram                             Device::receive_data ─► TUN packet
 //!
-//!   handshakes, cookies: Device::handle_handshake ─► Device::poll_transmit
+//!   handshakes, cookies: Admission::admit ─► Device::handle_admitted ─► Device::poll_transmit
+//!                        (or both at once: Device::handle_handshake)
 //!   timers:              Device::poll_timeout ─► Device::handle_timeout
 //!   lifecycle:           Device::poll_event
 //! ```
 //!
 //! Module map: `wire` (message layouts), `crypto` (the whitepaper's primitives), `noise`
-//! (handshake messages), `cookie` (mac1/mac2 and cookie replies), `session` (transport
-//! keys), `replay` (the replay window), `timers` and `peer` (per-peer state), `device` (the
-//! state machine), `allowed_ips` (cryptokey routing), `uapi` (the userspace API text format).
+//! (handshake messages), `cookie` (mac1/mac2 and cookie replies), `admission` and `ratelimit`
+//! (who may cost us a Diffie-Hellman), `session` (transport keys), `replay` (the replay
+//! window), `timers` and `peer` (per-peer state), `device` (the state machine), `allowed_ips`
+//! (cryptokey routing), `uapi` (the userspace API text format).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod allowed_ips;
 pub mod cidr;
 pub mod constants;

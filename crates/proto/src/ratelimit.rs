@@ -1,9 +1,11 @@
-//! Per-source rate limit for handshake messages while the device is under load.
+//! Per-source rate limit for handshake messages.
 //!
 //! A token bucket per source (an IPv4 address, or an IPv6 /64, since one host usually owns a
 //! whole /64) admits [`HANDSHAKES_PER_SECOND_UNDER_LOAD`] messages per second with a burst of
-//! [`HANDSHAKE_BURST_UNDER_LOAD`]. The table is bounded: when it is full, new sources are
-//! refused until idle entries are collected, so a flood of spoofed sources cannot grow memory.
+//! [`HANDSHAKE_BURST_UNDER_LOAD`], as the kernel module's ratelimiter does. The table is
+//! bounded: when it is full, new sources are refused until entries idle for a second (whose
+//! buckets would be full again anyway) are evicted, so a flood of spoofed sources cannot grow
+//! memory.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,7 +17,6 @@ const COST: Duration =
     Duration::from_nanos(1_000_000_000 / HANDSHAKES_PER_SECOND_UNDER_LOAD as u64);
 const MAX_TOKENS: Duration =
     Duration::from_nanos(COST.as_nanos() as u64 * HANDSHAKE_BURST_UNDER_LOAD as u64);
-const MAX_ENTRIES: usize = 1 << 16;
 const IDLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,13 +41,19 @@ struct Bucket {
 }
 
 /// The handshake rate limiter.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RateLimiter {
     buckets: HashMap<Source, Bucket>,
+    capacity: usize,
     last_collection: Option<Instant>,
 }
 
 impl RateLimiter {
+    /// A limiter that tracks at most `capacity` sources at once.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { buckets: HashMap::new(), capacity, last_collection: None }
+    }
+
     /// Whether a handshake message from `ip` may be processed now.
     pub(crate) fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
         if self.last_collection.is_none_or(|t| now.saturating_duration_since(t) >= IDLE) {
@@ -66,7 +73,7 @@ impl RateLimiter {
                 None => false,
             };
         }
-        if self.buckets.len() >= MAX_ENTRIES {
+        if self.buckets.len() >= self.capacity {
             return false;
         }
         self.buckets.insert(source, Bucket { tokens: MAX_TOKENS - COST, last: now });
@@ -85,7 +92,7 @@ mod tests {
 
     #[test]
     fn burst_then_steady_rate() {
-        let mut limiter = RateLimiter::default();
+        let mut limiter = RateLimiter::new(16);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let t0 = Instant::now();
         let burst = (0..10).filter(|_| limiter.allow(ip, t0)).count();
@@ -100,7 +107,7 @@ mod tests {
 
     #[test]
     fn ipv6_sources_share_their_slash_64() {
-        let mut limiter = RateLimiter::default();
+        let mut limiter = RateLimiter::new(16);
         let t0 = Instant::now();
         let allowed = (0..10u16)
             .filter(|i| limiter.allow(format!("2001:db8::{i:x}").parse().unwrap(), t0))
@@ -111,10 +118,23 @@ mod tests {
 
     #[test]
     fn idle_entries_are_collected() {
-        let mut limiter = RateLimiter::default();
+        let mut limiter = RateLimiter::new(16);
         let t0 = Instant::now();
         assert!(limiter.allow("192.0.2.1".parse().unwrap(), t0));
         limiter.collect_idle(t0 + Duration::from_secs(2));
         assert!(limiter.buckets.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_sources_until_idle_ones_go() {
+        let mut limiter = RateLimiter::new(4);
+        let t0 = Instant::now();
+        let source = |i: u8| IpAddr::from([192, 0, 2, i]);
+        assert!((0..4).all(|i| limiter.allow(source(i), t0)));
+        assert!(!limiter.allow(source(4), t0));
+        // Known sources keep their buckets meanwhile.
+        assert!(limiter.allow(source(0), t0));
+        assert!(limiter.allow(source(4), t0 + IDLE));
+        assert_eq!(limiter.buckets.len(), 1);
     }
 }

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use super::{Device, Event, Slot};
 use crate::cidr::Cidr;
-use crate::cookie::CookieChecker;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 use crate::noise::{Identity, PeerKeys};
 use crate::peer::{Endpoint, Peer, PeerId, PeerStats};
@@ -57,7 +56,7 @@ impl Device {
         if let Some(own) = identity.as_ref().and_then(|id| self.by_key.get(&id.public).copied()) {
             self.remove_peer(own);
         }
-        self.checker = identity.as_ref().map(|id| CookieChecker::new(&id.public));
+        self.admission.set_public_key(identity.as_ref().map(|id| id.public));
         self.events.push_back(Event::PrivateKeyChanged {
             public_key: identity.as_ref().map(|id| id.public),
         });

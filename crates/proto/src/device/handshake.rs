@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Device, DropReason, Event, IndexEntry};
+#[cfg(doc)]
+use crate::admission::Admission;
+use crate::admission::Admit;
 use crate::constants::INITIATIONS_PER_SECOND;
-use crate::cookie::MacCheck;
 use crate::noise;
 use crate::peer::{Endpoint, PeerId};
 use crate::session::Session;
@@ -16,12 +18,13 @@ const MIN_INITIATION_GAP: Duration =
     Duration::from_nanos(1_000_000_000 / INITIATIONS_PER_SECOND as u64);
 
 impl Device {
-    /// Handles a handshake initiation, handshake response or cookie reply from `from`.
+    /// Handles a handshake initiation, handshake response or cookie reply from `from`: runs
+    /// it through the device's own [`Admission`] gate, then [`Device::handle_admitted`].
     ///
     /// Set `under_load` when handshake messages arrive faster than they can be processed (for
     /// instance when the caller's handshake queue is filling up): senders without a valid
-    /// `mac2` then get a cookie reply instead of costing a Diffie-Hellman, and each source is
-    /// rate limited.
+    /// `mac2` then get a cookie reply instead of costing a Diffie-Hellman. Callers that receive
+    /// on several threads run a shared [`Admission`] there instead, and queue what it admits.
     ///
     /// # Errors
     /// The reason the message was dropped (already counted in [`Device::stats`]).
@@ -32,13 +35,34 @@ impl Device {
         datagram: &[u8],
         under_load: bool,
     ) -> Result<(), DropReason> {
+        let result = match self.admission.admit(now, from.addr, datagram, under_load) {
+            Admit::Queue(_) => return self.handle_admitted(now, from, datagram),
+            Admit::CookieReply(reply) => {
+                self.stats.cookie_replies_sent += 1;
+                self.queue_transmit(None, from, reply.to_vec());
+                DropReason::CookieRequired
+            }
+            Admit::Drop(reason) => reason,
+        };
+        self.stats.record_drop(result, 1);
+        Err(result)
+    }
+
+    /// Handles a handshake message that an [`Admission`] gate admitted: `mac1` was checked
+    /// there, along with the sender's budget and, when needed, its cookie. This is where the
+    /// Diffie-Hellman work happens.
+    ///
+    /// # Errors
+    /// The reason the message was dropped (already counted in [`Device::stats`]).
+    pub fn handle_admitted(
+        &mut self,
+        now: Instant,
+        from: Endpoint,
+        datagram: &[u8],
+    ) -> Result<(), DropReason> {
         let result = match MessageType::of(datagram) {
-            Some(MessageType::Initiation) => self
-                .check_macs(now, from, datagram, under_load)
-                .and_then(|()| self.on_initiation(now, from, datagram)),
-            Some(MessageType::Response) => self
-                .check_macs(now, from, datagram, under_load)
-                .and_then(|()| self.on_response(now, from, datagram)),
+            Some(MessageType::Initiation) => self.on_initiation(now, from, datagram),
+            Some(MessageType::Response) => self.on_response(now, from, datagram),
             Some(MessageType::CookieReply) => self.on_cookie_reply(now, datagram),
             Some(MessageType::Data) | None => Err(DropReason::Malformed),
         };
@@ -46,35 +70,6 @@ impl Device {
             self.stats.record_drop(reason, 1);
         }
         result
-    }
-
-    fn check_macs(
-        &mut self,
-        now: Instant,
-        from: Endpoint,
-        datagram: &[u8],
-        under_load: bool,
-    ) -> Result<(), DropReason> {
-        let checker = self.checker.as_mut().ok_or(DropReason::NoIdentity)?;
-        match checker.check(datagram, from.addr, under_load, now, &mut self.rng) {
-            MacCheck::BadMac1 => Err(DropReason::BadMac),
-            MacCheck::NeedCookie => {
-                // Both handshake messages carry their sender index at bytes 4..8.
-                let sender =
-                    datagram.get(4..8).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-                let reply =
-                    sender.and_then(|s| checker.reply(datagram, s, from.addr, now, &mut self.rng));
-                if let Some(reply) = reply {
-                    self.stats.cookie_replies_sent += 1;
-                    self.queue_transmit(None, from, reply.to_vec());
-                }
-                Err(DropReason::CookieRequired)
-            }
-            MacCheck::Valid if under_load && !self.ratelimiter.allow(from.addr.ip(), now) => {
-                Err(DropReason::RateLimited)
-            }
-            MacCheck::Valid => Ok(()),
-        }
     }
 
     fn on_initiation(

@@ -29,14 +29,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{RngCore as _, SeedableRng};
 
+use crate::admission::Admission;
 use crate::allowed_ips::AllowedIps;
-use crate::cookie::CookieChecker;
 use crate::keys::PublicKey;
 use crate::noise::Identity;
 use crate::peer::{Endpoint, Peer, PeerId};
-use crate::ratelimit::RateLimiter;
 use crate::session::Session;
 
 pub use config::PeerInfo;
@@ -251,13 +250,12 @@ impl WallClock {
 /// One WireGuard interface's protocol state.
 pub struct Device {
     identity: Option<Identity>,
-    checker: Option<CookieChecker>,
+    admission: Admission,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     by_key: HashMap<PublicKey, PeerId>,
     allowed_ips: AllowedIps<PeerId>,
     indices: HashMap<u32, IndexEntry>,
-    ratelimiter: RateLimiter,
     rng: ChaCha20Rng,
     wall_clock: WallClock,
     mtu: usize,
@@ -295,16 +293,18 @@ impl Device {
     /// value in tests for reproducible runs. `since_epoch` is the wall-clock time at `now`,
     /// used for handshake timestamps.
     pub fn new(seed: [u8; 32], now: Instant, since_epoch: Duration) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut admission_seed = [0; 32];
+        rng.fill_bytes(&mut admission_seed);
         Self {
             identity: None,
-            checker: None,
+            admission: Admission::new(admission_seed),
             slots: Vec::new(),
             free_slots: Vec::new(),
             by_key: HashMap::new(),
             allowed_ips: AllowedIps::new(),
             indices: HashMap::new(),
-            ratelimiter: RateLimiter::default(),
-            rng: ChaCha20Rng::from_seed(seed),
+            rng,
             wall_clock: WallClock { at: now, since_epoch },
             mtu: DEFAULT_MTU,
             timer_queue: BinaryHeap::new(),
