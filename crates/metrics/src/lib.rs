@@ -24,4 +24,4 @@ pub mod wireguard;
 pub use exporter::Exporter;
 pub use exposition::{render, Family, Kind, CONTENT_TYPE};
 pub use http::{MetricsServer, Running};
-pub use wireguard::{families, Counters, FriendlyNames, Interface, CONNECTED_WITHIN};
+pub use wireguard::{families, Counters, FriendlyNames, Interface, QueueDepth, CONNECTED_WITHIN};

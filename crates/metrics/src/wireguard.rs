@@ -42,6 +42,19 @@ pub struct Counters {
     pub device: Stats,
     /// Handshake counters of each peer.
     pub peers: BTreeMap<PublicKey, PeerStats>,
+    /// The daemon's queues of handshake messages waiting for Diffie-Hellman work.
+    pub handshake_queue: Option<QueueDepth>,
+}
+
+/// How full a bounded queue is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages in it now.
+    pub length: usize,
+    /// The most it has held since the daemon started.
+    pub peak: usize,
+    /// The most it can hold; beyond that, messages are dropped.
+    pub capacity: usize,
 }
 
 impl Counters {
@@ -52,7 +65,7 @@ impl Counters {
             .filter_map(|id| device.peer_info(id))
             .map(|info| (info.public_key, info.stats))
             .collect();
-        Self { device: device.stats().clone(), peers }
+        Self { device: device.stats().clone(), peers, handshake_queue: None }
     }
 }
 
@@ -86,6 +99,9 @@ struct Families {
     failures: Family,
     dropped: Family,
     cookie_replies: Family,
+    queue_length: Family,
+    queue_peak: Family,
+    queue_capacity: Family,
 }
 
 impl Default for Families {
@@ -155,7 +171,25 @@ impl Default for Families {
             cookie_replies: Family::new(
                 "wgfabric_cookie_replies_sent_total",
                 Counter,
-                "Cookie replies sent instead of handshake responses while under load (wgfabricd).",
+                "Cookie replies sent instead of handshake work: the sender's address (or IPv6 /64) \
+                 was over its budget of handshakes, or the interface was under load (wgfabricd).",
+            ),
+            queue_length: Family::new(
+                "wgfabric_handshake_queue_length",
+                Gauge,
+                "Handshake messages admitted and waiting for Diffie-Hellman work (wgfabricd).",
+            ),
+            queue_peak: Family::new(
+                "wgfabric_handshake_queue_peak",
+                Gauge,
+                "The most handshake messages that have waited at once since the daemon started \
+                 (wgfabricd).",
+            ),
+            queue_capacity: Family::new(
+                "wgfabric_handshake_queue_capacity",
+                Gauge,
+                "How many handshake messages can wait; more are dropped as queue_overflow \
+                 (wgfabricd).",
             ),
         }
     }
@@ -177,6 +211,9 @@ impl Families {
             self.failures,
             self.dropped,
             self.cookie_replies,
+            self.queue_length,
+            self.queue_peak,
+            self.queue_capacity,
         ]
     }
 
@@ -218,6 +255,12 @@ impl Families {
                 );
             }
             self.cookie_replies.push(&[("interface", name)], counters.device.cookie_replies_sent);
+            if let Some(queue) = counters.handshake_queue {
+                let label = [("interface", name)];
+                self.queue_length.push(&label, queue.length as u64);
+                self.queue_peak.push(&label, queue.peak as u64);
+                self.queue_capacity.push(&label, queue.capacity as u64);
+            }
         }
     }
 

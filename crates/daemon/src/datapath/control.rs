@@ -62,6 +62,7 @@ impl Control for Datapath {
         let outbox = {
             let mut state = self.shared.lock();
             state.device.apply(Instant::now(), &request);
+            self.shared.gate().admission.set_public_key(state.device.public_key());
             state.fwmark = mark;
             if let Some(sockets) = &fresh {
                 state.listen_port = sockets.udp.port();

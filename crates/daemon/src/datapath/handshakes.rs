@@ -1,96 +1,237 @@
-//! The handshake queue and its thread.
+//! Handshake admission on the lanes, the handshake queues, and the handshake thread.
 //!
-//! Handshake messages cost Diffie-Hellman operations, so they are taken off the receive
-//! threads: those copy them here and move on. The queue is bounded (a flood beyond it is
-//! dropped) and its length is the load signal: once it is an eighth full, the device is told
-//! it is under load for the next second, and answers handshakes with cookie replies and rate
-//! limits per source, as wireguard-go does.
+//! Handshake messages cost Diffie-Hellman operations, so they are taken off the receive lanes.
+//! A lane first runs each one through the shared [`Admission`] gate: a wrong `mac1` is
+//! dropped, a source over its budget (or any sender without a cookie while the device is under
+//! load) gets a cookie reply from the lane itself, and only the rest is copied into a queue, so
+//! a flood cannot fill the queue ahead of a legitimate peer. There are two bounded queues of
+//! fixed-size slots: messages whose sender proved its address with a cookie go to their own
+//! and are taken first. Nothing a message leaves behind outlives it, apart from a rate-limit
+//! bucket in a bounded table.
+//!
+//! The normal queue's length is the load signal, as in the kernel module: once it is an eighth
+//! full, the device is under load for the next second, and every sender without a cookie is
+//! asked for one.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use wgfabric_proto::{DropReason, Endpoint};
+use wgfabric_proto::admission::{Admission, Admit, Priority};
+use wgfabric_proto::wire::INITIATION_LEN;
+use wgfabric_proto::{DropReason, Endpoint, Stats};
 use wgfabric_sys::SendBatch;
 
-use super::send::flush;
+use super::send::{flush, send};
 use super::Shared;
 
-const CAPACITY: usize = 1024;
+/// Slots in each queue. At about 25,000 Diffie-Hellman operations a second per core, a full
+/// queue is tens of milliseconds of work.
+pub(super) const CAPACITY: usize = 1024;
 const UNDER_LOAD_AT: usize = CAPACITY / 8;
 const UNDER_LOAD_FOR: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<(Endpoint, Vec<u8>)>,
+/// A copy of an admitted handshake message, in a slot that fits the longest one.
+struct Queued {
+    from: Endpoint,
+    len: usize,
+    bytes: [u8; INITIATION_LEN],
+}
+
+struct Queues {
+    proven: VecDeque<Queued>,
+    normal: VecDeque<Queued>,
     closed: bool,
-    under_load_until: Option<Instant>,
+}
+
+impl Queues {
+    fn len(&self) -> usize {
+        self.proven.len() + self.normal.len()
+    }
+}
+
+/// The admission gate the lanes share, with the counts of what it turned away (added to the
+/// device's counters when they are read).
+pub(super) struct Gate {
+    pub(super) admission: Admission,
+    pub(super) stats: Stats,
 }
 
 /// Handshake messages waiting for the handshake thread.
-#[derive(Default)]
 pub(super) struct HandshakeQueue {
-    queue: Mutex<Queue>,
+    queues: Mutex<Queues>,
     ready: Condvar,
-    /// Messages dropped because the queue was full.
+    /// Messages dropped because their queue was full.
     overflowed: AtomicU64,
+    /// The longest the queues have been together.
+    peak: AtomicUsize,
+    /// Load is signalled until this many nanoseconds after `epoch`.
+    under_load_until: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for HandshakeQueue {
+    fn default() -> Self {
+        Self {
+            queues: Mutex::new(Queues {
+                proven: VecDeque::with_capacity(CAPACITY),
+                normal: VecDeque::with_capacity(CAPACITY),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            overflowed: AtomicU64::new(0),
+            peak: AtomicUsize::new(0),
+            under_load_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl HandshakeQueue {
-    /// Queues a copy of a handshake message, or drops it when the queue is full.
-    pub(super) fn push(&self, from: Endpoint, datagram: &[u8]) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.closed {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether handshake work is piling up: the normal queue was an eighth full within the
+    /// last second.
+    pub(super) fn under_load(&self, now: Instant) -> bool {
+        self.nanos(now) < self.under_load_until.load(Ordering::Relaxed)
+    }
+
+    /// Queues a copy of an admitted handshake message, or drops it when its queue is full.
+    fn push(&self, priority: Priority, from: Endpoint, datagram: &[u8], now: Instant) {
+        if datagram.len() > INITIATION_LEN {
             return;
         }
-        if queue.items.len() >= CAPACITY {
+        let mut queues = self.lock();
+        if queues.closed {
+            return;
+        }
+        let queue = match priority {
+            Priority::Proven => &mut queues.proven,
+            Priority::Normal => &mut queues.normal,
+        };
+        if queue.len() >= CAPACITY {
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        queue.items.push_back((from, datagram.to_vec()));
+        let mut slot = Queued { from, len: datagram.len(), bytes: [0; INITIATION_LEN] };
+        slot.bytes[..datagram.len()].copy_from_slice(datagram);
+        queue.push_back(slot);
+        if queues.normal.len() >= UNDER_LOAD_AT {
+            let until = self.nanos(now + UNDER_LOAD_FOR);
+            self.under_load_until.store(until, Ordering::Relaxed);
+        }
+        self.peak.fetch_max(queues.len(), Ordering::Relaxed);
         self.ready.notify_one();
     }
 
-    /// The next message and whether the device is under load; `None` once closed.
-    fn pop(&self) -> Option<(Endpoint, Vec<u8>, bool)> {
-        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut queue = self
+    /// The next message, proven senders first; `None` once closed.
+    fn pop(&self) -> Option<Queued> {
+        let queues = self.lock();
+        let mut queues = self
             .ready
-            .wait_while(queue, |q| q.items.is_empty() && !q.closed)
+            .wait_while(queues, |q| q.len() == 0 && !q.closed)
             .unwrap_or_else(PoisonError::into_inner);
-        if queue.closed {
+        if queues.closed {
             return None;
         }
-        let now = Instant::now();
-        if queue.items.len() >= UNDER_LOAD_AT {
-            queue.under_load_until = Some(now + UNDER_LOAD_FOR);
-        }
-        let under_load = queue.under_load_until.is_some_and(|until| now < until);
-        let (from, datagram) = queue.items.pop_front()?;
-        Some((from, datagram, under_load))
+        queues.proven.pop_front().or_else(|| queues.normal.pop_front())
     }
 
     /// Wakes the handshake thread for good.
     pub(super) fn close(&self) {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
+        self.lock().closed = true;
         self.ready.notify_all();
     }
 
-    /// Takes the count of messages dropped because the queue was full.
+    /// The queues' length now and the longest they have been.
+    pub(super) fn depth(&self) -> (usize, usize) {
+        (self.lock().len(), self.peak.load(Ordering::Relaxed))
+    }
+
+    /// Takes the count of messages dropped because a queue was full.
     fn take_overflowed(&self) -> u64 {
         self.overflowed.swap(0, Ordering::Relaxed)
     }
 }
 
+/// A handshake message a lane received, waiting for the gate's verdict.
+#[derive(Debug, Clone)]
+pub(super) struct Arrival {
+    pub(super) from: Endpoint,
+    /// Where the datagram is in the lane's receive buffers: message, offset, length.
+    pub(super) at: (usize, usize, usize),
+    verdict: Option<Admit>,
+}
+
+impl Arrival {
+    pub(super) fn new(from: Endpoint, at: (usize, usize, usize)) -> Self {
+        Self { from, at, verdict: None }
+    }
+}
+
+/// Runs a lane's batch of handshake messages through the gate (one lock for the batch), then
+/// queues what it admitted and sends the cookie replies.
+pub(super) fn admit(
+    shared: &Shared,
+    lane: usize,
+    send_batch: &mut SendBatch,
+    arrivals: &mut [Arrival],
+    bufs: &[Vec<u8>],
+) {
+    let datagram = |a: &Arrival| {
+        let (msg, offset, len) = a.at;
+        bufs.get(msg).and_then(|b| b.get(offset..offset + len)).unwrap_or_default()
+    };
+    let now = Instant::now();
+    let under_load = shared.handshakes.under_load(now);
+    {
+        let mut gate = shared.gate();
+        let Gate { admission, stats } = &mut *gate;
+        for arrival in arrivals.iter_mut() {
+            let verdict = admission.admit(now, arrival.from.addr, datagram(arrival), under_load);
+            match &verdict {
+                Admit::Queue(_) => {}
+                Admit::CookieReply(_) => {
+                    stats.cookie_replies_sent += 1;
+                    stats.record_drop(DropReason::CookieRequired, 1);
+                }
+                Admit::Drop(reason) => stats.record_drop(*reason, 1),
+            }
+            arrival.verdict = Some(verdict);
+        }
+    }
+    let mut sockets = None;
+    for arrival in arrivals.iter() {
+        match &arrival.verdict {
+            Some(Admit::Queue(priority)) => {
+                shared.handshakes.push(*priority, arrival.from, datagram(arrival), now);
+            }
+            Some(Admit::CookieReply(reply)) => {
+                let sockets = sockets.get_or_insert_with(|| shared.sockets());
+                let reply = std::iter::once(&reply[..]);
+                send(shared, sockets, lane, send_batch, None, arrival.from, reply);
+            }
+            Some(Admit::Drop(_)) | None => {}
+        }
+    }
+}
+
 pub(super) fn run(shared: &Shared) {
     let mut batch = SendBatch::new(4);
-    while let Some((from, datagram, under_load)) = shared.handshakes.pop() {
+    while let Some(message) = shared.handshakes.pop() {
         let now = Instant::now();
         let overflowed = shared.handshakes.take_overflowed();
+        let datagram = message.bytes.get(..message.len).unwrap_or_default();
         let (_, outbox) = shared.with_device(|device| {
-            device.stats_mut().record_drop(DropReason::RateLimited, overflowed);
-            device.handle_handshake(now, from, &datagram, under_load)
+            device.stats_mut().record_drop(DropReason::QueueOverflow, overflowed);
+            device.handle_admitted(now, message.from, datagram)
         });
         flush(shared, 0, &mut batch, outbox);
     }
@@ -107,20 +248,41 @@ mod tests {
     #[test]
     fn bounded_and_signals_load() {
         let queue = HandshakeQueue::default();
+        let now = Instant::now();
+        assert!(!queue.under_load(now));
         for _ in 0..CAPACITY + 10 {
-            queue.push(endpoint(), &[1, 0, 0, 0]);
+            queue.push(Priority::Normal, endpoint(), &[1, 0, 0, 0], now);
         }
         assert_eq!(queue.take_overflowed(), 10);
-        let (_, _, under_load) = queue.pop().unwrap();
-        assert!(under_load);
+        assert_eq!(queue.depth(), (CAPACITY, CAPACITY));
+        assert!(queue.under_load(now));
+        assert!(!queue.under_load(now + UNDER_LOAD_FOR));
         queue.close();
         assert!(queue.pop().is_none());
     }
 
     #[test]
+    fn proven_senders_go_first() {
+        let queue = HandshakeQueue::default();
+        let now = Instant::now();
+        queue.push(Priority::Normal, endpoint(), &[1, 0, 0, 0], now);
+        queue.push(Priority::Proven, endpoint(), &[2, 0, 0, 0, 9], now);
+        let first = queue.pop().unwrap();
+        assert_eq!(&first.bytes[..first.len], &[2, 0, 0, 0, 9]);
+        assert_eq!(queue.pop().unwrap().bytes[0], 1);
+        // A full normal queue leaves the proven one room.
+        for _ in 0..CAPACITY + 1 {
+            queue.push(Priority::Normal, endpoint(), &[1, 0, 0, 0], now);
+        }
+        queue.push(Priority::Proven, endpoint(), &[2, 0, 0, 0], now);
+        assert_eq!(queue.pop().unwrap().bytes[0], 2);
+    }
+
+    #[test]
     fn a_quiet_queue_is_not_under_load() {
         let queue = HandshakeQueue::default();
-        queue.push(endpoint(), &[1, 0, 0, 0]);
-        assert!(!queue.pop().unwrap().2);
+        let now = Instant::now();
+        queue.push(Priority::Normal, endpoint(), &[1, 0, 0, 0], now);
+        assert!(!queue.under_load(now));
     }
 }

@@ -5,8 +5,9 @@
 //! the whole batch, decryption runs without the lock, and a second acquisition judges the
 //! results (replay is already checked by the session; here the inner source address, roaming
 //! and timers). Delivered packets are coalesced into TCP/UDP superframes before the TUN write.
-//! Handshake messages are copied to the handshake queue, so a flood of them costs this thread
-//! nothing but the copy.
+//! Handshake messages go through the admission gate here, before anything is queued: a flood
+//! of them costs this thread a MAC each (and a cookie reply for those over budget), never a
+//! Diffie-Hellman.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +17,7 @@ use wgfabric_proto::{DropReason, Endpoint, Session, SourceAddr, Verdict};
 use wgfabric_sys::offload::{Coalescer, VNET_HDR_LEN};
 use wgfabric_sys::{Error, RecvBatch, RecvMeta, SendBatch, TunQueue, UdpSocket};
 
+use super::handshakes::{self, Arrival};
 use super::send::flush;
 use super::{interface_gone, Shared};
 
@@ -49,6 +51,7 @@ pub(super) struct Inbound {
     bufs: Vec<Vec<u8>>,
     metas: Vec<RecvMeta>,
     jobs: Vec<Job>,
+    arrivals: Vec<Arrival>,
     sessions: Vec<Arc<Session>>,
     malformed: u64,
     out: Vec<Vec<u8>>,
@@ -65,6 +68,7 @@ impl Inbound {
             bufs: vec![vec![0; GRO_BUF]; MESSAGES],
             metas: vec![RecvMeta::default(); MESSAGES],
             jobs: Vec::new(),
+            arrivals: Vec::new(),
             sessions: Vec::new(),
             malformed: 0,
             out: if vnet { vec![vec![0; VNET_HDR_LEN + GRO_BUF]; COALESCE] } else { Vec::new() },
@@ -95,6 +99,7 @@ impl Inbound {
 /// Decrypts and judges the transport data of the `count` messages just received.
 fn decrypt(shared: &Shared, st: &mut Inbound, count: usize) {
     st.jobs.clear();
+    st.arrivals.clear();
     st.sessions.clear();
     for (msg, meta) in st.metas[..count].iter().enumerate() {
         let from = Endpoint {
@@ -114,11 +119,14 @@ fn decrypt(shared: &Shared, st: &mut Inbound, count: usize) {
                     failed: None,
                     deliver: None,
                 }),
-                Some(_) => shared.handshakes.push(from, datagram),
+                Some(_) => st.arrivals.push(Arrival::new(from, (msg, offset, datagram.len()))),
                 None => st.malformed += 1,
             }
             offset += datagram.len();
         }
+    }
+    if !st.arrivals.is_empty() {
+        handshakes::admit(shared, st.lane, &mut st.send, &mut st.arrivals, &st.bufs);
     }
     if st.jobs.is_empty() {
         return;

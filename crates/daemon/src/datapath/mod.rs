@@ -8,7 +8,8 @@
 //!                 ─► seal (no lock) ─► one GSO send per peer
 //!    UDP batch ─► look up sessions (lock) ─► open (no lock) ─► judge (lock)
 //!                 ─► coalesce ─► TUN write
-//!              └─► handshake messages ─► handshake queue ─► handshake thread (lock, DH)
+//!              └─► handshake messages ─► admission gate (mac1, budgets; cookie replies)
+//!                  ─► handshake queues (proven senders first) ─► handshake thread (lock, DH)
 //!  timer thread: handle_timeout (lock) at each deadline; MTU and wall clock refresh
 //! ```
 //!
@@ -34,14 +35,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _};
 use rand_core::{OsRng, RngCore as _};
-use wgfabric_proto::{Device, Transmit};
+use wgfabric_proto::admission::Admission;
+use wgfabric_proto::{Device, Stats, Transmit};
 use wgfabric_sys::{Tun, TunConfig, UdpSockets};
 
 use crate::cli::Threads;
 use crate::driver::Driver;
 use crate::shutdown::{Reason, Shutdown};
 use events::Logged;
-use handshakes::HandshakeQueue;
+use handshakes::{Gate, HandshakeQueue};
 
 /// The MTU a fresh TUN device gets before `ip link set mtu` (wg-quick sets 1420).
 const DEFAULT_TUN_MTU: u32 = 1420;
@@ -72,6 +74,7 @@ struct Shared {
     /// Stops the TUN readers and the internal threads.
     io_shutdown: wgfabric_sys::Shutdown,
     daemon_shutdown: Shutdown,
+    gate: Mutex<Gate>,
     handshakes: HandshakeQueue,
 }
 
@@ -107,6 +110,10 @@ impl Shared {
             self.timer_wake.notify_one();
         }
         outbox
+    }
+
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn mtu(&self) -> usize {
@@ -161,6 +168,8 @@ impl Datapath {
         let mut seed = [0u8; 32];
         OsRng.try_fill_bytes(&mut seed).map_err(|e| anyhow!("seeding the device: {e}"))?;
         let mut device = Device::new(seed, Instant::now(), since_epoch());
+        OsRng.try_fill_bytes(&mut seed).map_err(|e| anyhow!("seeding the device: {e}"))?;
+        let gate = Gate { admission: Admission::new(seed), stats: Stats::default() };
         device.set_mtu(mtu);
         let listen_port = sockets.udp.port();
         let shared = Arc::new(Shared {
@@ -171,6 +180,7 @@ impl Datapath {
             mtu: AtomicUsize::new(mtu),
             io_shutdown,
             daemon_shutdown: shutdown.clone(),
+            gate: Mutex::new(gate),
             handshakes: HandshakeQueue::default(),
         });
         let datapath = Arc::new(Self {
@@ -267,7 +277,13 @@ impl Driver for Datapath {
     }
 
     fn counters(&self) -> wgfabric_metrics::Counters {
-        wgfabric_metrics::Counters::of(&self.shared.lock().device)
+        let turned_away = self.shared.gate().stats.clone();
+        let mut counters = wgfabric_metrics::Counters::of(&self.shared.lock().device);
+        counters.device.absorb(&turned_away);
+        let (length, peak) = self.shared.handshakes.depth();
+        counters.handshake_queue =
+            Some(wgfabric_metrics::QueueDepth { length, peak, capacity: 2 * handshakes::CAPACITY });
+        counters
     }
 }
 

@@ -151,9 +151,10 @@ pub enum DropReason {
     HandshakeInvalid,
     /// A handshake initiation replayed (old timestamp) or flooding (too soon).
     HandshakeReplay,
-    /// A handshake message refused by the per-source rate limit while under load.
+    /// A handshake message refused by a per-source rate limit.
     RateLimited,
-    /// A handshake message answered with a cookie reply instead (under load).
+    /// A handshake message answered with a cookie reply instead (its source over budget, or
+    /// the device under load).
     CookieRequired,
     /// A cookie reply that was unexpected or failed to decrypt.
     BadCookie,
@@ -209,7 +210,8 @@ impl DropReason {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
     dropped: [u64; DropReason::ALL.len()],
-    /// Cookie replies sent because we were under load.
+    /// Cookie replies sent instead of handshake work (the sender's source was over its
+    /// budget, or the device under load).
     pub cookie_replies_sent: u64,
 }
 
@@ -222,6 +224,14 @@ impl Stats {
     /// Counts `n` packets dropped for `reason`.
     pub fn record_drop(&mut self, reason: DropReason, n: u64) {
         self.dropped[reason as usize] += n;
+    }
+
+    /// Adds `other`'s counts to these (for counts kept apart, such as an admission gate's).
+    pub fn absorb(&mut self, other: &Self) {
+        for (ours, theirs) in self.dropped.iter_mut().zip(other.dropped) {
+            *ours += theirs;
+        }
+        self.cookie_replies_sent += other.cookie_replies_sent;
     }
 }
 
