@@ -3,14 +3,14 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wgfabric_proto::keys::{PresharedKey, PrivateKey};
 use wgfabric_testkit::scenarios::{Link, Psk, Tunnel, Underlay};
 use wgfabric_testkit::{
-    preshared_key, run, transfer, unique_interface_name, wait_until, Daemon, Impl, Netns,
+    metric_value, preshared_key, run, transfer, unique_interface_name, wait_until, Daemon, Impl,
+    Netns, WithFlags,
 };
 
 /// Where the metrics are served, inside each daemon's namespace.
@@ -20,64 +20,20 @@ const B_INNER: &str = "198.51.100.2";
 /// `a`'s inner address, where transfers to `a` arrive.
 const A_INNER: &str = "198.51.100.1";
 
-/// An executable script that runs wgfabricd with extra flags, so testkit can start it as it
-/// starts the daemon itself. Removed on drop.
-struct Wrapper(PathBuf);
-
-impl Wrapper {
-    fn new(flags: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("wgfabricd-wrapper-{}-{n}", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o700)
-            .open(&path)
-            .unwrap();
-        let script =
-            format!("#!/bin/sh\nexec {} {flags} \"$@\"\n", env!("CARGO_BIN_EXE_wgfabricd"));
-        file.write_all(script.as_bytes()).unwrap();
-        Self(path)
-    }
-
-    fn implementation(&self) -> Impl {
-        Impl::Wgfabricd(self.0.clone())
-    }
+/// wgfabricd with extra `flags`.
+fn wrapper(flags: &str) -> WithFlags {
+    WithFlags::new(Path::new(env!("CARGO_BIN_EXE_wgfabricd")), flags)
 }
 
-impl Drop for Wrapper {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// `GET /metrics` from inside `ns`, with bash's /dev/tcp (no HTTP client needed).
+/// `GET /metrics` from inside `ns`.
 fn scrape(ns: &Netns) -> String {
-    let script = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/{METRICS_PORT} && \
-         printf 'GET /metrics HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && cat <&3"
-    );
-    let response = ns.run(&["bash", "-c", &script]);
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
-    body.to_owned()
-}
-
-/// The value of the sample of `family` whose labels contain every one of `labels`.
-fn value(text: &str, family: &str, labels: &[&str]) -> Option<u64> {
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{family}{{")))
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    wgfabric_testkit::scrape(ns, METRICS_PORT)
 }
 
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn metrics_follow_a_live_tunnel() {
-    let with_metrics = Wrapper::new(&format!("--metrics 127.0.0.1:{METRICS_PORT}"));
+    let with_metrics = wrapper(&format!("--metrics 127.0.0.1:{METRICS_PORT}"));
     let plain = Impl::Wgfabricd(PathBuf::from(env!("CARGO_BIN_EXE_wgfabricd")));
     let link = Link::new(Underlay::V4);
     let tunnel = Tunnel::new(&link, &with_metrics.implementation(), &plain, Psk::None);
@@ -85,28 +41,41 @@ fn metrics_follow_a_live_tunnel() {
     let peer = format!("public_key=\"{}\"", tunnel.b_key);
 
     let before = scrape(&link.a);
-    assert_eq!(value(&before, "wgfabric_uapi_up", &[&interface]), Some(1), "{before}");
-    assert_eq!(value(&before, "wgfabric_interface_peers", &[&interface]), Some(1));
-    assert_eq!(value(&before, "wireguard_latest_handshake_seconds", &[&peer]), Some(0));
-    assert_eq!(value(&before, "wgfabric_peer_connected", &[&peer]), Some(0));
+    assert_eq!(metric_value(&before, "wgfabric_uapi_up", &[&interface]), Some(1), "{before}");
+    assert_eq!(metric_value(&before, "wgfabric_interface_peers", &[&interface]), Some(1));
+    assert_eq!(metric_value(&before, "wireguard_latest_handshake_seconds", &[&peer]), Some(0));
+    assert_eq!(metric_value(&before, "wgfabric_peer_connected", &[&peer]), Some(0));
     let endpoint = "endpoint=\"192.0.2.2:51821\"";
-    assert_eq!(value(&before, "wgfabric_peer_endpoint_info", &[&peer, endpoint]), Some(1));
+    assert_eq!(metric_value(&before, "wgfabric_peer_endpoint_info", &[&peer, endpoint]), Some(1));
 
     tunnel.assert_connects(&link, B_INNER);
     let connected = scrape(&link.a);
     wgfabric_testkit::assert_promtool_accepts(&connected);
-    let sent = |text: &str| value(text, "wireguard_sent_bytes_total", &[&peer]).unwrap();
-    let received = |text: &str| value(text, "wireguard_received_bytes_total", &[&peer]).unwrap();
+    let sent = |text: &str| metric_value(text, "wireguard_sent_bytes_total", &[&peer]).unwrap();
+    let received =
+        |text: &str| metric_value(text, "wireguard_received_bytes_total", &[&peer]).unwrap();
     assert!(sent(&connected) > sent(&before), "{connected}");
     assert!(received(&connected) > 0, "{connected}");
-    assert!(value(&connected, "wireguard_latest_handshake_seconds", &[&peer]).unwrap() > 0);
-    assert_eq!(value(&connected, "wgfabric_peer_connected", &[&peer]), Some(1), "{connected}");
-    assert!(value(&connected, "wgfabric_peer_handshake_attempts_total", &[&peer]).unwrap() >= 1);
-    assert!(value(&connected, "wgfabric_peer_handshakes_completed_total", &[&peer]).unwrap() >= 1);
+    assert!(metric_value(&connected, "wireguard_latest_handshake_seconds", &[&peer]).unwrap() > 0);
+    assert_eq!(
+        metric_value(&connected, "wgfabric_peer_connected", &[&peer]),
+        Some(1),
+        "{connected}"
+    );
+    assert!(
+        metric_value(&connected, "wgfabric_peer_handshake_attempts_total", &[&peer]).unwrap() >= 1
+    );
+    assert!(
+        metric_value(&connected, "wgfabric_peer_handshakes_completed_total", &[&peer]).unwrap()
+            >= 1
+    );
     let rejected = [peer.as_str(), "reason=\"rejected\""];
-    assert_eq!(value(&connected, "wgfabric_peer_handshake_failures_total", &rejected), Some(0));
+    assert_eq!(
+        metric_value(&connected, "wgfabric_peer_handshake_failures_total", &rejected),
+        Some(0)
+    );
     let replays = [interface.as_str(), "reason=\"replay\""];
-    assert_eq!(value(&connected, "wgfabric_packets_dropped_total", &replays), Some(0));
+    assert_eq!(metric_value(&connected, "wgfabric_packets_dropped_total", &replays), Some(0));
 
     // A megabyte from b to a shows up in a's received bytes, with the tunnel's overhead.
     let bytes = 1 << 20;
@@ -179,7 +148,7 @@ fn stop_and_read_log(daemon: &mut Daemon<'_>) -> String {
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn json_logs_tell_the_lifecycle_and_never_a_key() {
-    let json = Wrapper::new("--log-format json");
+    let json = wrapper("--log-format json");
     let link = Link::new(Underlay::V4);
     let mut tunnel = Tunnel::new(&link, &json.implementation(), &json.implementation(), Psk::Same);
     tunnel.assert_connects(&link, B_INNER);
@@ -245,7 +214,7 @@ fn json_logs_tell_the_lifecycle_and_never_a_key() {
 #[ignore = "needs root and network namespaces"]
 fn a_metrics_port_in_use_fails_the_start_and_leaves_nothing() {
     let ns = Netns::new("wgfd-mport");
-    let with_metrics = Wrapper::new(&format!("--metrics 127.0.0.1:{METRICS_PORT}"));
+    let with_metrics = wrapper(&format!("--metrics 127.0.0.1:{METRICS_PORT}"));
     let _first = Daemon::start(&ns, with_metrics.implementation(), &unique_interface_name("wgfd"));
     let second = unique_interface_name("wgfd");
     let metrics = format!("127.0.0.1:{METRICS_PORT}");

@@ -17,19 +17,23 @@
 
 mod daemon;
 mod etcd;
+mod flood;
 mod garbage;
 mod netns;
 mod poll;
 pub mod scenarios;
+mod scrape;
 mod tools;
 mod transfer;
 mod wg;
 
 pub use daemon::{unique_interface_name, Daemon, Impl, SOCKET_DIR};
 pub use etcd::Etcd;
+pub use flood::flood_handshakes;
 pub use garbage::{spray_garbage, GARBAGE_PER_SECOND};
 pub use netns::{run, run_command, veth, Background, CommandError, Netns};
 pub use poll::{wait_until, PingStats};
+pub use scrape::{metric_value, scrape, WithFlags};
 pub use tools::{assert_promtool_accepts, on_path, require, require_tool, Skip};
 pub use transfer::{netprobe_path, transfer};
 pub use wg::{keypair, preshared_key, DumpPeer, TempFile, WgConfig, WgDump, WgPeer};

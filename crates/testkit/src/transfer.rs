@@ -16,17 +16,26 @@ use crate::netns::{run_command, CommandError, Netns};
 /// # Panics
 /// When it cannot be found; the message says how to build it.
 pub fn netprobe_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("WGFABRIC_NETPROBE") {
+    testkit_binary("netprobe", "WGFABRIC_NETPROBE")
+}
+
+/// Where this crate's binary `name` was built: `$variable`, else next to the running test's
+/// `deps/` directory.
+///
+/// # Panics
+/// When it cannot be found; the message says how to build it.
+pub(crate) fn testkit_binary(name: &str, variable: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
         return path.into();
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     let candidate = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("netprobe"))
+        .map(|profile| profile.join(name))
         .filter(|path| path.exists());
     candidate.unwrap_or_else(|| {
-        panic!("netprobe is not built: run `cargo build -p wgfabric-testkit --bin netprobe`")
+        panic!("{name} is not built: run `cargo build -p wgfabric-testkit --bin {name}`")
     })
 }
 
