@@ -71,7 +71,7 @@ fn under_flood(sources: &[&str], session: Session, check: impl FnOnce(&Tunnel<'_
     let rss_before = resident_kib(pid);
 
     let target = SocketAddr::new(link.underlay_addr(Side::B), PORTS[1]);
-    let mut flood = flood_handshakes(&link.a, target, &tunnel.b_key, RATE, FLOOD_SECONDS, &sources);
+    let flood = flood_handshakes(&link.a, target, &tunnel.b_key, RATE, FLOOD_SECONDS, &sources);
     let turned_away =
         |text: &str| metric_value(text, "wgfabric_cookie_replies_sent_total", &[]).unwrap_or(0);
     let arrived =
