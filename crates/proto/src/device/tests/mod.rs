@@ -766,3 +766,5 @@ fn a_new_private_key_handshakes_without_waiting_out_the_rate_limit() {
     assert_eq!(p.count_on_wire(true, W::Initiation), before + 1, "no wait for REKEY_TIMEOUT");
     assert_eq!(p.b_inbox.len(), 2);
 }
+
+mod soak;
