@@ -19,6 +19,7 @@
 pub mod exporter;
 pub mod exposition;
 pub mod http;
+pub mod limits;
 pub mod wireguard;
 
 pub use exporter::Exporter;
