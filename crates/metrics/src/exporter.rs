@@ -16,11 +16,12 @@ use wgfabric_proto::uapi::{parse_get, DeviceSnapshot, GET_REQUEST};
 use zeroize::Zeroizing;
 
 use crate::exposition::render;
+use crate::limits::Timed;
 use crate::wireguard::{families, FriendlyNames, Interface};
 
 /// Where `wg(8)` and the userspace implementations keep their sockets.
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/wireguard";
-/// How long one socket may take to connect, take the request and answer.
+/// How long one socket may take to take the request and answer it, in all.
 pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest answer read from a socket: room for some hundred thousand peers.
 const MAX_ANSWER: u64 = 64 << 20;
@@ -107,12 +108,12 @@ fn find_sockets(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
 /// ([`io::ErrorKind::InvalidData`]).
 pub fn query(path: &Path) -> io::Result<DeviceSnapshot> {
     let stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(SOCKET_TIMEOUT))?;
-    stream.set_write_timeout(Some(SOCKET_TIMEOUT))?;
-    (&stream).write_all(GET_REQUEST.as_bytes())?;
+    // One deadline for the whole exchange: a daemon that trickles its answer gets no more.
+    let timed = Timed::new(&stream, SOCKET_TIMEOUT);
+    (&timed).write_all(GET_REQUEST.as_bytes())?;
     // The answer holds the private key: keep it out of freed memory.
     let mut text = Zeroizing::new(String::new());
-    let mut reader = BufReader::new((&stream).take(MAX_ANSWER));
+    let mut reader = BufReader::new((&timed).take(MAX_ANSWER));
     loop {
         let start = text.len();
         // Implementations keep the connection open for more requests: stop at the status.
@@ -188,6 +189,30 @@ mod tests {
         assert_eq!(scrape.interfaces, ["wg0", "wg1"]);
         assert_eq!(scrape.failed.len(), 1);
         assert_eq!(scrape.failed[0].0, "wg1");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_socket_that_trickles_its_answer_is_given_up_at_the_deadline() {
+        let dir = temp_dir("trickle");
+        let path = dir.join("wg0.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let daemon = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // A byte every 50 ms, until the exporter hangs up.
+            for byte in "listen_port=51820\n".bytes().cycle() {
+                if stream.write_all(&[byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = std::time::Instant::now();
+        let error = query(&path).unwrap_err();
+        let took = started.elapsed();
+        daemon.join().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        assert!(took >= SOCKET_TIMEOUT && took < SOCKET_TIMEOUT * 2, "gave up after {took:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
