@@ -30,7 +30,7 @@ mod wg;
 pub use daemon::{unique_interface_name, Daemon, Impl, SOCKET_DIR};
 pub use etcd::Etcd;
 pub use flood::flood_handshakes;
-pub use garbage::{spray_garbage, GARBAGE_PER_SECOND};
+pub use garbage::{garbage_relay, nonsense, spray_garbage, GARBAGE_PER_SECOND, MESSAGE_SHAPES};
 pub use netns::{run, run_command, veth, Background, CommandError, Netns};
 pub use poll::{wait_until, PingStats};
 pub use scrape::{metric_value, scrape, WithFlags};

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use blake2::{Blake2b512, Digest};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
-use wgfabric_testkit::GARBAGE_PER_SECOND;
+use wgfabric_testkit::{nonsense, GARBAGE_PER_SECOND};
 
 /// How long either end waits for the other before giving up.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -148,47 +148,6 @@ fn send(addr: SocketAddr, bytes: u64, seed: u64) -> io::Result<String> {
 
 /// Garbage goes out in bursts this far apart, [`GARBAGE_PER_SECOND`] in all.
 const GARBAGE_TICK: Duration = Duration::from_millis(10);
-/// WireGuard's message types and their exact lengths (transport data: the shortest, a
-/// keepalive; longer ones add 16-byte blocks).
-const MESSAGE_SHAPES: [(u8, usize); 4] = [(1, 148), (2, 92), (3, 64), (4, 32)];
-
-/// The `n`th datagram of nonsense: cycles through random bytes of a random length, each
-/// message type at its length with a random body (so only the MACs, indices and tags are
-/// wrong), and each message type at a wrong length.
-fn nonsense(n: u64, rng: &mut ChaCha8Rng, buf: &mut [u8; 1500]) -> usize {
-    let kind = (n % 9) as usize;
-    let len = match kind {
-        0 => 1 + (rng.next_u32() as usize) % buf.len(),
-        1..=4 => {
-            let (_, len) = MESSAGE_SHAPES[kind - 1];
-            // Transport data comes in 16-byte steps up to a full-sized packet.
-            if kind == 4 {
-                len + 16 * (rng.next_u32() as usize % 90)
-            } else {
-                len
-            }
-        }
-        _ => {
-            let (_, len) = MESSAGE_SHAPES[kind - 5];
-            // Anything but the right length: truncated, or a few bytes over.
-            let wrong = rng.next_u32() as usize % (len + 8);
-            if wrong == len {
-                len + 1
-            } else {
-                wrong.max(1)
-            }
-        }
-    };
-    rng.fill_bytes(&mut buf[..len]);
-    if kind > 0 {
-        let (message_type, _) = MESSAGE_SHAPES[(kind - 1) % 4];
-        let header = [message_type, 0, 0, 0];
-        let n = len.min(header.len());
-        buf[..n].copy_from_slice(&header[..n]);
-    }
-    len
-}
-
 fn garbage(target: SocketAddr, count: u64, seed: u64) -> io::Result<String> {
     let local: SocketAddr = if target.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -210,30 +169,4 @@ fn garbage(target: SocketAddr, count: u64, seed: u64) -> io::Result<String> {
         socket.send_to(&buf[..len], target)?;
     }
     Ok(format!("sent {count} garbage datagrams to {target} in {:.2?}", started.elapsed()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nonsense_covers_every_message_shape_and_misshape() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut buf = [0u8; 1500];
-        for n in 0..9 * 100 {
-            let len = nonsense(n, &mut rng, &mut buf);
-            let kind = (n % 9) as usize;
-            assert!((1..=buf.len()).contains(&len), "{len}");
-            if kind == 0 {
-                continue;
-            }
-            let (message_type, exact) = MESSAGE_SHAPES[(kind - 1) % 4];
-            assert_eq!(buf[0], message_type);
-            match kind {
-                1..=3 => assert_eq!(len, exact),
-                4 => assert!(len >= exact && (len - exact) % 16 == 0, "{len}"),
-                _ => assert_ne!(len, exact),
-            }
-        }
-    }
 }
