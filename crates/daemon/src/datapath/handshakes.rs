@@ -223,6 +223,95 @@ pub(super) fn admit(
     }
 }
 
+/// Handshake messages turned away in a second (cookie replies, bad MACs, budgets) that make a
+/// flood worth a log line.
+const FLOOD_PER_SECOND: u64 = 1000;
+/// While a flood lasts, the log says so again this often.
+const FLOOD_REMINDER: Duration = Duration::from_secs(60);
+
+/// A change in flood state for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FloodChange {
+    /// Messages started to arrive faster than [`FLOOD_PER_SECOND`], or still do (a reminder).
+    Flooding { per_second: u64, since: Duration },
+    /// The flood is over.
+    Over { lasted: Duration },
+}
+
+/// Follows the gate's counts once a second, so that the log says when a flood starts, once a
+/// minute while it lasts, and when it ends, instead of a line per packet.
+#[derive(Debug, Default)]
+pub(super) struct FloodWatch {
+    last_total: u64,
+    last_check: Option<Instant>,
+    since: Option<Instant>,
+    reported: Option<Instant>,
+}
+
+impl FloodWatch {
+    /// Takes the gate's count of messages turned away so far, at `now`.
+    pub(super) fn check(&mut self, turned_away: u64, now: Instant) -> Option<FloodChange> {
+        let delta = turned_away.saturating_sub(self.last_total);
+        let elapsed = self.last_check.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_total = turned_away;
+        self.last_check = Some(now);
+        let per_second = match elapsed.as_millis() {
+            0 => return None,
+            ms => u64::try_from(u128::from(delta) * 1000 / ms).unwrap_or(u64::MAX),
+        };
+        match self.since {
+            None if per_second >= FLOOD_PER_SECOND => {
+                self.since = Some(now);
+                self.reported = Some(now);
+                Some(FloodChange::Flooding { per_second, since: Duration::ZERO })
+            }
+            Some(since) if per_second < FLOOD_PER_SECOND => {
+                self.since = None;
+                Some(FloodChange::Over { lasted: now.saturating_duration_since(since) })
+            }
+            Some(since)
+                if self
+                    .reported
+                    .is_none_or(|r| now.saturating_duration_since(r) >= FLOOD_REMINDER) =>
+            {
+                self.reported = Some(now);
+                Some(FloodChange::Flooding {
+                    per_second,
+                    since: now.saturating_duration_since(since),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Gate {
+    /// Handshake messages turned away so far: answered with cookies, with a wrong `mac1`, or
+    /// over a budget.
+    pub(super) fn turned_away(&self) -> u64 {
+        [DropReason::CookieRequired, DropReason::BadMac, DropReason::RateLimited]
+            .into_iter()
+            .map(|reason| self.stats.dropped(reason))
+            .sum()
+    }
+}
+
+/// Logs a change in flood state.
+pub(super) fn log_flood(change: FloodChange) {
+    match change {
+        FloodChange::Flooding { per_second, since } if since.is_zero() => tracing::warn!(
+            per_second,
+            "handshake flood: answering sources over their budget with cookie replies"
+        ),
+        FloodChange::Flooding { per_second, since } => {
+            tracing::warn!(per_second, lasting_s = since.as_secs(), "handshake flood goes on")
+        }
+        FloodChange::Over { lasted } => {
+            tracing::info!(lasted_s = lasted.as_secs(), "handshake flood over")
+        }
+    }
+}
+
 pub(super) fn run(shared: &Shared) {
     let mut batch = SendBatch::new(4);
     while let Some(message) = shared.handshakes.pop() {
@@ -276,6 +365,34 @@ mod tests {
         }
         queue.push(Priority::Proven, endpoint(), &[2, 0, 0, 0], now);
         assert_eq!(queue.pop().unwrap().bytes[0], 2);
+    }
+
+    #[test]
+    fn a_flood_is_logged_when_it_starts_once_a_minute_and_when_it_ends() {
+        let mut watch = FloodWatch::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(watch.check(0, at(0)), None);
+        assert_eq!(watch.check(500, at(1)), None);
+        assert_eq!(
+            watch.check(10_500, at(2)),
+            Some(FloodChange::Flooding { per_second: 10_000, since: Duration::ZERO })
+        );
+        let mut total = 10_500;
+        let mut lines = Vec::new();
+        for s in 3..=62 {
+            total += 10_000;
+            lines.extend(watch.check(total, at(s)));
+        }
+        assert_eq!(
+            lines,
+            [FloodChange::Flooding { per_second: 10_000, since: Duration::from_secs(60) }]
+        );
+        assert_eq!(
+            watch.check(total + 10, at(63)),
+            Some(FloodChange::Over { lasted: Duration::from_secs(61) })
+        );
+        assert_eq!(watch.check(total + 20, at(64)), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The timer thread: runs the protocol's timers at their deadlines, and once a second
-//! re-reads the interface MTU and re-anchors the wall clock used for handshake timestamps.
+//! re-reads the interface MTU, re-anchors the wall clock used for handshake timestamps and
+//! looks for the start or end of a handshake flood.
 //!
 //! The deadline it sleeps towards is stored under the device lock; any thread whose work
 //! moves the device's next deadline earlier notifies it under that same lock, so no wake-up
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use wgfabric_sys::SendBatch;
 
+use super::handshakes::{log_flood, FloodWatch};
 use super::send::flush;
 use super::{since_epoch, Shared};
 
@@ -19,12 +21,19 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 pub(super) fn run(shared: &Shared) {
     let mut batch = SendBatch::new(8);
     let mut housekeeping = Instant::now();
+    let mut flood = FloodWatch::default();
     loop {
         if shared.io_shutdown.is_triggered() {
             return;
         }
         let now = Instant::now();
         let mtu = (now >= housekeeping).then(|| shared.tun.mtu().ok()).flatten();
+        if now >= housekeeping {
+            let turned_away = shared.gate().turned_away();
+            if let Some(change) = flood.check(turned_away, now) {
+                log_flood(change);
+            }
+        }
         let mut state = shared.lock();
         state.device.handle_timeout(now);
         if now >= housekeeping {
