@@ -21,11 +21,17 @@ pub(super) struct Response {
     /// The HTTP status code.
     pub(super) status: u16,
     stream: TcpStream,
+    decoder: Decoder,
+    /// Decoded body bytes not yet consumed.
+    pub(super) body: Vec<u8>,
+}
+
+/// The body's framing, and what has arrived of it.
+#[derive(Debug)]
+struct Decoder {
     framing: Framing,
     /// Raw bytes received after the head, not yet decoded.
     raw: Vec<u8>,
-    /// Decoded body bytes not yet consumed.
-    pub(super) body: Vec<u8>,
     finished: bool,
 }
 
@@ -56,19 +62,40 @@ pub(super) fn post(
     stream.write_all(body)?;
     let deadline = monotonic() + timeout;
     let mut raw = Vec::new();
-    let head_end = loop {
-        if let Some(at) = find(&raw, b"\r\n\r\n") {
-            break at;
+    let (status, framing) = loop {
+        if let Some((status, framing, head_len)) = parse_head(&raw)? {
+            raw.drain(..head_len);
+            break (status, framing);
         }
-        if raw.len() > MAX_HEAD {
-            return Err(Error::Protocol("response head too long".into()));
-        }
+        let before = raw.len();
         if !read_into(&mut stream, &mut raw, deadline)? {
             return Err(Error::Io(ErrorKind::TimedOut.into()));
         }
+        if raw.len() == before {
+            // Closed before the head ended.
+            return Err(Error::Closed);
+        }
     };
-    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-    raw.drain(..head_end + 4);
+    let mut response = Response {
+        status,
+        stream,
+        decoder: Decoder { framing, raw, finished: false },
+        body: Vec::new(),
+    };
+    response.decoder.decode(&mut response.body)?;
+    Ok(response)
+}
+
+/// Reads a response head from the start of `raw`: the status, the body's framing and the
+/// head's length with its blank line; `None` while the blank line has not arrived.
+fn parse_head(raw: &[u8]) -> Result<Option<(u16, Framing, usize)>, Error> {
+    let Some(head_end) = find(raw, b"\r\n\r\n") else {
+        if raw.len() > MAX_HEAD {
+            return Err(Error::Protocol("response head too long".into()));
+        }
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]);
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -88,16 +115,14 @@ pub(super) fn post(
             framing = Framing::Chunked;
         }
     }
-    let mut response = Response { status, stream, framing, raw, body: Vec::new(), finished: false };
-    response.decode()?;
-    Ok(response)
+    Ok(Some((status, framing, head_end + 4)))
 }
 
 impl Response {
     /// Reads the rest of the body.
     pub(super) fn read_to_end(mut self, timeout: Duration) -> Result<Vec<u8>, Error> {
         let deadline = monotonic() + timeout;
-        while !self.finished {
+        while !self.decoder.finished {
             if self.body.len() > MAX_BODY {
                 return Err(Error::Protocol("response body too long".into()));
             }
@@ -115,39 +140,45 @@ impl Response {
     /// [`Error::Closed`] when the body had already ended or the server closed the connection
     /// in the middle of it; I/O errors.
     pub(super) fn read_some(&mut self, deadline: Instant) -> Result<bool, Error> {
-        if self.finished {
+        if self.decoder.finished {
             return Err(Error::Closed);
         }
-        let before = self.raw.len();
-        match read_into(&mut self.stream, &mut self.raw, deadline) {
-            Ok(false) => return Ok(false),
-            Ok(true) if self.raw.len() == before => {
-                if self.framing == Framing::UntilClose {
-                    self.finished = true;
-                    return Ok(true);
-                }
-                return Err(Error::Closed);
-            }
-            Ok(true) => {}
-            Err(error) => return Err(error),
+        let before = self.decoder.raw.len();
+        if !read_into(&mut self.stream, &mut self.decoder.raw, deadline)? {
+            return Ok(false);
         }
-        self.decode()?;
+        if self.decoder.raw.len() == before {
+            self.decoder.closed()?;
+        } else {
+            self.decoder.decode(&mut self.body)?;
+        }
         Ok(true)
     }
 
     /// Whether the whole body has been received.
     pub(super) fn is_finished(&self) -> bool {
-        self.finished
+        self.decoder.finished
+    }
+}
+
+impl Decoder {
+    /// The server closed the connection: the end of a read-to-close body, else an error.
+    fn closed(&mut self) -> Result<(), Error> {
+        if self.framing != Framing::UntilClose {
+            return Err(Error::Closed);
+        }
+        self.finished = true;
+        Ok(())
     }
 
     /// Moves complete body bytes from `raw` to `body`.
-    fn decode(&mut self) -> Result<(), Error> {
+    fn decode(&mut self, body: &mut Vec<u8>) -> Result<(), Error> {
         match self.framing {
-            Framing::UntilClose => self.body.append(&mut self.raw),
+            Framing::UntilClose => body.append(&mut self.raw),
             Framing::Length(length) => {
-                let take = self.raw.len().min(length - self.body.len().min(length));
-                self.body.extend(self.raw.drain(..take));
-                self.finished = self.body.len() >= length;
+                let take = self.raw.len().min(length - body.len().min(length));
+                body.extend(self.raw.drain(..take));
+                self.finished = body.len() >= length;
             }
             Framing::Chunked => {
                 while let Some(line_end) = find(&self.raw, b"\r\n") {
@@ -170,13 +201,49 @@ impl Response {
                     if self.raw[end..end + 2] != *b"\r\n" {
                         return Err(Error::Protocol("chunk without its CRLF".into()));
                     }
-                    self.body.extend_from_slice(&self.raw[start..end]);
+                    body.extend_from_slice(&self.raw[start..end]);
                     self.raw.drain(..end + 2);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Decodes a response that arrives in `pieces`, each one what a read returned (an empty one:
+/// the server closed the connection), as [`post`] and [`Response::read_some`] do; stops
+/// reading when the body ends, as callers do. The status, the body, and whether it ended.
+#[cfg(fuzzing)]
+pub(super) fn decode_pieces<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(u16, Vec<u8>, bool), Error> {
+    let mut pieces = pieces.into_iter();
+    let mut raw = Vec::new();
+    let (status, framing) = loop {
+        if let Some((status, framing, head_len)) = parse_head(&raw)? {
+            raw.drain(..head_len);
+            break (status, framing);
+        }
+        match pieces.next() {
+            Some(piece) if !piece.is_empty() => raw.extend_from_slice(piece),
+            _ => return Err(Error::Closed),
+        }
+    };
+    let mut decoder = Decoder { framing, raw, finished: false };
+    let mut body = Vec::new();
+    decoder.decode(&mut body)?;
+    for piece in pieces {
+        if decoder.finished {
+            break;
+        }
+        if piece.is_empty() {
+            decoder.closed()?;
+        } else {
+            decoder.raw.extend_from_slice(piece);
+            decoder.decode(&mut body)?;
+        }
+    }
+    Ok((status, body, decoder.finished))
 }
 
 /// Reads once into `buffer`, waiting until `deadline`. `Ok(false)` on timeout; `Ok(true)`
@@ -192,14 +259,19 @@ fn read_into(
     }
     stream.set_read_timeout(Some(left))?;
     let mut chunk = [0u8; 8192];
-    match stream.read(&mut chunk) {
-        Ok(n) => {
-            buffer.extend_from_slice(&chunk[..n]);
-            Ok(true)
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(n) => {
+                buffer.extend_from_slice(&chunk[..n]);
+                return Ok(true);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(false);
+            }
+            // A signal: not the peer closing, so read again.
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
         }
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(false),
-        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(true),
-        Err(e) => Err(Error::Io(e)),
     }
 }
 
@@ -264,6 +336,16 @@ mod tests {
         let body = post(addr, "etcd", "/x", b"{}", Duration::from_secs(5))
             .and_then(|response| response.read_to_end(Duration::from_secs(5)));
         assert!(matches!(body, Err(Error::Protocol(_))), "{body:?}");
+    }
+
+    #[test]
+    fn a_server_closing_before_the_head_ends_is_closed_at_once() {
+        let (addr, _server) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Len");
+        let started = monotonic();
+        let response = post(addr, "etcd", "/x", b"{}", Duration::from_secs(5));
+        assert!(matches!(response, Err(Error::Closed)), "{response:?}");
+        let waited = monotonic().saturating_duration_since(started);
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}, as for a timeout");
     }
 
     #[test]

@@ -129,10 +129,7 @@ impl Client {
         let response = http::post(self.addr, &self.endpoint, path, &body, self.timeout)?;
         let status = response.status;
         let body = response.read_to_end(self.timeout)?;
-        if status != 200 {
-            return Err(server_error(status, &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("{path}: {e}")))
+        decode(path, status, &body)
     }
 
     /// The value of `key`, if it exists.
@@ -141,7 +138,7 @@ impl Client {
     /// When the request fails.
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, Error> {
         let response: RangeResponse = self.call("/v3/kv/range", json!({ "key": b64(key) }))?;
-        response.kvs.into_iter().next().map(WireKv::decode).transpose()
+        response.first()
     }
 
     /// Every key starting with `prefix`, and the revision they were read at.
@@ -151,8 +148,7 @@ impl Client {
     pub fn range_prefix(&self, prefix: &[u8]) -> Result<Range, Error> {
         let request = json!({ "key": b64(prefix), "range_end": b64(&prefix_end(prefix)) });
         let response: RangeResponse = self.call("/v3/kv/range", request)?;
-        let kvs = response.kvs.into_iter().map(WireKv::decode).collect::<Result<_, _>>()?;
-        Ok(Range { revision: response.header.revision, kvs })
+        response.into_range()
     }
 
     /// Writes `key`; returns the revision of the write.
@@ -218,24 +214,38 @@ impl WatchStream {
     pub fn next(&mut self, timeout: Duration) -> Result<Option<WatchMessage>, Error> {
         let deadline = monotonic() + timeout;
         loop {
-            let mut values = serde_json::Deserializer::from_slice(&self.response.body)
-                .into_iter::<WatchEnvelope>();
-            match values.next() {
-                Some(Ok(envelope)) => {
-                    let used = values.byte_offset();
-                    self.response.body.drain(..used);
-                    return envelope.into_message().map(Some);
-                }
-                Some(Err(e)) if !e.is_eof() => {
-                    return Err(Error::Protocol(format!("watch stream: {e}")));
-                }
-                _ => {}
+            if let Some(message) = next_message(&mut self.response.body)? {
+                return Ok(Some(message));
             }
             if !self.response.read_some(deadline)? {
                 return Ok(None);
             }
         }
     }
+}
+
+/// Takes the first whole message off the front of a watch stream's `body`; `None` while it
+/// has not all arrived.
+fn next_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, Error> {
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<WatchEnvelope>();
+    match values.next() {
+        Some(Ok(envelope)) => {
+            let used = values.byte_offset();
+            body.drain(..used);
+            envelope.into_message().map(Some)
+        }
+        Some(Err(e)) if !e.is_eof() => Err(Error::Protocol(format!("watch stream: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+/// The answer to a unary call to `path`: etcd's error unless the status is 200, else the
+/// JSON body as `T`.
+fn decode<T: for<'de> Deserialize<'de>>(path: &str, status: u16, body: &[u8]) -> Result<T, Error> {
+    if status != 200 {
+        return Err(server_error(status, body));
+    }
+    serde_json::from_slice(body).map_err(|e| Error::Protocol(format!("{path}: {e}")))
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -296,6 +306,18 @@ struct RangeResponse {
     header: Header,
     #[serde(default)]
     kvs: Vec<WireKv>,
+}
+
+impl RangeResponse {
+    /// The first key, for a single-key read.
+    fn first(self) -> Result<Option<KeyValue>, Error> {
+        self.kvs.into_iter().next().map(WireKv::decode).transpose()
+    }
+
+    fn into_range(self) -> Result<Range, Error> {
+        let kvs = self.kvs.into_iter().map(WireKv::decode).collect::<Result<_, _>>()?;
+        Ok(Range { revision: self.header.revision, kvs })
+    }
 }
 
 #[derive(Deserialize)]
@@ -377,6 +399,58 @@ impl WatchEnvelope {
             .map(|event| Ok(WatchEvent { deleted: event.kind == "DELETE", kv: event.kv.decode()? }))
             .collect::<Result<_, Error>>()?;
         Ok(WatchMessage::Events(events))
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/`: what a response's bytes decode to, without a
+/// socket. Built only by `cargo fuzz` (which sets `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use super::{
+        decode, http, next_message, DeleteResponse, Error, HeaderOnly, KeyValue, Range,
+        RangeResponse, WatchMessage,
+    };
+
+    /// Decodes an HTTP response arriving in `pieces` (each what one read returned; an empty
+    /// one is the server closing the connection): the status, the body received, and whether
+    /// it ended.
+    ///
+    /// # Errors
+    /// As a call would fail on these bytes.
+    pub fn response<'a>(
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(u16, Vec<u8>, bool), Error> {
+        http::decode_pieces(pieces)
+    }
+
+    /// What each unary call makes of a complete answer: `get`, `range_prefix`, `put` and
+    /// `delete`.
+    #[allow(clippy::type_complexity)]
+    pub fn unary(
+        status: u16,
+        body: &[u8],
+    ) -> (
+        Result<Option<KeyValue>, Error>,
+        Result<Range, Error>,
+        Result<i64, Error>,
+        Result<i64, Error>,
+    ) {
+        let range = || decode::<RangeResponse>("/v3/kv/range", status, body);
+        (
+            range().and_then(RangeResponse::first),
+            range().and_then(RangeResponse::into_range),
+            decode::<HeaderOnly>("/v3/kv/put", status, body).map(|r| r.header.revision),
+            decode::<DeleteResponse>("/v3/kv/deleterange", status, body).map(|r| r.deleted),
+        )
+    }
+
+    /// Takes the first whole watch message off the front of a stream's `body`, as
+    /// [`super::WatchStream::next`] does; `None` while it has not all arrived.
+    ///
+    /// # Errors
+    /// As `next` would fail on these bytes.
+    pub fn watch_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, Error> {
+        next_message(body)
     }
 }
 
