@@ -33,12 +33,6 @@ fn legitimate_peer() -> Impl {
     }
 }
 
-fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
-    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).unwrap_or(0)
-}
-
 /// When the peer's session comes up: before the flood, or under it.
 #[derive(PartialEq)]
 enum Session {
@@ -74,8 +68,7 @@ fn under_flood(
     if session == Session::Established {
         tunnel.assert_connects(&link, INNER_V4[1]);
     }
-    let pid = tunnel.b.pid().expect("wgfabricd runs");
-    let rss_before = resident_kib(pid);
+    let rss_before = tunnel.b.resident_kib().expect("wgfabricd runs");
 
     let target = SocketAddr::new(link.underlay_addr(Side::B), PORTS[1]);
     let flood = flood_handshakes(&link.a, target, &tunnel.b_key, RATE, FLOOD_SECONDS, &sources);
@@ -95,7 +88,7 @@ fn under_flood(
     let peak = metric_value(&metrics, "wgfabric_handshake_queue_peak", &[]).unwrap();
     let capacity = metric_value(&metrics, "wgfabric_handshake_queue_capacity", &[]).unwrap();
     assert!(peak < capacity, "the handshake queue filled up: {peak} of {capacity}");
-    let growth = resident_kib(pid).saturating_sub(rss_before);
+    let growth = tunnel.b.resident_kib().unwrap_or(0) - rss_before;
     assert!(growth < 10 * 1024, "wgfabricd grew by {growth} KiB under the flood");
     assert!(!tunnel.b.has_exited(), "wgfabricd died under the flood");
     drop(flood);

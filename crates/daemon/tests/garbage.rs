@@ -48,12 +48,6 @@ fn backlog_drops() -> u64 {
         .sum()
 }
 
-fn resident_kib(pid: u32) -> i64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
-    line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).unwrap_or(0)
-}
-
 /// The relay's report file, removed on drop.
 struct Report(PathBuf);
 
@@ -85,11 +79,10 @@ fn a_million_datagrams_of_garbage_from_the_peers_own_endpoint_change_nothing() {
         "no tunnel via the relay"
     );
 
-    let pid = tunnel.b.pid().expect("wgfabricd runs");
     let before = scrape(&link.b, METRICS_PORT);
     let kernel_before = kernel_drops(&link.b, PORTS[1]);
     let backlog_before = backlog_drops();
-    let rss_before = resident_kib(pid);
+    let rss_before = tunnel.b.resident_kib().expect("wgfabricd runs");
     let log_before = tunnel.b.log_text().lines().count();
 
     let listen = SocketAddr::new(INNER_V4[1].parse().unwrap(), 5201);
@@ -125,7 +118,7 @@ fn a_million_datagrams_of_garbage_from_the_peers_own_endpoint_change_nothing() {
         "{sent} sent: {counted} counted by wgfabricd, {kernel} dropped by its sockets' buffers, \
          {backlog} by the machine's input backlogs"
     );
-    let growth = resident_kib(pid) - rss_before;
+    let growth = tunnel.b.resident_kib().unwrap_or(0) - rss_before;
     assert!(growth.abs() <= 5 * 1024, "wgfabricd's memory moved by {growth} KiB");
     let log_lines = tunnel.b.log_text().lines().count() - log_before;
     assert!(log_lines < 100, "{log_lines} log lines for {sent} bad datagrams");

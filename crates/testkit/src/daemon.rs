@@ -180,6 +180,13 @@ impl<'ns> Daemon<'ns> {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Its resident memory in KiB (`VmRSS`), while it runs.
+    pub fn resident_kib(&self) -> Option<i64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// Whether the process has exited (reaping it if so).
     pub fn has_exited(&mut self) -> bool {
         match &mut self.child {
