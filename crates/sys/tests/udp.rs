@@ -206,3 +206,33 @@ fn lanes_share_a_port_that_nobody_else_can_take() {
         assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse, "{lanes} lanes");
     }
 }
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn answers_to_many_senders_go_out_in_one_batch_each_to_its_own() {
+    let link = link();
+    let a = link.a_socks.v4();
+    // Side B listens on a second socket beside its wgfabricd-style one: two destinations.
+    let b_port = SocketAddr::new("10.78.0.2".parse().unwrap(), link.b_socks.port());
+    let others = link._b.run(|| UdpSockets::bind(0, &link.shutdown)).unwrap();
+    let other = others.v4();
+    let other_port = SocketAddr::new("10.78.0.2".parse().unwrap(), others.port());
+    let v6_dst: SocketAddr = "[fd78::2]:9".parse().unwrap();
+    let answers: Vec<(SocketAddr, Vec<u8>)> =
+        (0..10u8).map(|i| (if i % 2 == 0 { b_port } else { other_port }, vec![i; 64])).collect();
+    let mut batch = SendBatch::new(4);
+    let items = answers.iter().map(|(dst, d)| (*dst, None, d.as_slice()));
+    // An IPv6 destination is not this socket's family: skipped, not an error.
+    let items = items.chain(std::iter::once((v6_dst, None, &answers[0].1[..])));
+    assert_eq!(a.send_each(&mut batch, items).unwrap(), 10);
+    let got: Vec<u8> = receive(link.b_socks.v4(), &link.shutdown, 5)
+        .iter()
+        .flat_map(|(m, buf)| m.datagrams(buf).map(|d| d[0]).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(got, [0, 2, 4, 6, 8]);
+    let got: Vec<u8> = receive(other, &link.shutdown, 5)
+        .iter()
+        .flat_map(|(m, buf)| m.datagrams(buf).map(|d| d[0]).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(got, [1, 3, 5, 7, 9]);
+}

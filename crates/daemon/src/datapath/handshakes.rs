@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use wgfabric_proto::admission::{Admission, Admit, Priority};
 use wgfabric_proto::wire::INITIATION_LEN;
 use wgfabric_proto::{DropReason, Endpoint, Stats};
-use wgfabric_sys::SendBatch;
+use wgfabric_sys::{LocalAddr, SendBatch};
 
-use super::send::{flush, send};
+use super::send::flush;
 use super::Shared;
 
 /// Slots in each queue. At about 25,000 Diffie-Hellman operations a second per core, a full
@@ -207,18 +207,43 @@ pub(super) fn admit(
             arrival.verdict = Some(verdict);
         }
     }
-    let mut sockets = None;
+    let mut replies = false;
     for arrival in arrivals.iter() {
         match &arrival.verdict {
             Some(Admit::Queue(priority)) => {
                 shared.handshakes.push(*priority, arrival.from, datagram(arrival), now);
             }
-            Some(Admit::CookieReply(reply)) => {
-                let sockets = sockets.get_or_insert_with(|| shared.sockets());
-                let reply = std::iter::once(&reply[..]);
-                send(shared, sockets, lane, send_batch, None, arrival.from, reply);
-            }
+            Some(Admit::CookieReply(_)) => replies = true,
             Some(Admit::Drop(_)) | None => {}
+        }
+    }
+    if replies {
+        send_cookie_replies(shared, lane, send_batch, arrivals);
+    }
+}
+
+/// Sends the batch's cookie replies, to their many senders in a few `sendmmsg` calls, each
+/// from the address its message came to. A flood's replies are as many as its messages, so a
+/// system call each would cost the lane more than everything else it does for them.
+fn send_cookie_replies(
+    shared: &Shared,
+    lane: usize,
+    send_batch: &mut SendBatch,
+    arrivals: &[Arrival],
+) {
+    let sockets = shared.sockets();
+    let Some((v4, v6)) = sockets.udp.lane(lane).or_else(|| sockets.udp.lane(0)) else { return };
+    let replies = arrivals.iter().filter_map(|arrival| match &arrival.verdict {
+        Some(Admit::CookieReply(reply)) => {
+            let src = arrival.from.src.map(|s| LocalAddr { ip: s.ip, ifindex: s.ifindex });
+            Some((arrival.from.addr, src, &reply[..]))
+        }
+        _ => None,
+    });
+    for socket in std::iter::once(v4).chain(v6) {
+        match socket.send_each(send_batch, replies.clone()) {
+            Ok(_) | Err(wgfabric_sys::Error::Shutdown) => {}
+            Err(error) => tracing::debug!(%error, "sending cookie replies failed"),
         }
     }
 }

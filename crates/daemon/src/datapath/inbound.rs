@@ -25,6 +25,9 @@ use super::{interface_gone, Shared};
 const MESSAGES: usize = 16;
 /// Packets coalesced per TUN write batch.
 const COALESCE: usize = 64;
+/// Datagrams per `sendmmsg` for what a received batch makes us send: keepalives, queued
+/// packets after a handshake, and under a handshake flood, a cookie reply per message.
+const REPLIES: usize = 64;
 const GRO_BUF: usize = 65535;
 
 /// One transport datagram of the batch.
@@ -74,7 +77,7 @@ impl Inbound {
             out: if vnet { vec![vec![0; VNET_HDR_LEN + GRO_BUF]; COALESCE] } else { Vec::new() },
             out_lens: vec![0; COALESCE],
             coalescer: Coalescer::new(uso),
-            send: SendBatch::new(8),
+            send: SendBatch::new(REPLIES),
         }
     }
 

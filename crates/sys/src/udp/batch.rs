@@ -95,6 +95,8 @@ pub struct SendBatch {
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     cmsgs: Vec<CmsgBuf>,
+    /// Each message's destination and source, for [`UdpSocket::send_each`].
+    names: Vec<(libc::sockaddr_storage, libc::socklen_t, Option<LocalAddr>)>,
 }
 
 // SAFETY: as for `RecvBatch`, the pointers inside live only for one `send` call.
@@ -116,6 +118,7 @@ impl SendBatch {
             hdrs: vec![hdr; capacity],
             iovs: Vec::with_capacity(capacity),
             cmsgs: vec![CmsgBuf::default(); capacity],
+            names: Vec::with_capacity(capacity),
         }
     }
 
@@ -192,9 +195,31 @@ impl SendBatch {
         }
     }
 
+    /// Points each `mmsghdr` at its one datagram, its own destination and its source.
+    fn prepare_each(&mut self) {
+        let parts = self.messages.iter().zip(&mut self.hdrs).zip(&mut self.cmsgs);
+        for (((msg, hdr), cmsg), (name, name_len, src)) in parts.zip(&mut self.names) {
+            let mut encoder = Encoder::new(cmsg);
+            if let Some(src) = src {
+                encoder.source(src);
+            }
+            let control_len = encoder.len();
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            hdr.msg_hdr.msg_namelen = *name_len;
+            hdr.msg_hdr.msg_iov = self.iovs[msg.first_iov..].as_mut_ptr();
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control =
+                if control_len == 0 { ptr::null_mut() } else { cmsg.0.as_mut_ptr().cast() };
+            hdr.msg_hdr.msg_controllen = control_len as _;
+            hdr.msg_hdr.msg_flags = 0;
+        }
+    }
+
     fn clear(&mut self) {
         self.messages.clear();
         self.iovs.clear();
+        self.names.clear();
     }
 }
 
@@ -329,6 +354,56 @@ impl UdpSocket {
                 .map_err(|error| SendError { sent, error })?;
         }
         Ok(())
+    }
+
+    /// Sends each datagram to its own destination, from its own source address if given, in
+    /// one `sendmmsg` per batch capacity (answers to many senders, such as cookie replies, go
+    /// out together instead of a system call each). Datagrams for the other address family,
+    /// and any the kernel refuses (an unreachable destination, a source address that is
+    /// gone), are skipped: these are answers that a retry of the request would ask for
+    /// again. Returns how many were sent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shutdown`].
+    pub fn send_each<'d>(
+        &self,
+        batch: &mut SendBatch,
+        datagrams: impl IntoIterator<Item = (SocketAddr, Option<LocalAddr>, &'d [u8])>,
+    ) -> Result<usize, Error> {
+        let mut datagrams =
+            datagrams.into_iter().filter(|(dst, _, _)| dst.is_ipv6() == self.v6).peekable();
+        let mut sent = 0;
+        while datagrams.peek().is_some() {
+            batch.clear();
+            for (dst, src, datagram) in datagrams.by_ref().take(batch.capacity) {
+                batch.push(datagram, false);
+                let (name, name_len) = sockaddr(&dst);
+                batch.names.push((name, name_len, src));
+            }
+            batch.prepare_each();
+            let fd = self.fd.as_raw_fd();
+            let mut done = 0;
+            while done < batch.messages.len() {
+                let pending = batch.messages.len() - done;
+                let hdrs = batch.hdrs[done..].as_mut_ptr();
+                let result = self.shutdown.retry(self.fd.as_fd(), libc::POLLOUT, || {
+                    // SAFETY: the `pending` headers from `done` were just prepared and point
+                    // at the caller's datagrams and the batch's names, iovecs and control
+                    // buffers, all borrowed for this call.
+                    cvt(unsafe { libc::sendmmsg(fd, hdrs, pending as _, 0) }).map(|n| n as usize)
+                });
+                match result {
+                    Ok(n) => {
+                        sent += n;
+                        done += n;
+                    }
+                    Err(Error::Io(_)) => done += 1,
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(sent)
     }
 
     /// Sends every message in `batch`, adding the datagrams sent to `sent`.
