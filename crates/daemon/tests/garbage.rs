@@ -48,12 +48,24 @@ fn backlog_drops() -> u64 {
         .sum()
 }
 
-/// The relay's report file, removed on drop.
-struct Report(PathBuf);
+/// The relay's start and report files, removed on drop.
+struct RelayFiles {
+    start: PathBuf,
+    report: PathBuf,
+}
 
-impl Drop for Report {
+impl RelayFiles {
+    fn new() -> Self {
+        let name =
+            |what| std::env::temp_dir().join(format!("garbage-{what}-{}", std::process::id()));
+        Self { start: name("start"), report: name("report") }
+    }
+}
+
+impl Drop for RelayFiles {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.start);
+        let _ = std::fs::remove_file(&self.report);
     }
 }
 
@@ -70,9 +82,8 @@ fn a_million_datagrams_of_garbage_from_the_peers_own_endpoint_change_nothing() {
     let mut tunnel = Tunnel::new(&link, &peer, &server.implementation(), Psk::None);
     let relay_at = SocketAddr::new(link.underlay_addr(Side::A), RELAY_PORT);
     let target = SocketAddr::new(link.underlay_addr(Side::B), PORTS[1]);
-    let report =
-        Report(std::env::temp_dir().join(format!("garbage-report-{}", std::process::id())));
-    let _relay = garbage_relay(&link.a, relay_at, target, GARBAGE, &report.0);
+    let files = RelayFiles::new();
+    let _relay = garbage_relay(&link.a, relay_at, target, GARBAGE, &files.start, &files.report);
     tunnel.a.set(&["peer", &tunnel.b_key.to_base64(), "endpoint", &relay_at.to_string()]);
     assert!(
         link.a.ping_until_reply(INNER_V4[1], Duration::from_secs(15)),
@@ -84,17 +95,19 @@ fn a_million_datagrams_of_garbage_from_the_peers_own_endpoint_change_nothing() {
     let backlog_before = backlog_drops();
     let rss_before = tunnel.b.resident_kib().expect("wgfabricd runs");
     let log_before = tunnel.b.log_text().lines().count();
+    // Only now, with every baseline taken, does the garbage start.
+    std::fs::write(&files.start, "").expect("writing the relay's start file");
 
     let listen = SocketAddr::new(INNER_V4[1].parse().unwrap(), 5201);
     let mut transfers = 0;
-    while !report.0.exists() {
+    while !files.report.exists() {
         let done = transfer(&link.b, listen, &link.a, TWENTY_MB)
             .unwrap_or_else(|e| panic!("transfer {transfers} failed under garbage: {e}"));
         eprintln!("under garbage: {}", done.trim());
         transfers += 1;
     }
     assert!(transfers > 0);
-    let sent_line = std::fs::read_to_string(&report.0).unwrap();
+    let sent_line = std::fs::read_to_string(&files.report).unwrap();
     eprintln!("garbage: {}", sent_line.trim());
     let sent: u64 = sent_line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap();
     assert!(sent > GARBAGE * 9 / 10, "{sent_line}");

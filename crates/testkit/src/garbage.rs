@@ -25,14 +25,16 @@ pub fn spray_garbage(sender: &Netns, target: SocketAddr, count: u64) -> Backgrou
 }
 
 /// Starts a `garbage-relay` in `ns`: it relays UDP from `listen` (make it the peer's endpoint
-/// for the listener at `target`) and, once the tunnel carries data, sends `count` datagrams of
-/// garbage to `target` from the relay's own socket, some naming the live session's receiver
-/// index. It writes what it sent to `report` when done, then relays until dropped.
+/// for the listener at `target`) and, once the tunnel carries data and the file `start` exists,
+/// sends `count` datagrams of garbage to `target` from the relay's own socket, some naming the
+/// live session's receiver index. It writes what it sent to `report` when done, then relays
+/// until dropped.
 pub fn garbage_relay(
     ns: &Netns,
     listen: SocketAddr,
     target: SocketAddr,
     count: u64,
+    start: &Path,
     report: &Path,
 ) -> Background {
     let relay = testkit_binary("garbage-relay", "WGFABRIC_GARBAGE_RELAY");
@@ -43,6 +45,7 @@ pub fn garbage_relay(
         &target.to_string(),
         &count.to_string(),
         &seed,
+        &start.to_string_lossy(),
         &report.to_string_lossy(),
     ])
 }

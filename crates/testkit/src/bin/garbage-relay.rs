@@ -1,13 +1,14 @@
 //! `garbage-relay`: a UDP relay in front of a WireGuard listener that, once the tunnel through
-//! it carries data, sprays the listener with garbage from the relay's own socket: the very
+//! it carries data and the caller says go, sprays the listener with garbage from the relay's own socket: the very
 //! address and port the listener knows its peer by.
 //!
 //! ```text
-//! garbage-relay LISTEN TARGET COUNT SEED REPORT
+//! garbage-relay LISTEN TARGET COUNT SEED START REPORT
 //!     LISTEN  ADDR:PORT the peer is configured to send to (its "endpoint")
 //!     TARGET  ADDR:PORT of the WireGuard listener
 //!     COUNT   garbage datagrams to send, as fast as the socket takes them
 //!     SEED    seeds the garbage, so a failure can be replayed
+//!     START   a file whose creation starts the garbage (after the caller's baseline counts)
 //!     REPORT  a file written when the garbage is all sent: "sent N ...", by kind
 //! ```
 //!
@@ -17,6 +18,7 @@
 //! keeps relaying until it is killed.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,8 +34,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, target, count, seed, report] = &args[..] else {
-        eprintln!("usage: garbage-relay LISTEN TARGET COUNT SEED REPORT");
+    let [listen, target, count, seed, start, report] = &args[..] else {
+        eprintln!("usage: garbage-relay LISTEN TARGET COUNT SEED START REPORT");
         return ExitCode::from(2);
     };
     let parsed = (listen.parse(), target.parse(), count.parse(), seed.parse());
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
         eprintln!("garbage-relay: LISTEN and TARGET are ADDR:PORT, COUNT and SEED numbers");
         return ExitCode::from(2);
     };
-    match run(listen, target, count, seed, report) {
+    match run(listen, target, count, seed, Path::new(start), report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("garbage-relay: {error}");
@@ -64,6 +66,7 @@ fn run(
     target: SocketAddr,
     count: u64,
     seed: u64,
+    start: &Path,
     report: &str,
 ) -> Result<(), String> {
     let inner = UdpSocket::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
@@ -116,9 +119,12 @@ fn run(
     });
 
     let started = Instant::now();
-    while learned.live_index.load(Ordering::Relaxed) == 0 {
+    while learned.live_index.load(Ordering::Relaxed) == 0 || !start.exists() {
         if started.elapsed() > PATIENCE {
-            return Err("no transport data came through the relay".into());
+            return Err(format!(
+                "no transport data came through the relay, or {} never appeared",
+                start.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
