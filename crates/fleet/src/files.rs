@@ -60,7 +60,6 @@ pub fn create_dir(dir: &Path, mode: u32) -> Result<(), Error> {
 
 /// What staging a file found.
 #[derive(Debug)]
-#[must_use]
 pub enum Staged {
     /// The target already holds these bytes with this mode; it will not be touched.
     Unchanged,
@@ -354,7 +353,7 @@ pub fn write_all_or_nothing(files: &[PendingFile<'_>]) -> Result<(), Error> {
     let any_secret = files.iter().any(|f| f.mode == SECRET_MODE);
     let mut set = FileSet::new(if any_secret { 0o700 } else { 0o755 });
     for file in files {
-        let _ = set.stage(&file.path, file.contents, file.mode)?;
+        set.stage(&file.path, file.contents, file.mode)?;
     }
     set.commit().map(drop)
 }

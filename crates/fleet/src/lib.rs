@@ -56,6 +56,7 @@ pub mod plan;
 pub mod render;
 pub mod rotate;
 mod serde_keys;
+mod serde_stream;
 mod serde_text;
 mod source;
 pub mod state;

@@ -4,6 +4,7 @@
 //! host's [`HostConfig`], which holds no secret, so the state can sit next to rendered files
 //! in review or in CI artifacts.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,6 +15,7 @@ use crate::config::HostConfig;
 use crate::diff::{diff_peers, FieldChange, PeerChange, PeerState};
 use crate::error::{Error, SourceError};
 use crate::names::Name;
+use crate::serde_stream::MapOnce;
 
 /// The state file's name inside the output directory.
 pub const STATE_FILE: &str = "state.json";
@@ -61,6 +63,31 @@ impl RenderedState {
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
         text.push('\n');
         text
+    }
+
+    /// Writes this state with `configs` (in name order) as its hosts, exactly as
+    /// [`Self::to_json`] would, without holding them all: a render of a large fabric streams
+    /// its state.
+    ///
+    /// # Errors
+    /// Whatever writing to `out` reports.
+    pub fn write_json<C>(
+        &self,
+        configs: impl Iterator<Item = C>,
+        mut out: impl std::io::Write,
+    ) -> std::io::Result<()>
+    where
+        C: Borrow<HostConfig> + Serialize,
+    {
+        #[derive(Serialize)]
+        #[serde(bound = "MapOnce<I>: Serialize")]
+        struct Streamed<I> {
+            version: u32,
+            hosts: MapOnce<I>,
+        }
+        let hosts = MapOnce::new(configs.map(|config| (config.borrow().host.clone(), config)));
+        serde_json::to_writer_pretty(&mut out, &Streamed { version: self.version, hosts })?;
+        out.write_all(b"\n")
     }
 }
 

@@ -1,17 +1,14 @@
 //! `wgfabric render`: write every host's configuration, or print one host's.
 
-use std::collections::BTreeSet;
-use std::os::unix::ffi::OsStrExt as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use wgfabric_fleet::audit::{Action, Fingerprint};
-use wgfabric_fleet::files::{write_all_or_nothing, PendingFile, PUBLIC_MODE, SECRET_MODE};
-use wgfabric_fleet::plan::{RenderedState, STATE_FILE};
-use wgfabric_fleet::render::{render, stale_files, Format, Rendered, RenderedFile, Request};
+use wgfabric_fleet::render::{
+    render, render_into, Format, HostKeys, Output, RenderedFile, Request,
+};
 use wgfabric_fleet::Fabric;
-use zeroize::Zeroizing;
 
 use super::trail::{AuditLogArgs, Trail};
 use super::{load_identities, print, InventoryArgs};
@@ -99,32 +96,34 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let identities = load_identities(args.identity.as_deref())?;
     // Files are only written with an output directory, and keys only decrypted then.
     let mut trail = out.as_ref().map(|_| args.audit.open(&args.inventory.dir())).transpose()?;
-    let rendered = render(
-        &fabric,
-        Request { host: args.host.as_deref(), formats: &formats, identities: identities.as_ref() },
-    )?;
-    if let (Some(trail), Some(_)) = (&mut trail, &identities) {
-        for config in &rendered.configs {
-            let entry = trail
-                .entry(Action::KeyDecrypted, config.host.as_str())
-                .after(Fingerprint::of_public_key(&config.public_key))
-                .detail("inlined into the rendered configuration");
-            trail.append(entry)?;
-        }
+    let keys = identities
+        .as_ref()
+        .map(|identities| HostKeys::decrypt(&fabric, args.host.as_deref(), identities))
+        .transpose()?;
+    if let (Some(trail), Some(keys)) = (&mut trail, &keys) {
+        let entries = keys.hosts().map(|(host, public_key)| {
+            trail
+                .entry(Action::KeyDecrypted, host.as_str())
+                .after(Fingerprint::of_public_key(&public_key))
+                .detail("inlined into the rendered configuration")
+        });
+        trail.append_all(entries.collect())?;
     }
+    let request = Request { host: args.host.as_deref(), formats: &formats, keys: keys.as_ref() };
 
     match (out, trail) {
         (Some(out), Some(mut trail)) => {
-            write_files(&args, &fabric, &rendered, &out, lock_changed, &mut trail)?;
+            write_files(&args, &fabric, request, &out, lock_changed, &mut trail)?;
         }
         _ => {
+            let files = render(&fabric, request)?;
             if lock_changed {
                 eprintln!(
                     "note: new hosts' addresses are not in {} yet; run `wgfabric addresses update`",
                     args.inventory.lock_path().display()
                 );
             }
-            print_files(&rendered.files)?;
+            print_files(&files)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -141,139 +140,57 @@ fn print_files(files: &[RenderedFile]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the rendered files, the state for `plan` and the lock (if it changed) all or
-/// nothing, then removes the files of hosts that left; records each host whose files
-/// changed.
+/// Renders into `out` (only the files that changed, the state for `plan` and the lock if it
+/// changed, all or nothing), then records each host whose files changed or were removed.
 fn write_files(
     args: &Args,
     fabric: &Fabric,
-    rendered: &Rendered,
+    request: Request<'_>,
     out: &Path,
     lock_changed: bool,
     trail: &mut Trail,
 ) -> anyhow::Result<()> {
-    let fingerprints = host_fingerprints(out, rendered);
-    let state_path = out.join(STATE_FILE);
-    let mut state = RenderedState::load(&state_path)?;
-    let stale = if args.host.is_none() { stale_files(&state, fabric) } else { Vec::new() };
-    if args.host.is_none() {
-        state.hosts.clear();
+    let lock_path = args.inventory.lock_path();
+    let lock_text = lock_changed.then(|| fabric.lock().to_toml());
+    let lock = lock_text.as_deref().map(|text| (lock_path.as_path(), text));
+    let report = render_into(fabric, request, Output { dir: out, lock })?;
+    for relative in &report.removed {
+        let path = out.join(relative);
+        tracing::info!(path = %path.display(), "removed {}", path.display());
     }
-    state.hosts.extend(rendered.configs.iter().map(|c| (c.host.clone(), c.clone())));
-    let state_json = state.to_json();
-    let lock_text = fabric.lock().to_toml();
-    let mut pending: Vec<PendingFile<'_>> = rendered
-        .files
-        .iter()
-        .map(|file| PendingFile {
-            path: out.join(&file.path),
-            contents: file.contents.as_bytes(),
-            mode: if file.secret { SECRET_MODE } else { PUBLIC_MODE },
-        })
-        .collect();
-    pending.push(PendingFile {
-        path: state_path,
-        contents: state_json.as_bytes(),
-        mode: PUBLIC_MODE,
-    });
-    if lock_changed {
-        pending.push(PendingFile {
-            path: args.inventory.lock_path(),
-            contents: lock_text.as_bytes(),
-            mode: PUBLIC_MODE,
-        });
-    }
-    write_all_or_nothing(&pending)?;
-    remove_stale(out, &stale)?;
     tracing::info!(
-        files = rendered.files.len(),
-        hosts = rendered.configs.len(),
+        hosts = report.hosts,
+        written = report.written,
+        unchanged = report.unchanged,
+        removed = report.removed.len(),
         out = %out.display(),
         lock_updated = lock_changed,
-        "wrote {} file(s) for {} host(s) to {}{}",
-        rendered.files.len(),
-        rendered.configs.len(),
+        "rendered {} host(s) into {}: {} file(s) written, {} unchanged{}{}",
+        report.hosts,
         out.display(),
-        if lock_changed {
-            format!(" and updated {}", args.inventory.lock_path().display())
-        } else {
+        report.written,
+        report.unchanged,
+        if report.removed.is_empty() {
             String::new()
-        }
+        } else {
+            format!(", {} removed", report.removed.len())
+        },
+        if lock_changed { format!("; updated {}", lock_path.display()) } else { String::new() }
     );
-    for (host, before, after) in fingerprints {
-        if before.as_ref() != Some(&after) {
-            let mut entry = trail
-                .entry(Action::ConfigWritten, &host)
-                .after(after)
-                .detail(out.join(&host).display().to_string());
-            entry.before = before;
-            trail.append(entry)?;
-        }
-    }
-    let left: BTreeSet<&str> = stale.iter().filter_map(|path| host_of(path)).collect();
-    for host in left {
-        let detail = format!("removed {}: the host left the inventory", out.join(host).display());
-        trail.append(trail.entry(Action::ConfigWritten, host).detail(detail))?;
-    }
-    Ok(())
-}
-
-/// The host a rendered file belongs to: its first path component.
-fn host_of(path: &Path) -> Option<&str> {
-    match path.components().next()? {
-        Component::Normal(first) if path.components().count() > 1 => first.to_str(),
-        _ => None,
-    }
-}
-
-/// For each host rendered: the fingerprint of its files as they are in `out` now (`None`
-/// when it has none there yet) and as rendered. The fingerprints cover paths and contents;
-/// files holding a private key are hashed, never logged.
-fn host_fingerprints(
-    out: &Path,
-    rendered: &Rendered,
-) -> Vec<(String, Option<Fingerprint>, Fingerprint)> {
-    rendered
-        .configs
-        .iter()
-        .map(|config| {
-            let host = config.host.as_str();
-            let files: Vec<&RenderedFile> =
-                rendered.files.iter().filter(|f| host_of(&f.path) == Some(host)).collect();
-            let after = Fingerprint::of_parts(
-                files.iter().flat_map(|f| [f.path.as_os_str().as_bytes(), f.contents.as_bytes()]),
-            );
-            let existing: Vec<(&Path, Zeroizing<Vec<u8>>)> = files
-                .iter()
-                .filter_map(|f| {
-                    let contents = std::fs::read(out.join(&f.path)).ok()?;
-                    Some((f.path.as_path(), Zeroizing::new(contents)))
-                })
-                .collect();
-            let before = (!existing.is_empty()).then(|| {
-                Fingerprint::of_parts(
-                    existing.iter().flat_map(|(path, c)| [path.as_os_str().as_bytes(), &c[..]]),
-                )
-            });
-            (host.to_owned(), before, after)
-        })
-        .collect()
-}
-
-/// Removes what an earlier render wrote for hosts that left the fabric (and their directory
-/// once empty).
-fn remove_stale(out: &Path, stale: &[PathBuf]) -> anyhow::Result<()> {
-    for relative in stale {
-        let path = out.join(relative);
-        match std::fs::remove_file(&path) {
-            Ok(()) => tracing::info!(path = %path.display(), "removed {}", path.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
-        }
-        if let Some(dir) = path.parent() {
-            // Fails harmlessly while the directory still holds other files.
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
+    let written = report.changed.into_iter().map(|change| {
+        let mut entry = trail
+            .entry(Action::ConfigWritten, change.host.as_str())
+            .after(change.after)
+            .detail(out.join(change.host.as_str()).display().to_string());
+        entry.before = change.before;
+        entry
+    });
+    let left = report.left.iter().map(|host| {
+        let detail =
+            format!("removed {}: the host left the inventory", out.join(host.as_str()).display());
+        trail.entry(Action::ConfigWritten, host.as_str()).detail(detail)
+    });
+    let entries: Vec<_> = written.chain(left).collect();
+    trail.append_all(entries)?;
     Ok(())
 }

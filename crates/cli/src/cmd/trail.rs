@@ -51,6 +51,16 @@ impl Trail {
         self.audit.append(entry).with_context(|| format!("recording {action} in the audit log"))?;
         Ok(())
     }
+
+    /// Appends `entries` in order, with one write and one sync: a render of thousands of
+    /// hosts records each of them.
+    ///
+    /// # Errors
+    /// When the log cannot be written; the actions it records have already happened.
+    pub(crate) fn append_all(&mut self, entries: Vec<Entry>) -> anyhow::Result<()> {
+        self.audit.append_all(entries).context("recording in the audit log")?;
+        Ok(())
+    }
 }
 
 /// Who runs this: `$WGFABRIC_ACTOR` when set (a CI pipeline names itself, e.g.

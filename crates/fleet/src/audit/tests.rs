@@ -98,6 +98,19 @@ fn appended_lines_chain_from_the_genesis_and_verify() {
 }
 
 #[test]
+fn a_batch_chains_like_single_appends() {
+    let (_one_by_one, expected) = log_of("single", 4);
+    let scratch = Scratch::new("batch");
+    let mut audit = Audit::open(&scratch.log()).unwrap();
+    audit.append(entry(1)).unwrap();
+    assert_eq!(audit.append_all((2..=4).map(entry)).unwrap(), 3);
+    assert_eq!(audit.append_all(std::iter::empty()).unwrap(), 0);
+    let text = std::fs::read_to_string(scratch.log()).unwrap();
+    assert_eq!(text, expected);
+    assert_eq!(verify(&text, None).unwrap().entries, 4);
+}
+
+#[test]
 fn an_empty_log_is_valid_and_its_head_is_the_genesis() {
     assert_eq!(verify("", None).unwrap(), verify::Verified { entries: 0, head: GENESIS.into() });
 }

@@ -128,7 +128,7 @@ fn a_large_set_is_committed_whole() {
     let count = SYNC_EACH_LIMIT * 3;
     for index in 0..count {
         let path = dir.join(format!("host-{}/file-{index}", index % 5));
-        let _ = set.stage(&path, index.to_string().as_bytes(), PUBLIC_MODE).unwrap();
+        set.stage(&path, index.to_string().as_bytes(), PUBLIC_MODE).unwrap();
     }
     assert_eq!(set.commit().unwrap(), Committed { written: count, unchanged: 0 });
     for index in 0..count {

@@ -6,18 +6,46 @@
 //! that, with keys `HOST.FIELD` (`laptop-ana.ipv4`) and `NETWORK.relay_order`, so it can be
 //! produced by `wgfabric render --format terraform` as the data source's program.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::HostConfig;
 use crate::fabric::Fabric;
+use crate::serde_stream::MapOnce;
 
 /// `fabric.json`: networks (with their relay order) and every host with its addresses and
 /// desired configuration. Contains no secret.
 pub fn fabric_json(fabric: &Fabric, configs: &[HostConfig]) -> String {
+    let mut text = Vec::new();
+    // Writing to memory cannot fail, nor can serializing maps with string keys.
+    let _ = write_fabric_json(fabric, configs.iter(), &mut text);
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// Writes [`fabric_json`] of `configs` (in name order) to `out` host by host, never holding
+/// the whole document: in a fabric of thousands of hosts it runs to tens of megabytes.
+///
+/// # Errors
+/// Whatever writing to `out` reports.
+pub fn write_fabric_json<C: Borrow<HostConfig>>(
+    fabric: &Fabric,
+    configs: impl Iterator<Item = C>,
+    mut out: impl Write,
+) -> io::Result<()> {
+    // Keys in sorted order, as in every object of the document (`serde_json::Map` sorts).
+    #[derive(Serialize)]
+    #[serde(bound = "MapOnce<I>: Serialize")]
+    struct Document<'a, I> {
+        hosts: MapOnce<I>,
+        networks: BTreeMap<&'a str, Value>,
+        version: u32,
+    }
     let inventory = fabric.inventory();
-    let networks: BTreeMap<&str, Value> = inventory
+    let networks = inventory
         .networks
         .values()
         .map(|network| {
@@ -33,26 +61,23 @@ pub fn fabric_json(fabric: &Fabric, configs: &[HostConfig]) -> String {
             (network.name.as_str(), value)
         })
         .collect();
-    let hosts: BTreeMap<&str, Value> = configs
-        .iter()
-        .map(|config| {
-            let host = &inventory.hosts[&config.host];
-            let addresses = fabric.addresses(config.host.as_str());
-            let value = json!({
-                "ipv4": addresses.and_then(|a| a.ipv4).map(|a| a.to_string()),
-                "ipv6": addresses.and_then(|a| a.ipv6).map(|a| a.to_string()),
-                "endpoint": host.endpoint.as_ref().map(ToString::to_string),
-                "nat": host.nat,
-                "groups": host.groups,
-                "config": config,
-            });
-            (config.host.as_str(), value)
-        })
-        .collect();
-    let document = json!({ "version": 1, "networks": networks, "hosts": hosts });
-    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
-    text.push('\n');
-    text
+    let hosts = configs.map(|config| {
+        let config = config.borrow();
+        let host = &inventory.hosts[&config.host];
+        let addresses = fabric.addresses(config.host.as_str());
+        let value = json!({
+            "ipv4": addresses.and_then(|a| a.ipv4).map(|a| a.to_string()),
+            "ipv6": addresses.and_then(|a| a.ipv6).map(|a| a.to_string()),
+            "endpoint": host.endpoint.as_ref().map(ToString::to_string),
+            "nat": host.nat,
+            "groups": host.groups,
+            "config": config,
+        });
+        (config.host.clone(), value)
+    });
+    let document = Document { hosts: MapOnce::new(hosts), networks, version: 1 };
+    serde_json::to_writer_pretty(&mut out, &document)?;
+    out.write_all(b"\n")
 }
 
 /// `terraform.json`: one flat JSON object of strings (absent values are empty strings).

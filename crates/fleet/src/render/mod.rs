@@ -11,25 +11,30 @@ pub mod graph;
 mod networkd;
 mod setconf;
 mod wg_quick;
+mod write;
 
 use core::fmt;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use wgfabric_proto::keys::PrivateKey;
+use wgfabric_proto::keys::{PrivateKey, PublicKey};
 use zeroize::Zeroize;
 
 pub use ansible::ansible_inventory;
-pub use export::{fabric_json, terraform_json};
+pub use export::{fabric_json, terraform_json, write_fabric_json};
 pub use networkd::{networkd_netdev, networkd_network};
 pub use setconf::setconf;
 pub use wg_quick::wg_quick;
+pub use write::{render_into, HostChange, Output, Report};
 
 use crate::cidr::Cidr;
 use crate::config::{HostConfig, PeerConfig};
 use crate::error::Error;
 use crate::fabric::Fabric;
+use crate::files::{PUBLIC_MODE, SECRET_MODE};
 use crate::keystore::{Identities, KeyStore};
+use crate::names::Name;
 use crate::plan::RenderedState;
 
 /// An output format of `render`.
@@ -69,6 +74,17 @@ pub struct RenderedFile {
     pub contents: String,
     /// Whether `contents` holds a private key (write it 0600, never log it).
     pub secret: bool,
+}
+
+impl RenderedFile {
+    /// The permission bits to write it with.
+    pub const fn mode(&self) -> u32 {
+        if self.secret {
+            SECRET_MODE
+        } else {
+            PUBLIC_MODE
+        }
+    }
 }
 
 impl fmt::Debug for RenderedFile {
@@ -126,13 +142,74 @@ pub fn fabric_files(
     configs: &[HostConfig],
     format: Format,
 ) -> Option<RenderedFile> {
-    let (path, contents) = match format {
-        Format::Json => ("fabric.json", fabric_json(fabric, configs)),
-        Format::Terraform => ("terraform.json", terraform_json(fabric)),
-        Format::Ansible => ("ansible-inventory.yml", ansible_inventory(fabric)),
+    let path = fabric_file_name(format)?;
+    let contents = match format {
+        Format::Json => fabric_json(fabric, configs),
+        Format::Terraform => terraform_json(fabric),
+        Format::Ansible => ansible_inventory(fabric),
         Format::WgQuick | Format::Networkd | Format::Setconf => return None,
     };
     Some(RenderedFile { path: PathBuf::from(path), contents, secret: false })
+}
+
+/// The file of a fabric-wide format, relative to the output directory.
+const fn fabric_file_name(format: Format) -> Option<&'static str> {
+    match format {
+        Format::Json => Some("fabric.json"),
+        Format::Terraform => Some("terraform.json"),
+        Format::Ansible => Some("ansible-inventory.yml"),
+        Format::WgQuick | Format::Networkd | Format::Setconf => None,
+    }
+}
+
+/// Central mode's private keys, decrypted, by host. Zeroized on drop; never printed.
+pub struct HostKeys(BTreeMap<Name, PrivateKey>);
+
+impl HostKeys {
+    /// Decrypts `keys/HOST.age` of one host, or of every host when `host` is `None`, and
+    /// checks each against the host's public key.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown host; whatever decrypting a key reports (a missing
+    /// file, the wrong identity, a key that does not match the inventory).
+    pub fn decrypt(
+        fabric: &Fabric,
+        host: Option<&str>,
+        identities: &Identities,
+    ) -> Result<Self, Error> {
+        if let Some(name) = host {
+            // Refuses an unknown host the way rendering it would.
+            fabric.host_config(name)?;
+        }
+        let store = KeyStore::new(fabric.inventory())?;
+        let keys = fabric
+            .inventory()
+            .hosts
+            .values()
+            .filter(|candidate| host.is_none_or(|name| candidate.name.as_str() == name))
+            .map(|host| {
+                let key = store.load(host.name.as_str(), &host.public_key, identities)?;
+                Ok((host.name.clone(), key))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Self(keys))
+    }
+
+    /// The key of `host`, if it was decrypted.
+    pub fn get(&self, host: &str) -> Option<&PrivateKey> {
+        self.0.get(host)
+    }
+
+    /// The hosts whose keys were decrypted, in name order, with their public keys.
+    pub fn hosts(&self) -> impl Iterator<Item = (&Name, PublicKey)> {
+        self.0.iter().map(|(host, key)| (host, key.public_key()))
+    }
+}
+
+impl fmt::Debug for HostKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HostKeys(<{} redacted>)", self.0.len())
+    }
 }
 
 /// What to render.
@@ -142,55 +219,49 @@ pub struct Request<'a> {
     pub host: Option<&'a str>,
     /// The formats to produce.
     pub formats: &'a [Format],
-    /// Central mode: identities that open `keys/HOST.age`, whose keys are then inlined.
-    pub identities: Option<&'a Identities>,
+    /// Central mode: the decrypted keys, which are then inlined.
+    pub keys: Option<&'a HostKeys>,
 }
 
-/// Everything a render produced, not yet written anywhere.
-#[derive(Debug)]
-pub struct Rendered {
-    /// The files, per host in host order then fabric-wide ones.
-    pub files: Vec<RenderedFile>,
-    /// The configurations of the hosts rendered.
-    pub configs: Vec<HostConfig>,
+impl Request<'_> {
+    /// The key to inline for `config`'s host, in central mode.
+    fn key(&self, config: &HostConfig) -> Option<&PrivateKey> {
+        self.keys.and_then(|keys| keys.get(config.host.as_str()))
+    }
+
+    fn per_host_formats(&self) -> impl Iterator<Item = Format> + '_ {
+        self.formats.iter().copied().filter(|format| format.is_per_host())
+    }
+
+    fn fabric_wide_formats(&self) -> impl Iterator<Item = Format> + '_ {
+        self.formats.iter().copied().filter(|format| !format.is_per_host())
+    }
 }
 
-/// Renders the requested formats. Nothing is written: a caller writes [`Rendered::files`]
-/// only if this succeeded as a whole.
+/// Renders the requested formats in memory, per host in host order then fabric-wide ones.
+/// Nothing is written; [`render_into`] renders into a directory.
 ///
 /// # Errors
-/// [`Error::NotFound`] for an unknown host; in central mode, whatever decrypting a key
-/// reports (a missing file, the wrong identity, a key that does not match the inventory).
-pub fn render(fabric: &Fabric, request: Request<'_>) -> Result<Rendered, Error> {
+/// [`Error::NotFound`] for an unknown host.
+pub fn render(fabric: &Fabric, request: Request<'_>) -> Result<Vec<RenderedFile>, Error> {
     let configs: Vec<HostConfig> = match request.host {
         Some(host) => vec![fabric.host_config(host)?],
         None => fabric.host_configs().collect(),
     };
-    let store = request.identities.map(|_| KeyStore::new(fabric.inventory())).transpose()?;
     let mut files = Vec::new();
     for config in &configs {
-        let key = match (&store, request.identities) {
-            (Some(store), Some(identities)) => {
-                Some(store.load(config.host.as_str(), &config.public_key, identities)?)
-            }
-            _ => None,
-        };
-        for format in request.formats.iter().filter(|f| f.is_per_host()) {
-            files.extend(host_files(config, key.as_ref(), *format));
+        for format in request.per_host_formats() {
+            files.extend(host_files(config, request.key(config), format));
         }
     }
-    let fabric_wide: Vec<Format> =
-        request.formats.iter().copied().filter(|f| !f.is_per_host()).collect();
-    if !fabric_wide.is_empty() {
+    if request.fabric_wide_formats().next().is_some() {
         let all: Vec<HostConfig> = match request.host {
             Some(_) => fabric.host_configs().collect(),
-            None => configs.clone(),
+            None => configs,
         };
-        files.extend(
-            fabric_wide.into_iter().filter_map(|format| fabric_files(fabric, &all, format)),
-        );
+        files.extend(request.fabric_wide_formats().filter_map(|f| fabric_files(fabric, &all, f)));
     }
-    Ok(Rendered { files, configs })
+    Ok(files)
 }
 
 /// Files a previous render wrote for hosts that are no longer in the fabric, relative to the
