@@ -178,9 +178,34 @@ fn to_bits(addr: IpAddr) -> u128 {
 }
 
 impl fmt::Display for Cidr {
+    /// The same text as the address's own `Display` and the length, but IPv4 is written
+    /// without a formatter call per octet: rendering a large fabric writes each subnet
+    /// router's prefix into every spoke's files, millions of prefixes in all.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        match self.addr() {
+            IpAddr::V4(addr) => {
+                let [a, b, c, d] = addr.octets();
+                for (number, separator) in [(a, "."), (b, "."), (c, "."), (d, "/")] {
+                    write_decimal(f, number)?;
+                    f.write_str(separator)?;
+                }
+                write_decimal(f, self.prefix_len())
+            }
+            IpAddr::V6(_) => fmt::Display::fmt(&self.0, f),
+        }
     }
+}
+
+/// `number` in decimal, without leading zeros.
+fn write_decimal(f: &mut fmt::Formatter<'_>, number: u8) -> fmt::Result {
+    let digits = [b'0' + number / 100, b'0' + number / 10 % 10, b'0' + number % 10];
+    let start = match number {
+        100.. => 0,
+        10.. => 1,
+        _ => 2,
+    };
+    // ASCII digits are always UTF-8.
+    f.write_str(core::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or_default())
 }
 
 impl fmt::Debug for Cidr {
@@ -267,6 +292,17 @@ serde_as_text!(Cidr, IfAddr);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_text_is_the_standard_text() {
+        for octet in 0..=255u8 {
+            let addr = Ipv4Addr::new(octet, 255 - octet, octet / 7, 10);
+            for prefix_len in [0, 9, 10, 32] {
+                let cidr = Cidr::new(IpAddr::V4(addr), prefix_len).unwrap();
+                assert_eq!(cidr.to_string(), format!("{}/{prefix_len}", cidr.addr()));
+            }
+        }
+    }
 
     fn cidr(text: &str) -> Cidr {
         text.parse().unwrap()

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::HostConfig;
@@ -21,12 +22,20 @@ use crate::serde_stream::MapOnce;
 pub const STATE_FILE: &str = "state.json";
 const VERSION: u32 = 1;
 
-/// What was rendered last, per host.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RenderedState {
+/// What was rendered last, per host: its configuration, or (`C`) only the part of it a
+/// reader needs, so that the rest is skipped rather than built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedState<C = HostConfig> {
     version: u32,
     /// Each rendered host's configuration.
-    pub hosts: BTreeMap<Name, HostConfig>,
+    pub hosts: BTreeMap<Name, C>,
+}
+
+impl<C> Default for RenderedState<C> {
+    /// The state of a directory nothing was rendered into.
+    fn default() -> Self {
+        Self { version: 0, hosts: BTreeMap::new() }
+    }
 }
 
 impl RenderedState {
@@ -38,6 +47,15 @@ impl RenderedState {
         }
     }
 
+    /// The state file's text: pretty JSON, sorted, ending in a newline.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}
+
+impl<C: DeserializeOwned> RenderedState<C> {
     /// Reads `state.json`; a missing file is an empty state (nothing rendered yet).
     ///
     /// # Errors
@@ -57,27 +75,22 @@ impl RenderedState {
         })?;
         Ok(state)
     }
+}
 
-    /// The state file's text: pretty JSON, sorted, ending in a newline.
-    pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
-        text.push('\n');
-        text
-    }
-
+impl<C> RenderedState<C> {
     /// Writes this state with `configs` (in name order) as its hosts, exactly as
     /// [`Self::to_json`] would, without holding them all: a render of a large fabric streams
     /// its state.
     ///
     /// # Errors
     /// Whatever writing to `out` reports.
-    pub fn write_json<C>(
+    pub fn write_json<H>(
         &self,
-        configs: impl Iterator<Item = C>,
+        configs: impl Iterator<Item = H>,
         mut out: impl std::io::Write,
     ) -> std::io::Result<()>
     where
-        C: Borrow<HostConfig> + Serialize,
+        H: Borrow<HostConfig> + Serialize,
     {
         #[derive(Serialize)]
         #[serde(bound = "MapOnce<I>: Serialize")]

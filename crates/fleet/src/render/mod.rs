@@ -114,24 +114,32 @@ pub fn host_files(
     key: Option<&PrivateKey>,
     format: Format,
 ) -> Vec<RenderedFile> {
-    let dir = PathBuf::from(config.host.as_str());
-    let file = |name: String, contents: String| RenderedFile {
-        path: dir.join(name),
-        contents,
-        secret: key.is_some(),
+    let secret = key.is_some();
+    let contents = match format {
+        Format::WgQuick => vec![(wg_quick(config, key), secret)],
+        Format::Networkd => {
+            vec![(networkd_netdev(config, key), secret), (networkd_network(config), false)]
+        }
+        Format::Setconf => vec![(setconf(config, key), secret)],
+        Format::Json | Format::Terraform | Format::Ansible => Vec::new(),
     };
-    let iface = &config.interface;
+    host_file_paths(&config.host, &config.interface, format)
+        .into_iter()
+        .zip(contents)
+        .map(|(path, (contents, secret))| RenderedFile { path, contents, secret })
+        .collect()
+}
+
+/// Where [`host_files`] puts a host's files, relative to the output directory.
+fn host_file_paths(host: &Name, interface: &str, format: Format) -> Vec<PathBuf> {
+    let dir = PathBuf::from(host.as_str());
     match format {
-        Format::WgQuick => vec![file(format!("{iface}.conf"), wg_quick(config, key))],
+        Format::WgQuick => vec![dir.join(format!("{interface}.conf"))],
         Format::Networkd => vec![
-            file(format!("50-{iface}.netdev"), networkd_netdev(config, key)),
-            RenderedFile {
-                path: dir.join(format!("50-{iface}.network")),
-                contents: networkd_network(config),
-                secret: false,
-            },
+            dir.join(format!("50-{interface}.netdev")),
+            dir.join(format!("50-{interface}.network")),
         ],
-        Format::Setconf => vec![file(format!("{iface}.setconf"), setconf(config, key))],
+        Format::Setconf => vec![dir.join(format!("{interface}.setconf"))],
         Format::Json | Format::Terraform | Format::Ansible => Vec::new(),
     }
 }
@@ -267,21 +275,32 @@ pub fn render(fabric: &Fabric, request: Request<'_>) -> Result<Vec<RenderedFile>
 /// Files a previous render wrote for hosts that are no longer in the fabric, relative to the
 /// output directory, so a full render can remove them.
 pub fn stale_files(last: &RenderedState, fabric: &Fabric) -> Vec<PathBuf> {
-    last.hosts
-        .values()
-        .filter(|config| !fabric.inventory().hosts.contains_key(&config.host))
-        .flat_map(|config| {
-            let formats = Format::ALL.into_iter().filter(|f| f.is_per_host());
-            formats
-                .flat_map(|format| host_files(config, None, format))
-                .map(|file| file.path.clone())
+    stale_paths(last.hosts.values().map(|config| (&config.host, config.interface.as_str())), fabric)
+}
+
+/// [`stale_files`] of the last render's hosts and their interfaces.
+fn stale_paths<'a>(
+    last: impl Iterator<Item = (&'a Name, &'a str)>,
+    fabric: &Fabric,
+) -> Vec<PathBuf> {
+    last.filter(|(host, _)| !fabric.inventory().hosts.contains_key(*host))
+        .flat_map(|(host, interface)| {
+            Format::ALL.into_iter().flat_map(move |format| host_file_paths(host, interface, format))
         })
         .collect()
 }
 
 /// Comma-separated prefixes, as wg-quick and `wg` write them.
 pub(crate) fn join_cidrs(cidrs: &[Cidr], separator: &str) -> String {
-    cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(separator)
+    // Written in place: a spoke's failover routes hold every subnet router's prefix.
+    let mut text = String::with_capacity(cidrs.len() * 20);
+    for (index, cidr) in cidrs.iter().enumerate() {
+        if index > 0 {
+            text.push_str(separator);
+        }
+        let _ = write!(text, "{cidr}");
+    }
+    text
 }
 
 /// The comment block every per-host file starts with. The `wgfabric:` lines are for

@@ -10,8 +10,10 @@
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 use super::{
-    ansible_inventory, fabric_file_name, host_files, stale_files, terraform_json,
+    ansible_inventory, fabric_file_name, host_files, stale_paths, terraform_json,
     write_fabric_json, Format, RenderedFile, Request,
 };
 use crate::audit::Fingerprint;
@@ -76,7 +78,6 @@ pub fn render_into(
 ) -> Result<Report, Error> {
     let dir = output.dir;
     let state_path = dir.join(STATE_FILE);
-    let last = RenderedState::load(&state_path)?;
     // Directories of hosts whose keys are inlined hold secrets.
     let mut set = FileSet::new(if request.keys.is_some() { 0o700 } else { 0o755 });
     let mut report = Report::default();
@@ -94,7 +95,8 @@ pub fn render_into(
         Some(host) => {
             let config = fabric.host_config(host)?;
             stage_host(&config)?;
-            let mut state = last;
+            // The other hosts stay as the last render left them.
+            let mut state: RenderedState = RenderedState::load(&state_path)?;
             state.hosts.insert(config.host.clone(), config);
             set.stage_streamed(&state_path, PUBLIC_MODE, |out| {
                 state.write_json(state.hosts.values(), out)
@@ -102,12 +104,13 @@ pub fn render_into(
             (Vec::new(), Vec::new())
         }
         None => {
-            let stale = stale_files(&last, fabric);
+            // Every host is rendered again: of the last render, only which hosts it had.
+            let mut state: RenderedState<LastHost> = RenderedState::load(&state_path)?;
+            let last = state.hosts.values().map(|host| (&host.host, host.interface.as_str()));
+            let stale = stale_paths(last, fabric);
             let hosts = &fabric.inventory().hosts;
             let left =
-                last.hosts.keys().filter(|host| !hosts.contains_key(*host)).cloned().collect();
-            // Only the header is kept: every host is rendered again, one at a time.
-            let mut state = last;
+                state.hosts.keys().filter(|host| !hosts.contains_key(*host)).cloned().collect();
             state.hosts.clear();
             fabric.host_configs().try_for_each(|config| stage_host(&config))?;
             set.stage_streamed(&state_path, PUBLIC_MODE, |out| {
@@ -142,6 +145,13 @@ pub fn render_into(
     report.removed = remove_stale(dir, stale)?;
     report.left = left;
     Ok(report)
+}
+
+/// What a full render reads of each host in the last `state.json`: the names of its files.
+#[derive(Debug, Deserialize)]
+struct LastHost {
+    host: Name,
+    interface: String,
 }
 
 /// Stages one host's files; if any changed, fingerprints them before and after. The
