@@ -166,6 +166,13 @@ impl FileSet {
         streamed.finish()
     }
 
+    /// Takes over what `other` staged, to commit it with this set's files. Sets staged on
+    /// different threads for disjoint targets are joined this way.
+    pub fn absorb(&mut self, mut other: Self) {
+        self.staged.append(&mut other.staged);
+        self.unchanged += other.unchanged;
+    }
+
     /// Makes every staged file durable and renames it over its target.
     ///
     /// # Errors

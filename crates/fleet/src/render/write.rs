@@ -67,6 +67,10 @@ pub struct HostChange {
 /// writing only the files that changed, all or nothing. A full render (no host) then
 /// removes the files an earlier render wrote for hosts that have left the fabric.
 ///
+/// The hosts' files are staged on the calling thread while a second thread streams the
+/// documents that cover every host (`state.json`, the fabric-wide formats): the two take
+/// about as long, each computing the configurations it needs.
+///
 /// # Errors
 /// [`Error::NotFound`] for an unknown host, [`Error::Source`] for an unreadable
 /// `state.json`, [`Error::Io`] naming the file that could not be written. Nothing is
@@ -76,52 +80,96 @@ pub fn render_into(
     request: Request<'_>,
     output: Output<'_>,
 ) -> Result<Report, Error> {
-    let dir = output.dir;
-    let state_path = dir.join(STATE_FILE);
-    // Directories of hosts whose keys are inlined hold secrets.
-    let mut set = FileSet::new(if request.keys.is_some() { 0o700 } else { 0o755 });
+    let state_path = output.dir.join(STATE_FILE);
+    let (state, configs, stale, left): (NextState, Box<dyn Iterator<Item = _>>, _, _) =
+        match request.host {
+            Some(host) => {
+                let config = fabric.host_config(host)?;
+                // The other hosts stay as the last render left them.
+                let mut state: RenderedState = RenderedState::load(&state_path)?;
+                state.hosts.insert(config.host.clone(), config.clone());
+                let configs = Box::new(core::iter::once(config));
+                (NextState::OneHost(state), configs, Vec::new(), Vec::new())
+            }
+            None => {
+                // Every host is rendered again: of the last render, only which hosts it had.
+                let mut state: RenderedState<LastHost> = RenderedState::load(&state_path)?;
+                let last = state.hosts.values().map(|host| (&host.host, host.interface.as_str()));
+                let stale = stale_paths(last, fabric);
+                let hosts = &fabric.inventory().hosts;
+                let left =
+                    state.hosts.keys().filter(|host| !hosts.contains_key(*host)).cloned().collect();
+                state.hosts.clear();
+                (NextState::AllHosts(state), Box::new(fabric.host_configs()), stale, left)
+            }
+        };
+
     let mut report = Report::default();
-    let mut stage_host = |config: &HostConfig| -> Result<(), Error> {
+    let (hosts, documents) = std::thread::scope(|scope| {
+        let documents =
+            scope.spawn(|| stage_documents(fabric, request, output, &state_path, &state));
+        let hosts = stage_hosts(configs, request, output.dir, &mut report);
+        let documents = documents.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (hosts, documents)
+    });
+    let mut set = hosts?;
+    set.absorb(documents?);
+    let committed = set.commit()?;
+    report.written = committed.written;
+    report.unchanged = committed.unchanged;
+    report.removed = remove_stale(output.dir, stale)?;
+    report.left = left;
+    Ok(report)
+}
+
+/// The `state.json` a render leaves.
+enum NextState {
+    /// The last state with one host rendered again.
+    OneHost(RenderedState),
+    /// The last state's header, for every host of the fabric.
+    AllHosts(RenderedState<LastHost>),
+}
+
+/// A new set; directories of hosts whose keys are inlined hold secrets.
+fn file_set(request: Request<'_>) -> FileSet {
+    FileSet::new(if request.keys.is_some() { 0o700 } else { 0o755 })
+}
+
+/// Stages the files of each host of `configs`, counting and fingerprinting into `report`.
+fn stage_hosts(
+    configs: impl Iterator<Item = HostConfig>,
+    request: Request<'_>,
+    dir: &Path,
+    report: &mut Report,
+) -> Result<FileSet, Error> {
+    let mut set = file_set(request);
+    for config in configs {
         let files: Vec<RenderedFile> = request
             .per_host_formats()
-            .flat_map(|format| host_files(config, request.key(config), format))
+            .flat_map(|format| host_files(&config, request.key(&config), format))
             .collect();
         report.hosts += 1;
         report.changed.extend(stage_host_files(&mut set, dir, &config.host, &files)?);
-        Ok(())
-    };
+    }
+    Ok(set)
+}
 
-    let (stale, left) = match request.host {
-        Some(host) => {
-            let config = fabric.host_config(host)?;
-            stage_host(&config)?;
-            // The other hosts stay as the last render left them.
-            let mut state: RenderedState = RenderedState::load(&state_path)?;
-            state.hosts.insert(config.host.clone(), config);
-            set.stage_streamed(&state_path, PUBLIC_MODE, |out| {
-                state.write_json(state.hosts.values(), out)
-            })?;
-            (Vec::new(), Vec::new())
-        }
-        None => {
-            // Every host is rendered again: of the last render, only which hosts it had.
-            let mut state: RenderedState<LastHost> = RenderedState::load(&state_path)?;
-            let last = state.hosts.values().map(|host| (&host.host, host.interface.as_str()));
-            let stale = stale_paths(last, fabric);
-            let hosts = &fabric.inventory().hosts;
-            let left =
-                state.hosts.keys().filter(|host| !hosts.contains_key(*host)).cloned().collect();
-            state.hosts.clear();
-            fabric.host_configs().try_for_each(|config| stage_host(&config))?;
-            set.stage_streamed(&state_path, PUBLIC_MODE, |out| {
-                state.write_json(fabric.host_configs(), out)
-            })?;
-            (stale, left)
-        }
-    };
+/// Stages `state.json`, the fabric-wide formats and the lock file.
+fn stage_documents(
+    fabric: &Fabric,
+    request: Request<'_>,
+    output: Output<'_>,
+    state_path: &Path,
+    state: &NextState,
+) -> Result<FileSet, Error> {
+    let mut set = file_set(request);
+    set.stage_streamed(state_path, PUBLIC_MODE, |out| match state {
+        NextState::OneHost(state) => state.write_json(state.hosts.values(), out),
+        NextState::AllHosts(header) => header.write_json(fabric.host_configs(), out),
+    })?;
     for format in request.fabric_wide_formats() {
         let Some(name) = fabric_file_name(format) else { continue };
-        let target = dir.join(name);
+        let target = output.dir.join(name);
         match format {
             Format::Json => set.stage_streamed(&target, PUBLIC_MODE, |out| {
                 write_fabric_json(fabric, fabric.host_configs(), out)
@@ -138,13 +186,7 @@ pub fn render_into(
     if let Some((path, text)) = output.lock {
         set.stage(path, text.as_bytes(), PUBLIC_MODE)?;
     }
-
-    let committed = set.commit()?;
-    report.written = committed.written;
-    report.unchanged = committed.unchanged;
-    report.removed = remove_stale(dir, stale)?;
-    report.left = left;
-    Ok(report)
+    Ok(set)
 }
 
 /// What a full render reads of each host in the last `state.json`: the names of its files.
