@@ -8,7 +8,7 @@
 //! prefixes a sorted list of address ranges: the lint rules rely on that to find overlaps with
 //! one sort instead of comparing every pair.
 
-use core::fmt;
+use core::fmt::{self, Write as _};
 use core::str::FromStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -198,14 +198,13 @@ impl fmt::Display for Cidr {
 
 /// `number` in decimal, without leading zeros.
 fn write_decimal(f: &mut fmt::Formatter<'_>, number: u8) -> fmt::Result {
-    let digits = [b'0' + number / 100, b'0' + number / 10 % 10, b'0' + number % 10];
-    let start = match number {
-        100.. => 0,
-        10.. => 1,
-        _ => 2,
-    };
-    // ASCII digits are always UTF-8.
-    f.write_str(core::str::from_utf8(digits.get(start..).unwrap_or_default()).unwrap_or_default())
+    if number >= 100 {
+        f.write_char(char::from(b'0' + number / 100))?;
+    }
+    if number >= 10 {
+        f.write_char(char::from(b'0' + number / 10 % 10))?;
+    }
+    f.write_char(char::from(b'0' + number % 10))
 }
 
 impl fmt::Debug for Cidr {

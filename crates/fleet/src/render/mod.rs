@@ -292,15 +292,20 @@ fn stale_paths<'a>(
 
 /// Comma-separated prefixes, as wg-quick and `wg` write them.
 pub(crate) fn join_cidrs(cidrs: &[Cidr], separator: &str) -> String {
-    // Written in place: a spoke's failover routes hold every subnet router's prefix.
     let mut text = String::with_capacity(cidrs.len() * 20);
+    write_cidrs(&mut text, cidrs, separator);
+    text
+}
+
+/// [`join_cidrs`] straight into `out`: a spoke's failover routes hold every subnet router's
+/// prefix, and each of its files lists them twice.
+fn write_cidrs(out: &mut String, cidrs: &[Cidr], separator: &str) {
     for (index, cidr) in cidrs.iter().enumerate() {
         if index > 0 {
-            text.push_str(separator);
+            out.push_str(separator);
         }
-        let _ = write!(text, "{cidr}");
+        let _ = write!(out, "{cidr}");
     }
-    text
 }
 
 /// The comment block every per-host file starts with. The `wgfabric:` lines are for
@@ -316,7 +321,9 @@ pub(crate) fn header(out: &mut String, config: &HostConfig, what: &str) {
     if let Some(failover) = &config.failover {
         let relays: Vec<&str> = failover.relays.iter().map(|name| name.as_str()).collect();
         let _ = writeln!(out, "# wgfabric:relay-order {}", relays.join(" "));
-        let _ = writeln!(out, "# wgfabric:failover-routes {}", join_cidrs(&failover.routes, " "));
+        out.push_str("# wgfabric:failover-routes ");
+        write_cidrs(out, &failover.routes, " ");
+        out.push('\n');
     }
 }
 
@@ -331,7 +338,9 @@ pub(crate) fn peer_block(out: &mut String, peer: &PeerConfig, section: &str, eq:
     }
     if !peer.allowed_ips.is_empty() {
         let separator = if eq == "=" { "," } else { ", " };
-        let _ = writeln!(out, "AllowedIPs{eq}{}", join_cidrs(&peer.allowed_ips, separator));
+        let _ = write!(out, "AllowedIPs{eq}");
+        write_cidrs(out, &peer.allowed_ips, separator);
+        out.push('\n');
     }
     if let Some(seconds) = peer.persistent_keepalive {
         let _ = writeln!(out, "PersistentKeepalive{eq}{seconds}");
