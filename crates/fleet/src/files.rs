@@ -253,8 +253,11 @@ impl Drop for FileSet {
     }
 }
 
+/// A file's bytes (zeroized when dropped: it may hold a key) and permission bits.
+type Existing = (Zeroizing<Vec<u8>>, u32);
+
 /// A regular file's bytes and permission bits; `None` if there is none at `path`.
-fn read_regular(path: &Path) -> Result<Option<(Zeroizing<Vec<u8>>, u32)>, Error> {
+fn read_regular(path: &Path) -> Result<Option<Existing>, Error> {
     let io = |e| Error::io(path, e);
     let mut file = match File::open(path) {
         Ok(file) => file,

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Everything between the files is pure: no clock, no randomness, no I/O. Files are read by
-//! the `load` functions and written by [`files`] (all or nothing, secrets 0600). Keys are
+//! the `load` functions and written by [`files`] (all or nothing, secrets 0600, unchanged
+//! files left alone), which [`render::render_into`] uses to write a render host by host. Keys are
 //! generated on hosts ([`keys`]) or kept encrypted in the repository ([`keystore`]); the
 //! caller supplies the random generator. Nothing in this crate parses command lines.
 //!

@@ -23,7 +23,8 @@ wgfabric render --out /tmp/out --format wg-quick --format setconf\n  \
 wgfabric render --format terraform       # flat JSON for Terraform's external data source\n  \
 wgfabric render --out /run/bootstrap --identity ci-identity.txt   # central mode, keys inlined\n\n\
 Files are written all or nothing, with the inventory's lock file and DIR/state.json (for\n\
-`wgfabric plan`). Nothing is rendered while `wgfabric check` reports errors. The audit log\n\
+`wgfabric plan`); files that already hold what was rendered are left alone. Nothing is\n\
+rendered while `wgfabric check` reports errors. The audit log\n\
 records each host whose files changed (config.written) and, with --identity, each key\n\
 decrypted (key.decrypted)."
 )]

@@ -4,6 +4,9 @@
 //! shows exactly what changed. Private keys stay on the hosts (the files point at the key
 //! file) unless a decrypted key is passed in, in which case the file is marked secret and
 //! written with mode 0600.
+//!
+//! [`render`] returns files in memory; [`render_into`] is the I/O edge that writes them into
+//! a directory, host by host and only where they changed (see its module, `write.rs`).
 
 mod ansible;
 mod export;
