@@ -8,14 +8,13 @@
 //! only its own addresses and routes. Failing over means moving the failover routes to the
 //! next relay in [`Failover::relays`], which [`HostConfig::with_active_relay`] computes.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 use wgfabric_proto::keys::PublicKey;
 
 use crate::cidr::{Cidr, IfAddr};
 use crate::endpoint::Endpoint;
 use crate::inventory::{Role, Tunnel};
+use crate::key_source::KeySource;
 use crate::names::Name;
 
 /// One host's desired WireGuard interface. Contains no secret.
@@ -42,8 +41,10 @@ pub struct HostConfig {
     /// The host's public key.
     #[serde(with = "crate::serde_keys")]
     pub public_key: PublicKey,
-    /// Where the private key lives on the host.
-    pub private_key_file: PathBuf,
+    /// Where the host reads its private key. Documents written before key sources call it
+    /// `private_key_file` and hold a path.
+    #[serde(alias = "private_key_file")]
+    pub key_source: KeySource,
     /// Relay order and the routes that move between relays; `None` for relays and for full
     /// mesh members, whose peers are all direct.
     pub failover: Option<Failover>,

@@ -44,7 +44,7 @@ use self::failover::FailoverTask;
 use self::keys::{KeyRing, Keys};
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
-use crate::audit::{Audit, Timestamp, FILE_NAME};
+use crate::audit::{Action, Audit, Timestamp, FILE_NAME};
 use crate::journal::Note;
 use crate::keystore::Identities;
 use crate::names::Name;
@@ -266,8 +266,15 @@ impl Agent {
             Ok(doc) => doc,
             Err(invalid) => return self.refuse(invalid.revision, invalid.reason, &[]),
         };
-        let keys = match self.keys.resolve(&doc) {
-            Ok(keys) => keys,
+        let keys = match self.keys.resolve(&doc, &self.interface) {
+            Ok(keys) => {
+                if let Some(source) = &keys.fetched_from {
+                    let note = Note::new(Action::KeyFetched, self.host.as_str(), source.clone())
+                        .after(doc.config.public_key);
+                    self.record(&[note], Some(self.keys.key_dir(&doc)));
+                }
+                keys
+            }
             Err(reason) => {
                 let orders = doc.rotations.clone();
                 return self.refuse(Some(doc.revision), reason, &orders);
@@ -379,8 +386,8 @@ impl Agent {
                 for change in &changes {
                     tracing::info!(revision = %doc.revision, "{change}");
                 }
-                let audit_dir = self.keys.key_file(doc).parent().map(PathBuf::from);
-                self.record(&applied_notes(&self.host, &doc.revision, &changes), audit_dir);
+                let audit_dir = self.keys.key_dir(doc);
+                self.record(&applied_notes(&self.host, &doc.revision, &changes), Some(audit_dir));
                 live = self.device.get().map_err(|e| e.to_string())?;
             }
         }

@@ -66,6 +66,9 @@ pub enum Action {
     /// An encrypted private key was decrypted (`key.decrypted`), e.g. to inline it in a
     /// rendered configuration; `after` is its public key.
     KeyDecrypted,
+    /// A private key was read from its key source (`key.fetched`): a file, a systemd
+    /// credential or a command; `after` is its public key, `detail` the source.
+    KeyFetched,
     /// A preshared key between two hosts was replaced (`psk.rotated`); never fingerprinted.
     PresharedKeyRotated,
     /// A peer was added to a host's interface (`peer.added`); `after` is its public key.
@@ -83,10 +86,11 @@ pub enum Action {
 
 impl Action {
     /// Every action, for listings.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::KeyGenerated,
         Self::KeyRotated,
         Self::KeyDecrypted,
+        Self::KeyFetched,
         Self::PresharedKeyRotated,
         Self::PeerAdded,
         Self::PeerRemoved,
@@ -101,6 +105,7 @@ impl Action {
             Self::KeyGenerated => "key.generated",
             Self::KeyRotated => "key.rotated",
             Self::KeyDecrypted => "key.decrypted",
+            Self::KeyFetched => "key.fetched",
             Self::PresharedKeyRotated => "psk.rotated",
             Self::PeerAdded => "peer.added",
             Self::PeerRemoved => "peer.removed",

@@ -199,7 +199,7 @@ impl Fabric {
             routes: host.routes.clone(),
             tunnel: host.tunnel,
             public_key: host.public_key,
-            private_key_file: host.key_file.clone(),
+            key_source: host.key_source.clone(),
             failover,
             peers,
         }

@@ -19,6 +19,8 @@ use toml::Spanned;
 
 use crate::cidr::Cidr;
 use crate::error::{Error, SourceError};
+use crate::host_path::HostPath;
+use crate::key_source::KeySource;
 use crate::names::Name;
 use crate::source::SourceText;
 
@@ -85,7 +87,12 @@ impl Resolver<'_, '_> {
             networks.insert(network.name.clone(), network);
         }
         let defaults = raw.defaults;
-        let key_dir = defaults.key_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR));
+        let default_key_source = defaults.key_source.clone().unwrap_or_else(|| {
+            let dir = defaults.key_dir.clone().unwrap_or_else(|| {
+                DEFAULT_KEY_DIR.parse().expect("the default key directory is a plain path")
+            });
+            KeySource::File(dir.join(PRIVATE_KEY_FILE))
+        });
         let mut hosts = BTreeMap::new();
         for (name, host) in raw.host {
             let (span, host) = (host.span(), host.into_inner());
@@ -123,7 +130,7 @@ impl Resolver<'_, '_> {
                 endpoint: host.endpoint,
                 public_key: host.public_key,
                 nat: host.nat,
-                routes: host.routes,
+                routes: self.routes(&name, host.routes)?,
                 groups: host.groups,
                 tunnel: host.tunnel,
                 mtu: host.mtu.or(defaults.mtu).unwrap_or(DEFAULT_MTU),
@@ -136,7 +143,9 @@ impl Resolver<'_, '_> {
                     .or(if role == Role::Relay { None } else { defaults.keepalive })
                     .filter(|seconds| *seconds != 0),
                 priority: host.priority.map_or(DEFAULT_RELAY_PRIORITY, Spanned::into_inner),
-                key_file: host.key_file.unwrap_or_else(|| key_dir.join(PRIVATE_KEY_FILE)),
+                key_source: self
+                    .key_source(&name, host.key_file, host.key_source)?
+                    .unwrap_or_else(|| default_key_source.clone()),
                 line: self.source.line(span.start),
                 name: name.into_inner(),
             };
@@ -184,6 +193,47 @@ impl Resolver<'_, '_> {
         Ok(Inventory { path: path.to_owned(), networks, hosts, externals, keys })
     }
 
+    /// A host's routed subnets, refusing special-use ranges: a default route is the `tunnel`
+    /// setting's job (and the `default-route` lint's), anything else there cannot be a subnet
+    /// behind a host.
+    fn routes(
+        &self,
+        host: &Spanned<Name>,
+        routes: Vec<Spanned<Cidr>>,
+    ) -> Result<Vec<Cidr>, SourceError> {
+        for route in &routes {
+            let cidr = route.get_ref();
+            if let Some(why) = cidr.special_use().filter(|_| !cidr.is_default_route()) {
+                return self.error(
+                    route.span().start,
+                    format!("host.{}.routes", host.get_ref()),
+                    format!("route {cidr} {why}; a routed subnet is unicast space behind the host"),
+                );
+            }
+        }
+        Ok(routes.into_iter().map(Spanned::into_inner).collect())
+    }
+
+    /// A host's own key source: `key_source`, or `key_file` (not both).
+    fn key_source(
+        &self,
+        host: &Spanned<Name>,
+        key_file: Option<Spanned<HostPath>>,
+        key_source: Option<Spanned<KeySource>>,
+    ) -> Result<Option<KeySource>, SourceError> {
+        match (key_file, key_source) {
+            (Some(_), Some(source)) => self.error(
+                source.span().start,
+                format!("host.{}.key_source", host.get_ref()),
+                "`key_file` and `key_source` both say where the key is; keep one \
+                 (`key_file = \"/x\"` is `key_source = \"file:/x\"`)"
+                    .into(),
+            ),
+            (Some(file), None) => Ok(Some(KeySource::File(file.into_inner()))),
+            (None, source) => Ok(source.map(Spanned::into_inner)),
+        }
+    }
+
     fn network(&self, name: Name, raw: RawNetwork, line: usize) -> Result<Network, SourceError> {
         let family = |cidr: &Option<Spanned<Cidr>>, v4: bool, key: &str| match cidr {
             Some(cidr) if cidr.get_ref().is_ipv4() != v4 => self.error(
@@ -200,6 +250,16 @@ impl Resolver<'_, '_> {
         };
         let ipv4 = family(&raw.ipv4, true, "ipv4")?;
         let ipv6 = family(&raw.ipv6, false, "ipv6")?;
+        for (cidr, key) in [(&raw.ipv4, "ipv4"), (&raw.ipv6, "ipv6")] {
+            let Some(cidr) = cidr else { continue };
+            if let Some(problem) = overlay_problem(cidr.get_ref()) {
+                return self.error(
+                    cidr.span().start,
+                    format!("network.{name}.{key}"),
+                    format!("overlay {} {problem}", cidr.get_ref()),
+                );
+            }
+        }
         if ipv4.is_none() && ipv6.is_none() {
             return Err(self.source.error_on_line(
                 line,
@@ -253,8 +313,22 @@ impl Resolver<'_, '_> {
     }
 }
 
+/// Why `cidr` cannot be an overlay, if it cannot: a special-use range, or too small to hold a
+/// host besides the network and broadcast addresses the lock never hands out.
+fn overlay_problem(cidr: &Cidr) -> Option<String> {
+    if let Some(why) = cidr.special_use() {
+        return Some(format!(
+            "{why}; use a private range such as 10.77.0.0/16 (IPv4) or a ULA such as \
+             fd77:77::/64 (IPv6)"
+        ));
+    }
+    let max = if cidr.is_ipv4() { 30 } else { 126 };
+    (cidr.prefix_len() > max)
+        .then(|| format!("has no room for hosts; use a prefix of /{max} or shorter"))
+}
+
 /// Whether `name` is usable as a Linux interface name (and as a file name).
-fn is_interface_name(name: &str) -> bool {
+pub(crate) fn is_interface_name(name: &str) -> bool {
     (1..=15).contains(&name.len())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with('.')

@@ -9,7 +9,8 @@ use wgfabric_proto::keys::PublicKey;
 
 use crate::cidr::Cidr;
 use crate::endpoint::Endpoint;
-use crate::names::Name;
+use crate::key_source::KeySource;
+use crate::names::{Name, Text};
 
 /// What a host does in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -141,8 +142,8 @@ pub struct Host {
     pub keepalive: Option<u16>,
     /// Relay priority: lower is preferred (default 100; ties broken by name).
     pub priority: u32,
-    /// Private key path on the host itself (default `/etc/wgfabric/private.key`).
-    pub key_file: PathBuf,
+    /// Where the host reads its private key (default: the file `/etc/wgfabric/private.key`).
+    pub key_source: KeySource,
     /// Line of its table in the inventory.
     pub line: usize,
 }
@@ -155,11 +156,11 @@ pub struct External {
     /// Its prefix.
     pub cidr: Cidr,
     /// Free-form kind (`vpc`, `pods`, `lan`, ...).
-    pub kind: Option<String>,
+    pub kind: Option<Text>,
     /// The host it sits behind, when the fabric routes it.
     pub host: Option<Name>,
     /// Free-form description.
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// Line of its table in the inventory.
     pub line: usize,
 }

@@ -264,16 +264,27 @@ impl Lock {
     }
 }
 
-/// Checks that a locked assignment still fits its network, dropping a family the network no
-/// longer has.
+/// Checks that a locked assignment still fits its network (inside the prefix, and not an
+/// address the lock never hands out), dropping a family the network no longer has.
 fn fit(host: &Name, locked: &Assignment, network: &Network) -> Result<Assignment, Error> {
-    let check = |addr: Option<IpAddr>, prefix: Option<Cidr>| match (addr, prefix) {
-        (Some(addr), Some(prefix)) if !prefix.contains(addr) => Err(Error::Address(format!(
-            "host `{host}`: locked address {addr} is outside network `{}` ({prefix}); \
-             delete the host's entry in fabric.lock to assign a new address",
+    let refuse = |addr: IpAddr, prefix: Cidr, what: &str| {
+        Err(Error::Address(format!(
+            "{LOCK_FILE}: host.{host}: locked address {addr} is {what} network `{}` ({prefix}); \
+             delete the host's entry in {LOCK_FILE} to assign a new address",
             network.name
-        ))),
-        (addr, Some(_)) => Ok(addr),
+        )))
+    };
+    let check = |addr: Option<IpAddr>, prefix: Option<Cidr>| match (addr, prefix) {
+        (Some(addr), Some(prefix)) => match prefix.index_of(addr) {
+            None => refuse(addr, prefix, "outside"),
+            Some(0) if prefix.is_ipv4() => refuse(addr, prefix, "the network address of"),
+            Some(0) => refuse(addr, prefix, "the subnet-router anycast address of"),
+            Some(index) if FreeAddresses::usable(&prefix, index).is_none() => {
+                refuse(addr, prefix, "the broadcast address of")
+            }
+            Some(_) => Ok(Some(addr)),
+        },
+        (None, Some(_)) => Ok(None),
         (_, None) => Ok(None),
     };
     Ok(Assignment {

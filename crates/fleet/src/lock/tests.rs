@@ -155,3 +155,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_lock_that_hands_out_a_reserved_address_is_refused() {
+    let inventory = inventory(&["a"], true);
+    for (field, addr, what) in [
+        ("ipv4", "10.77.0.255", "the broadcast address of"),
+        ("ipv4", "10.77.0.0", "the network address of"),
+        ("ipv6", "fd77::", "the subnet-router anycast address of"),
+        ("ipv4", "10.78.0.1", "outside"),
+    ] {
+        let other = if field == "ipv4" { "ipv6 = \"fd77::1\"" } else { "ipv4 = \"10.77.0.1\"" };
+        let text =
+            format!("version = 1\n[host.a]\nnetwork = \"corp\"\n{field} = \"{addr}\"\n{other}\n");
+        let lock = Lock::parse(Path::new("fabric.lock"), &text).unwrap();
+        let error = lock.update(&inventory).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("host.a: locked address {addr} is {what} network `corp`")),
+            "{error}"
+        );
+        assert!(error.contains("delete the host's entry in fabric.lock"), "{error}");
+    }
+}

@@ -248,6 +248,20 @@ pub(crate) fn peer_block(out: &mut String, peer: &PeerConfig, section: &str, eq:
     }
 }
 
+/// What follows `wg set IFACE private-key` in a shell: the key file, or a process substitution
+/// running `wgfabric fetchkey` for a credential or a command. Every word is plain or quoted
+/// ([`crate::key_source`] keeps out what no quoting survives in wg-quick's files).
+pub(crate) fn key_argument(config: &HostConfig, interface: &str) -> String {
+    match config.key_source.file() {
+        Some(path) => path.to_string(),
+        None => format!(
+            "<(wgfabric fetchkey --host {} --interface {interface} {})",
+            config.host,
+            config.key_source.shell_words().join(" ")
+        ),
+    }
+}
+
 /// Whether the host forwards packets for others (a relay or a subnet router).
 pub(crate) fn forwards(config: &HostConfig) -> bool {
     config.role == crate::inventory::Role::Relay || !config.routes.is_empty()
