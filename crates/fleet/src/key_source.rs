@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use wgfabric_proto::keys::PrivateKey;
@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::host_path::HostPath;
 use crate::keys::read_key_file;
+use crate::wallclock::monotonic;
 
 /// How long a key command may run unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -307,11 +308,11 @@ fn run_command(
             err
         })
     });
-    let deadline = Instant::now() + timeout;
+    let deadline = monotonic() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if monotonic() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(fail(format!(

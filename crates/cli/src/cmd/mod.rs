@@ -9,6 +9,7 @@ mod check;
 mod completions;
 mod demo;
 mod exporter;
+mod fetchkey;
 mod genkey;
 mod genpsk;
 mod graph;
@@ -63,6 +64,7 @@ enum Command {
     Genkey(genkey::Args),
     Pubkey(pubkey::Args),
     Genpsk(genpsk::Args),
+    Fetchkey(fetchkey::Args),
     Exporter(exporter::Args),
     Audit(audit::Args),
     Demo(demo::Args),
@@ -89,6 +91,7 @@ impl Cli {
             Command::Genkey(args) => genkey::run(args),
             Command::Pubkey(args) => pubkey::run(args),
             Command::Genpsk(args) => genpsk::run(args),
+            Command::Fetchkey(args) => fetchkey::run(args),
             Command::Exporter(args) => exporter::run(args),
             Command::Audit(args) => audit::run(args),
             Command::Demo(args) => demo::run(args),

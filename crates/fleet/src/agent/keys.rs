@@ -369,4 +369,44 @@ mod tests {
         assert!(error.contains("--identity"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn a_key_from_a_secrets_manager_is_fetched_checked_and_named_for_the_audit_log() {
+        let Ok(store) = wgfabric_testkit::PasswordStore::new() else { return };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let key = PrivateKey::generate(&mut rng);
+        store.insert("wg/laptop-ana", &key.to_base64_secret());
+        let mut words = vec!["exec:env".to_owned()];
+        words.extend(store.env().iter().map(|(k, v)| format!("{k}={v}")));
+        words.extend(["pass", "show", "wg/laptop-ana"].map(String::from));
+        let mut doc = doc(key.public_key());
+        doc.config.key_source = crate::key_source::KeySource::from_words(&words).unwrap();
+        let mut ring =
+            KeyRing::new(None, None, Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(4)));
+
+        let keys = ring.resolve(&doc, "wg0").unwrap();
+        assert_eq!(keys.current, key);
+        let fetched_from = keys.fetched_from.unwrap();
+        assert!(fetched_from.ends_with("pass show wg/laptop-ana"), "{fetched_from}");
+        assert!(!fetched_from.contains(&key.to_base64_secret()));
+
+        // The inventory moved on to another key: refused, so the interface keeps its last one.
+        let mut other_doc = self::doc(PrivateKey::generate(&mut rng).public_key());
+        other_doc.config.key_source = doc.config.key_source.clone();
+        let error = ring.resolve(&other_doc, "wg0").unwrap_err();
+        assert!(error.contains("but the inventory has"), "{error}");
+
+        // A rotation cannot store a new key in the secrets manager.
+        doc.rotations.push(RotationOrder {
+            id: "r1".into(),
+            host: doc.config.host.clone(),
+            phase: Phase::Prepare,
+            old_key: key.public_key(),
+            new_key: None,
+            sealed_new_key: None,
+            preshared_keys: BTreeMap::new(),
+        });
+        let error = ring.resolve(&doc, "wg0").unwrap_err();
+        assert!(error.contains("central mode"), "{error}");
+    }
 }

@@ -117,7 +117,8 @@ fn rotation_orders_must_fit_the_configuration() {
 #[test]
 fn a_hostile_store_cannot_inject_through_a_desired_state() {
     let json = String::from_utf8(doc("laptop-ana").to_json()).unwrap();
-    let reason = |json: &str| DesiredState::from_json(json.as_bytes(), "laptop-ana").unwrap_err().reason;
+    let reason =
+        |json: &str| DesiredState::from_json(json.as_bytes(), "laptop-ana").unwrap_err().reason;
     let injected = [
         json.replace("file:/etc/wgfabric/private.key", "file:/etc/k\\n[Peer]"),
         json.replace("file:/etc/wgfabric/private.key", "file:/k;reboot"),
