@@ -16,6 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::inventory::{Role, Tunnel};
 use crate::key_source::KeySource;
 use crate::names::Name;
+use crate::policy::Firewall;
 
 /// One host's desired WireGuard interface. Contains no secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,10 @@ pub struct HostConfig {
     pub failover: Option<Failover>,
     /// Peers: relays in priority order, then the others by name.
     pub peers: Vec<PeerConfig>,
+    /// The host's nftables table, when the inventory has a policy or the host asked for
+    /// strict underlay input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Firewall>,
 }
 
 /// One peer of a host's interface.

@@ -55,6 +55,7 @@ pub mod lock;
 pub mod names;
 pub mod netns;
 pub mod plan;
+pub mod policy;
 pub mod render;
 pub mod rotate;
 mod serde_keys;

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::inventory::{Host, Inventory, Role, Topology, Tunnel};
 use crate::lock::{Assignment, Lock};
 use crate::names::Name;
+use crate::policy::compile::Resolved;
 
 /// An inventory whose every host has addresses.
 #[derive(Debug, Clone)]
@@ -29,6 +30,7 @@ pub struct Fabric {
     inventory: Inventory,
     lock: Lock,
     networks: BTreeMap<Name, Members>,
+    policy: Resolved,
 }
 
 /// A network's hosts, grouped the way peering needs them.
@@ -106,7 +108,8 @@ impl Fabric {
             let hosts = &inventory.hosts;
             members.relays.sort_by(|a, b| (hosts[a].priority, a).cmp(&(hosts[b].priority, b)));
         }
-        Ok(Self { inventory, lock, networks })
+        let policy = Resolved::new(&inventory, &lock);
+        Ok(Self { inventory, lock, networks, policy })
     }
 
     /// The inventory.
@@ -188,7 +191,7 @@ impl Fabric {
                 active.allowed_ips.dedup();
             }
         }
-        HostConfig {
+        let mut config = HostConfig {
             host: host.name.clone(),
             network: host.network.clone(),
             role: host.role,
@@ -202,7 +205,10 @@ impl Fabric {
             key_source: host.key_source.clone(),
             failover,
             peers,
-        }
+            firewall: None,
+        };
+        config.firewall = self.policy.firewall(&self.inventory, &config);
+        config
     }
 
     /// `peer` as seen from `host`: its own addresses and routes.

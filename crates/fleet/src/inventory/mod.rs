@@ -10,11 +10,11 @@
 mod model;
 mod raw;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use model::{External, Host, Inventory, KeySettings, Network, Role, Topology, Tunnel};
-use raw::{RawHost, RawInventory, RawNetwork};
+use raw::{RawHost, RawInventory, RawNetwork, RawRule};
 use toml::Spanned;
 
 use crate::cidr::Cidr;
@@ -22,6 +22,7 @@ use crate::error::{Error, SourceError};
 use crate::host_path::HostPath;
 use crate::key_source::KeySource;
 use crate::names::Name;
+use crate::policy::{PortSpec, Protocol, Rule, Selector};
 use crate::source::SourceText;
 
 /// Interface MTU when neither the host nor `[defaults]` sets one: 1500 minus the 80 bytes of
@@ -146,6 +147,10 @@ impl Resolver<'_, '_> {
                 key_source: self
                     .key_source(&name, host.key_file, host.key_source)?
                     .unwrap_or_else(|| default_key_source.clone()),
+                strict_input: host.strict_input,
+                open_ports: host.open_ports.unwrap_or_else(|| {
+                    vec![PortSpec { protocol: Protocol::Tcp, ports: Some((22, 22)) }]
+                }),
                 line: self.source.line(span.start),
                 name: name.into_inner(),
             };
@@ -190,7 +195,8 @@ impl Resolver<'_, '_> {
             recipients: raw.keys.recipients.into_iter().map(Spanned::into_inner).collect(),
             dir: raw.keys.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_KEYS_DIR)),
         };
-        Ok(Inventory { path: path.to_owned(), networks, hosts, externals, keys })
+        let policy = self.policy(raw.policy, &hosts, &externals)?;
+        Ok(Inventory { path: path.to_owned(), networks, hosts, externals, keys, policy })
     }
 
     /// A host's routed subnets, refusing special-use ranges: a default route is the `tunnel`
@@ -212,6 +218,62 @@ impl Resolver<'_, '_> {
             }
         }
         Ok(routes.into_iter().map(Spanned::into_inner).collect())
+    }
+
+    /// The `[[policy]]` rules, every name they use checked.
+    fn policy(
+        &self,
+        raw: Vec<Spanned<RawRule>>,
+        hosts: &BTreeMap<Name, Host>,
+        externals: &BTreeMap<Name, External>,
+    ) -> Result<Vec<Rule>, SourceError> {
+        let groups: BTreeSet<&Name> = hosts.values().flat_map(|h| h.groups.iter()).collect();
+        let mut rules = Vec::with_capacity(raw.len());
+        let mut names = BTreeSet::new();
+        for (index, rule) in raw.into_iter().enumerate() {
+            let line = self.source.line(rule.span().start);
+            let rule = rule.into_inner();
+            let field = |key: &str| format!("policy[{index}].{key}");
+            let name = match rule.name {
+                Some(name) if !names.insert(name.get_ref().clone()) => {
+                    return self.error(
+                        name.span().start,
+                        field("name"),
+                        format!(
+                            "another rule is already named `{}`; names identify rules in \
+                             counters and `explain`",
+                            name.get_ref()
+                        ),
+                    )
+                }
+                Some(name) => name.into_inner(),
+                None => format!("policy-{}", index + 1).parse().expect("a valid name"),
+            };
+            let mut sides = Vec::new();
+            for (key, side) in [("from", rule.from), ("to", rule.to)] {
+                if side.get_ref().is_empty() {
+                    return self.error(
+                        side.span().start,
+                        field(key),
+                        format!(
+                            "`{key}` is empty; name hosts, `group:NAME`, `external:NAME` or `*`"
+                        ),
+                    );
+                }
+                let mut selectors = Vec::new();
+                for selector in side.into_inner() {
+                    if let Some(message) = unknown(selector.get_ref(), hosts, &groups, externals) {
+                        return self.error(selector.span().start, field(key), message);
+                    }
+                    selectors.push(selector.into_inner());
+                }
+                sides.push(selectors);
+            }
+            let to = sides.pop().unwrap_or_default();
+            let from = sides.pop().unwrap_or_default();
+            rules.push(Rule { name, from, to, ports: rule.ports, verdict: rule.action, line });
+        }
+        Ok(rules)
     }
 
     /// A host's own key source: `key_source`, or `key_file` (not both).
@@ -310,6 +372,31 @@ impl Resolver<'_, '_> {
                 "several networks are declared; say which one this host is in".into(),
             ),
         }
+    }
+}
+
+/// What is wrong with a selector that names nothing in the inventory.
+fn unknown(
+    selector: &Selector,
+    hosts: &BTreeMap<Name, Host>,
+    groups: &BTreeSet<&Name>,
+    externals: &BTreeMap<Name, External>,
+) -> Option<String> {
+    match selector {
+        Selector::Any => None,
+        Selector::Host(name) => (!hosts.contains_key(name)).then(|| {
+            format!(
+                "no host named `{name}`; groups are written `group:NAME`, externals \
+                 `external:NAME`"
+            )
+        }),
+        Selector::Group(name) => (!groups.contains(name)).then(|| {
+            let known: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+            format!("no host is in group `{name}`; groups in use: {}", known.join(", "))
+        }),
+        Selector::External(name) => (!externals.contains_key(name)).then(|| {
+            format!("no external network named `{name}`; declare it as [external.{name}]")
+        }),
     }
 }
 

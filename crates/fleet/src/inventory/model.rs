@@ -11,6 +11,7 @@ use crate::cidr::Cidr;
 use crate::endpoint::Endpoint;
 use crate::key_source::KeySource;
 use crate::names::{Name, Text};
+use crate::policy::{PortSpec, Rule};
 
 /// What a host does in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -144,6 +145,11 @@ pub struct Host {
     pub priority: u32,
     /// Where the host reads its private key (default: the file `/etc/wgfabric/private.key`).
     pub key_source: KeySource,
+    /// Whether only the WireGuard port, replies, ICMP and `open_ports` may come in on the
+    /// underlay.
+    pub strict_input: bool,
+    /// Ports open on the underlay under `strict_input` (default: `tcp/22`).
+    pub open_ports: Vec<PortSpec>,
     /// Line of its table in the inventory.
     pub line: usize,
 }
@@ -187,6 +193,8 @@ pub struct Inventory {
     pub externals: BTreeMap<Name, External>,
     /// Central key mode settings.
     pub keys: KeySettings,
+    /// Access policy rules, in order; empty for none (everything passes).
+    pub policy: Vec<Rule>,
 }
 
 impl Inventory {

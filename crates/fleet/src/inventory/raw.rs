@@ -15,6 +15,7 @@ use crate::endpoint::Endpoint;
 use crate::host_path::HostPath;
 use crate::key_source::KeySource;
 use crate::names::{Name, Text};
+use crate::policy::{PortSpec, Selector, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +30,20 @@ pub(super) struct RawInventory {
     pub(super) host: BTreeMap<Spanned<Name>, Spanned<RawHost>>,
     #[serde(default)]
     pub(super) external: BTreeMap<Spanned<Name>, Spanned<RawExternal>>,
+    #[serde(default)]
+    pub(super) policy: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) name: Option<Spanned<Name>>,
+    pub(super) from: Spanned<Vec<Spanned<Selector>>>,
+    pub(super) to: Spanned<Vec<Spanned<Selector>>>,
+    #[serde(default)]
+    pub(super) ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub(super) action: Verdict,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,6 +97,9 @@ pub(super) struct RawHost {
     pub(super) priority: Option<Spanned<u32>>,
     pub(super) key_file: Option<Spanned<HostPath>>,
     pub(super) key_source: Option<Spanned<KeySource>>,
+    #[serde(default)]
+    pub(super) strict_input: bool,
+    pub(super) open_ports: Option<Vec<PortSpec>>,
 }
 
 #[derive(Deserialize)]
