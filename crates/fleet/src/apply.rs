@@ -46,7 +46,11 @@ impl HostState {
             Some(refusal) if refusal.revision.as_ref() == Some(revision) => {
                 Self::Refused { reason: refusal.reason.clone() }
             }
-            None if status.applied.as_ref() == Some(revision) => Self::Applied,
+            // The interface runs it, but the firewall in force is an older one.
+            None if status.applied.as_ref() == Some(revision) => match &status.policy_error {
+                Some(error) => Self::Refused { reason: format!("firewall: {error}") },
+                None => Self::Applied,
+            },
             _ => Self::Waiting { applied: status.applied.clone(), error: status.error.clone() },
         }
     }
@@ -202,6 +206,7 @@ mod tests {
                 time: 0,
             }),
             error: None,
+            policy_error: None,
             peers: Vec::new(),
             rotations: Vec::new(),
         }

@@ -24,6 +24,7 @@
 
 pub mod device;
 mod failover;
+mod firewall;
 mod keys;
 mod link;
 mod plan;
@@ -41,6 +42,7 @@ pub use device::{Device, DeviceError};
 pub use keys::RngCoreCrypto;
 
 use self::failover::FailoverTask;
+use self::firewall::Firewalls;
 use self::keys::{KeyRing, Keys};
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
@@ -136,6 +138,7 @@ pub struct Agent {
     /// Rotation phases of this host after which handshakes were started.
     nudged: BTreeSet<(String, Phase)>,
     last_written: Option<Status>,
+    firewalls: Firewalls,
 }
 
 /// Why the agent stopped.
@@ -179,6 +182,7 @@ impl Agent {
             reports: Vec::new(),
             nudged: BTreeSet::new(),
             last_written: None,
+            firewalls: Firewalls::default(),
         }
     }
 
@@ -405,6 +409,11 @@ impl Agent {
             }
         }
         self.nudge_peers(doc);
+        let firewall =
+            self.firewalls.sync(self.host.as_str(), doc.config.firewall.as_ref(), &self.interface);
+        if let Some(note) = firewall {
+            self.record(&[note], Some(self.keys.key_dir(doc)));
+        }
         if !accepted.applied {
             accepted.applied = true;
             tracing::info!(revision = %doc.revision, "desired state applied");
@@ -509,6 +518,7 @@ impl Agent {
             applied: self.accepted.as_ref().filter(|a| a.applied).map(|a| a.doc.revision.clone()),
             refused: self.refusal.clone(),
             error: self.error.clone(),
+            policy_error: self.firewalls.error.clone(),
             peers,
             rotations,
         }

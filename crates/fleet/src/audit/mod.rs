@@ -82,11 +82,14 @@ pub enum Action {
     ConfigApplied,
     /// The addresses held for a removed host were released (`addresses.released`).
     AddressesReleased,
+    /// A host's firewall (`table inet wgfabric`) was loaded or removed (`policy.applied`);
+    /// `detail` fingerprints the table.
+    PolicyApplied,
 }
 
 impl Action {
     /// Every action, for listings.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::KeyGenerated,
         Self::KeyRotated,
         Self::KeyDecrypted,
@@ -97,6 +100,7 @@ impl Action {
         Self::ConfigWritten,
         Self::ConfigApplied,
         Self::AddressesReleased,
+        Self::PolicyApplied,
     ];
 
     /// The name written in the log.
@@ -112,6 +116,7 @@ impl Action {
             Self::ConfigWritten => "config.written",
             Self::ConfigApplied => "config.applied",
             Self::AddressesReleased => "addresses.released",
+            Self::PolicyApplied => "policy.applied",
         }
     }
 }

@@ -27,6 +27,10 @@ pub struct Status {
     /// Why the last attempt to sync the interface failed, while it keeps failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the host's firewall could not be loaded, while that lasts; the table loaded
+    /// before stays in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_error: Option<String>,
     /// The interface's peers.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,

@@ -33,6 +33,7 @@ fn status(host: &str, phase: Option<Phase>, taken_over: bool, applied: &str) -> 
         applied: Some(Revision::new(applied)),
         refused: None,
         error: None,
+        policy_error: None,
         peers: Vec::new(),
         rotations: phase
             .map(|phase| RotationReport {

@@ -134,6 +134,10 @@ impl DesiredState {
         if config.host.as_str() != host {
             return Err(format!("it is the desired state of `{}`, not of `{host}`", config.host));
         }
+        let firewall_interface = config.firewall.as_ref().map(|f| f.interface.as_str());
+        if let Some(bad) = firewall_interface.filter(|name| !is_interface_name(name)) {
+            return Err(format!("firewall interface name `{}` is not valid", bad.escape_debug()));
+        }
         if !is_interface_name(&config.interface) {
             return Err(format!(
                 "interface name `{}` is not 1 to 15 letters, digits, `-`, `_` or `.`",
