@@ -8,6 +8,7 @@ mod audit;
 mod check;
 mod completions;
 mod demo;
+mod explain;
 mod exporter;
 mod fetchkey;
 mod genkey;
@@ -60,6 +61,7 @@ enum Command {
     Plan(plan::Args),
     Addresses(addresses::Args),
     Graph(graph::Args),
+    Explain(explain::Args),
     Keygen(keygen::Args),
     Genkey(genkey::Args),
     Pubkey(pubkey::Args),
@@ -87,6 +89,7 @@ impl Cli {
             Command::Plan(args) => plan::run(args),
             Command::Addresses(args) => addresses::run(args),
             Command::Graph(args) => graph::run(args),
+            Command::Explain(args) => explain::run(args),
             Command::Keygen(args) => keygen::run(args),
             Command::Genkey(args) => genkey::run(args),
             Command::Pubkey(args) => pubkey::run(args),

@@ -56,6 +56,8 @@ enum FormatArg {
     Networkd,
     /// `wg setconf` form: HOST/IFACE.setconf.
     Setconf,
+    /// nft -f form of the host's firewall: HOST/nftables.conf (hosts with a policy).
+    Nftables,
     /// fabric.json: every host's desired configuration.
     Json,
     /// terraform.json: flat object of strings for Terraform's external data source.
@@ -69,6 +71,7 @@ impl From<FormatArg> for Format {
         match format {
             FormatArg::WgQuick => Self::WgQuick,
             FormatArg::Networkd => Self::Networkd,
+            FormatArg::Nftables => Self::Nftables,
             FormatArg::Setconf => Self::Setconf,
             FormatArg::Json => Self::Json,
             FormatArg::Terraform => Self::Terraform,

@@ -453,7 +453,7 @@ fn match_text(condition: &Match) -> String {
             let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
             format!("iifname != {{ {} }}", quoted.join(", "))
         }
-        Match::CtState(states) => format!("ct state {{ {} }}", states.join(", ")),
+        Match::CtState(states) => format!("ct state {}", states.join(",")),
         Match::Address { family, source, set } => {
             format!("{} {} @{set}", family.payload(), if *source { "saddr" } else { "daddr" })
         }

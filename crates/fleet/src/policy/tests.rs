@@ -156,7 +156,7 @@ fn the_table_reads_the_same_as_json_and_as_an_nft_file() {
     for expected in [
         "type filter hook forward priority 0; policy accept;",
         "iifname \"wg0\" jump tunnel_forward",
-        "ct state { established, related } accept",
+        "ct state established,related accept",
         "ip saddr @fwd0_from4 ip daddr @fwd0_to4 meta l4proto tcp th dport 22 counter accept comment \"ci-deploys\"",
         "ip saddr @fwd1_from4 ip daddr @fwd1_to4 counter drop comment \"no-prod-for-engineers\"",
         "ip6 saddr @fwd2_from6 counter accept comment \"engineers-everywhere\"",

@@ -42,6 +42,9 @@ pub enum Format {
     Networkd,
     /// `HOST/IFACE.setconf` for `wg setconf` (or `wg syncconf`).
     Setconf,
+    /// `HOST/nftables.conf` for `nft -f`: the host's firewall, for hosts that have one and
+    /// run without the agent.
+    Nftables,
     /// `fabric.json`: the whole fabric, every host's desired configuration.
     Json,
     /// `terraform.json`: a flat object of strings for Terraform's `external` data source.
@@ -52,12 +55,19 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order `render` writes them.
-    pub const ALL: [Self; 6] =
-        [Self::WgQuick, Self::Networkd, Self::Setconf, Self::Json, Self::Terraform, Self::Ansible];
+    pub const ALL: [Self; 7] = [
+        Self::WgQuick,
+        Self::Networkd,
+        Self::Setconf,
+        Self::Nftables,
+        Self::Json,
+        Self::Terraform,
+        Self::Ansible,
+    ];
 
     /// Whether the format has one output per host (rather than one for the fabric).
     pub const fn is_per_host(self) -> bool {
-        matches!(self, Self::WgQuick | Self::Networkd | Self::Setconf)
+        matches!(self, Self::WgQuick | Self::Networkd | Self::Setconf | Self::Nftables)
     }
 }
 
@@ -116,6 +126,15 @@ pub fn host_files(
             },
         ],
         Format::Setconf => vec![file(format!("{iface}.setconf"), setconf(config, key))],
+        Format::Nftables => config
+            .firewall
+            .iter()
+            .map(|firewall| RenderedFile {
+                path: dir.join("nftables.conf"),
+                contents: nftables_conf(config, firewall),
+                secret: false,
+            })
+            .collect(),
         Format::Json | Format::Terraform | Format::Ansible => Vec::new(),
     }
 }
@@ -130,7 +149,7 @@ pub fn fabric_files(
         Format::Json => ("fabric.json", fabric_json(fabric, configs)),
         Format::Terraform => ("terraform.json", terraform_json(fabric)),
         Format::Ansible => ("ansible-inventory.yml", ansible_inventory(fabric)),
-        Format::WgQuick | Format::Networkd | Format::Setconf => return None,
+        Format::WgQuick | Format::Networkd | Format::Setconf | Format::Nftables => return None,
     };
     Some(RenderedFile { path: PathBuf::from(path), contents, secret: false })
 }
@@ -260,6 +279,14 @@ pub(crate) fn key_argument(config: &HostConfig, interface: &str) -> String {
             config.key_source.shell_words().join(" ")
         ),
     }
+}
+
+/// The host's firewall as an `nft -f` file, after the header every per-host file has.
+fn nftables_conf(config: &HostConfig, firewall: &crate::policy::Firewall) -> String {
+    let mut out = String::new();
+    header(&mut out, config, "nftables firewall (load with `nft -f`)");
+    out.push_str(&crate::policy::nft::Table::of(firewall).to_text());
+    out
 }
 
 /// Whether the host forwards packets for others (a relay or a subnet router).
