@@ -172,6 +172,7 @@ fn plan_compares_with_the_last_render() {
 fn removed_addresses_are_held_until_released() {
     let scratch = Scratch::with_example();
     scratch.remove_host("ci-runner-1");
+    scratch.remove_policy("ci-deploys");
     assert_code(&scratch.run(&["addresses", "update"]), 0);
     let listing = scratch.run(&["addresses", "--format", "json"]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&listing)).unwrap();

@@ -33,7 +33,8 @@ fn every_rule_finds_its_seeded_mistake() {
                 .hosts
                 .values()
                 .map(|h| h.line)
-                .chain(inventory.networks.values().map(|n| n.line));
+                .chain(inventory.networks.values().map(|n| n.line))
+                .chain(inventory.policy.iter().map(|rule| rule.line));
             assert!(
                 table.into_iter().any(|line| line == finding.line),
                 "{rule}: line {} is no table",

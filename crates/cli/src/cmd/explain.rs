@@ -1,5 +1,6 @@
 //! `wgfabric explain SRC DST [PROTO/PORT]`: what the access policy does with a packet.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use wgfabric_fleet::policy::explain::{explain, Explanation};
@@ -35,7 +36,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (fabric, _) = args.inventory.load()?;
     let explanation = explain(&fabric, &args.source, &args.destination, args.traffic)?;
     match args.format {
-        OutputFormat::Human => print(&text(&explanation))?,
+        OutputFormat::Human => print(&text(&explanation, args.inventory.path()))?,
         OutputFormat::Json => print_json(&explanation)?,
     }
     Ok(match explanation.verdict {
@@ -44,13 +45,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn text(explanation: &Explanation) -> String {
+fn text(explanation: &Explanation, inventory: &Path) -> String {
     let verdict = match explanation.verdict {
         Verdict::Allow => "ALLOWED",
         Verdict::Deny => "DENIED",
     };
     let rule = match (&explanation.rule, explanation.line) {
-        (Some(rule), Some(line)) => format!("rule `{rule}` (fabric.toml line {line})"),
+        (Some(rule), Some(line)) => format!("rule `{rule}` ({} line {line})", inventory.display()),
         _ => "no rule".to_owned(),
     };
     let path: Vec<&str> = explanation.path.iter().map(|name| name.as_str()).collect();

@@ -43,6 +43,17 @@ impl Scratch {
             .unwrap();
     }
 
+    /// Deletes the `[[policy]]` rule named `name` from `fabric.toml` (as an operator does when
+    /// removing the last host of a group it names).
+    pub fn remove_policy(&self, name: &str) {
+        let text = self.read("fabric.toml");
+        let rule = text.find(&format!("name = \"{name}\"")).unwrap();
+        let start = text[..rule].rfind("[[policy]]").unwrap();
+        let end = text[start..].find("\n\n").map_or(text.len(), |end| start + end);
+        std::fs::write(self.path("fabric.toml"), format!("{}{}", &text[..start], &text[end..]))
+            .unwrap();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }

@@ -12,6 +12,7 @@ mod intervals;
 mod mtu;
 mod nat_keepalive;
 mod overlapping_routes;
+mod policy;
 mod route_leak;
 mod unreachable;
 
@@ -87,6 +88,7 @@ pub const RULES: &[(&str, &str)] = &[
     (nat_keepalive::NAME, "a host behind NAT sends no keepalive"),
     (mtu::NAME, "the MTU leaves no room for the 80-byte overhead or is too small"),
     (unreachable::NAME, "a host has no path to a relay or to its mesh peers"),
+    (policy::NAME, "no access policy, or a rule that never decides or can never match"),
 ];
 
 const CHECKS: &[Rule] = &[
@@ -98,6 +100,7 @@ const CHECKS: &[Rule] = &[
     nat_keepalive::check,
     mtu::check,
     unreachable::check,
+    policy::check,
 ];
 
 /// Runs every rule. Findings come sorted by line, then rule, then field.

@@ -154,7 +154,8 @@ fn files_of_removed_hosts_are_stale() {
             "ci-runner-1/wg0.conf",
             "ci-runner-1/50-wg0.netdev",
             "ci-runner-1/50-wg0.network",
-            "ci-runner-1/wg0.setconf"
+            "ci-runner-1/wg0.setconf",
+            "ci-runner-1/nftables.conf"
         ]
     );
 }
