@@ -1,9 +1,8 @@
 //! `wgfabric explain SRC DST [PROTO/PORT]`: what the access policy does with a packet.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use wgfabric_fleet::policy::explain::{explain, Explanation};
+use wgfabric_fleet::policy::explain::explain;
 use wgfabric_fleet::policy::{PortSpec, Verdict};
 
 use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};
@@ -36,32 +35,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (fabric, _) = args.inventory.load()?;
     let explanation = explain(&fabric, &args.source, &args.destination, args.traffic)?;
     match args.format {
-        OutputFormat::Human => print(&text(&explanation, args.inventory.path()))?,
+        OutputFormat::Human => {
+            print(&explanation.text(&args.inventory.path().display().to_string()))?;
+        }
         OutputFormat::Json => print_json(&explanation)?,
     }
     Ok(match explanation.verdict {
         Verdict::Allow => ExitCode::SUCCESS,
         Verdict::Deny => ExitCode::from(FINDINGS),
     })
-}
-
-fn text(explanation: &Explanation, inventory: &Path) -> String {
-    let verdict = match explanation.verdict {
-        Verdict::Allow => "ALLOWED",
-        Verdict::Deny => "DENIED",
-    };
-    let rule = match (&explanation.rule, explanation.line) {
-        (Some(rule), Some(line)) => format!("rule `{rule}` ({} line {line})", inventory.display()),
-        _ => "no rule".to_owned(),
-    };
-    let path: Vec<&str> = explanation.path.iter().map(|name| name.as_str()).collect();
-    let path = if path.is_empty() {
-        "(the source is not a host of the fabric)".to_owned()
-    } else {
-        path.join(" -> ")
-    };
-    format!(
-        "{verdict}: {} -> {} ({})\n  decided by: {rule}\n  because:    {}\n  path:       {path}\n",
-        explanation.from, explanation.to, explanation.traffic, explanation.reason
-    )
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use wgfabric_fleet::Inventory;
 use wgfabric_metrics::exporter::DEFAULT_SOCKET_DIR;
-use wgfabric_metrics::{Exporter, FriendlyNames, MetricsServer};
+use wgfabric_fleet::policy::nft;
+use wgfabric_metrics::{render, Exporter, Family, FriendlyNames, Kind, MetricsServer};
 
 use super::print;
 
@@ -92,5 +93,40 @@ fn scrape(exporter: &Exporter, silent: &Mutex<BTreeSet<String>>) -> String {
         tracing::info!(interface, "{interface}: the userspace API answers again");
     }
     *silent = failing;
-    scrape.text
+    let mut text = scrape.text;
+    text.push_str(&policy_metrics());
+    text
+}
+
+/// The packets and bytes each rule of this host's firewall (`table inet wgfabric`) counted;
+/// nothing when the host has no table or no nft.
+fn policy_metrics() -> String {
+    let counters = match nft::counters() {
+        Ok(Some(counters)) => counters,
+        Ok(None) => return String::new(),
+        Err(error) => {
+            tracing::debug!(%error, "no policy counters");
+            return String::new();
+        }
+    };
+    let mut packets = Family::new(
+        "wgfabric_policy_packets_total",
+        Kind::Counter,
+        "Packets the host's firewall accepted or dropped, by chain and policy rule.",
+    );
+    let mut bytes = Family::new(
+        "wgfabric_policy_bytes_total",
+        Kind::Counter,
+        "Bytes the host's firewall accepted or dropped, by chain and policy rule.",
+    );
+    for counter in &counters {
+        let labels = [
+            ("chain", counter.chain.as_str()),
+            ("rule", counter.rule.as_str()),
+            ("verdict", counter.verdict),
+        ];
+        packets.push(&labels, counter.packets);
+        bytes.push(&labels, counter.bytes);
+    }
+    render(&[packets, bytes])
 }

@@ -190,11 +190,14 @@ impl ResolvedRule {
     }
 }
 
+/// The name of the relays' own rule, [`probes`].
+pub const PROBES: &str = "failover-probes";
+
 /// The relays' own rule: echo requests from the overlay, which failover monitors send to tell
 /// whether a relay is alive, always reach them.
 fn probes(overlay: Vec<Cidr>) -> FirewallRule {
     FirewallRule {
-        name: "failover-probes".parse().expect("a valid name"),
+        name: PROBES.parse().expect("a valid name"),
         verdict: Verdict::Allow,
         from: overlay,
         to: Vec::new(),

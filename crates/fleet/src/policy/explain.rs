@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::compile::prefixes;
-use super::{PortSpec, Verdict};
+use super::compile::PROBES;
+use super::{PortSpec, Protocol, Verdict};
+use crate::inventory::Role;
 use crate::error::Error;
 use crate::fabric::Fabric;
 use crate::names::Name;
@@ -30,6 +32,29 @@ pub struct Explanation {
     pub reason: String,
     /// The hosts the packet crosses, from the source's host to the last hop in the fabric.
     pub path: Vec<Name>,
+}
+
+impl Explanation {
+    /// The explanation for people; `inventory` names the file the rule's line is in.
+    pub fn text(&self, inventory: &str) -> String {
+        let verdict = match self.verdict {
+            Verdict::Allow => "ALLOWED",
+            Verdict::Deny => "DENIED",
+        };
+        let rule = match (&self.rule, self.line) {
+            (Some(rule), Some(line)) => format!("rule `{rule}` ({inventory} line {line})"),
+            _ => "no rule".to_owned(),
+        };
+        let path = if self.path.is_empty() {
+            "(the source is not a host of the fabric)".to_owned()
+        } else {
+            self.path.iter().map(Name::as_str).collect::<Vec<_>>().join(" -> ")
+        };
+        format!(
+            "{verdict}: {} -> {} ({})\n  decided by: {rule}\n  because:    {}\n  path:       {path}\n",
+            self.from, self.to, self.traffic, self.reason
+        )
+    }
 }
 
 /// The host a name stands for, or the owner of an address, and the address to use.
@@ -71,7 +96,7 @@ pub fn explain(
     destination: &str,
     traffic: Option<PortSpec>,
 ) -> Result<Explanation, Error> {
-    let (_, to) = endpoint(fabric, destination, None)?;
+    let (to_host, to) = endpoint(fabric, destination, None)?;
     let (from_host, from) = endpoint(fabric, source, Some(to.is_ipv4()))?;
     let (protocol, port) =
         traffic.map_or((None, None), |t| (Some(t.protocol), t.ports.map(|p| p.0)));
@@ -90,7 +115,29 @@ pub fn explain(
                 None => rule.ports.is_empty(),
             }
     });
+    let local = from_host.as_ref().and_then(|name| inventory.hosts.get(name)).is_some_and(|host| {
+        to_host.as_ref() == Some(&host.name) || host.routes.iter().any(|route| route.contains(to))
+    });
+    let probe = protocol == Some(Protocol::Icmp)
+        && to_host.as_ref().and_then(|name| inventory.hosts.get(name)).is_some_and(|host| {
+            host.role == Role::Relay
+                && inventory.networks[&host.network].overlays().any(|overlay| overlay.contains(from))
+        });
     let (verdict, rule, line, reason) = match decided {
+        _ if local => (
+            Verdict::Allow,
+            None,
+            None,
+            "the destination is the source host or a subnet behind it: nothing crosses the \
+             fabric"
+                .into(),
+        ),
+        _ if probe && !inventory.policy.is_empty() => (
+            Verdict::Allow,
+            Some(PROBES.parse().expect("a valid name")),
+            None,
+            "relays always accept ICMP from the overlay: the failover monitors' probes".into(),
+        ),
         Some(rule) => (
             rule.verdict,
             Some(rule.name.clone()),

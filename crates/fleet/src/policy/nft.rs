@@ -463,6 +463,79 @@ fn match_text(condition: &Match) -> String {
     }
 }
 
+/// What one rule of the table counted, added up over its address families and ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCounter {
+    /// The chain (`tunnel_input`, `tunnel_forward`, `antispoof`, `underlay_input`).
+    pub chain: String,
+    /// The policy rule's name, or the table's own (`default-deny`, `antispoof`, ...).
+    pub rule: String,
+    /// `accept` or `drop`.
+    pub verdict: &'static str,
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted.
+    pub bytes: u64,
+}
+
+/// The counters of the table in `listing` (`nft -j list table inet wgfabric`), one per
+/// chain, rule and verdict, in listing order.
+pub fn parse_counters(listing: &Value) -> Vec<RuleCounter> {
+    let mut counters: Vec<RuleCounter> = Vec::new();
+    let rules = listing["nftables"].as_array().into_iter().flatten().filter_map(|item| item.get("rule"));
+    for rule in rules {
+        let (Some(chain), Some(name)) = (rule["chain"].as_str(), rule["comment"].as_str()) else {
+            continue;
+        };
+        let expr = rule["expr"].as_array().map_or(&[][..], Vec::as_slice);
+        let Some(counter) = expr.iter().find_map(|e| e.get("counter")) else { continue };
+        let verdict = if expr.iter().any(|e| e.get("accept").is_some()) {
+            "accept"
+        } else if expr.iter().any(|e| e.get("drop").is_some()) {
+            "drop"
+        } else {
+            continue;
+        };
+        let (packets, bytes) = (counter["packets"].as_u64().unwrap_or(0), counter["bytes"].as_u64().unwrap_or(0));
+        match counters.iter_mut().find(|c| c.chain == chain && c.rule == name && c.verdict == verdict) {
+            Some(known) => {
+                known.packets += packets;
+                known.bytes += bytes;
+            }
+            None => counters.push(RuleCounter {
+                chain: chain.to_owned(),
+                rule: name.to_owned(),
+                verdict,
+                packets,
+                bytes,
+            }),
+        }
+    }
+    counters
+}
+
+/// The counters of this host's table; `None` when there is no table.
+///
+/// # Errors
+/// When `nft` is missing or cannot list the table.
+pub fn counters() -> Result<Option<Vec<RuleCounter>>, NftError> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "inet", TABLE])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| NftError(format!("cannot run nft ({e}); install the nftables package")))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        if said.contains("No such file or directory") {
+            return Ok(None);
+        }
+        return Err(NftError(said.lines().next().unwrap_or_default().chars().take(400).collect()));
+    }
+    let listing: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| NftError(format!("unreadable listing: {e}")))?;
+    Ok(Some(parse_counters(&listing)))
+}
+
 /// Why a table could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("nft: {0}")]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::explain::explain;
-use super::nft::Table;
+use super::nft::{self, Table};
 use super::*;
 use crate::{Fabric, Inventory, Lock};
 
@@ -209,7 +209,35 @@ fn explain_names_the_deciding_rule_and_the_way() {
     assert_eq!(denied.verdict, Verdict::Deny);
     assert_eq!(denied.rule.as_ref().map(Name::as_str), Some("no-prod-for-engineers"));
 
+    let icmp = Some(PortSpec { protocol: Protocol::Icmp, ports: None });
+    let probe = explain(&fabric, "ci-runner-1", "relay-iad", icmp).unwrap();
+    assert_eq!((probe.verdict, probe.rule.as_ref().map(Name::as_str)), (Verdict::Allow, Some("failover-probes")));
+    assert_eq!(explain(&fabric, "ci-runner-1", "relay-iad", tcp(22)).unwrap().verdict, Verdict::Deny);
+    let local = explain(&fabric, "router-aws", "10.20.1.5", None).unwrap();
+    assert_eq!((local.verdict, local.rule), (Verdict::Allow, None));
+    assert!(local.reason.contains("nothing crosses the fabric"), "{}", local.reason);
+
     let no_policy = explain(&self::fabric(""), "ci-runner-1", "laptop-ana", None).unwrap();
     assert_eq!(no_policy.verdict, Verdict::Allow);
     assert!(explain(&fabric, "nobody", "laptop-ana", None).is_err());
+}
+
+#[test]
+fn counters_add_up_per_chain_rule_and_verdict() {
+    let listing = serde_json::json!({"nftables": [
+        {"metainfo": {"json_schema_version": 1}},
+        {"table": {"family": "inet", "name": "wgfabric"}},
+        {"rule": {"chain": "tunnel_forward", "comment": "ci-deploys", "expr": [
+            {"match": {}}, {"counter": {"packets": 3, "bytes": 300}}, {"accept": null}]}},
+        {"rule": {"chain": "tunnel_forward", "comment": "ci-deploys", "expr": [
+            {"counter": {"packets": 1, "bytes": 60}}, {"accept": null}]}},
+        {"rule": {"chain": "tunnel_forward", "comment": "default-deny", "expr": [
+            {"counter": {"packets": 7, "bytes": 700}}, {"drop": null}]}},
+        {"rule": {"chain": "tunnel_forward", "expr": [{"match": {}}, {"accept": null}]}},
+        {"rule": {"chain": "input", "comment": "jump", "expr": [{"jump": {"target": "x"}}]}}
+    ]});
+    let counters = nft::parse_counters(&listing);
+    assert_eq!(counters.len(), 2, "{counters:?}");
+    assert_eq!((counters[0].rule.as_str(), counters[0].verdict, counters[0].packets, counters[0].bytes), ("ci-deploys", "accept", 4, 360));
+    assert_eq!((counters[1].rule.as_str(), counters[1].verdict, counters[1].packets), ("default-deny", "drop", 7));
 }
