@@ -197,15 +197,19 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
-/// Prints a value as pretty JSON on standard output.
+/// Prints a value as pretty JSON on standard output, through [`print`].
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, value).context("writing JSON")?;
-    writeln!(stdout).context("writing to standard output")?;
-    Ok(())
+    let mut text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    text.push('\n');
+    print(&text)
 }
 
-/// Writes text to standard output.
+/// Writes text to standard output. Every verb's output goes through here, so that the
+/// operating system's error reaches `main` intact: a closed pipe there is a success.
 pub(crate) fn print(text: &str) -> anyhow::Result<()> {
-    std::io::stdout().lock().write_all(text.as_bytes()).context("writing to standard output")
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to standard output")
 }

@@ -1,0 +1,39 @@
+//! What every verb's output promises: a closed pipe is a quiet success, errors are printed
+//! once, and findings and plans speak the inventory's language.
+
+mod util;
+
+use util::{assert_code, stderr, Scratch};
+
+#[test]
+fn a_closed_pipe_is_a_silent_success_for_human_and_json_output() {
+    let scratch = Scratch::with_example();
+    assert_code(&scratch.run(&["render"]), 0);
+    let verbs: &[&[&str]] = &[
+        &["plan"],
+        &["plan", "--format", "json"],
+        &["check", "--format", "json"],
+        &["check", "--list-rules"],
+        &["addresses"],
+        &["addresses", "--format", "json"],
+        &["render", "laptop-ana"],
+        &["graph"],
+        &["completions", "bash"],
+        &["genkey"],
+    ];
+    for args in verbs {
+        let output = scratch.run_with_closed_stdout(args);
+        assert_code(&output, 0);
+        assert_eq!(stderr(&output), "", "{args:?} printed nothing on standard error");
+    }
+}
+
+#[test]
+fn an_io_error_names_its_cause_once() {
+    let scratch = Scratch::new();
+    let output = scratch.run(&["check", "-i", "missing/fabric.toml"]);
+    assert_code(&output, 2);
+    let text = stderr(&output);
+    assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
+    assert!(text.starts_with("wgfabric: missing/fabric.toml: "), "{text}");
+}
