@@ -20,7 +20,7 @@ use toml::Spanned;
 use crate::cidr::Cidr;
 use crate::error::{Error, SourceError};
 use crate::names::Name;
-use crate::source::SourceText;
+use crate::source::{Positions, SourceText};
 
 /// Interface MTU when neither the host nor `[defaults]` sets one: 1500 minus the 80 bytes of
 /// an IPv6 outer header, UDP header and WireGuard data header.
@@ -56,7 +56,9 @@ impl Inventory {
     pub fn parse(path: &Path, text: &str) -> Result<Self, SourceError> {
         let source = SourceText::new(path, text);
         let raw: RawInventory = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
-        Resolver { source: &source }.resolve(path, raw)
+        let mut inventory = Resolver { source: &source }.resolve(path, raw)?;
+        inventory.positions = Positions::index(text);
+        Ok(inventory)
     }
 }
 
@@ -181,7 +183,14 @@ impl Resolver<'_, '_> {
             recipients: raw.keys.recipients.into_iter().map(Spanned::into_inner).collect(),
             dir: raw.keys.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_KEYS_DIR)),
         };
-        Ok(Inventory { path: path.to_owned(), networks, hosts, externals, keys })
+        Ok(Inventory {
+            path: path.to_owned(),
+            networks,
+            hosts,
+            externals,
+            keys,
+            positions: Positions::default(),
+        })
     }
 
     fn network(&self, name: Name, raw: RawNetwork, line: usize) -> Result<Network, SourceError> {

@@ -10,6 +10,7 @@ use wgfabric_proto::keys::PublicKey;
 use crate::cidr::Cidr;
 use crate::endpoint::Endpoint;
 use crate::names::Name;
+use crate::source::Positions;
 
 /// What a host does in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -186,6 +187,8 @@ pub struct Inventory {
     pub externals: BTreeMap<Name, External>,
     /// Central key mode settings.
     pub keys: KeySettings,
+    /// Where each field was written, for findings.
+    pub(crate) positions: Positions,
 }
 
 impl Inventory {
