@@ -37,3 +37,18 @@ fn an_io_error_names_its_cause_once() {
     assert_eq!(text.matches("No such file or directory").count(), 1, "{text}");
     assert!(text.starts_with("wgfabric: missing/fabric.toml: "), "{text}");
 }
+
+#[test]
+fn a_bad_public_key_says_what_is_wrong_with_it() {
+    let scratch = Scratch::with_example();
+    let text = scratch.read("fabric.toml");
+    let start = text.find("public_key = \"").unwrap() + "public_key = \"".len();
+    // 41 characters of the key, then `A==`: 44 characters that decode to 31 bytes.
+    let bad = format!("{}{}A=={}", &text[..start], &text[start..start + 41], &text[start + 44..]);
+    std::fs::write(scratch.path("fabric.toml"), bad).unwrap();
+    let output = scratch.run(&["check"]);
+    assert_code(&output, 2);
+    let message = stderr(&output);
+    assert!(message.contains("decodes to 31 bytes instead of 32"), "{message}");
+    assert!(message.contains(".public_key: "), "names the field: {message}");
+}
