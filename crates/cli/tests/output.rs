@@ -52,3 +52,43 @@ fn a_bad_public_key_says_what_is_wrong_with_it() {
     assert!(message.contains("decodes to 31 bytes instead of 32"), "{message}");
     assert!(message.contains(".public_key: "), "names the field: {message}");
 }
+
+#[test]
+fn locked_names_the_hosts_that_make_the_lock_stale() {
+    let scratch = Scratch::with_example();
+    scratch.remove_host("laptop-ben");
+    let key = util::stdout(&scratch.run(&["genkey"]));
+    let key = util::stdout(&scratch.run_with_input(&["pubkey"], &key)).trim().to_owned();
+    let mut text = scratch.read("fabric.toml");
+    text.push_str(&format!("\n[host.ci-runner-2]\nnat = true\npublic_key = \"{key}\"\n"));
+    std::fs::write(scratch.path("fabric.toml"), text).unwrap();
+    let output = scratch.run(&["check", "--locked"]);
+    assert_code(&output, 2);
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "is out of date with fabric.toml: hosts added to the inventory: ci-runner-2; \
+             hosts removed from it: laptop-ben; run `wgfabric addresses update`"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_full_network_names_the_host_and_the_counts() {
+    let scratch = Scratch::with_example();
+    let text = scratch.read("fabric.toml").replace("10.77.0.0/16", "10.77.0.0/29");
+    std::fs::write(scratch.path("fabric.toml"), text).unwrap();
+    std::fs::remove_file(scratch.path("fabric.lock")).unwrap();
+    let output = scratch.run(&["check"]);
+    assert_code(&output, 2);
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "no overlay address left for host `router-aws` in network `corp`: ipv4 10.77.0.0/29 \
+             has 6 usable address(es), 6 in use"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("such as ipv4 = \"10.77.0.0/28\""), "{message}");
+}
