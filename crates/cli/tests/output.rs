@@ -92,3 +92,24 @@ fn a_full_network_names_the_host_and_the_counts() {
     );
     assert!(message.contains("such as ipv4 = \"10.77.0.0/28\""), "{message}");
 }
+
+#[test]
+fn plan_exit_code_sees_a_key_file_change_that_render_writes() {
+    let scratch = Scratch::with_example();
+    assert_code(&scratch.run(&["render"]), 0);
+    let before = scratch.read("rendered/laptop-ana/wg0.conf");
+    let text = scratch
+        .read("fabric.toml")
+        .replace("[host.laptop-ana]\n", "[host.laptop-ana]\nkey_file = \"/etc/wg/ana.key\"\n");
+    std::fs::write(scratch.path("fabric.toml"), text).unwrap();
+    let plan = scratch.run(&["plan", "--exit-code"]);
+    assert_code(&plan, 1);
+    assert_eq!(
+        util::stdout(&plan),
+        "~ laptop-ana:\n    ~ key_file /etc/wgfabric/private.key -> /etc/wg/ana.key\n\
+         1 host(s) change.\n"
+    );
+    assert_code(&scratch.run(&["render"]), 0);
+    assert_ne!(scratch.read("rendered/laptop-ana/wg0.conf"), before);
+    assert_code(&scratch.run(&["plan", "--exit-code"]), 0);
+}

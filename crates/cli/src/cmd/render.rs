@@ -154,13 +154,9 @@ fn write_files(
 ) -> anyhow::Result<()> {
     let fingerprints = host_fingerprints(out, rendered);
     let state_path = out.join(STATE_FILE);
-    let mut state = RenderedState::load(&state_path)?;
+    let state = RenderedState::load(&state_path)?;
     let stale = if args.host.is_none() { stale_files(&state, fabric) } else { Vec::new() };
-    if args.host.is_none() {
-        state.hosts.clear();
-    }
-    state.hosts.extend(rendered.configs.iter().map(|c| (c.host.clone(), c.clone())));
-    let state_json = state.to_json();
+    let state_json = state.after_render(fabric, &rendered.configs, args.host.is_none()).to_json();
     let lock_text = fabric.lock().to_toml();
     let mut pending: Vec<PendingFile<'_>> = rendered
         .files

@@ -46,6 +46,16 @@ pub enum Tunnel {
     Full,
 }
 
+impl Tunnel {
+    /// The inventory spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Split => "split",
+            Self::Full => "full",
+        }
+    }
+}
+
 /// How the hosts of a network peer with each other.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
