@@ -15,7 +15,9 @@ use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision}
 use wgfabric_fleet::store::{self, Store};
 use wgfabric_fleet::Fabric;
 
-use super::progress::{human, parse_duration, ProgressLine};
+use wgfabric_fleet::durations::human;
+
+use super::progress::{parse_duration, ProgressLine};
 use super::trail::AuditLogArgs;
 use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS};
 
