@@ -113,3 +113,24 @@ fn plan_exit_code_sees_a_key_file_change_that_render_writes() {
     assert_ne!(scratch.read("rendered/laptop-ana/wg0.conf"), before);
     assert_code(&scratch.run(&["plan", "--exit-code"]), 0);
 }
+
+#[test]
+fn verbs_refusing_an_inventory_print_its_findings_as_json_when_asked() {
+    let scratch = Scratch::with_example();
+    let text = scratch.read("fabric.toml").replace("keepalive = 25 ", "keepalive = 0 ");
+    std::fs::write(scratch.path("fabric.toml"), text).unwrap();
+    for args in [
+        &["check", "--format", "json"][..],
+        &["render", "--message-format", "json"],
+        &["apply", "--format", "json", "--no-wait"],
+    ] {
+        let output = scratch.run(args);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stderr(&output)));
+        let finding = &report["findings"][0];
+        assert_eq!(finding["rule"], "nat-keepalive", "{args:?}: {report}");
+        assert!(finding["column"].as_u64().is_some(), "{report}");
+        assert!(report["errors"].as_u64() > Some(0), "{report}");
+    }
+    assert!(!scratch.path("rendered").exists());
+}

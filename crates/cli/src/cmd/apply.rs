@@ -69,7 +69,7 @@ struct Report<'a> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load_checked("applying")?;
+    let (fabric, lock_changed) = args.inventory.load_checked("applying", args.format)?;
     let source = args.source.spec(&args.inventory);
     let store = store::open(&source)?;
     let mut trail = args.audit.open(&args.inventory.dir())?;

@@ -28,7 +28,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
 use wgfabric_fleet::keystore::Identities;
-use wgfabric_fleet::lint::{check, findings_text, has_errors};
+use wgfabric_fleet::lint::{check, findings_text, has_errors, Report};
 use wgfabric_fleet::{Fabric, Lock};
 
 use crate::logging::LogFormat;
@@ -129,13 +129,23 @@ impl InventoryArgs {
     }
 
     /// Loads the fabric as [`Self::load`] does, but refuses it while `wgfabric check` reports
-    /// errors: the findings go to standard error, and the error says the verb did nothing
-    /// (`not DOING: the inventory has errors`).
-    pub(crate) fn load_checked(&self, doing: &str) -> anyhow::Result<(Fabric, bool)> {
+    /// errors: the findings are printed (as text on standard error, or with `format` JSON as
+    /// `check --format json` prints them on standard output), and the error says the verb did
+    /// nothing (`not DOING: the inventory has errors`).
+    pub(crate) fn load_checked(
+        &self,
+        doing: &str,
+        format: OutputFormat,
+    ) -> anyhow::Result<(Fabric, bool)> {
         let loaded = self.load()?;
         let findings = check(loaded.0.inventory());
         if has_errors(&findings) {
-            eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+            match format {
+                OutputFormat::Human => {
+                    eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+                }
+                OutputFormat::Json => print_json(&Report::of(&findings))?,
+            }
             bail!("not {doing}: the inventory has errors");
         }
         Ok(loaded)

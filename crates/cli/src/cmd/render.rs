@@ -14,7 +14,7 @@ use wgfabric_fleet::Fabric;
 use zeroize::Zeroizing;
 
 use super::trail::{AuditLogArgs, Trail};
-use super::{load_identities, print, InventoryArgs};
+use super::{load_identities, print, InventoryArgs, OutputFormat};
 
 /// Render configurations: wg-quick, systemd-networkd, `wg setconf`, JSON, Terraform, Ansible.
 #[derive(Debug, clap::Args)]
@@ -41,6 +41,10 @@ pub(crate) struct Args {
     /// Formats to produce (repeat for several) [default: all with --out, wg-quick otherwise].
     #[arg(long, value_enum)]
     format: Vec<FormatArg>,
+    /// How findings that stop the render are printed: text on standard error, or JSON on
+    /// standard output as `wgfabric check --format json` prints them.
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    message_format: OutputFormat,
     /// age identity file that opens keys/HOST.age (central mode): private keys are inlined.
     #[arg(long, env = "WGFABRIC_AGE_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
@@ -78,7 +82,7 @@ impl From<FormatArg> for Format {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load_checked("rendering")?;
+    let (fabric, lock_changed) = args.inventory.load_checked("rendering", args.message_format)?;
     if args.identity.is_some() && args.out.is_none() {
         bail!("--identity inlines private keys: give --out DIR, outside the repository, so they land in files created 0600");
     }

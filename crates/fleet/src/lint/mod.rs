@@ -128,6 +128,25 @@ pub fn check(inventory: &Inventory) -> Vec<Finding> {
     findings
 }
 
+/// The findings with their counts, as `--format json` prints them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
+    /// Every finding, in [`check`]'s order.
+    pub findings: &'a [Finding],
+    /// How many are errors.
+    pub errors: usize,
+    /// How many are warnings.
+    pub warnings: usize,
+}
+
+impl<'a> Report<'a> {
+    /// The report of `findings`.
+    pub fn of(findings: &'a [Finding]) -> Self {
+        let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+        Self { findings, errors, warnings: findings.len() - errors }
+    }
+}
+
 /// Whether any finding is an error.
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
