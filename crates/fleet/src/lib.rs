@@ -38,6 +38,7 @@ pub mod cidr;
 pub mod config;
 pub mod demo;
 pub mod diff;
+pub mod durations;
 pub mod endpoint;
 pub mod error;
 pub mod etcd;

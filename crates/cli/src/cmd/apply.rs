@@ -15,7 +15,9 @@ use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision}
 use wgfabric_fleet::store::{self, Store};
 use wgfabric_fleet::Fabric;
 
-use super::progress::{human, parse_duration, ProgressLine};
+use wgfabric_fleet::durations::human;
+
+use super::progress::{parse_duration, ProgressLine};
 use super::trail::AuditLogArgs;
 use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS};
 
@@ -67,7 +69,7 @@ struct Report<'a> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load_checked("applying")?;
+    let (fabric, lock_changed) = args.inventory.load_checked("applying", args.format)?;
     let source = args.source.spec(&args.inventory);
     let store = store::open(&source)?;
     let mut trail = args.audit.open(&args.inventory.dir())?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 
-use super::Cli;
+use super::{print, Cli};
 
 /// Print a shell completion script for wgfabric.
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,9 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "wgfabric", &mut std::io::stdout().lock());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "wgfabric", &mut script);
+    print(&String::from_utf8_lossy(&script))?;
     Ok(ExitCode::SUCCESS)
 }
 

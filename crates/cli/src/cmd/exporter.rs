@@ -9,9 +9,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use wgfabric_fleet::policy::nft;
 use wgfabric_fleet::Inventory;
 use wgfabric_metrics::exporter::DEFAULT_SOCKET_DIR;
-use wgfabric_fleet::policy::nft;
 use wgfabric_metrics::{render, Exporter, Family, FriendlyNames, Kind, MetricsServer};
 
 use super::print;

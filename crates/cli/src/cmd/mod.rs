@@ -30,7 +30,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
 use wgfabric_fleet::keystore::Identities;
-use wgfabric_fleet::lint::{check, findings_text, has_errors};
+use wgfabric_fleet::lint::{check, findings_text, has_errors, Report};
 use wgfabric_fleet::{Fabric, Lock};
 
 use crate::logging::LogFormat;
@@ -135,13 +135,23 @@ impl InventoryArgs {
     }
 
     /// Loads the fabric as [`Self::load`] does, but refuses it while `wgfabric check` reports
-    /// errors: the findings go to standard error, and the error says the verb did nothing
-    /// (`not DOING: the inventory has errors`).
-    pub(crate) fn load_checked(&self, doing: &str) -> anyhow::Result<(Fabric, bool)> {
+    /// errors: the findings are printed (as text on standard error, or with `format` JSON as
+    /// `check --format json` prints them on standard output), and the error says the verb did
+    /// nothing (`not DOING: the inventory has errors`).
+    pub(crate) fn load_checked(
+        &self,
+        doing: &str,
+        format: OutputFormat,
+    ) -> anyhow::Result<(Fabric, bool)> {
         let loaded = self.load()?;
         let findings = check(loaded.0.inventory());
         if has_errors(&findings) {
-            eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+            match format {
+                OutputFormat::Human => {
+                    eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+                }
+                OutputFormat::Json => print_json(&Report::of(&findings))?,
+            }
             bail!("not {doing}: the inventory has errors");
         }
         Ok(loaded)
@@ -203,15 +213,19 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
-/// Prints a value as pretty JSON on standard output.
+/// Prints a value as pretty JSON on standard output, through [`print`].
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, value).context("writing JSON")?;
-    writeln!(stdout).context("writing to standard output")?;
-    Ok(())
+    let mut text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    text.push('\n');
+    print(&text)
 }
 
-/// Writes text to standard output.
+/// Writes text to standard output. Every verb's output goes through here, so that the
+/// operating system's error reaches `main` intact: a closed pipe there is a success.
 pub(crate) fn print(text: &str) -> anyhow::Result<()> {
-    std::io::stdout().lock().write_all(text.as_bytes()).context("writing to standard output")
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to standard output")
 }

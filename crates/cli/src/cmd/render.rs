@@ -14,7 +14,7 @@ use wgfabric_fleet::Fabric;
 use zeroize::Zeroizing;
 
 use super::trail::{AuditLogArgs, Trail};
-use super::{load_identities, print, InventoryArgs};
+use super::{load_identities, print, InventoryArgs, OutputFormat};
 
 /// Render configurations: wg-quick, systemd-networkd, `wg setconf`, JSON, Terraform, Ansible.
 #[derive(Debug, clap::Args)]
@@ -41,6 +41,10 @@ pub(crate) struct Args {
     /// Formats to produce (repeat for several) [default: all with --out, wg-quick otherwise].
     #[arg(long, value_enum)]
     format: Vec<FormatArg>,
+    /// How findings that stop the render are printed: text on standard error, or JSON on
+    /// standard output as `wgfabric check --format json` prints them.
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    message_format: OutputFormat,
     /// age identity file that opens keys/HOST.age (central mode): private keys are inlined.
     #[arg(long, env = "WGFABRIC_AGE_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
@@ -81,7 +85,7 @@ impl From<FormatArg> for Format {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load_checked("rendering")?;
+    let (fabric, lock_changed) = args.inventory.load_checked("rendering", args.message_format)?;
     if args.identity.is_some() && args.out.is_none() {
         bail!("--identity inlines private keys: give --out DIR, outside the repository, so they land in files created 0600");
     }
@@ -157,13 +161,9 @@ fn write_files(
 ) -> anyhow::Result<()> {
     let fingerprints = host_fingerprints(out, rendered);
     let state_path = out.join(STATE_FILE);
-    let mut state = RenderedState::load(&state_path)?;
+    let state = RenderedState::load(&state_path)?;
     let stale = if args.host.is_none() { stale_files(&state, fabric) } else { Vec::new() };
-    if args.host.is_none() {
-        state.hosts.clear();
-    }
-    state.hosts.extend(rendered.configs.iter().map(|c| (c.host.clone(), c.clone())));
-    let state_json = state.to_json();
+    let state_json = state.after_render(fabric, &rendered.configs, args.host.is_none()).to_json();
     let lock_text = fabric.lock().to_toml();
     let mut pending: Vec<PendingFile<'_>> = rendered
         .files

@@ -14,7 +14,9 @@ use wgfabric_fleet::store;
 use wgfabric_fleet::Fabric;
 
 use super::apply::commit;
-use super::progress::{human, parse_duration, ProgressLine};
+use wgfabric_fleet::durations::human;
+
+use super::progress::{parse_duration, ProgressLine};
 use super::trail::{AuditLogArgs, Trail};
 use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS};
 

@@ -82,6 +82,24 @@ impl Scratch {
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with_input(args, "")
     }
+
+    /// Runs `wgfabric` in this directory with standard output connected to a socket whose
+    /// other end is already closed, so that its first write fails with a broken pipe (as
+    /// `wgfabric ... | head -1` does once `head` has exited). Only standard error is captured.
+    pub fn run_with_closed_stdout(&self, args: &[&str]) -> Output {
+        let (writer, reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_wgfabric"))
+            .args(args)
+            .current_dir(&self.0)
+            .env_remove("WGFABRIC_INVENTORY")
+            .env_remove("WGFABRIC_AGE_IDENTITY")
+            .stdin(Stdio::null())
+            .stdout(std::os::fd::OwnedFd::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
 }
 
 impl Drop for Scratch {

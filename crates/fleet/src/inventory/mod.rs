@@ -23,7 +23,7 @@ use crate::host_path::HostPath;
 use crate::key_source::KeySource;
 use crate::names::Name;
 use crate::policy::{PortSpec, Protocol, Rule, Selector};
-use crate::source::SourceText;
+use crate::source::{Positions, SourceText};
 
 /// Interface MTU when neither the host nor `[defaults]` sets one: 1500 minus the 80 bytes of
 /// an IPv6 outer header, UDP header and WireGuard data header.
@@ -59,7 +59,9 @@ impl Inventory {
     pub fn parse(path: &Path, text: &str) -> Result<Self, SourceError> {
         let source = SourceText::new(path, text);
         let raw: RawInventory = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
-        Resolver { source: &source }.resolve(path, raw)
+        let mut inventory = Resolver { source: &source }.resolve(path, raw)?;
+        inventory.positions = Positions::index(text);
+        Ok(inventory)
     }
 }
 
@@ -196,7 +198,15 @@ impl Resolver<'_, '_> {
             dir: raw.keys.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_KEYS_DIR)),
         };
         let policy = self.policy(raw.policy, &hosts, &externals)?;
-        Ok(Inventory { path: path.to_owned(), networks, hosts, externals, keys, policy })
+        Ok(Inventory {
+            path: path.to_owned(),
+            networks,
+            hosts,
+            externals,
+            keys,
+            policy,
+            positions: Positions::default(),
+        })
     }
 
     /// A host's routed subnets, refusing special-use ranges: a default route is the `tunnel`

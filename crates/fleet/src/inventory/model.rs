@@ -12,6 +12,7 @@ use crate::endpoint::Endpoint;
 use crate::key_source::KeySource;
 use crate::names::{Name, Text};
 use crate::policy::{PortSpec, Rule};
+use crate::source::Positions;
 
 /// What a host does in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,6 +46,16 @@ pub enum Tunnel {
     Split,
     /// Everything (`0.0.0.0/0` and `::/0`) through the primary relay.
     Full,
+}
+
+impl Tunnel {
+    /// The inventory spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Split => "split",
+            Self::Full => "full",
+        }
+    }
 }
 
 /// How the hosts of a network peer with each other.
@@ -195,6 +206,8 @@ pub struct Inventory {
     pub keys: KeySettings,
     /// Access policy rules, in order; empty for none (everything passes).
     pub policy: Vec<Rule>,
+    /// Where each field was written, for findings.
+    pub(crate) positions: Positions,
 }
 
 impl Inventory {

@@ -8,9 +8,9 @@ use serde::Serialize;
 use super::compile::prefixes;
 use super::compile::PROBES;
 use super::{PortSpec, Protocol, Verdict};
-use crate::inventory::Role;
 use crate::error::Error;
 use crate::fabric::Fabric;
+use crate::inventory::Role;
 use crate::names::Name;
 
 /// The answer to "may SRC reach DST?".
@@ -121,7 +121,9 @@ pub fn explain(
     let probe = protocol == Some(Protocol::Icmp)
         && to_host.as_ref().and_then(|name| inventory.hosts.get(name)).is_some_and(|host| {
             host.role == Role::Relay
-                && inventory.networks[&host.network].overlays().any(|overlay| overlay.contains(from))
+                && inventory.networks[&host.network]
+                    .overlays()
+                    .any(|overlay| overlay.contains(from))
         });
     let (verdict, rule, line, reason) = match decided {
         _ if local => (

@@ -482,7 +482,8 @@ pub struct RuleCounter {
 /// chain, rule and verdict, in listing order.
 pub fn parse_counters(listing: &Value) -> Vec<RuleCounter> {
     let mut counters: Vec<RuleCounter> = Vec::new();
-    let rules = listing["nftables"].as_array().into_iter().flatten().filter_map(|item| item.get("rule"));
+    let rules =
+        listing["nftables"].as_array().into_iter().flatten().filter_map(|item| item.get("rule"));
     for rule in rules {
         let (Some(chain), Some(name)) = (rule["chain"].as_str(), rule["comment"].as_str()) else {
             continue;
@@ -496,8 +497,12 @@ pub fn parse_counters(listing: &Value) -> Vec<RuleCounter> {
         } else {
             continue;
         };
-        let (packets, bytes) = (counter["packets"].as_u64().unwrap_or(0), counter["bytes"].as_u64().unwrap_or(0));
-        match counters.iter_mut().find(|c| c.chain == chain && c.rule == name && c.verdict == verdict) {
+        let (packets, bytes) =
+            (counter["packets"].as_u64().unwrap_or(0), counter["bytes"].as_u64().unwrap_or(0));
+        match counters
+            .iter_mut()
+            .find(|c| c.chain == chain && c.rule == name && c.verdict == verdict)
+        {
             Some(known) => {
                 known.packets += packets;
                 known.bytes += bytes;

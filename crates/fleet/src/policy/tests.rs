@@ -211,8 +211,14 @@ fn explain_names_the_deciding_rule_and_the_way() {
 
     let icmp = Some(PortSpec { protocol: Protocol::Icmp, ports: None });
     let probe = explain(&fabric, "ci-runner-1", "relay-iad", icmp).unwrap();
-    assert_eq!((probe.verdict, probe.rule.as_ref().map(Name::as_str)), (Verdict::Allow, Some("failover-probes")));
-    assert_eq!(explain(&fabric, "ci-runner-1", "relay-iad", tcp(22)).unwrap().verdict, Verdict::Deny);
+    assert_eq!(
+        (probe.verdict, probe.rule.as_ref().map(Name::as_str)),
+        (Verdict::Allow, Some("failover-probes"))
+    );
+    assert_eq!(
+        explain(&fabric, "ci-runner-1", "relay-iad", tcp(22)).unwrap().verdict,
+        Verdict::Deny
+    );
     let local = explain(&fabric, "router-aws", "10.20.1.5", None).unwrap();
     assert_eq!((local.verdict, local.rule), (Verdict::Allow, None));
     assert!(local.reason.contains("nothing crosses the fabric"), "{}", local.reason);
@@ -238,6 +244,12 @@ fn counters_add_up_per_chain_rule_and_verdict() {
     ]});
     let counters = nft::parse_counters(&listing);
     assert_eq!(counters.len(), 2, "{counters:?}");
-    assert_eq!((counters[0].rule.as_str(), counters[0].verdict, counters[0].packets, counters[0].bytes), ("ci-deploys", "accept", 4, 360));
-    assert_eq!((counters[1].rule.as_str(), counters[1].verdict, counters[1].packets), ("default-deny", "drop", 7));
+    assert_eq!(
+        (counters[0].rule.as_str(), counters[0].verdict, counters[0].packets, counters[0].bytes),
+        ("ci-deploys", "accept", 4, 360)
+    );
+    assert_eq!(
+        (counters[1].rule.as_str(), counters[1].verdict, counters[1].packets),
+        ("default-deny", "drop", 7)
+    );
 }

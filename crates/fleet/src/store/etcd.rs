@@ -42,7 +42,7 @@ impl EtcdStore {
     }
 
     fn error(&self, source: Error) -> StoreError {
-        StoreError::Etcd { endpoint: self.client.endpoint().to_owned(), source }
+        StoreError::Etcd { endpoint: self.client.endpoint().to_owned(), cause: source }
     }
 }
 

@@ -48,25 +48,26 @@ impl Kind {
     }
 }
 
-/// Why a store could not be read or written.
+/// Why a store could not be read or written. Each cause is part of the message rather than a
+/// separate `source()`, so that printing the error chain does not repeat it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A file of a directory store.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What the system said.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An etcd request.
-    #[error("etcd at {endpoint}: {source}")]
+    #[error("etcd at {endpoint}: {cause}")]
     Etcd {
         /// The etcd endpoint.
         endpoint: String,
         /// What failed.
-        source: crate::etcd::Error,
+        cause: crate::etcd::Error,
     },
     /// A source specification that names no store.
     #[error("{0}")]
