@@ -183,3 +183,35 @@ fn a_policy_change_keeps_established_flows_and_a_strict_relay_keeps_its_port() {
     });
     assert!(settled, "spokes still reach each other through the strict relay");
 }
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_exporter_serves_each_rules_counters_and_promtool_accepts_them() {
+    if require_tool("nft").is_err() {
+        return;
+    }
+    let spaces = Spaces::new();
+    let lab = Lab::start(&spaces, Source::Directory, &[]);
+    edit_inventory(&lab, |text| {
+        let text = GROUPS_AND_LAN.iter().fold(text, |text, (from, to)| text.replace(from, to));
+        format!("{text}{POLICY}")
+    });
+    apply(&lab);
+    let relay = spaces.ns("relay");
+    assert!(spaces.ns("s1").ping(&lab.address("s2"), 2).all_answered());
+    assert_eq!(spaces.ns("s3").ping(&lab.address("s2"), 2).received, 0);
+
+    let wgfabric = lab::wgfabric().display().to_string();
+    let scrape = relay.run(&[&wgfabric, "exporter", "--once", "--socket-dir", "/nonexistent"]);
+    let sample = |rule: &str, verdict: &str| {
+        let prefix = format!(
+            "wgfabric_policy_packets_total{{chain=\"tunnel_forward\",rule=\"{rule}\",verdict=\"{verdict}\"}} "
+        );
+        scrape.lines().find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+    };
+    // A flow's first packet meets the rule; the rest pass as established.
+    assert!(sample("engineers-to-prod", "accept").is_some_and(|n| n >= 1), "{scrape}");
+    assert!(sample("default-deny", "drop").is_some_and(|n| n >= 2), "{scrape}");
+    assert!(scrape.contains("# TYPE wgfabric_policy_bytes_total counter"), "{scrape}");
+    wgfabric_testkit::assert_promtool_accepts(&scrape);
+}

@@ -100,7 +100,8 @@ fn policy(c: &mut Criterion) {
     let lock = Lock::default().update(&inventory).unwrap();
     let batch = relay_batch(&Fabric::new(inventory, lock).unwrap()).to_string();
     let ns = format!("wgfabric-bench-{}", std::process::id());
-    let created = Command::new("ip").args(["netns", "add", &ns]).status().is_ok_and(|s| s.success());
+    let created =
+        Command::new("ip").args(["netns", "add", &ns]).status().is_ok_and(|s| s.success());
     if created {
         group.bench_function("load relay table into the kernel", |b| {
             b.iter_custom(|iterations| (0..iterations).map(|_| load(&ns, batch.as_bytes())).sum());
