@@ -232,7 +232,10 @@ fn chain(rules: Option<&[FirewallRule]>) -> Option<String> {
         };
         format!("{name} ({} from {} to {to}, {ports})", verdict.as_str(), cidrs(from))
     };
-    rules.map(|rules| rules.iter().map(describe).collect::<Vec<_>>().join("; "))
+    rules.map(|rules| {
+        let decided: Vec<String> = rules.iter().map(describe).collect();
+        decided.into_iter().chain(["then drop the rest".to_owned()]).collect::<Vec<_>>().join("; ")
+    })
 }
 
 fn strict(strict: &Strict) -> String {

@@ -341,3 +341,24 @@ fn values_are_written_as_the_inventory_writes_them() {
     let nothing = plan_after(|text| text);
     assert_eq!(nothing, "No changes: a render would write exactly the files of the last one.\n");
 }
+
+#[test]
+fn a_policy_change_shows_each_hosts_firewall_rules() {
+    let text = plan_after(|text| {
+        let text = text.replace("[host.laptop]\n", "[host.laptop]\ngroups = [\"staff\"]\n");
+        format!("{text}[[policy]]\nname = \"staff-to-relay\"\nfrom = [\"group:staff\"]\nto = [\"relay\"]\nports = [\"tcp/22\"]\n")
+    });
+    assert!(text.contains("~ relay:"), "{text}");
+    assert!(
+        text.contains(
+            "firewall_input (none) -> failover-probes (allow from 10.77.0.0/24 to this host, \
+             icmp); staff-to-relay (allow from 10.77.0.1/32 to this host, tcp/22); then drop the rest"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("firewall_antispoof (none) -> 10.77.0.0/24"), "{text}");
+    assert!(
+        text.contains("~ laptop:\n    ~ firewall_input (none) -> then drop the rest\n"),
+        "{text}"
+    );
+}
