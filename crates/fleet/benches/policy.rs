@@ -72,6 +72,7 @@ fn relay_batch(fabric: &Fabric) -> serde_json::Value {
 }
 
 /// Loads `batch` in the namespace `ns` and returns how long `nft` took.
+#[expect(clippy::disallowed_methods, reason = "a benchmark measures wall time")]
 fn load(ns: &str, batch: &[u8]) -> Duration {
     let started = Instant::now();
     let mut child = Command::new("ip")
