@@ -52,8 +52,9 @@ pub(crate) struct Args {
     /// Do not run relay failover, even with several relays.
     #[arg(long)]
     no_failover: bool,
-    /// How often to report handshake ages and repair drift.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    /// How often to report handshake ages and repair drift: a restarted daemon or an
+    /// interface created again is back in its configuration within one interval.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     status_interval: Duration,
     /// How often to look at the interface while a rotating peer's new key has not taken over
     /// (on a daemon without successor keys, the bound on packets lost in the handover).

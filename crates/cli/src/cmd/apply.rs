@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use wgfabric_fleet::apply::{publish, rotations_in_flight, wait_for, HostState, Progress};
+use wgfabric_fleet::apply::{
+    publish, rotations_in_flight, statuses, wait_for, HostState, Progress,
+};
 use wgfabric_fleet::audit::Action;
 use wgfabric_fleet::names::Name;
-use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision};
+use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision, StatusMark};
 use wgfabric_fleet::store::{self, Store};
 use wgfabric_fleet::Fabric;
 
@@ -87,6 +89,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let selected: BTreeMap<Name, DesiredState> =
         targets.iter().map(|host| (host.clone(), docs[host].clone())).collect();
+    // What each agent said last, so that only what they say after this counts.
+    let before = statuses(store.as_ref())?.into_iter().map(|(host, s)| (host, s.mark())).collect();
     let published = publish(store.as_ref(), &selected)?;
     for host in &published {
         let entry = trail
@@ -100,7 +104,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return output(&args, &revision, store.as_ref(), &published, &hosts)
             .map(|()| ExitCode::SUCCESS);
     }
-    let progress = wait(store.as_ref(), &revision, &targets, args.timeout)?;
+    let progress = wait(store.as_ref(), &revision, &targets, &before, args.timeout)?;
     output(&args, &revision, store.as_ref(), &published, &progress.hosts)?;
     let (_, refused, waiting) = progress.counts();
     Ok(if refused + waiting == 0 { ExitCode::SUCCESS } else { ExitCode::from(FINDINGS) })
@@ -148,11 +152,12 @@ fn wait(
     store: &dyn Store,
     revision: &Revision,
     hosts: &[Name],
+    before: &BTreeMap<Name, StatusMark>,
     timeout: Duration,
 ) -> anyhow::Result<Progress> {
     let mut line = ProgressLine::new();
     let started = std::time::Instant::now();
-    let progress = wait_for(store, revision, hosts, timeout, |progress| {
+    let progress = wait_for(store, revision, hosts, before, timeout, |progress| {
         let (applied, refused, waiting) = progress.counts();
         let mut text = format!("revision {revision}: {applied}/{} applied", hosts.len());
         if refused > 0 {

@@ -25,6 +25,7 @@
 pub mod device;
 mod failover;
 mod firewall;
+mod identity;
 mod keys;
 mod link;
 mod plan;
@@ -43,6 +44,7 @@ pub use keys::RngCoreCrypto;
 
 use self::failover::FailoverTask;
 use self::firewall::Firewalls;
+use self::identity::Identity;
 use self::keys::{KeyRing, Keys};
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
@@ -51,7 +53,7 @@ use crate::journal::Note;
 use crate::keystore::Identities;
 use crate::names::Name;
 use crate::state::{
-    AgentInfo, DesiredState, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
+    AgentInfo, Correction, DesiredState, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
 };
 use crate::store::{Kind, Store};
 use crate::wallclock::{monotonic, system, unix_seconds};
@@ -92,7 +94,7 @@ impl Settings {
             identities: None,
             manage_link: true,
             failover: true,
-            status_interval: Duration::from_secs(10),
+            status_interval: Duration::from_secs(5),
             takeover_poll: Duration::from_millis(50),
             audit_log: None,
             socket: None,
@@ -139,6 +141,14 @@ pub struct Agent {
     nudged: BTreeSet<(String, Phase)>,
     last_written: Option<Status>,
     firewalls: Firewalls,
+    /// This agent process, in its statuses.
+    boot: String,
+    /// Statuses written so far.
+    seq: u64,
+    /// The daemon and interface the agent last synced.
+    identity: Option<Identity>,
+    /// The last drift found and corrected.
+    corrected: Option<Correction>,
 }
 
 /// Why the agent stopped.
@@ -183,6 +193,14 @@ impl Agent {
             nudged: BTreeSet::new(),
             last_written: None,
             firewalls: Firewalls::default(),
+            boot: format!(
+                "{}-{}",
+                std::process::id(),
+                system().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            ),
+            seq: 0,
+            identity: None,
+            corrected: None,
         }
     }
 
@@ -350,6 +368,7 @@ impl Agent {
     }
 
     fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), String> {
+        self.notice_replacement();
         let successors = match self.successors {
             Some(known) => known,
             None => {
@@ -426,6 +445,20 @@ impl Agent {
         Ok(())
     }
 
+    /// Forgets what the agent knows of the daemon and the link when either was replaced under
+    /// it, so this round probes the daemon again and puts the whole link back.
+    fn notice_replacement(&mut self) {
+        let now = Identity::of(self.device.socket(), &self.interface);
+        let Some(before) = self.identity.replace(now) else { return };
+        let Some(change) = now.change_from(&before) else { return };
+        let what =
+            format!("{change}: capabilities probed again, addresses, MTU and link state restored");
+        tracing::warn!(interface = %self.interface, "{what}");
+        self.successors = None;
+        self.link = Link::default();
+        self.corrected = Some(Correction { time: unix_seconds(system()), what });
+    }
+
     /// After this host switched keys (or switched back), starts a handshake with every peer
     /// right away, rather than at the next packet: one datagram to each peer's overlay
     /// address (the discard port), which the interface holds until the handshake is done.
@@ -489,7 +522,10 @@ impl Agent {
             return;
         }
         match self.store.put(Kind::Status, &self.host, &status.to_json()) {
-            Ok(()) => self.last_written = Some(status),
+            Ok(()) => {
+                self.seq += 1;
+                self.last_written = Some(status);
+            }
             Err(error) => tracing::warn!("cannot report the status: {error}"),
         }
     }
@@ -510,8 +546,11 @@ impl Agent {
             format: FORMAT,
             host: self.host.clone(),
             time: unix_seconds(now),
+            seq: self.seq,
+            corrected: self.corrected.clone(),
             agent: AgentInfo {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
+                boot: self.boot.clone(),
                 interface: self.interface.clone(),
                 successor: self.successors,
             },
