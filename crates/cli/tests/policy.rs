@@ -137,6 +137,16 @@ fn the_policy_is_enforced_at_the_relay_and_survives_a_cheating_spoke() {
         counted(spaces.ns("relay"), "antispoof") >= before + 3,
         "spoofed sources counted and dropped"
     );
+
+    // The table deleted by hand on the relay: its agent loads it again within a round.
+    let relay = spaces.ns("relay");
+    relay.run(&["nft", "delete", "table", "inet", "wgfabric"]);
+    let reloaded = wait_until(Duration::from_secs(12), || {
+        let listed = relay.command("nft").args(["list", "table", "inet", "wgfabric"]).output();
+        listed.is_ok_and(|out| out.status.success())
+    });
+    assert!(reloaded, "the relay's agent did not restore its firewall");
+    assert_eq!(s3.ping("10.99.2.1", 2).received, 0, "denied again");
 }
 
 #[test]

@@ -34,7 +34,14 @@ impl Firewalls {
             Table::of(&firewall).to_json()
         });
         if batch == self.loaded {
-            return None;
+            // Loaded, unless someone flushed the ruleset since: then load it again.
+            if self.loaded.is_none() || nft::exists().unwrap_or(true) {
+                return None;
+            }
+            tracing::warn!(
+                "the firewall table inet wgfabric is gone from the kernel; loading it again"
+            );
+            self.loaded = None;
         }
         let result = match &batch {
             Some(batch) => nft::load(batch),

@@ -504,7 +504,11 @@ impl Agent {
             }
         }
         let Some(audit) = &mut self.audit else { return };
-        let actor = format!("wgfabric-agent@{}", self.host);
+        // As every verb: `$WGFABRIC_ACTOR` when the service sets it, else the agent itself.
+        let actor = std::env::var("WGFABRIC_ACTOR")
+            .ok()
+            .filter(|actor| !actor.trim().is_empty())
+            .unwrap_or_else(|| format!("wgfabric-agent@{}", self.host));
         let time = Timestamp::from_system_time(system());
         for note in notes {
             if let Err(error) = audit.append(note.entry(time, &actor)) {

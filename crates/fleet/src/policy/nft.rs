@@ -519,6 +519,30 @@ pub fn parse_counters(listing: &Value) -> Vec<RuleCounter> {
     counters
 }
 
+/// Whether the kernel has the table (someone may have flushed the ruleset by hand).
+///
+/// # Errors
+/// When `nft` is missing or cannot list tables.
+pub fn exists() -> Result<bool, NftError> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "tables", "inet"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| NftError(format!("cannot run nft ({e}); install the nftables package")))?;
+    if !out.status.success() {
+        return Err(NftError(
+            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or_default().to_owned(),
+        ));
+    }
+    let listing: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| NftError(format!("unreadable listing: {e}")))?;
+    Ok(listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|item| item["table"]["name"] == TABLE))
+}
+
 /// The counters of this host's table; `None` when there is no table.
 ///
 /// # Errors
