@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Kind, Store, StoreError, Watch};
-use crate::etcd::{Client, Error, WatchMessage, WatchStream};
+use crate::etcd::{Client, Error, Security, WatchMessage, WatchStream};
 use crate::names::Name;
 use crate::wallclock::monotonic;
 
@@ -22,12 +22,13 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
-    /// The store at `endpoint` (`HOST:PORT`) under `prefix` (such as `/wgfabric`).
+    /// The store at `endpoint` (`HOST:PORT`) under `prefix` (such as `/wgfabric`), reached
+    /// as `security` says.
     ///
     /// # Errors
-    /// [`StoreError::Spec`] when the endpoint does not resolve.
-    pub fn new(endpoint: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = Client::new(endpoint)
+    /// [`StoreError::Spec`] when the endpoint is not `HOST:PORT` or a TLS file is unusable.
+    pub fn new(endpoint: &str, prefix: &str, security: &Security) -> Result<Self, StoreError> {
+        let client = Client::new(endpoint, security)
             .map_err(|e| StoreError::Spec(format!("etcd endpoint `{endpoint}`: {e}")))?;
         Ok(Self { client, prefix: prefix.trim_end_matches('/').to_owned() })
     }
@@ -48,7 +49,8 @@ impl EtcdStore {
 
 impl Store for EtcdStore {
     fn describe(&self) -> String {
-        format!("etcd://{}{}", self.client.endpoint(), self.prefix)
+        let scheme = if self.client.is_tls() { "etcds" } else { "etcd" };
+        format!("{scheme}://{}{}", self.client.endpoint(), self.prefix)
     }
 
     fn get(&self, kind: Kind, host: &Name) -> Result<Option<Vec<u8>>, StoreError> {
@@ -184,11 +186,12 @@ mod tests {
     use wgfabric_testkit::Etcd;
 
     use super::*;
+    use crate::etcd::tests::security;
 
     #[test]
     fn the_etcd_store_behaves_like_the_directory_store() {
         let Ok(etcd) = Etcd::start() else { return };
-        let store = EtcdStore::new(&etcd.endpoint(), "/fleet/").unwrap();
+        let store = EtcdStore::new(&etcd.endpoint(), "/fleet/", &security(&etcd)).unwrap();
         assert_eq!(store.describe(), format!("etcd://{}/fleet", etcd.endpoint()));
         let (a, b): (Name, Name) = ("alpha".parse().unwrap(), "beta".parse().unwrap());
         let mut all = store.watch(Kind::Status, None).unwrap();
@@ -215,7 +218,7 @@ mod tests {
     #[test]
     fn an_etcd_watch_resumes_after_losing_its_connection() {
         let Ok(etcd) = Etcd::start() else { return };
-        let store = EtcdStore::new(&etcd.endpoint(), DEFAULT_PREFIX).unwrap();
+        let store = EtcdStore::new(&etcd.endpoint(), DEFAULT_PREFIX, &security(&etcd)).unwrap();
         let a: Name = "alpha".parse().unwrap();
         let dir = store.dir(Kind::Desired);
         let revision = store.client.range_prefix(dir.as_bytes()).unwrap().revision;
