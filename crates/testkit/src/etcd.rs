@@ -196,6 +196,18 @@ impl Etcd {
         command
     }
 
+    /// Makes etcd forget every token it handed out, as when they expire: authentication is
+    /// disabled and enabled again.
+    ///
+    /// # Panics
+    /// When etcd was not started by [`Etcd::start_secure`], or etcdctl fails.
+    pub fn forget_tokens(&self) {
+        assert!(self.auth_enabled, "authentication is not enabled");
+        for args in [["auth", "disable"], ["auth", "enable"]] {
+            run_command(self.etcdctl().args(args)).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
     /// Stops etcd (SIGKILL, as a crash would) and keeps its data.
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -70,6 +70,9 @@ pub enum Error {
         /// etcd's message.
         message: String,
     },
+    /// etcd has authentication enabled, and no user was given.
+    #[error("etcd requires a user name and password ({0})")]
+    UserRequired(String),
     /// etcd refused the token (expired, or forgotten by a restart) even after signing in
     /// again.
     #[error("etcd refused the token: {0}")]

@@ -46,9 +46,9 @@ pub(super) struct Transport {
     base: String,
     unary: Agent,
     watch: ureq::config::Config,
-    /// The host part of the endpoint, and where the CA came from, for messages.
+    /// The host part of the endpoint, and the TLS files, for messages.
     host: String,
-    ca: Option<PathBuf>,
+    tls: Option<TlsFiles>,
 }
 
 impl Transport {
@@ -86,12 +86,12 @@ impl Transport {
             unary: config(true).new_agent(),
             watch: config(false),
             host: endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host).to_owned(),
-            ca: tls.map(|tls| tls.ca.clone()),
+            tls: tls.cloned(),
         })
     }
 
     pub(super) fn is_tls(&self) -> bool {
-        self.ca.is_some()
+        self.tls.is_some()
     }
 
     /// Posts a JSON `body` to `path` and reads the whole answer: its status and body.
@@ -140,7 +140,25 @@ impl Transport {
         if let Some(token) = token {
             request = request.header("Authorization", token);
         }
-        request.send(body).map_err(|e| self.error(e))
+        request.send(body).map_err(|e| match e {
+            // Hanging up on a fresh TLS connection is how etcd refuses a client certificate
+            // when its alert loses the race with our request.
+            ureq::Error::Io(e) if self.tls.is_some() && is_hang_up(&e) => {
+                Error::Tls(format!("etcd hung up on the connection; {}", self.client_cert_hint()))
+            }
+            e => self.error(e),
+        })
+    }
+
+    /// What may be wrong with our client certificate, if etcd wants one.
+    fn client_cert_hint(&self) -> String {
+        match self.tls.as_ref().and_then(|tls| tls.client.as_ref()) {
+            None => "it requires a client certificate, and none was given".into(),
+            Some(client) => format!(
+                "it refuses the client certificate in {} (is it signed by a CA etcd trusts?)",
+                client.cert.display()
+            ),
+        }
     }
 
     /// What went wrong, in an operator's words.
@@ -167,7 +185,7 @@ impl Transport {
     }
 
     fn tls_problem(&self, error: &rustls::Error) -> String {
-        let ca = self.ca.as_deref().map_or_else(String::new, |ca| ca.display().to_string());
+        let ca = self.tls.as_ref().map_or_else(String::new, |tls| tls.ca.display().to_string());
         match error {
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
                 format!("etcd's certificate is not signed by the CA in {ca}")
@@ -187,14 +205,12 @@ impl Transport {
             rustls::Error::InvalidCertificate(_) => {
                 format!("etcd's certificate does not verify against the CA in {ca}")
             }
-            rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
-                "etcd requires a client certificate".into()
-            }
             rustls::Error::AlertReceived(
-                AlertDescription::BadCertificate
+                AlertDescription::CertificateRequired
+                | AlertDescription::BadCertificate
                 | AlertDescription::UnknownCA
                 | AlertDescription::CertificateUnknown,
-            ) => "etcd refused our client certificate (is it signed by etcd's trusted CA?)".into(),
+            ) => format!("etcd ended the handshake; {}", self.client_cert_hint()),
             rustls::Error::AlertReceived(alert) => {
                 format!("etcd ended the handshake (TLS alert {})", u8::from(*alert))
             }
@@ -204,6 +220,12 @@ impl Transport {
             other => other.to_string(),
         }
     }
+}
+
+/// Whether the server closed or reset the connection.
+fn is_hang_up(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(error.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof)
 }
 
 /// Reads a body whole, refusing one larger than [`MAX_ANSWER`] without buffering it.

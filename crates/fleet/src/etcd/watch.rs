@@ -86,6 +86,8 @@ fn canceled(reason: &str) -> Error {
     let message = reason.split_once(" desc = ").map_or(reason, |(_, message)| message);
     if reason.contains("code = Unauthenticated") {
         Error::Unauthenticated(message.to_owned())
+    } else if wire::is_user_required(message) {
+        Error::UserRequired(message.to_owned())
     } else {
         Error::Canceled(message.to_owned())
     }

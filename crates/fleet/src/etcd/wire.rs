@@ -28,10 +28,17 @@ pub(super) fn server_error(status: u16, body: &[u8]) -> Error {
     let message = serde_json::from_slice::<GatewayError>(body)
         .map(|error| error.message)
         .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_owned());
-    if status == 401 {
-        return Error::Unauthenticated(message);
+    match status {
+        401 => Error::Unauthenticated(message),
+        _ if is_user_required(&message) => Error::UserRequired(message),
+        _ => Error::Server { status, message },
     }
-    Error::Server { status, message }
+}
+
+/// Whether etcd said that it needs a user: what it answers a call without a token when
+/// authentication is enabled.
+pub(super) fn is_user_required(message: &str) -> bool {
+    message.ends_with("user name is empty")
 }
 
 pub(super) fn b64(bytes: &[u8]) -> String {

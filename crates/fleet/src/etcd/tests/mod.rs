@@ -109,3 +109,6 @@ fn prefix_ends() {
     assert_eq!(prefix_end(b"a\xff"), b"b");
     assert_eq!(prefix_end(b"\xff\xff"), b"\0");
 }
+
+mod bounds;
+mod secure;
