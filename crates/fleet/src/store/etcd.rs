@@ -183,7 +183,7 @@ impl Watch for EtcdWatch {
 
 #[cfg(test)]
 mod tests {
-    use wgfabric_testkit::Etcd;
+    use wgfabric_testkit::{wait_until, Etcd};
 
     use super::*;
     use crate::etcd::tests::security;
@@ -236,5 +236,50 @@ mod tests {
         watch.stream = None;
         store.put(Kind::Desired, &a, b"while away").unwrap();
         assert_eq!(watch.wait(Duration::from_secs(5)).unwrap(), [a]);
+    }
+
+    /// Waits for the next change `watch` reports, through errors while etcd is away.
+    fn next_change(watch: &mut dyn Watch) -> Vec<Name> {
+        let mut changes = None;
+        let seen =
+            wait_until(Duration::from_secs(20), || match watch.wait(Duration::from_millis(200)) {
+                Ok(changed) => {
+                    changes = Some(changed.clone());
+                    !changed.is_empty()
+                }
+                Err(_) => false,
+            });
+        assert!(seen, "no change reported");
+        changes.unwrap_or_default()
+    }
+
+    #[test]
+    fn an_etcd_watch_survives_a_restart_without_losing_a_change() {
+        let Ok(mut etcd) = Etcd::start_secure() else { return };
+        let store = EtcdStore::new(&etcd.endpoint(), DEFAULT_PREFIX, &security(&etcd)).unwrap();
+        let a: Name = "alpha".parse().unwrap();
+        let mut watch = store.watch(Kind::Desired, Some(&a)).unwrap();
+        assert!(watch.wait(Duration::from_millis(100)).unwrap().is_empty());
+
+        // etcd goes away: the watch says so, and keeps saying so while etcd is down.
+        etcd.stop();
+        let gone = watch.wait(Duration::from_secs(5)).unwrap_err().to_string();
+        assert!(gone.starts_with(&format!("etcd at {}: ", etcd.endpoint())), "{gone}");
+        assert!(watch.wait(Duration::from_secs(5)).is_err(), "etcd is down");
+
+        // Back: the watch reconnects by itself, then sees a change made afterwards.
+        etcd.start_again();
+        assert!(wait_until(Duration::from_secs(20), || watch
+            .wait(Duration::from_millis(200))
+            .is_ok_and(|changed| changed.is_empty())));
+        store.put(Kind::Desired, &a, b"after the restart").unwrap();
+        assert_eq!(watch.wait(Duration::from_secs(5)).unwrap(), std::slice::from_ref(&a));
+
+        // A change made after etcd came back but before the watch noticed it had gone.
+        etcd.stop();
+        etcd.start_again();
+        store.put(Kind::Desired, &a, b"before the watch reconnects").unwrap();
+        assert_eq!(next_change(&mut *watch), std::slice::from_ref(&a));
+        assert!(watch.wait(Duration::from_millis(300)).unwrap().is_empty(), "seen once");
     }
 }
