@@ -9,8 +9,9 @@ use std::process::Stdio;
 use util::{assert_code, stderr, Scratch};
 use wgfabric_testkit::{run_command, Etcd};
 
-/// `apply --no-wait` to `etcd` under the prefix /corp, with its TLS files and `extra`.
-fn apply(scratch: &Scratch, etcd: &Etcd, extra: &[&str]) -> Vec<String> {
+/// The arguments of `apply --no-wait` to `etcd` under the prefix /corp, with its TLS files
+/// and `extra`.
+fn apply(etcd: &Etcd, extra: &[&str]) -> Vec<String> {
     let tls = etcd.tls().unwrap();
     let mut args: Vec<String> = ["apply", "--no-wait", "--source"].map(String::from).to_vec();
     args.push(format!("etcds://{}/corp", etcd.endpoint()));
@@ -39,15 +40,14 @@ fn apply_publishes_over_tls_as_a_user_with_the_password_from_a_file_or_the_envir
     let Ok(etcd) = Etcd::start_secure() else { return };
     let scratch = Scratch::with_example();
     std::fs::write(scratch.path("etcd.password"), format!("{}\n", Etcd::PASSWORD)).unwrap();
-    let from_file =
-        apply(&scratch, &etcd, &["--etcd-user", "root", "--etcd-password-file", "etcd.password"]);
+    let from_file = apply(&etcd, &["--etcd-user", "root", "--etcd-password-file", "etcd.password"]);
     assert_code(&run(&scratch, &from_file, None), 0);
     let keys =
         run_command(etcd.etcdctl().args(["get", "--prefix", "--keys-only", "/corp/desired/"]))
             .unwrap();
     assert!(keys.contains("/corp/desired/relay-fra"), "{keys}");
 
-    let from_environment = apply(&scratch, &etcd, &["--etcd-user", "root"]);
+    let from_environment = apply(&etcd, &["--etcd-user", "root"]);
     assert_code(&run(&scratch, &from_environment, Some(Etcd::PASSWORD)), 0);
     let missing = run(&scratch, &from_environment, None);
     assert_code(&missing, 2);
@@ -58,7 +58,7 @@ fn apply_publishes_over_tls_as_a_user_with_the_password_from_a_file_or_the_envir
 fn apply_explains_refusals_without_showing_the_password() {
     let Ok(etcd) = Etcd::start_secure() else { return };
     let scratch = Scratch::with_example();
-    let wrong = run(&scratch, &apply(&scratch, &etcd, &["--etcd-user", "root"]), Some("hunter2"));
+    let wrong = run(&scratch, &apply(&etcd, &["--etcd-user", "root"]), Some("hunter2"));
     assert_code(&wrong, 2);
     let text = stderr(&wrong);
     assert!(
@@ -71,7 +71,7 @@ fn apply_explains_refusals_without_showing_the_password() {
     );
     assert!(!text.contains("hunter2"), "{text}");
 
-    let anonymous = run(&scratch, &apply(&scratch, &etcd, &[]), None);
+    let anonymous = run(&scratch, &apply(&etcd, &[]), None);
     assert_code(&anonymous, 2);
     assert!(
         stderr(&anonymous).contains("etcd requires a user name and password"),
@@ -80,7 +80,7 @@ fn apply_explains_refusals_without_showing_the_password() {
     );
 
     let stranger_ca = etcd.tls().unwrap().stranger_ca.display().to_string();
-    let mut args = apply(&scratch, &etcd, &["--etcd-user", "root"]);
+    let mut args = apply(&etcd, &["--etcd-user", "root"]);
     let ca = args.iter().position(|arg| arg == "--etcd-cacert").unwrap() + 1;
     args[ca].clone_from(&stranger_ca);
     let untrusted = run(&scratch, &args, Some(Etcd::PASSWORD));
