@@ -10,7 +10,7 @@
 //!  WatchStream ◄── channel ◄── reader thread ◄──┘
 //! ```
 //!
-//! HTTP/1.1 and TLS are `ureq`'s and rustls's ([`transport`]): connections are verified
+//! HTTP/1.1 and TLS are `ureq`'s and rustls's (module `transport`): connections are verified
 //! against the operator's CA only, may present a client certificate, and every answer is
 //! bounded in time (unary calls) and size ([`MAX_ANSWER`]).
 //!
@@ -45,6 +45,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The endpoint is not `HOST:PORT`.
+    #[error("`{0}` is not HOST:PORT")]
+    Endpoint(String),
     /// Connecting, sending or receiving failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -164,14 +167,14 @@ impl Client {
     /// until the first call.
     ///
     /// # Errors
-    /// [`Error::Protocol`] when the endpoint is not `HOST:PORT`; [`Error::Tls`] when a TLS
+    /// [`Error::Endpoint`] when the endpoint is not `HOST:PORT`; [`Error::Tls`] when a TLS
     /// file cannot be read or holds no certificate or key.
     pub fn new(endpoint: &str, security: &Security) -> Result<Self, Error> {
         let valid = endpoint
             .rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
         if !valid {
-            return Err(Error::Protocol(format!("`{endpoint}` is not HOST:PORT")));
+            return Err(Error::Endpoint(endpoint.to_owned()));
         }
         Ok(Self {
             endpoint: endpoint.to_owned(),

@@ -110,5 +110,5 @@ fn prefix_ends() {
     assert_eq!(prefix_end(b"\xff\xff"), b"\0");
 }
 
-mod bounds;
+mod fake_server;
 mod secure;

@@ -1,4 +1,5 @@
-//! The client against a fake server that misbehaves: answers too large, or none at all.
+//! The client against a fake server that misbehaves (answers too large, or none at all), and
+//! what a dropped watch leaves behind.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -107,4 +108,28 @@ fn a_silent_server_times_out() {
     assert_eq!(error.to_string(), "timed out waiting for the answer");
     assert!(waited >= DEFAULT_TIMEOUT && waited < DEFAULT_TIMEOUT * 2, "waited {waited:?}");
     drop(listener);
+}
+
+#[test]
+fn a_dropped_watch_closes_its_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        read_request(&mut conn);
+        conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        conn.write_all(b"1b\r\n{\"result\":{\"created\":true}}\r\n").unwrap();
+        // The watch is idle; the client hanging up ends this read.
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.read(&mut [0u8; 16])
+    });
+    let client = Client::new(&endpoint, &Security::default()).unwrap();
+    let mut watch = client.watch(b"/x", false, 1).unwrap();
+    assert_eq!(
+        watch.next(Duration::from_secs(5)).unwrap(),
+        Some(crate::etcd::WatchMessage::Created)
+    );
+    assert_eq!(watch.next(Duration::from_millis(100)).unwrap(), None);
+    drop(watch);
+    assert_eq!(server.join().unwrap().unwrap(), 0, "the client closed the connection");
 }
