@@ -143,19 +143,23 @@ impl Transport {
         request.send(body).map_err(|e| match e {
             // Hanging up on a fresh TLS connection is how etcd refuses a client certificate
             // when its alert loses the race with our request.
-            ureq::Error::Io(e) if self.tls.is_some() && is_hang_up(&e) => {
-                Error::Tls(format!("etcd hung up on the connection; {}", self.client_cert_hint()))
-            }
+            ureq::Error::Io(e) if self.tls.is_some() && is_hang_up(&e) => Error::Tls(format!(
+                "etcd hung up on the connection: {}",
+                self.client_cert_problem(false)
+            )),
             e => self.error(e),
         })
     }
 
-    /// What may be wrong with our client certificate, if etcd wants one.
-    fn client_cert_hint(&self) -> String {
+    /// What is wrong with our client certificate when etcd wants one: `sure` when etcd said
+    /// so, else a likely cause.
+    fn client_cert_problem(&self, sure: bool) -> String {
+        let (require, refuse) =
+            if sure { ("requires", "refuses") } else { ("may require", "may refuse") };
         match self.tls.as_ref().and_then(|tls| tls.client.as_ref()) {
-            None => "it requires a client certificate, and none was given".into(),
+            None => format!("it {require} a client certificate, and none was given"),
             Some(client) => format!(
-                "it refuses the client certificate in {} (is it signed by a CA etcd trusts?)",
+                "it {refuse} the client certificate in {} (is it signed by a CA etcd trusts?)",
                 client.cert.display()
             ),
         }
@@ -210,7 +214,7 @@ impl Transport {
                 | AlertDescription::BadCertificate
                 | AlertDescription::UnknownCA
                 | AlertDescription::CertificateUnknown,
-            ) => format!("etcd ended the handshake; {}", self.client_cert_hint()),
+            ) => format!("etcd ended the handshake: {}", self.client_cert_problem(true)),
             rustls::Error::AlertReceived(alert) => {
                 format!("etcd ended the handshake (TLS alert {})", u8::from(*alert))
             }

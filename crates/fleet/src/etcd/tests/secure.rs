@@ -56,10 +56,7 @@ fn a_missing_or_unknown_client_certificate_is_refused() {
     let Ok(etcd) = Etcd::start_secure() else { return };
     let none = altered(&etcd, |security| tls(security).client = None).get(b"/x").unwrap_err();
     assert!(matches!(&none, Error::Tls(_)), "{none:?}");
-    assert!(
-        none.to_string().ends_with("it requires a client certificate, and none was given"),
-        "{none}"
-    );
+    assert!(none.to_string().ends_with("a client certificate, and none was given"), "{none}");
     let stranger = etcd.tls().unwrap().stranger_client.clone();
     let client = altered(&etcd, |security| {
         let (cert, key) = (stranger.cert.clone(), stranger.key.clone());
@@ -68,7 +65,7 @@ fn a_missing_or_unknown_client_certificate_is_refused() {
     let refused = client.get(b"/x").unwrap_err();
     assert!(matches!(&refused, Error::Tls(_)), "{refused:?}");
     let expected = format!(
-        "it refuses the client certificate in {} (is it signed by a CA etcd trusts?)",
+        "the client certificate in {} (is it signed by a CA etcd trusts?)",
         stranger.cert.display()
     );
     assert!(refused.to_string().ends_with(&expected), "{refused}");
