@@ -275,9 +275,11 @@ mod tests {
         store.put(Kind::Desired, &a, b"after the restart").unwrap();
         assert_eq!(watch.wait(Duration::from_secs(5)).unwrap(), std::slice::from_ref(&a));
 
-        // A change made after etcd came back but before the watch noticed it had gone.
+        // A change made after etcd came back, having forgotten every token (as when they
+        // expire), but before the watch noticed it had gone.
         etcd.stop();
         etcd.start_again();
+        etcd.forget_tokens();
         store.put(Kind::Desired, &a, b"before the watch reconnects").unwrap();
         assert_eq!(next_change(&mut *watch), std::slice::from_ref(&a));
         assert!(watch.wait(Duration::from_millis(300)).unwrap().is_empty(), "seen once");
