@@ -176,14 +176,7 @@ impl Etcd {
 
     /// `etcdctl` aimed at this etcd (in its namespace, with its TLS files and user).
     pub fn etcdctl(&self) -> Command {
-        let mut command = match &self.namespace {
-            Some(name) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", name, "etcdctl"]);
-                command
-            }
-            None => Command::new("etcdctl"),
-        };
+        let mut command = in_namespace(self.namespace.as_deref(), "etcdctl");
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         command.env("ETCDCTL_API", "3").arg(format!("--endpoints={scheme}://{}", self.endpoint));
         if let Some(tls) = &self.tls {
@@ -249,21 +242,25 @@ fn spawn(ns: Option<&str>, args: &[OsString], dir: &Path) -> Child {
         .append(true)
         .open(dir.join("etcd.log"))
         .expect("opening etcd's log");
-    let mut command = match ns {
-        Some(name) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", name, "etcd"]);
-            command
-        }
-        None => Command::new("etcd"),
-    };
-    command
+    in_namespace(ns, "etcd")
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("sharing etcd's log"))
         .stderr(log)
         .spawn()
         .expect("starting etcd")
+}
+
+/// `program`, to run in the namespace called `ns` if given.
+fn in_namespace(ns: Option<&str>, program: &str) -> Command {
+    match ns {
+        Some(name) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", name, program]);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 /// Writes a CA, etcd's server certificate, a client certificate, and a stranger CA with a
