@@ -14,7 +14,7 @@ use wgfabric_fleet::apply::{
 use wgfabric_fleet::audit::Action;
 use wgfabric_fleet::names::Name;
 use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision, StatusMark};
-use wgfabric_fleet::store::{self, Store};
+use wgfabric_fleet::store::Store;
 use wgfabric_fleet::Fabric;
 
 use wgfabric_fleet::durations::human;
@@ -29,6 +29,7 @@ use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS
 #[command(
     after_help = "Examples:\n  wgfabric apply                                  # every host, to rendered/ by the inventory\n  \
 wgfabric apply --source etcd://10.0.0.5:2379      # etcd, prefix /wgfabric\n  \
+wgfabric apply --source etcds://etcd.corp:2379/corp --etcd-cacert ca.pem --etcd-user fabric --etcd-password-file pw\n  \
 wgfabric apply --host laptop-ana --timeout 2m\n  \
 wgfabric apply --no-wait --format json\n\n\
 Nothing is published while `wgfabric check` reports errors. Exit status: 0 every targeted\n\
@@ -73,7 +74,7 @@ struct Report<'a> {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (fabric, lock_changed) = args.inventory.load_checked("applying", args.format)?;
     let source = args.source.spec(&args.inventory);
-    let store = store::open(&source)?;
+    let store = args.source.etcd.open(&source)?;
     let mut trail = args.audit.open(&args.inventory.dir())?;
     if lock_changed {
         args.inventory.write_lock(fabric.lock())?;

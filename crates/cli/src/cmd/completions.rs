@@ -40,7 +40,7 @@ mod tests {
     /// `sudo`/`cargo run` dropped.
     fn example_command_lines(help: &str) -> Vec<Vec<String>> {
         let mut lines = Vec::new();
-        for line in help.lines().filter(|line| line.starts_with("  ")) {
+        for line in joined(help).lines().filter(|line| line.starts_with("  ")) {
             let line = line.split(" #").next().unwrap_or_default().replace(" -- ", " ");
             for part in line.split(['|', ';', '(', ')', '&']) {
                 let Some(start) = part.find("wgfabric ") else { continue };
@@ -49,6 +49,25 @@ mod tests {
             }
         }
         lines
+    }
+
+    /// `text` with shell line continuations (a `\` ending a line) joined into one line.
+    fn joined(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let mut line = line.to_owned();
+            while line.ends_with('\\') {
+                line.pop();
+                match lines.next() {
+                    Some(next) => line.push_str(&format!(" {}", next.trim_start())),
+                    None => break,
+                }
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
     }
 
     #[test]
@@ -89,6 +108,7 @@ mod tests {
             // `sh` blocks, and the `$ ` lines of `text` blocks (the rest is their output);
             // configuration files (ini, toml, json, ...) hold none.
             let mut block: Option<&str> = None;
+            let text = joined(text);
             for (number, line) in text.lines().enumerate() {
                 if let Some(info) = line.strip_prefix("```") {
                     block = match block {

@@ -20,6 +20,7 @@ mod progress;
 mod pubkey;
 mod render;
 mod rotate;
+mod source;
 mod trail;
 
 use std::io::Write as _;
@@ -34,6 +35,7 @@ use wgfabric_fleet::lint::{check, findings_text, has_errors, Report};
 use wgfabric_fleet::{Fabric, Lock};
 
 use crate::logging::LogFormat;
+pub(crate) use source::{EtcdArgs, SourceArgs};
 
 /// Exit code when a verb found something (lint errors, plan changes with --exit-code).
 pub(crate) const FINDINGS: u8 = 1;
@@ -179,22 +181,6 @@ impl InventoryArgs {
     /// Writes the lock file.
     pub(crate) fn write_lock(&self, lock: &Lock) -> anyhow::Result<()> {
         Ok(write_atomically(&self.lock_path(), lock.to_toml().as_bytes(), PUBLIC_MODE)?)
-    }
-}
-
-/// The source of truth that `apply` publishes to and `rotate` works through.
-#[derive(Debug, Args)]
-pub(crate) struct SourceArgs {
-    /// The source of truth: a directory, or etcd://HOST:PORT[/PREFIX] [default: rendered/
-    /// beside the inventory].
-    #[arg(long, env = "WGFABRIC_SOURCE", value_name = "SRC")]
-    source: Option<String>,
-}
-
-impl SourceArgs {
-    /// The source given, or the render directory beside `inventory`.
-    pub(crate) fn spec(&self, inventory: &InventoryArgs) -> String {
-        self.source.clone().unwrap_or_else(|| inventory.rendered_dir().display().to_string())
     }
 }
 

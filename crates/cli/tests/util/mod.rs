@@ -62,14 +62,22 @@ impl Scratch {
         std::fs::read_to_string(self.path(name)).unwrap()
     }
 
+    /// `wgfabric` with `args`, to run in this directory, without the environment variables
+    /// that would change what the tests mean.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wgfabric"));
+        command.args(args).current_dir(&self.0);
+        for variable in ["WGFABRIC_INVENTORY", "WGFABRIC_AGE_IDENTITY", "WGFABRIC_ETCD_PASSWORD"] {
+            command.env_remove(variable);
+        }
+        command
+    }
+
     /// Runs `wgfabric` in this directory with `stdin`.
     pub fn run_with_input(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wgfabric"))
-            .args(args)
-            .current_dir(&self.0)
-            .env_remove("WGFABRIC_INVENTORY")
-            .env_remove("WGFABRIC_AGE_IDENTITY")
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
