@@ -12,7 +12,9 @@ use anyhow::Context as _;
 use wgfabric_fleet::policy::nft;
 use wgfabric_fleet::Inventory;
 use wgfabric_metrics::exporter::DEFAULT_SOCKET_DIR;
-use wgfabric_metrics::{render, Exporter, Family, FriendlyNames, Kind, MetricsServer};
+use wgfabric_metrics::{
+    policy_families, render, Exporter, FriendlyNames, MetricsServer, RuleCount,
+};
 
 use super::print;
 
@@ -109,24 +111,15 @@ fn policy_metrics() -> String {
             return String::new();
         }
     };
-    let mut packets = Family::new(
-        "wgfabric_policy_packets_total",
-        Kind::Counter,
-        "Packets the host's firewall accepted or dropped, by chain and policy rule.",
-    );
-    let mut bytes = Family::new(
-        "wgfabric_policy_bytes_total",
-        Kind::Counter,
-        "Bytes the host's firewall accepted or dropped, by chain and policy rule.",
-    );
-    for counter in &counters {
-        let labels = [
-            ("chain", counter.chain.as_str()),
-            ("rule", counter.rule.as_str()),
-            ("verdict", counter.verdict),
-        ];
-        packets.push(&labels, counter.packets);
-        bytes.push(&labels, counter.bytes);
-    }
-    render(&[packets, bytes])
+    let counts: Vec<RuleCount<'_>> = counters
+        .iter()
+        .map(|c| RuleCount {
+            chain: &c.chain,
+            rule: &c.rule,
+            verdict: c.verdict,
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect();
+    render(&policy_families(&counts))
 }
