@@ -54,6 +54,7 @@ pub mod keystore;
 pub mod lint;
 pub mod lock;
 pub mod names;
+pub mod netlink;
 pub mod netns;
 pub mod plan;
 pub mod policy;
@@ -64,6 +65,7 @@ mod serde_text;
 mod source;
 pub mod state;
 pub mod store;
+pub mod sysctl;
 mod wallclock;
 pub mod wgconf;
 

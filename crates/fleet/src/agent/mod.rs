@@ -18,8 +18,8 @@
 //! refused: the interface keeps the last good configuration.
 //!
 //! The agent manages through the userspace API the private key, listen port and peers
-//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, with `ip` (see [`link`]),
-//! addresses, MTU, link state, routes into the tunnel and forwarding. It leaves the firewall
+//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (see [`link`]),
+//! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
 //! mark, DNS and full-tunnel policy routing to wg-quick or networkd.
 
 pub mod device;
@@ -404,7 +404,13 @@ impl Agent {
         if self.manage_link {
             let wanted = Link::of(&config);
             if wanted != self.link {
-                self.link.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+                // From what the kernel has, not from what was set last: the interface may
+                // have been recreated, or configured by someone else, in between.
+                let live = Link::live(&self.interface).map_err(|e| e.to_string())?;
+                let changed = live.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+                for parameter in changed.list() {
+                    tracing::info!(key = %parameter.key, before = %parameter.before, "kernel parameter changed");
+                }
                 self.link = wanted;
             }
         }
