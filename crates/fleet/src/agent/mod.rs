@@ -427,7 +427,7 @@ impl Agent {
         self.reports = plan::reports(doc, &accepted.keys, &live, successors);
         self.live = Some(live);
         if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
-            self.failover = FailoverTask::start(config);
+            self.failover = FailoverTask::start(config, self.device.clone());
         }
         Ok(())
     }
