@@ -172,11 +172,13 @@ fn forward(
     let mut per_interface = sysctl::Changes::default();
     per_interface.set(&ipv4_forwarding(interface), "1")?;
     for subnet in wanted.subnets.iter().filter(|subnet| subnet.is_ipv4()) {
-        if let Some(index) = netlink.interface_to(subnet.addr())? {
-            let towards = netlink.link_name(index)?;
-            if towards != interface {
-                per_interface.set(&ipv4_forwarding(&towards), "1")?;
-            }
+        let Some(index) = netlink.interface_to(subnet.addr())? else {
+            tracing::warn!(%subnet, "no route to the subnet: no interface towards it forwards");
+            continue;
+        };
+        let towards = netlink.link_name(index)?;
+        if towards != interface {
+            per_interface.set(&ipv4_forwarding(&towards), "1")?;
         }
     }
     if !wanted.addresses.iter().any(|address| address.addr.is_ipv6()) {

@@ -82,6 +82,10 @@ pub(crate) mod libc_errno {
     pub(crate) const ENODEV: i32 = 19;
     /// Cannot assign requested address: an address that is not there.
     pub(crate) const EADDRNOTAVAIL: i32 = 99;
+    /// Network is unreachable: no route.
+    pub(crate) const ENETUNREACH: i32 = 101;
+    /// No route to host.
+    pub(crate) const EHOSTUNREACH: i32 = 113;
 }
 
 impl NetlinkError {

@@ -168,17 +168,26 @@ impl Netlink {
     }
 
     /// The index of the interface that packets to `addr` leave by, as `ip route get` says;
-    /// `None` when the route does not name one (unreachable, blackhole).
+    /// `None` when no route leads there, or the route names none (unreachable, blackhole).
     ///
     /// # Errors
-    /// [`NetlinkError::Refused`] when no route leads there.
+    /// [`NetlinkError`] when the lookup itself fails.
     pub fn interface_to(&mut self, addr: IpAddr) -> Result<Option<u32>, NetlinkError> {
         let mut request = RouteMessage::default();
         request.header.address_family = address_family(addr.is_ipv4());
         request.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
         request.attributes.push(RouteAttribute::Destination(RouteAddress::from(addr)));
         let what = format!("look up the route to {addr}");
-        let answer = self.get(&what, RouteNetlinkMessage::GetRoute(request))?;
+        let answer = match self.get(&what, RouteNetlinkMessage::GetRoute(request)) {
+            Err(error)
+                if error.errno().is_some_and(|errno| {
+                    [libc_errno::ENETUNREACH, libc_errno::EHOSTUNREACH].contains(&errno)
+                }) =>
+            {
+                return Ok(None)
+            }
+            other => other?,
+        };
         let Some(RouteNetlinkMessage::NewRoute(route)) = answer else { return Ok(None) };
         Ok(route.attributes.iter().find_map(|attribute| match attribute {
             RouteAttribute::Oif(index) => Some(*index),
