@@ -1,7 +1,7 @@
 //! Faults the agent survives on its own, on the lab fabric (one relay, three spokes, in
 //! network namespaces; root only): a daemon killed and started again by its supervisor comes
 //! back in its whole configuration, link included, within a round; a daemon replaced by
-//! another implementation is probed again.
+//! another implementation is probed again; an address or a route removed by hand is put back.
 
 mod lab;
 mod util;
@@ -49,6 +49,19 @@ fn a_killed_daemon_is_back_in_its_configuration_within_a_round_and_a_new_one_is_
     assert!(link.contains(&lab.address("s1")), "the overlay address is back: {link}");
     let corrected = lab.status("s1").and_then(|s| s.corrected).expect("the status says so");
     assert!(corrected.what.contains("daemon"), "{corrected:?}");
+
+    // An address removed by hand, and the link set down: put back within a round.
+    let s3 = spaces.ns("s3");
+    let s3_interface = &lab.interfaces["s3"];
+    let address = format!("{}/24", lab.address("s3"));
+    s3.run(&["ip", "address", "del", &address, "dev", s3_interface]);
+    s3.run(&["ip", "link", "set", s3_interface, "down"]);
+    let started = Instant::now();
+    assert!(s3.ping_until_reply(&relay, Duration::from_secs(15)), "s3 never came back");
+    eprintln!("s3's address was back {} ms after it was removed", started.elapsed().as_millis());
+    let corrected = lab.status("s3").and_then(|s| s.corrected).expect("the status says so");
+    assert!(corrected.what.contains(&format!("address {address} missing")), "{corrected:?}");
+    assert!(corrected.what.contains("link down"), "{corrected:?}");
 
     // Another implementation under the same agent: probed again, no successor keys.
     if Impl::WireguardGo.require().is_ok() {

@@ -18,8 +18,8 @@
 //! refused: the interface keeps the last good configuration.
 //!
 //! The agent manages through the userspace API the private key, listen port and peers
-//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, with `ip` (see [`link`]),
-//! addresses, MTU, link state, routes into the tunnel and forwarding. It leaves the firewall
+//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (see [`link`]),
+//! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
 //! mark, DNS and full-tunnel policy routing to wg-quick or networkd.
 
 pub mod device;
@@ -421,9 +421,22 @@ impl Agent {
         // The failover monitor drives the interface this agent manages.
         config.interface.clone_from(&self.interface);
         if self.manage_link {
+            // Every round against what the kernel has, not what was set last: the interface
+            // may have been recreated, or changed by hand, in between.
             let wanted = Link::of(&config);
-            if wanted != self.link {
-                self.link.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+            let live = Link::live(&self.interface).map_err(|e| e.to_string())?;
+            let drift = live.drift_from(&wanted);
+            if !drift.is_empty() || wanted != self.link {
+                let changed = live.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+                for parameter in changed.list() {
+                    tracing::info!(key = %parameter.key, before = %parameter.before, "kernel parameter changed");
+                }
+                // Drift is what differs although the desired state did not change.
+                if wanted == self.link && !drift.is_empty() {
+                    let what = format!("{}: {}; corrected", self.interface, drift.join(", "));
+                    tracing::warn!("{what}");
+                    self.corrected = Some(Correction { time: unix_seconds(system()), what });
+                }
                 self.link = wanted;
             }
         }
@@ -440,7 +453,7 @@ impl Agent {
         self.reports = plan::reports(doc, &accepted.keys, &live, successors);
         self.live = Some(live);
         if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
-            self.failover = FailoverTask::start(config);
+            self.failover = FailoverTask::start(config, self.device.clone());
         }
         Ok(())
     }
