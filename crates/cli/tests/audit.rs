@@ -165,6 +165,7 @@ fn every_kind_of_tampering_fails_verify_at_its_line() {
 fn releases_go_to_the_log_given_and_json_logs_carry_fields_without_keys() {
     let scratch = Scratch::with_example();
     scratch.remove_host("ci-runner-1");
+    scratch.remove_policy("ci-deploys");
     assert_code(&run(&scratch, &["addresses", "update"], &[]), 0);
     let log = scratch.path("elsewhere/trail.jsonl");
     let log = log.to_str().unwrap();

@@ -162,16 +162,26 @@ fn plan_compares_with_the_last_render() {
     assert_code(&changed, 0);
     let plan: serde_json::Value = serde_json::from_str(&stdout(&changed)).unwrap();
     let hosts = plan["hosts"].as_array().unwrap();
-    assert_eq!(hosts.len(), 6, "every host but relay-iad itself: {plan}");
+    assert_eq!(hosts.len(), 7, "every host: peers, and relay-iad's own exports: {plan}");
     let field = &hosts[0]["peers"][0]["fields"][0];
     assert_eq!(field["field"], "endpoint");
     assert_eq!(field["new"], "relay-iad.example.org:51820");
+    let iad = hosts.iter().find(|host| host["host"] == "relay-iad").unwrap();
+    assert_eq!(
+        iad["settings"][0],
+        serde_json::json!({
+            "setting": "endpoint",
+            "old": "relay-iad.example.net:51820",
+            "new": "relay-iad.example.org:51820"
+        })
+    );
 }
 
 #[test]
 fn removed_addresses_are_held_until_released() {
     let scratch = Scratch::with_example();
     scratch.remove_host("ci-runner-1");
+    scratch.remove_policy("ci-deploys");
     assert_code(&scratch.run(&["addresses", "update"]), 0);
     let listing = scratch.run(&["addresses", "--format", "json"]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&listing)).unwrap();

@@ -91,15 +91,22 @@ fn a_run_cleans_up_after_a_crash_shows_every_path_and_fails_over_within_ten_seco
     let cells = summary["matrix"]["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 56);
     for cell in cells {
-        assert_eq!(cell["answered"], true, "{cell}");
+        assert_eq!(cell["answered"], cell["allowed"], "as the access policy says: {cell}");
     }
-    let relayed = |from: &str, to: &str| {
-        let cell = cells.iter().find(|c| c["from"] == from && c["to"] == to).unwrap();
-        (cell["via"]["relay"].as_str().map(str::to_owned), cell["hops"].clone())
-    };
-    let (relay, hops) = relayed("laptop-ana", "aws-prod-vpc");
-    assert_eq!(relay.as_deref(), Some("relay-fra"));
-    assert_eq!(hops, serde_json::json!(["laptop-ana", "relay-fra", "router-aws", "aws-prod-vpc"]));
+    let cell =
+        |from: &str, to: &str| cells.iter().find(|c| c["from"] == from && c["to"] == to).unwrap();
+    let ci = cell("ci-runner-1", "aws-prod-vpc");
+    assert_eq!(ci["via"]["relay"], "relay-fra");
+    assert_eq!(
+        ci["hops"],
+        serde_json::json!(["ci-runner-1", "relay-fra", "router-aws", "aws-prod-vpc"])
+    );
+    // Engineers reach everything but production.
+    assert_eq!(cell("laptop-ana", "aws-prod-vpc")["allowed"], false);
+    assert_eq!(cell("laptop-ana", "k8s-node-1-pods")["answered"], true);
+    let denied = &summary["denied"];
+    assert_eq!(denied["verdict"], "deny", "{denied}");
+    assert!(denied["reason"].as_str().is_some_and(|r| !r.is_empty()), "{denied}");
 
     let failover = &summary["failover"];
     assert_eq!(failover["relay"], "relay-fra");

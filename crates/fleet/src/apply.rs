@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::names::Name;
-use crate::state::{DesiredState, Revision, Status};
+use crate::state::{DesiredState, Revision, Status, StatusMark};
 use crate::store::{Kind, Store, StoreError};
 use crate::wallclock::monotonic;
 
@@ -38,15 +38,25 @@ impl HostState {
         !matches!(self, Self::Waiting { .. })
     }
 
-    /// Where `status` (if any) puts its host with `revision`. A host that runs it but still
-    /// reports the refusal of another document has not read the publication yet.
-    pub fn of(status: Option<&Status>, revision: &Revision) -> Self {
+    /// Where `status` (if any) puts its host with `revision`, counting only a status written
+    /// after the one `before` marks (the host's status when the revision was published): an
+    /// older one, such as an agent's last words before it restarted, says nothing about this
+    /// publication. A host that runs it but still reports the refusal of another document
+    /// has not read the publication yet.
+    pub fn of(status: Option<&Status>, revision: &Revision, before: Option<&StatusMark>) -> Self {
         let Some(status) = status else { return Self::Waiting { applied: None, error: None } };
+        if before.is_some_and(|before| !status.is_newer_than(before)) {
+            return Self::Waiting { applied: status.applied.clone(), error: status.error.clone() };
+        }
         match &status.refused {
             Some(refusal) if refusal.revision.as_ref() == Some(revision) => {
                 Self::Refused { reason: refusal.reason.clone() }
             }
-            None if status.applied.as_ref() == Some(revision) => Self::Applied,
+            // The interface runs it, but the firewall in force is an older one.
+            None if status.applied.as_ref() == Some(revision) => match &status.policy_error {
+                Some(error) => Self::Refused { reason: format!("firewall: {error}") },
+                None => Self::Applied,
+            },
             _ => Self::Waiting { applied: status.applied.clone(), error: status.error.clone() },
         }
     }
@@ -134,8 +144,8 @@ pub fn statuses(store: &dyn Store) -> Result<BTreeMap<Name, Status>, StoreError>
         .collect())
 }
 
-/// Follows the statuses of `hosts` until every one applied or refused `revision`, or
-/// `timeout` passed. `on_progress` sees each new state of affairs (and the first).
+/// Follows the statuses of `hosts` until every one applied or refused `revision` in a status
+/// newer than its mark in `before` (see [`HostState::of`]), or `timeout` passed. `on_progress` sees each new state of affairs (and the first).
 ///
 /// # Errors
 /// When the store cannot be watched; a store that fails while waiting is retried.
@@ -143,6 +153,7 @@ pub fn wait_for(
     store: &dyn Store,
     revision: &Revision,
     hosts: &[Name],
+    before: &BTreeMap<Name, StatusMark>,
     timeout: Duration,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<Progress, StoreError> {
@@ -155,7 +166,10 @@ pub fn wait_for(
                 revision: revision.clone(),
                 hosts: hosts
                     .iter()
-                    .map(|host| (host.clone(), HostState::of(statuses.get(host), revision)))
+                    .map(|host| {
+                        let state = HostState::of(statuses.get(host), revision, before.get(host));
+                        (host.clone(), state)
+                    })
                     .collect(),
             },
             Err(error) => {
@@ -164,7 +178,7 @@ pub fn wait_for(
                     revision: revision.clone(),
                     hosts: hosts
                         .iter()
-                        .map(|h| (h.clone(), HostState::of(None, revision)))
+                        .map(|h| (h.clone(), HostState::of(None, revision, None)))
                         .collect(),
                 })
             }
@@ -194,7 +208,13 @@ mod tests {
             format: FORMAT,
             host: "a".parse().unwrap(),
             time: 0,
-            agent: AgentInfo { version: "0".into(), interface: "wg0".into(), successor: None },
+            seq: 0,
+            agent: AgentInfo {
+                version: "0".into(),
+                boot: "1-1".into(),
+                interface: "wg0".into(),
+                successor: None,
+            },
             applied: applied.map(Revision::new),
             refused: refused.map(|r| Refusal {
                 revision: Some(Revision::new(r)),
@@ -202,6 +222,8 @@ mod tests {
                 time: 0,
             }),
             error: None,
+            policy_error: None,
+            corrected: None,
             peers: Vec::new(),
             rotations: Vec::new(),
         }
@@ -210,14 +232,28 @@ mod tests {
     #[test]
     fn host_states_follow_their_status() {
         let r2 = Revision::new("r2");
-        assert_eq!(HostState::of(None, &r2), HostState::Waiting { applied: None, error: None });
-        assert_eq!(HostState::of(Some(&status(Some("r2"), None)), &r2), HostState::Applied);
-        let refused = HostState::of(Some(&status(Some("r1"), Some("r2"))), &r2);
+        let waiting = HostState::Waiting { applied: None, error: None };
+        assert_eq!(HostState::of(None, &r2, None), waiting);
+        assert_eq!(HostState::of(Some(&status(Some("r2"), None)), &r2, None), HostState::Applied);
+        let refused = HostState::of(Some(&status(Some("r1"), Some("r2"))), &r2, None);
         assert_eq!(refused, HostState::Refused { reason: "bad".into() });
-        let older_refusal = HostState::of(Some(&status(Some("r1"), Some("r0"))), &r2);
+        let older_refusal = HostState::of(Some(&status(Some("r1"), Some("r0"))), &r2, None);
         assert!(!older_refusal.is_final(), "a refusal of another revision says nothing");
-        let not_read_yet = HostState::of(Some(&status(Some("r2"), Some("r0"))), &r2);
+        let not_read_yet = HostState::of(Some(&status(Some("r2"), Some("r0"))), &r2, None);
         assert!(!not_read_yet.is_final(), "runs r2 but has not read the latest publication");
+    }
+
+    #[test]
+    fn only_a_status_written_since_the_publication_counts() {
+        let r2 = Revision::new("r2");
+        let old = status(Some("r2"), None);
+        let before = old.mark();
+        assert!(!HostState::of(Some(&old), &r2, Some(&before)).is_final(), "its last words");
+        let next = Status { seq: 1, ..old.clone() };
+        assert_eq!(HostState::of(Some(&next), &r2, Some(&before)), HostState::Applied);
+        let mut restarted = old.clone();
+        restarted.agent.boot = "2-2".into();
+        assert_eq!(HostState::of(Some(&restarted), &r2, Some(&before)), HostState::Applied);
     }
 
     #[test]
@@ -230,20 +266,22 @@ mod tests {
         store.put(Kind::Status, &a, &status(Some("r2"), None).to_json()).unwrap();
         let mut seen = Vec::new();
         let hosts = [a.clone(), b.clone()];
-        let progress = wait_for(&store, &revision, &hosts, Duration::from_secs(10), |progress| {
-            seen.push(progress.counts());
-            if seen.len() == 1 {
-                // b's agent answers once the first state of affairs was shown.
-                let refused = status(Some("r1"), Some("r2")).to_json();
-                store.put(Kind::Status, &b, &refused).unwrap();
-            }
-        })
-        .unwrap();
+        let none = BTreeMap::new();
+        let progress =
+            wait_for(&store, &revision, &hosts, &none, Duration::from_secs(10), |progress| {
+                seen.push(progress.counts());
+                if seen.len() == 1 {
+                    // b's agent answers once the first state of affairs was shown.
+                    let refused = status(Some("r1"), Some("r2")).to_json();
+                    store.put(Kind::Status, &b, &refused).unwrap();
+                }
+            })
+            .unwrap();
         assert!(progress.is_done());
         assert_eq!(seen, [(1, 0, 1), (1, 1, 0)]);
 
         let timed_out =
-            wait_for(&store, &Revision::new("r3"), &[a], Duration::from_millis(300), |_| {})
+            wait_for(&store, &Revision::new("r3"), &[a], &none, Duration::from_millis(300), |_| {})
                 .unwrap();
         assert_eq!(timed_out.waiting().count(), 1);
         std::fs::remove_dir_all(dir).unwrap();

@@ -122,6 +122,31 @@ impl Cidr {
         self.0.overlaps(&other.0)
     }
 
+    /// The special-use range this prefix overlaps, if any, in words: what makes it wrong as an
+    /// overlay or a routed subnet (a default route, loopback, link-local, multicast, reserved,
+    /// unspecified or IPv4-mapped addresses).
+    pub fn special_use(&self) -> Option<&'static str> {
+        if self.is_default_route() {
+            return Some("is a default route (every address)");
+        }
+        const RANGES: [(&str, &str); 10] = [
+            ("0.0.0.0/8", "overlaps 0.0.0.0/8, the unspecified range"),
+            ("127.0.0.0/8", "overlaps 127.0.0.0/8, the loopback range"),
+            ("169.254.0.0/16", "overlaps 169.254.0.0/16, the link-local range"),
+            ("224.0.0.0/4", "overlaps 224.0.0.0/4, the multicast range"),
+            ("240.0.0.0/4", "overlaps 240.0.0.0/4, the reserved range with the broadcast address"),
+            ("::/128", "overlaps ::, the unspecified address"),
+            ("::1/128", "overlaps ::1, the loopback address"),
+            ("::ffff:0:0/96", "overlaps ::ffff:0:0/96, the IPv4-mapped range"),
+            ("fe80::/10", "overlaps fe80::/10, the link-local range"),
+            ("ff00::/8", "overlaps ff00::/8, the multicast range"),
+        ];
+        RANGES.iter().find_map(|(range, why)| {
+            let range: Self = range.parse().expect("a valid special-use range");
+            self.overlaps(&range).then_some(*why)
+        })
+    }
+
     /// The address `index` positions after the first one, if it is inside the prefix.
     pub fn nth(&self, index: u128) -> Option<IpAddr> {
         // The start is canonical, so adding at most the host mask cannot carry out of the prefix.

@@ -8,15 +8,15 @@
 //! only its own addresses and routes. Failing over means moving the failover routes to the
 //! next relay in [`Failover::relays`], which [`HostConfig::with_active_relay`] computes.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 use wgfabric_proto::keys::PublicKey;
 
 use crate::cidr::{Cidr, IfAddr};
 use crate::endpoint::Endpoint;
 use crate::inventory::{Role, Tunnel};
+use crate::key_source::KeySource;
 use crate::names::Name;
+use crate::policy::Firewall;
 
 /// One host's desired WireGuard interface. Contains no secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,13 +42,19 @@ pub struct HostConfig {
     /// The host's public key.
     #[serde(with = "crate::serde_keys")]
     pub public_key: PublicKey,
-    /// Where the private key lives on the host.
-    pub private_key_file: PathBuf,
+    /// Where the host reads its private key. Documents written before key sources call it
+    /// `private_key_file` and hold a path.
+    #[serde(alias = "private_key_file")]
+    pub key_source: KeySource,
     /// Relay order and the routes that move between relays; `None` for relays and for full
     /// mesh members, whose peers are all direct.
     pub failover: Option<Failover>,
     /// Peers: relays in priority order, then the others by name.
     pub peers: Vec<PeerConfig>,
+    /// The host's nftables table, when the inventory has a policy or the host asked for
+    /// strict underlay input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Firewall>,
 }
 
 /// One peer of a host's interface.

@@ -14,6 +14,7 @@ use wgfabric_proto::keys::PublicKey;
 
 use crate::cidr::Cidr;
 use crate::config::{HostConfig, PeerConfig};
+use crate::inventory::Role;
 use crate::wgconf::{PeerSection, WgConfig};
 
 /// The part of a peer that WireGuard applies.
@@ -95,6 +96,14 @@ pub enum FieldChange {
         old: Option<u16>,
         /// After.
         new: Option<u16>,
+    },
+    /// The peer's role changed (plans only: WireGuard does not know roles, the rendered
+    /// files name them).
+    Role {
+        /// Before.
+        old: Role,
+        /// After.
+        new: Role,
     },
 }
 

@@ -6,14 +6,32 @@
 
 use core::fmt;
 use core::str::FromStr;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::serde_text::serde_as_text;
 
 /// Why an endpoint was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an endpoint: use HOST:PORT, e.g. relay.example.com:51820, 192.0.2.1:51820 or [2001:db8::1]:51820")]
-pub struct EndpointError(String);
+#[error("`{text}` {problem}")]
+pub struct EndpointError {
+    text: String,
+    problem: &'static str,
+}
+
+/// What is wrong with an endpoint that is not `HOST:PORT` at all.
+const SYNTAX: &str = "is not an endpoint: use HOST:PORT, e.g. relay.example.com:51820, \
+    192.0.2.1:51820 or [2001:db8::1]:51820";
+
+/// Why peers cannot send to `ip`, if they cannot.
+fn unreachable_ip(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        return Some("is the unspecified address, which no peer can send to; use the host's public address or DNS name");
+    }
+    if ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        return Some("is a multicast or broadcast address; a WireGuard endpoint is one host's unicast address");
+    }
+    None
+}
 
 /// `HOST:PORT` of a peer.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,7 +66,7 @@ impl FromStr for Endpoint {
     type Err = EndpointError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let error = || EndpointError(text.to_owned());
+        let error = || EndpointError { text: text.escape_debug().collect(), problem: SYNTAX };
         let (host, port) = text.rsplit_once(':').ok_or_else(error)?;
         let port: u16 = port.parse().ok().filter(|port| *port != 0).ok_or_else(error)?;
         let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -57,6 +75,9 @@ impl FromStr for Endpoint {
             None if is_dns_name(host) => host.to_ascii_lowercase(),
             None => return Err(error()),
         };
+        if let Some(problem) = host.parse().ok().and_then(unreachable_ip) {
+            return Err(EndpointError { text: text.to_owned(), problem });
+        }
         Ok(Self { host, port })
     }
 }
@@ -97,6 +118,16 @@ mod tests {
         for bad in ["relay", "relay:", "relay:0", "relay:65536", "2001:db8::1:51820", "a b:1", ":1"]
         {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_addresses_no_peer_can_send_to() {
+        for bad in
+            ["0.0.0.0:51820", "[::]:51820", "224.0.0.1:1", "[ff02::1]:1", "255.255.255.255:1"]
+        {
+            let error = bad.parse::<Endpoint>().unwrap_err().to_string();
+            assert!(error.contains("unspecified") || error.contains("multicast"), "{error}");
         }
     }
 }

@@ -28,13 +28,14 @@ pub enum Error {
     /// An inventory or lock file is malformed or inconsistent.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed. The cause is part of the message, not a separate
+    /// `source()`, so that printing the error chain does not repeat it.
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
         /// The operating system's error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A private key file is readable by other users.
     #[error(
@@ -69,8 +70,8 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_owned(), source }
+    pub fn io(path: &Path, cause: std::io::Error) -> Self {
+        Self::Io { path: path.to_owned(), cause }
     }
 }
 

@@ -45,9 +45,9 @@ pub fn generate_key_file<R: RngCore + CryptoRng>(
 pub fn read_key_file(path: &Path) -> Result<PrivateKey, Error> {
     check_secret_mode(path)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
-    PrivateKey::from_base64(&text).map_err(|_| Error::BadKey {
+    PrivateKey::from_base64(&text).map_err(|e| Error::BadKey {
         what: path.display().to_string(),
-        reason: "not a private key as `wg genkey` prints it".into(),
+        reason: format!("not a private key: {e}"),
     })
 }
 

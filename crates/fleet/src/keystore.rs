@@ -118,7 +118,7 @@ impl KeyStore {
         let ciphertext = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let plaintext = identities.open(&ciphertext, &what)?;
         let key = PrivateKey::from_base64(&plaintext)
-            .map_err(|_| bad_key(&what, "does not hold a private key"))?;
+            .map_err(|e| bad_key(&what, format!("does not hold a private key: {e}")))?;
         if key.public_key() != *public_key {
             return Err(bad_key(
                 &what,

@@ -26,9 +26,11 @@
 //! [`diff::diff_device`]; for relay failover it runs [`failover::watch`], which applies
 //! [`HostConfig::with_active_relay`] when the active relay stops answering.
 //!
-//! Three modules are I/O edges that run the stock tools (`ip`, `wg`, `ping`): [`failover`]'s
-//! watch loop, [`netns`] (network namespaces) and [`demo`] (the example fabric running on
-//! one machine, which `wgfabric demo` and the system tests drive).
+//! The I/O edges talk to the kernel and the daemon directly: [`netlink`] (addresses, routes,
+//! rules, link state), [`sysctl`] (`/proc/sys`), [`probe`] (ICMP echo) and the userspace API
+//! client ([`agent::Device`]). [`failover`]'s watch loop runs on them; [`netns`] (network
+//! namespaces, created with `ip netns`) and [`demo`] (the example fabric running on one
+//! machine, which `wgfabric demo` and the system tests drive) still run a few stock tools.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -39,21 +41,27 @@ pub mod cidr;
 pub mod config;
 pub mod demo;
 pub mod diff;
+pub mod durations;
 pub mod endpoint;
 pub mod error;
 pub mod etcd;
 pub mod fabric;
 pub mod failover;
 pub mod files;
+pub mod host_path;
 pub mod inventory;
 pub mod journal;
+pub mod key_source;
 pub mod keys;
 pub mod keystore;
 pub mod lint;
 pub mod lock;
 pub mod names;
+pub mod netlink;
 pub mod netns;
 pub mod plan;
+pub mod policy;
+pub mod probe;
 pub mod render;
 pub mod rotate;
 mod serde_keys;
@@ -62,6 +70,7 @@ mod serde_text;
 mod source;
 pub mod state;
 pub mod store;
+pub mod sysctl;
 mod wallclock;
 pub mod wgconf;
 

@@ -66,7 +66,52 @@ impl core::borrow::Borrow<str> for Name {
     }
 }
 
-serde_as_text!(Name);
+/// Longest free text accepted.
+const MAX_TEXT: usize = 200;
+
+/// Why free text was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a one-line text: use at most 200 characters and no control characters (no line breaks or tabs)")]
+pub struct TextError(String);
+
+/// Free text for people (an external network's kind or description): one line of at most 200
+/// characters without control characters, so it cannot start a new line or directive in any
+/// file it is copied into.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(String);
+
+impl Text {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Text {
+    type Err = TextError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.chars().count() <= MAX_TEXT && !text.chars().any(char::is_control) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(TextError(text.chars().take(MAX_TEXT).flat_map(char::escape_debug).collect()))
+        }
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+serde_as_text!(Name, Text);
 
 #[cfg(test)]
 mod tests {
@@ -77,6 +122,15 @@ mod tests {
         assert!("relay-fra.eu_1".parse::<Name>().is_ok());
         for bad in ["", "-x", ".x", "a/b", "a b", "é", &"a".repeat(64)] {
             assert!(bad.parse::<Name>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_is_one_line() {
+        assert!("Pods of the EU cluster — prod".parse::<Text>().is_ok());
+        for bad in ["a\nb", "a\tb", "a\u{1b}[31m", "a\u{85}b", &"x".repeat(201)] {
+            let error = bad.parse::<Text>().unwrap_err().to_string();
+            assert!(!error.contains('\n') && !error.contains('\u{1b}'), "{error}");
         }
     }
 }

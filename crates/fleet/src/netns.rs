@@ -1,14 +1,21 @@
 //! Network namespaces and the commands run inside them: the plumbing `wgfabric demo` builds a
 //! fabric on one machine with, and that its system tests reuse.
 //!
-//! Everything goes through the stock tools (`ip`, `sysctl`, `kill`), so this crate stays free
-//! of `unsafe`. A [`Netns`] is a guard: dropping it kills whatever still runs inside and
+//! Namespaces are created and deleted with `ip netns` (iproute2), which also makes them
+//! visible to `ip netns exec`. Sockets that must live inside one (netlink, probes) are opened
+//! by [`enter`], in a thread that joined the namespace. A [`Netns`] is a guard: dropping it kills whatever still runs inside and
 //! deletes the namespace, unless [`Netns::keep`] disarmed it. Namespaces of one owner share a
 //! prefix (`PREFIX-NAME`), which is how [`delete_with_prefix`] finds what a crashed run left.
 
 use core::fmt;
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+
+/// Where `ip netns` keeps the namespaces it names.
+const NETNS_DIR: &str = "/var/run/netns";
 
 /// A command that failed, with what it printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +185,36 @@ impl Drop for Netns {
             let _ = delete(&self.name);
         }
     }
+}
+
+/// Runs `f` in a thread that has joined the network namespace `name` (or this process's own,
+/// for `None`), and returns what it returned. A socket opened there stays in that namespace
+/// for its whole life, whichever thread uses it later; so do `/proc/sys/net` files opened
+/// there.
+///
+/// # Errors
+/// When the namespace does not exist or cannot be joined (not root); else `f`'s error.
+pub fn enter<T: Send>(
+    name: Option<&str>,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    let Some(name) = name else { return f() };
+    let path = Path::new(NETNS_DIR).join(name);
+    let context = |error: std::io::Error| {
+        std::io::Error::new(error.kind(), format!("network namespace `{name}`: {error}"))
+    };
+    let handle = std::fs::File::open(&path).map_err(context)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                use std::os::fd::AsFd as _;
+                move_into_link_name_space(handle.as_fd(), Some(LinkNameSpaceType::Network))
+                    .map_err(|errno| context(errno.into()))?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// A command that runs `program` inside the namespace `name`.

@@ -125,9 +125,11 @@ pub fn parse(file: &Path, text: &str) -> Result<WgConfig, SourceError> {
                 let interface = &mut config.interface;
                 match lower.as_str() {
                     "privatekey" => {
-                        // The message must not contain the text: it may be a key with a typo.
+                        // The message never contains the text (it may be a key with a typo);
+                        // the parse error only names what is wrong.
                         interface.private_key = Some(
-                            PrivateKey::from_base64(value).map_err(|_| invalid("private key"))?,
+                            PrivateKey::from_base64(value)
+                                .map_err(|e| error(key, format!("invalid private key: {e}")))?,
                         );
                     }
                     "listenport" => {
@@ -163,7 +165,8 @@ pub fn parse(file: &Path, text: &str) -> Result<WgConfig, SourceError> {
                 }
                 "presharedkey" => {
                     fields.preshared_key = Some(
-                        PresharedKey::from_base64(value).map_err(|_| invalid("preshared key"))?,
+                        PresharedKey::from_base64(value)
+                            .map_err(|e| error(key, format!("invalid preshared key: {e}")))?,
                     );
                 }
                 "endpoint" => fields.endpoint = Some(value.to_owned()),

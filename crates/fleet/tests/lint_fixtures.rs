@@ -20,6 +20,7 @@ fn the_example_fleet_is_clean() {
 #[test]
 fn every_rule_finds_its_seeded_mistake() {
     for (rule, _) in RULES {
+        let source = std::fs::read_to_string(fixture(rule)).unwrap();
         let inventory = Inventory::load(&fixture(rule)).unwrap();
         let findings = check(&inventory);
         let text = findings_text(&findings, rule);
@@ -29,15 +30,15 @@ fn every_rule_finds_its_seeded_mistake() {
         assert!(ours.iter().all(|f| f.severity == Severity::Error), "{text}");
         for finding in ours {
             assert!(!finding.fix.is_empty() && !finding.field.is_empty());
-            let table = inventory
-                .hosts
-                .values()
-                .map(|h| h.line)
-                .chain(inventory.networks.values().map(|n| n.line));
+            // The position is the field's key, or its table's header when it is inherited.
+            let line = source.lines().nth(finding.line - 1).unwrap();
+            let at: String = line.chars().skip(finding.column - 1).collect();
+            let key = finding.field.rsplit('.').next().unwrap();
             assert!(
-                table.into_iter().any(|line| line == finding.line),
-                "{rule}: line {} is no table",
-                finding.line
+                at.starts_with(key) || at.starts_with('['),
+                "{rule}: {}:{} is `{line}`, neither {key} nor a table",
+                finding.line,
+                finding.column
             );
         }
     }
@@ -53,12 +54,12 @@ fn findings_name_host_field_and_fix() {
     let text = findings_text(&findings, "fabric.toml");
     assert!(
         text.starts_with(&format!(
-            "error[nat-keepalive]: fabric.toml:{}: host.ci-runner-1.keepalive:",
-            finding.line
+            "error[nat-keepalive]: fabric.toml:{}:{}: host.ci-runner-1.keepalive:",
+            finding.line, finding.column
         )),
         "{text}"
     );
-    assert!(text.contains("  fix: set keepalive = 25"), "{text}");
+    assert!(text.contains("  fix: replace `keepalive = 0` with `keepalive = 25`"), "{text}");
     assert!(text.ends_with("1 error(s), 0 warning(s)\n"));
 }
 

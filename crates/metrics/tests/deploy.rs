@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use wgfabric_metrics::{families, Counters, FriendlyNames, Interface};
+use wgfabric_metrics::{families, policy_families, Counters, FriendlyNames, Interface, RuleCount};
 use wgfabric_proto::keys::PrivateKey;
 use wgfabric_proto::uapi::{DeviceSnapshot, PeerSnapshot};
 use wgfabric_proto::PeerStats;
@@ -16,7 +16,7 @@ fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy").join(path)
 }
 
-/// Every family name wgfabricd can print (a superset of the exporter's).
+/// Every family name wgfabricd and the exporter can print.
 fn exported() -> BTreeSet<&'static str> {
     let peer = PrivateKey::from_bytes([2; 32]).public_key();
     let mut snapshot = DeviceSnapshot::default();
@@ -29,8 +29,11 @@ fn exported() -> BTreeSet<&'static str> {
         Interface { name: "wg0", snapshot: Some(&snapshot), counters: Some(&counters) },
         Interface { name: "wg1", snapshot: None, counters: None },
     ];
+    let rule =
+        RuleCount { chain: "tunnel_forward", rule: "r", verdict: "drop", packets: 1, bytes: 1 };
     families(&interfaces, &FriendlyNames::new(), Duration::ZERO)
         .iter()
+        .chain(&policy_families(&[rule]))
         .filter(|f| !f.is_empty())
         .map(|f| f.name())
         .collect()
@@ -59,7 +62,7 @@ fn mentioned(text: &str) -> BTreeSet<String> {
 #[test]
 fn alerts_and_dashboard_only_use_exported_metrics() {
     let exported = exported();
-    assert_eq!(exported.len(), 13, "every family has a sample: {exported:?}");
+    assert_eq!(exported.len(), 15, "every family has a sample: {exported:?}");
     let alerts = std::fs::read_to_string(deploy("prometheus/alerts.yml")).unwrap();
     let dashboard = std::fs::read_to_string(deploy("grafana/wgfabric.json")).unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&dashboard).unwrap();

@@ -11,7 +11,7 @@
 use core::fmt;
 
 use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
+use base64::{DecodeError, DecodeSliceError, Engine as _};
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -19,22 +19,62 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// Length in bytes of every key.
 pub const KEY_LEN: usize = 32;
 
-/// Why a key string was rejected.
+/// Length of a key in base64: 43 characters and one `=`.
+const BASE64_LEN: usize = 44;
+
+/// Why a key string was rejected: exactly what is wrong, never the key itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyParseError {
-    /// Not 44 characters of padded base64 decoding to 32 bytes.
-    Base64,
+    /// A character outside the base64 alphabet (which no key contains, so naming it reveals
+    /// nothing).
+    Character {
+        /// The character.
+        character: char,
+        /// Its 1-based position in the trimmed text.
+        position: usize,
+    },
+    /// Base64 of the wrong length.
+    Length {
+        /// How many characters the trimmed text has.
+        characters: usize,
+    },
+    /// `=` somewhere other than the end.
+    Padding,
+    /// 44 characters of base64 that do not make 32 bytes.
+    Bytes {
+        /// How many bytes they decode to.
+        decoded: usize,
+    },
+    /// The last character before `=` sets bits beyond the 32 bytes, which `wg` never prints.
+    TrailingBits,
     /// Not 64 hexadecimal digits.
     Hex,
 }
 
 impl fmt::Display for KeyParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Base64 => "a key is 44 characters of base64 (as `wg genkey` prints)",
-            Self::Hex => "a key is 64 hexadecimal digits",
-        })
+        const SHAPE: &str = "a key is 43 characters of base64 and one `=`, as `wg genkey` prints";
+        match self {
+            Self::Character { character, position } => write!(
+                f,
+                "character {position} (`{}`) is not base64: a key uses only A-Z, a-z, 0-9, `+`, \
+                 `/` and a final `=`",
+                character.escape_debug()
+            ),
+            Self::Length { characters } => {
+                write!(f, "{characters} characters, expected {BASE64_LEN}: {SHAPE}")
+            }
+            Self::Padding => write!(f, "`=` in the middle: {SHAPE}"),
+            Self::Bytes { decoded } => {
+                write!(f, "decodes to {decoded} bytes instead of {KEY_LEN}: {SHAPE}")
+            }
+            Self::TrailingBits => f.write_str(
+                "the character before the final `=` sets bits no 32-byte key has (was it \
+                 mistyped?)",
+            ),
+            Self::Hex => f.write_str("a key is 64 hexadecimal digits"),
+        }
     }
 }
 
@@ -42,18 +82,30 @@ impl std::error::Error for KeyParseError {}
 
 fn decode_base64(text: &str) -> Result<[u8; KEY_LEN], KeyParseError> {
     let text = text.trim();
-    if text.len() != 44 {
-        return Err(KeyParseError::Base64);
+    let alphabet = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    if let Some((index, character)) = text.chars().enumerate().find(|(_, c)| !alphabet(*c)) {
+        return Err(KeyParseError::Character { character, position: index + 1 });
     }
-    let mut out = [0u8; KEY_LEN];
-    // The standard engine refuses non-zero trailing bits, as `wg` does.
-    match STANDARD.decode_slice(text, &mut out) {
-        Ok(KEY_LEN) => Ok(out),
-        _ => {
-            out.zeroize();
-            Err(KeyParseError::Base64)
+    if text.len() != BASE64_LEN {
+        return Err(KeyParseError::Length { characters: text.len() });
+    }
+    // Room for what 44 characters can hold at most, so that a wrong count is reported rather
+    // than refused; the standard engine refuses non-zero trailing bits, as `wg` does.
+    let mut out = [0u8; BASE64_LEN / 4 * 3];
+    let result = match STANDARD.decode_slice(text, &mut out) {
+        Ok(KEY_LEN) => {
+            let mut key = [0u8; KEY_LEN];
+            key.copy_from_slice(&out[..KEY_LEN]);
+            Ok(key)
         }
-    }
+        Ok(decoded) => Err(KeyParseError::Bytes { decoded }),
+        Err(DecodeSliceError::DecodeError(DecodeError::InvalidLastSymbol(..))) => {
+            Err(KeyParseError::TrailingBits)
+        }
+        Err(_) => Err(KeyParseError::Padding),
+    };
+    out.zeroize();
+    result
 }
 
 fn decode_hex(text: &str) -> Result<[u8; KEY_LEN], KeyParseError> {
@@ -359,12 +411,40 @@ mod tests {
 
     #[test]
     fn base64_must_be_canonical_and_exact() {
-        assert_eq!(PublicKey::from_base64(""), Err(KeyParseError::Base64));
-        assert_eq!(PublicKey::from_base64(&WG_PUBLIC[..43]), Err(KeyParseError::Base64));
+        let error = |text: &str| PublicKey::from_base64(text).unwrap_err();
+        assert_eq!(error(""), KeyParseError::Length { characters: 0 });
+        assert_eq!(error(&WG_PUBLIC[..43]), KeyParseError::Length { characters: 43 });
         // Same length, non-zero trailing bits: `wg` refuses these, so do we.
-        let sloppy = format!("{}x=", &WG_PUBLIC[..42]);
-        assert_eq!(PublicKey::from_base64(&sloppy), Err(KeyParseError::Base64));
+        assert_eq!(error(&format!("{}x=", &WG_PUBLIC[..42])), KeyParseError::TrailingBits);
         assert!(PublicKey::from_base64(&format!(" {WG_PUBLIC}\n")).is_ok());
+    }
+
+    /// Each way a key can be wrong gets its own message saying what is wrong.
+    #[test]
+    fn base64_errors_say_what_is_wrong() {
+        let message = |text: &str| PublicKey::from_base64(text).unwrap_err().to_string();
+        // 44 characters decoding to 31 bytes.
+        let short = format!("{}A==", &WG_PUBLIC[..41]);
+        assert_eq!(short.len(), 44);
+        assert!(
+            message(&short).starts_with("decodes to 31 bytes instead of 32"),
+            "{}",
+            message(&short)
+        );
+        let long = format!("{}A", &WG_PUBLIC[..43]);
+        assert!(
+            message(&long).starts_with("decodes to 33 bytes instead of 32"),
+            "{}",
+            message(&long)
+        );
+        let bad = format!("{}%{}", &WG_PUBLIC[..6], &WG_PUBLIC[7..]);
+        assert!(message(&bad).starts_with("character 7 (`%`) is not base64"), "{}", message(&bad));
+        assert!(message("abc").starts_with("3 characters, expected 44"));
+        let padded = format!("{}={}", &WG_PUBLIC[..20], &WG_PUBLIC[21..]);
+        assert!(message(&padded).starts_with("`=` in the middle"), "{}", message(&padded));
+        assert!(
+            message(&format!("{}x=", &WG_PUBLIC[..42])).contains("sets bits no 32-byte key has")
+        );
     }
 
     #[test]

@@ -63,9 +63,15 @@ impl Netns {
         })
     }
 
-    /// Pings `destination` once a time until a reply comes or `timeout` passes.
+    /// Pings `destination` once a time until a reply comes or `timeout` passes. A ping that
+    /// cannot even send (no route yet, while an interface comes back) counts as unanswered.
     pub fn ping_until_reply(&self, destination: &str, timeout: Duration) -> bool {
-        wait_until(timeout, || self.ping(destination, 1).received == 1)
+        wait_until(timeout, || {
+            self.command("ping")
+                .args(["-n", "-q", "-c", "1", "-W", "1", destination])
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
     }
 }
 

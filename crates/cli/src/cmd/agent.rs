@@ -11,10 +11,9 @@ use anyhow::Context as _;
 use rand_core::OsRng;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use wgfabric_fleet::agent::{Agent, Settings};
-use wgfabric_fleet::store;
 
 use super::progress::parse_duration;
-use super::{load_identities, print_json, OutputFormat, FINDINGS};
+use super::{load_identities, print_json, EtcdArgs, OutputFormat, FINDINGS};
 
 /// Run this host's agent: follow its desired state in a source of truth (a directory or
 /// etcd), sync the live interface through the userspace API with minimal changes, report
@@ -24,6 +23,10 @@ use super::{load_identities, print_json, OutputFormat, FINDINGS};
 sudo wgfabric agent --host relay-fra --interface wg0 --source /srv/fabric/rendered\n  \
 sudo wgfabric agent --host laptop-ana --interface wg0 --source etcd://10.0.0.5:2379/corp\n  \
 sudo wgfabric agent --host ci-runner-1 --interface wg0 --source etcd://etcd:2379 --identity id.txt\n  \
+sudo wgfabric agent --host relay-fra --interface wg0 --source etcds://etcd.corp:2379/corp \\\n      \
+--etcd-cacert /etc/wgfabric/etcd-ca.pem \\\n      \
+--etcd-cert /etc/wgfabric/etcd.pem --etcd-key /etc/wgfabric/etcd.key \\\n      \
+--etcd-user relay-fra --etcd-password-file /etc/wgfabric/etcd.password\n  \
 sudo wgfabric agent --host k8s-node-1 --interface wg0 --source /srv/fabric/rendered --once\n\n\
 The daemon (wgfabricd, wireguard-go, boringtun) must already run the interface. The agent\n\
 reads SOURCE/desired/HOST.json (or PREFIX/desired/HOST in etcd) and writes its status to\n\
@@ -37,9 +40,12 @@ pub(crate) struct Args {
     /// The WireGuard interface to manage.
     #[arg(long, value_name = "IFACE")]
     interface: String,
-    /// The source of truth: a directory, or etcd://HOST:PORT[/PREFIX] (default prefix /wgfabric).
+    /// The source of truth: a directory, etcd://HOST:PORT[/PREFIX], or
+    /// etcds://HOST:PORT[/PREFIX] for etcd over TLS (default prefix /wgfabric).
     #[arg(long, env = "WGFABRIC_SOURCE", value_name = "SRC")]
     source: String,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// Private key file [default: the one the desired state names, /etc/wgfabric/private.key].
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
@@ -52,8 +58,9 @@ pub(crate) struct Args {
     /// Do not run relay failover, even with several relays.
     #[arg(long)]
     no_failover: bool,
-    /// How often to report handshake ages and repair drift.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    /// How often to report handshake ages and repair drift: a restarted daemon or an
+    /// interface created again is back in its configuration within one interval.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     status_interval: Duration,
     /// How often to look at the interface while a rotating peer's new key has not taken over
     /// (on a daemon without successor keys, the bound on packets lost in the handover).
@@ -72,7 +79,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = store::open(&args.source)?;
+    let store = args.etcd.open(&args.source)?;
     let identities = load_identities(args.identity.as_deref())?;
     let settings = Settings {
         key_file: args.key_file,

@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use wgfabric_fleet::apply::{publish, rotations_in_flight, wait_for, HostState, Progress};
+use wgfabric_fleet::apply::{
+    publish, rotations_in_flight, statuses, wait_for, HostState, Progress,
+};
 use wgfabric_fleet::audit::Action;
 use wgfabric_fleet::names::Name;
-use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision};
-use wgfabric_fleet::store::{self, Store};
+use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision, StatusMark};
+use wgfabric_fleet::store::Store;
 use wgfabric_fleet::Fabric;
 
-use super::progress::{human, parse_duration, ProgressLine};
+use wgfabric_fleet::durations::human;
+
+use super::progress::{parse_duration, ProgressLine};
 use super::trail::AuditLogArgs;
 use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS};
 
@@ -25,6 +29,7 @@ use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs, FINDINGS
 #[command(
     after_help = "Examples:\n  wgfabric apply                                  # every host, to rendered/ by the inventory\n  \
 wgfabric apply --source etcd://10.0.0.5:2379      # etcd, prefix /wgfabric\n  \
+wgfabric apply --source etcds://etcd.corp:2379/corp --etcd-cacert ca.pem --etcd-user fabric --etcd-password-file pw\n  \
 wgfabric apply --host laptop-ana --timeout 2m\n  \
 wgfabric apply --no-wait --format json\n\n\
 Nothing is published while `wgfabric check` reports errors. Exit status: 0 every targeted\n\
@@ -67,9 +72,9 @@ struct Report<'a> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load_checked("applying")?;
+    let (fabric, lock_changed) = args.inventory.load_checked("applying", args.format)?;
     let source = args.source.spec(&args.inventory);
-    let store = store::open(&source)?;
+    let store = args.source.etcd.open(&source)?;
     let mut trail = args.audit.open(&args.inventory.dir())?;
     if lock_changed {
         args.inventory.write_lock(fabric.lock())?;
@@ -85,6 +90,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let selected: BTreeMap<Name, DesiredState> =
         targets.iter().map(|host| (host.clone(), docs[host].clone())).collect();
+    // What each agent said last, so that only what they say after this counts.
+    let before = statuses(store.as_ref())?.into_iter().map(|(host, s)| (host, s.mark())).collect();
     let published = publish(store.as_ref(), &selected)?;
     for host in &published {
         let entry = trail
@@ -98,7 +105,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return output(&args, &revision, store.as_ref(), &published, &hosts)
             .map(|()| ExitCode::SUCCESS);
     }
-    let progress = wait(store.as_ref(), &revision, &targets, args.timeout)?;
+    let progress = wait(store.as_ref(), &revision, &targets, &before, args.timeout)?;
     output(&args, &revision, store.as_ref(), &published, &progress.hosts)?;
     let (_, refused, waiting) = progress.counts();
     Ok(if refused + waiting == 0 { ExitCode::SUCCESS } else { ExitCode::from(FINDINGS) })
@@ -146,11 +153,12 @@ fn wait(
     store: &dyn Store,
     revision: &Revision,
     hosts: &[Name],
+    before: &BTreeMap<Name, StatusMark>,
     timeout: Duration,
 ) -> anyhow::Result<Progress> {
     let mut line = ProgressLine::new();
     let started = std::time::Instant::now();
-    let progress = wait_for(store, revision, hosts, timeout, |progress| {
+    let progress = wait_for(store, revision, hosts, before, timeout, |progress| {
         let (applied, refused, waiting) = progress.counts();
         let mut text = format!("revision {revision}: {applied}/{} applied", hosts.len());
         if refused > 0 {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use wgfabric_fleet::lint::{check, findings_text, has_errors, Finding, Severity, RULES};
+use wgfabric_fleet::lint::{check, findings_text, has_errors, Report, RULES};
 
 use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};
 
@@ -25,13 +25,6 @@ pub(crate) struct Args {
     list_rules: bool,
 }
 
-#[derive(serde::Serialize)]
-struct Report<'a> {
-    findings: &'a [Finding],
-    errors: usize,
-    warnings: usize,
-}
-
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.list_rules {
         for (name, description) in RULES {
@@ -46,10 +39,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         OutputFormat::Human => {
             print(&findings_text(&findings, &args.inventory.path().display().to_string()))?
         }
-        OutputFormat::Json => {
-            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
-            print_json(&Report { findings: &findings, errors, warnings: findings.len() - errors })?;
-        }
+        OutputFormat::Json => print_json(&Report::of(&findings))?,
     }
     Ok(if has_errors(&findings) { ExitCode::from(FINDINGS) } else { ExitCode::SUCCESS })
 }

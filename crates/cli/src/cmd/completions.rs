@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::CommandFactory as _;
 use clap_complete::Shell;
 
-use super::Cli;
+use super::{print, Cli};
 
 /// Print a shell completion script for wgfabric.
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,9 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "wgfabric", &mut std::io::stdout().lock());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "wgfabric", &mut script);
+    print(&String::from_utf8_lossy(&script))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -38,7 +40,7 @@ mod tests {
     /// `sudo`/`cargo run` dropped.
     fn example_command_lines(help: &str) -> Vec<Vec<String>> {
         let mut lines = Vec::new();
-        for line in help.lines().filter(|line| line.starts_with("  ")) {
+        for line in joined(help).lines().filter(|line| line.starts_with("  ")) {
             let line = line.split(" #").next().unwrap_or_default().replace(" -- ", " ");
             for part in line.split(['|', ';', '(', ')', '&']) {
                 let Some(start) = part.find("wgfabric ") else { continue };
@@ -47,6 +49,25 @@ mod tests {
             }
         }
         lines
+    }
+
+    /// `text` with shell line continuations (a `\` ending a line) joined into one line.
+    fn joined(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let mut line = line.to_owned();
+            while line.ends_with('\\') {
+                line.pop();
+                match lines.next() {
+                    Some(next) => line.push_str(&format!(" {}", next.trim_start())),
+                    None => break,
+                }
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
     }
 
     #[test]
@@ -87,6 +108,7 @@ mod tests {
             // `sh` blocks, and the `$ ` lines of `text` blocks (the rest is their output);
             // configuration files (ini, toml, json, ...) hold none.
             let mut block: Option<&str> = None;
+            let text = joined(text);
             for (number, line) in text.lines().enumerate() {
                 if let Some(info) = line.strip_prefix("```") {
                     block = match block {

@@ -9,9 +9,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use wgfabric_fleet::policy::nft;
 use wgfabric_fleet::Inventory;
 use wgfabric_metrics::exporter::DEFAULT_SOCKET_DIR;
-use wgfabric_metrics::{Exporter, FriendlyNames, MetricsServer};
+use wgfabric_metrics::{
+    policy_families, render, Exporter, FriendlyNames, MetricsServer, RuleCount,
+};
 
 use super::print;
 
@@ -92,5 +95,31 @@ fn scrape(exporter: &Exporter, silent: &Mutex<BTreeSet<String>>) -> String {
         tracing::info!(interface, "{interface}: the userspace API answers again");
     }
     *silent = failing;
-    scrape.text
+    let mut text = scrape.text;
+    text.push_str(&policy_metrics());
+    text
+}
+
+/// The packets and bytes each rule of this host's firewall (`table inet wgfabric`) counted;
+/// nothing when the host has no table or no nft.
+fn policy_metrics() -> String {
+    let counters = match nft::counters() {
+        Ok(Some(counters)) => counters,
+        Ok(None) => return String::new(),
+        Err(error) => {
+            tracing::debug!(%error, "no policy counters");
+            return String::new();
+        }
+    };
+    let counts: Vec<RuleCount<'_>> = counters
+        .iter()
+        .map(|c| RuleCount {
+            chain: &c.chain,
+            rule: &c.rule,
+            verdict: c.verdict,
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect();
+    render(&policy_families(&counts))
 }

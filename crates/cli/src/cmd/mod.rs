@@ -8,7 +8,9 @@ mod audit;
 mod check;
 mod completions;
 mod demo;
+mod explain;
 mod exporter;
+mod fetchkey;
 mod genkey;
 mod genpsk;
 mod graph;
@@ -18,6 +20,7 @@ mod progress;
 mod pubkey;
 mod render;
 mod rotate;
+mod source;
 mod trail;
 
 use std::io::Write as _;
@@ -28,10 +31,11 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
 use wgfabric_fleet::keystore::Identities;
-use wgfabric_fleet::lint::{check, findings_text, has_errors};
+use wgfabric_fleet::lint::{check, findings_text, has_errors, Report};
 use wgfabric_fleet::{Fabric, Lock};
 
 use crate::logging::LogFormat;
+pub(crate) use source::{EtcdArgs, SourceArgs};
 
 /// Exit code when a verb found something (lint errors, plan changes with --exit-code).
 pub(crate) const FINDINGS: u8 = 1;
@@ -59,10 +63,12 @@ enum Command {
     Plan(plan::Args),
     Addresses(addresses::Args),
     Graph(graph::Args),
+    Explain(explain::Args),
     Keygen(keygen::Args),
     Genkey(genkey::Args),
     Pubkey(pubkey::Args),
     Genpsk(genpsk::Args),
+    Fetchkey(fetchkey::Args),
     Exporter(exporter::Args),
     Audit(audit::Args),
     Demo(demo::Args),
@@ -85,10 +91,12 @@ impl Cli {
             Command::Plan(args) => plan::run(args),
             Command::Addresses(args) => addresses::run(args),
             Command::Graph(args) => graph::run(args),
+            Command::Explain(args) => explain::run(args),
             Command::Keygen(args) => keygen::run(args),
             Command::Genkey(args) => genkey::run(args),
             Command::Pubkey(args) => pubkey::run(args),
             Command::Genpsk(args) => genpsk::run(args),
+            Command::Fetchkey(args) => fetchkey::run(args),
             Command::Exporter(args) => exporter::run(args),
             Command::Audit(args) => audit::run(args),
             Command::Demo(args) => demo::run(args),
@@ -129,13 +137,23 @@ impl InventoryArgs {
     }
 
     /// Loads the fabric as [`Self::load`] does, but refuses it while `wgfabric check` reports
-    /// errors: the findings go to standard error, and the error says the verb did nothing
-    /// (`not DOING: the inventory has errors`).
-    pub(crate) fn load_checked(&self, doing: &str) -> anyhow::Result<(Fabric, bool)> {
+    /// errors: the findings are printed (as text on standard error, or with `format` JSON as
+    /// `check --format json` prints them on standard output), and the error says the verb did
+    /// nothing (`not DOING: the inventory has errors`).
+    pub(crate) fn load_checked(
+        &self,
+        doing: &str,
+        format: OutputFormat,
+    ) -> anyhow::Result<(Fabric, bool)> {
         let loaded = self.load()?;
         let findings = check(loaded.0.inventory());
         if has_errors(&findings) {
-            eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+            match format {
+                OutputFormat::Human => {
+                    eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+                }
+                OutputFormat::Json => print_json(&Report::of(&findings))?,
+            }
             bail!("not {doing}: the inventory has errors");
         }
         Ok(loaded)
@@ -166,22 +184,6 @@ impl InventoryArgs {
     }
 }
 
-/// The source of truth that `apply` publishes to and `rotate` works through.
-#[derive(Debug, Args)]
-pub(crate) struct SourceArgs {
-    /// The source of truth: a directory, or etcd://HOST:PORT[/PREFIX] [default: rendered/
-    /// beside the inventory].
-    #[arg(long, env = "WGFABRIC_SOURCE", value_name = "SRC")]
-    source: Option<String>,
-}
-
-impl SourceArgs {
-    /// The source given, or the render directory beside `inventory`.
-    pub(crate) fn spec(&self, inventory: &InventoryArgs) -> String {
-        self.source.clone().unwrap_or_else(|| inventory.rendered_dir().display().to_string())
-    }
-}
-
 /// Loads the age identity file given with `--identity`, if any.
 pub(crate) fn load_identities(path: Option<&Path>) -> anyhow::Result<Option<Identities>> {
     path.map(Identities::load).transpose().context("loading the age identity")
@@ -197,15 +199,19 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
-/// Prints a value as pretty JSON on standard output.
+/// Prints a value as pretty JSON on standard output, through [`print`].
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, value).context("writing JSON")?;
-    writeln!(stdout).context("writing to standard output")?;
-    Ok(())
+    let mut text = serde_json::to_string_pretty(value).context("encoding JSON")?;
+    text.push('\n');
+    print(&text)
 }
 
-/// Writes text to standard output.
+/// Writes text to standard output. Every verb's output goes through here, so that the
+/// operating system's error reaches `main` intact: a closed pipe there is a success.
 pub(crate) fn print(text: &str) -> anyhow::Result<()> {
-    std::io::stdout().lock().write_all(text.as_bytes()).context("writing to standard output")
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to standard output")
 }

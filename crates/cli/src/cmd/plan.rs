@@ -33,13 +33,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (fabric, _) = args.inventory.load()?;
     let out = args.out.clone().unwrap_or_else(|| args.inventory.rendered_dir());
     let last = RenderedState::load(&out.join(STATE_FILE))?;
-    let desired: Vec<_> = fabric.host_configs().collect();
-    let plans = plan(&desired, &last);
+    let plan = plan(&RenderedState::of(&fabric), &last);
     match args.format {
-        OutputFormat::Human => print(&plan_text(&plans))?,
-        OutputFormat::Json => print_json(&serde_json::json!({ "hosts": plans }))?,
+        OutputFormat::Human => print(&plan_text(&plan))?,
+        OutputFormat::Json => print_json(&plan)?,
     }
-    Ok(if args.exit_code && !plans.is_empty() {
+    Ok(if args.exit_code && !plan.is_empty() {
         ExitCode::from(FINDINGS)
     } else {
         ExitCode::SUCCESS

@@ -61,18 +61,6 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
 
-/// A duration as people write it: `1.5s`, `250ms`, `2m`.
-pub(crate) fn human(duration: Duration) -> String {
-    let seconds = duration.as_secs_f64();
-    if seconds < 1.0 {
-        format!("{}ms", duration.as_millis())
-    } else if seconds < 120.0 {
-        format!("{seconds:.1}s")
-    } else {
-        format!("{:.0}m", seconds / 60.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +73,5 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
-        assert_eq!(human(Duration::from_millis(250)), "250ms");
-        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
     }
 }

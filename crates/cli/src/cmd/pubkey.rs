@@ -4,7 +4,7 @@
 use std::io::Read as _;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use wgfabric_proto::keys::PrivateKey;
 use zeroize::Zeroizing;
 
@@ -20,9 +20,8 @@ pub(crate) struct Args {}
 pub(crate) fn run(_: Args) -> anyhow::Result<ExitCode> {
     let mut text = Zeroizing::new(String::new());
     std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
-    let Ok(key) = PrivateKey::from_base64(&text) else {
-        bail!("standard input is not a private key as `wg genkey` prints it (44 characters of base64)");
-    };
+    let key = PrivateKey::from_base64(&text)
+        .map_err(|e| anyhow!("standard input is not a private key: {e}"))?;
     print(&format!("{}\n", key.public_key()))?;
     Ok(ExitCode::SUCCESS)
 }

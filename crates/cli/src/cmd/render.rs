@@ -11,7 +11,7 @@ use wgfabric_fleet::render::{
 use wgfabric_fleet::Fabric;
 
 use super::trail::{AuditLogArgs, Trail};
-use super::{load_identities, print, InventoryArgs};
+use super::{load_identities, print, InventoryArgs, OutputFormat};
 
 /// Render configurations: wg-quick, systemd-networkd, `wg setconf`, JSON, Terraform, Ansible.
 #[derive(Debug, clap::Args)]
@@ -39,6 +39,10 @@ pub(crate) struct Args {
     /// Formats to produce (repeat for several) [default: all with --out, wg-quick otherwise].
     #[arg(long, value_enum)]
     format: Vec<FormatArg>,
+    /// How findings that stop the render are printed: text on standard error, or JSON on
+    /// standard output as `wgfabric check --format json` prints them.
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    message_format: OutputFormat,
     /// age identity file that opens keys/HOST.age (central mode): private keys are inlined.
     #[arg(long, env = "WGFABRIC_AGE_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
@@ -54,6 +58,8 @@ enum FormatArg {
     Networkd,
     /// `wg setconf` form: HOST/IFACE.setconf.
     Setconf,
+    /// nft -f form of the host's firewall: HOST/nftables.conf (hosts with a policy).
+    Nftables,
     /// fabric.json: every host's desired configuration.
     Json,
     /// terraform.json: flat object of strings for Terraform's external data source.
@@ -67,6 +73,7 @@ impl From<FormatArg> for Format {
         match format {
             FormatArg::WgQuick => Self::WgQuick,
             FormatArg::Networkd => Self::Networkd,
+            FormatArg::Nftables => Self::Nftables,
             FormatArg::Setconf => Self::Setconf,
             FormatArg::Json => Self::Json,
             FormatArg::Terraform => Self::Terraform,
@@ -76,7 +83,7 @@ impl From<FormatArg> for Format {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (fabric, lock_changed) = args.inventory.load_checked("rendering")?;
+    let (fabric, lock_changed) = args.inventory.load_checked("rendering", args.message_format)?;
     if args.identity.is_some() && args.out.is_none() {
         bail!("--identity inlines private keys: give --out DIR, outside the repository, so they land in files created 0600");
     }

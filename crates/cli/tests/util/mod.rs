@@ -43,6 +43,17 @@ impl Scratch {
             .unwrap();
     }
 
+    /// Deletes the `[[policy]]` rule named `name` from `fabric.toml` (as an operator does when
+    /// removing the last host of a group it names).
+    pub fn remove_policy(&self, name: &str) {
+        let text = self.read("fabric.toml");
+        let rule = text.find(&format!("name = \"{name}\"")).unwrap();
+        let start = text[..rule].rfind("[[policy]]").unwrap();
+        let end = text[start..].find("\n\n").map_or(text.len(), |end| start + end);
+        std::fs::write(self.path("fabric.toml"), format!("{}{}", &text[..start], &text[end..]))
+            .unwrap();
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
@@ -51,14 +62,22 @@ impl Scratch {
         std::fs::read_to_string(self.path(name)).unwrap()
     }
 
+    /// `wgfabric` with `args`, to run in this directory, without the environment variables
+    /// that would change what the tests mean.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wgfabric"));
+        command.args(args).current_dir(&self.0);
+        for variable in ["WGFABRIC_INVENTORY", "WGFABRIC_AGE_IDENTITY", "WGFABRIC_ETCD_PASSWORD"] {
+            command.env_remove(variable);
+        }
+        command
+    }
+
     /// Runs `wgfabric` in this directory with `stdin`.
     pub fn run_with_input(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wgfabric"))
-            .args(args)
-            .current_dir(&self.0)
-            .env_remove("WGFABRIC_INVENTORY")
-            .env_remove("WGFABRIC_AGE_IDENTITY")
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -70,6 +89,24 @@ impl Scratch {
 
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with_input(args, "")
+    }
+
+    /// Runs `wgfabric` in this directory with standard output connected to a socket whose
+    /// other end is already closed, so that its first write fails with a broken pipe (as
+    /// `wgfabric ... | head -1` does once `head` has exited). Only standard error is captured.
+    pub fn run_with_closed_stdout(&self, args: &[&str]) -> Output {
+        let (writer, reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_wgfabric"))
+            .args(args)
+            .current_dir(&self.0)
+            .env_remove("WGFABRIC_INVENTORY")
+            .env_remove("WGFABRIC_AGE_IDENTITY")
+            .stdin(Stdio::null())
+            .stdout(std::os::fd::OwnedFd::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
     }
 }
 

@@ -26,25 +26,26 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest answer accepted (a `get` of tens of thousands of peers).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
-/// Why talking to the daemon failed.
+/// Why talking to the daemon failed. Each cause is part of the message rather than a separate
+/// `source()`, so that printing the error chain does not repeat it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
     /// The socket could not be reached or the exchange broke off.
-    #[error("{}: {source}{}", socket.display(), io_hint(source))]
+    #[error("{}: {cause}{}", socket.display(), io_hint(cause))]
     Io {
         /// The socket.
         socket: PathBuf,
         /// What the system said.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The daemon refused the request or answered something malformed.
-    #[error("{}: {source}", socket.display())]
+    #[error("{}: {cause}", socket.display())]
     Refused {
         /// The socket.
         socket: PathBuf,
         /// The daemon's errno and message (never a key).
-        source: UapiError,
+        cause: UapiError,
     },
 }
 
@@ -63,7 +64,7 @@ impl DeviceError {
     /// The daemon's errno, when it answered with one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Self::Refused { source, .. } => Some(source.errno()),
+            Self::Refused { cause, .. } => Some(cause.errno()),
             Self::Io { .. } => None,
         }
     }
@@ -127,12 +128,12 @@ impl Device {
     }
 
     fn refused(&self, source: UapiError) -> DeviceError {
-        DeviceError::Refused { socket: self.socket.clone(), source }
+        DeviceError::Refused { socket: self.socket.clone(), cause: source }
     }
 
     /// Sends `request` and reads the answer up to the blank line after `errno=N`.
     fn exchange(&self, request: &[u8]) -> Result<Zeroizing<String>, DeviceError> {
-        let io = |source| DeviceError::Io { socket: self.socket.clone(), source };
+        let io = |cause| DeviceError::Io { socket: self.socket.clone(), cause };
         let mut stream = UnixStream::connect(&self.socket).map_err(io)?;
         stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use super::Device;
 use crate::config::HostConfig;
 use crate::failover::{watch, Event, Monitor, Policy};
 use crate::names::Name;
@@ -22,7 +23,7 @@ pub(crate) struct FailoverTask {
 impl FailoverTask {
     /// Starts monitoring `config` (whose failover routes sit on its active relay), or `None`
     /// when the host has fewer than two relays.
-    pub(crate) fn start(config: HostConfig) -> Option<Self> {
+    pub(crate) fn start(config: HostConfig, device: Device) -> Option<Self> {
         let monitor = Monitor::new(config, Policy::default()).ok()?;
         let host = monitor.config().host.clone();
         let stop = Arc::new(AtomicBool::new(false));
@@ -35,12 +36,7 @@ impl FailoverTask {
                     *thread_active.lock().unwrap_or_else(PoisonError::into_inner) = to;
                 }
             };
-            if let Err(error) = watch(
-                monitor,
-                |program: &str| std::process::Command::new(program),
-                &thread_stop,
-                on_event,
-            ) {
+            if let Err(error) = watch(monitor, &device, None, &thread_stop, on_event) {
                 tracing::error!(%host, "{error}; relay failover stopped");
             }
         });

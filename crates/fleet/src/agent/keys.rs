@@ -7,6 +7,10 @@
 //! that public key, the agent renames it over the old file (atomically), so the old key
 //! stays on disk until the rotation is done and a rollback has something to return to.
 //!
+//! A host whose key source is a systemd credential or a command gets its key from there
+//! each time it accepts a new desired state; its rotations need central mode, since the agent
+//! cannot write a new key into a secrets manager.
+//!
 //! In central mode the desired state carries the private key sealed with age, and so does a
 //! rotation order for the new key; preshared keys are always sealed. The agent opens them
 //! with its age identity (`--identity`), in memory only.
@@ -17,6 +21,8 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 
+use crate::inventory::DEFAULT_KEY_DIR;
+use crate::key_source::DEFAULT_TIMEOUT as FETCH_TIMEOUT;
 use crate::keys::{generate_key_file, read_key_file};
 use crate::keystore::Identities;
 use crate::names::Name;
@@ -33,6 +39,9 @@ pub(crate) struct Keys {
     pub(crate) preshared: BTreeMap<Name, PresharedKey>,
     /// New preshared keys of running rotations, by rotation id and peer.
     pub(crate) rotated_preshared: BTreeMap<(String, Name), PresharedKey>,
+    /// The key source the current key was fetched from (as the audit log names it), unless
+    /// it came sealed.
+    pub(crate) fetched_from: Option<String>,
 }
 
 /// Where an agent finds its host's secrets.
@@ -72,9 +81,30 @@ impl KeyRing {
         Self { key_file, identities, rng }
     }
 
-    /// The key file for `doc`.
-    pub(crate) fn key_file(&self, doc: &DesiredState) -> PathBuf {
-        self.key_file.clone().unwrap_or_else(|| doc.config.private_key_file.clone())
+    /// The key file for `doc`: the agent's own, else the desired state's file source.
+    pub(crate) fn key_file(&self, doc: &DesiredState) -> Option<PathBuf> {
+        self.key_file
+            .clone()
+            .or_else(|| doc.config.key_source.file().map(|path| path.as_path().to_owned()))
+    }
+
+    /// The directory of the key file, where the audit log goes unless told otherwise.
+    pub(crate) fn key_dir(&self, doc: &DesiredState) -> PathBuf {
+        self.key_file(doc)
+            .and_then(|file| file.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR))
+    }
+
+    /// The key file for `doc`, or why a rotation cannot work without one.
+    fn rotation_key_file(&self, doc: &DesiredState) -> Result<PathBuf, String> {
+        self.key_file(doc).ok_or_else(|| {
+            format!(
+                "this host's key comes from {}, where the agent cannot store a new key; rotate \
+                 it in central mode (wgfabric rotate with keys sealed to --identity), or put the \
+                 new key there and update public_key",
+                doc.config.key_source
+            )
+        })
     }
 
     /// Gathers the secrets of `doc`, committing, generating or discarding the next key file
@@ -83,15 +113,38 @@ impl KeyRing {
     /// # Errors
     /// Why `doc` cannot be applied here (a key that does not match the inventory, sealed
     /// keys without an identity, an unreadable key file); never a secret.
-    pub(crate) fn resolve(&mut self, doc: &DesiredState) -> Result<Keys, String> {
+    pub(crate) fn resolve(&mut self, doc: &DesiredState, interface: &str) -> Result<Keys, String> {
         let config = &doc.config;
         let own_order = doc
             .rotations
             .iter()
             .find(|order| order.host == config.host && order.phase != Phase::Rollback);
-        let current = match &doc.sealed_private_key {
-            Some(sealed) => self.open_key(sealed, "the sealed private key", &config.public_key)?,
-            None => self.current_from_file(doc)?,
+        let (current, fetched_from) = match &doc.sealed_private_key {
+            Some(sealed) => {
+                (self.open_key(sealed, "the sealed private key", &config.public_key)?, None)
+            }
+            None if self.key_file(doc).is_some() => {
+                let source = self.key_file.as_ref().map_or_else(
+                    || doc.config.key_source.to_string(),
+                    |file| format!("file:{}", file.display()),
+                );
+                (self.current_from_file(doc)?, Some(source))
+            }
+            None => {
+                let source = &config.key_source;
+                let key = source
+                    .fetch(config.host.as_str(), interface, FETCH_TIMEOUT)
+                    .map_err(|e| e.to_string())?;
+                if key.public_key() != config.public_key {
+                    return Err(format!(
+                        "the private key from {source} belongs to {}, but the inventory has {} \
+                         for this host",
+                        key.public_key(),
+                        config.public_key
+                    ));
+                }
+                (key, Some(source.to_string()))
+            }
         };
         let next = match own_order {
             None => {
@@ -129,13 +182,13 @@ impl KeyRing {
                 rotated_preshared.insert((order.id.clone(), peer.clone()), key);
             }
         }
-        Ok(Keys { current, next, preshared, rotated_preshared })
+        Ok(Keys { current, next, preshared, rotated_preshared, fetched_from })
     }
 
     /// The key in the key file, or in the next key file once the inventory has its public
     /// key (the rotation is done: the next file becomes the key file).
     fn current_from_file(&self, doc: &DesiredState) -> Result<PrivateKey, String> {
-        let path = self.key_file(doc);
+        let path = self.rotation_key_file(doc)?;
         let expected = &doc.config.public_key;
         let current = read_key_file(&path).map_err(|e| e.to_string())?;
         if current.public_key() == *expected {
@@ -160,7 +213,7 @@ impl KeyRing {
 
     /// The next key file's key, generated (0600) if there is none yet.
     fn next_from_file(&mut self, doc: &DesiredState) -> Result<PrivateKey, String> {
-        let path = next_key_file(&self.key_file(doc));
+        let path = next_key_file(&self.rotation_key_file(doc)?);
         if path.exists() {
             return read_key_file(&path).map_err(|e| e.to_string());
         }
@@ -171,10 +224,10 @@ impl KeyRing {
 
     /// Removes a next key file no running rotation needs (rolled back, or abandoned).
     fn discard_next(&self, doc: &DesiredState) {
-        if doc.sealed_private_key.is_some() {
+        let (None, Some(file)) = (&doc.sealed_private_key, self.key_file(doc)) else {
             return;
-        }
-        let path = next_key_file(&self.key_file(doc));
+        };
+        let path = next_key_file(&file);
         if path.exists() {
             match std::fs::remove_file(&path) {
                 Ok(()) => {
@@ -255,7 +308,7 @@ mod tests {
         let old = generate_key_file(&mut rng, &key_file, false).unwrap();
         let mut ring = ring(&key_file);
         let mut doc = doc(old.public_key());
-        assert_eq!(ring.resolve(&doc).unwrap().current, old);
+        assert_eq!(ring.resolve(&doc, "wg0").unwrap().current, old);
 
         let order = RotationOrder {
             id: "r1".into(),
@@ -267,37 +320,37 @@ mod tests {
             preshared_keys: BTreeMap::new(),
         };
         doc.rotations.push(order);
-        let next = ring.resolve(&doc).unwrap().next.unwrap();
+        let next = ring.resolve(&doc, "wg0").unwrap().next.unwrap();
         assert_ne!(next, old);
         let next_file = next_key_file(&key_file);
         assert_eq!(next_file.file_name().unwrap(), "private.key.next");
         assert_eq!(read_key_file(&next_file).unwrap(), next, "written 0600 and readable");
         assert_eq!(
-            ring.resolve(&doc).unwrap().next.unwrap(),
+            ring.resolve(&doc, "wg0").unwrap().next.unwrap(),
             next,
             "the same key when asked again"
         );
         doc.rotations[0].new_key = Some(PublicKey::from_bytes([1; 32]));
-        assert!(ring.resolve(&doc).unwrap_err().contains("the rotation expects"));
+        assert!(ring.resolve(&doc, "wg0").unwrap_err().contains("the rotation expects"));
 
         // Rolled back: the next key goes away, the old one stays.
         doc.rotations[0].phase = Phase::Rollback;
-        let keys = ring.resolve(&doc).unwrap();
+        let keys = ring.resolve(&doc, "wg0").unwrap();
         assert_eq!((keys.current, keys.next), (old.clone(), None));
         assert!(!next_file.exists());
 
         // Done: the inventory has the new key, which replaces the old file.
         doc.rotations[0].phase = Phase::Prepare;
         doc.rotations[0].new_key = None;
-        let next = ring.resolve(&doc).unwrap().next.unwrap();
+        let next = ring.resolve(&doc, "wg0").unwrap().next.unwrap();
         let mut done = self::doc(next.public_key());
         done.rotations.clear();
-        assert_eq!(ring.resolve(&done).unwrap().current, next);
+        assert_eq!(ring.resolve(&done, "wg0").unwrap().current, next);
         assert!(!next_file.exists());
         assert_eq!(read_key_file(&key_file).unwrap(), next);
 
         // A key that belongs to nobody the inventory knows is refused.
-        let error = ring.resolve(&self::doc(old.public_key())).unwrap_err();
+        let error = ring.resolve(&self::doc(old.public_key()), "wg0").unwrap_err();
         assert!(error.contains("but the inventory has"), "{error}");
         assert!(!error.contains(&old.to_base64_secret()));
         std::fs::remove_dir_all(dir).unwrap();
@@ -312,8 +365,48 @@ mod tests {
         let mut doc = doc(key.public_key());
         let peer = doc.config.peers[0].name.clone();
         doc.preshared_keys.insert(peer, Sealed::new("-----BEGIN AGE ENCRYPTED FILE-----"));
-        let error = ring(&key_file).resolve(&doc).unwrap_err();
+        let error = ring(&key_file).resolve(&doc, "wg0").unwrap_err();
         assert!(error.contains("--identity"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_from_a_secrets_manager_is_fetched_checked_and_named_for_the_audit_log() {
+        let Ok(store) = wgfabric_testkit::PasswordStore::new() else { return };
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let key = PrivateKey::generate(&mut rng);
+        store.insert("wg/laptop-ana", &key.to_base64_secret());
+        let mut words = vec!["exec:env".to_owned()];
+        words.extend(store.env().iter().map(|(k, v)| format!("{k}={v}")));
+        words.extend(["pass", "show", "wg/laptop-ana"].map(String::from));
+        let mut doc = doc(key.public_key());
+        doc.config.key_source = crate::key_source::KeySource::from_words(&words).unwrap();
+        let mut ring =
+            KeyRing::new(None, None, Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(4)));
+
+        let keys = ring.resolve(&doc, "wg0").unwrap();
+        assert_eq!(keys.current, key);
+        let fetched_from = keys.fetched_from.unwrap();
+        assert!(fetched_from.ends_with("pass show wg/laptop-ana"), "{fetched_from}");
+        assert!(!fetched_from.contains(&key.to_base64_secret()));
+
+        // The inventory moved on to another key: refused, so the interface keeps its last one.
+        let mut other_doc = self::doc(PrivateKey::generate(&mut rng).public_key());
+        other_doc.config.key_source = doc.config.key_source.clone();
+        let error = ring.resolve(&other_doc, "wg0").unwrap_err();
+        assert!(error.contains("but the inventory has"), "{error}");
+
+        // A rotation cannot store a new key in the secrets manager.
+        doc.rotations.push(RotationOrder {
+            id: "r1".into(),
+            host: doc.config.host.clone(),
+            phase: Phase::Prepare,
+            old_key: key.public_key(),
+            new_key: None,
+            sealed_new_key: None,
+            preshared_keys: BTreeMap::new(),
+        });
+        let error = ring.resolve(&doc, "wg0").unwrap_err();
+        assert!(error.contains("central mode"), "{error}");
     }
 }

@@ -18,12 +18,14 @@
 //! refused: the interface keeps the last good configuration.
 //!
 //! The agent manages through the userspace API the private key, listen port and peers
-//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, with `ip` (see [`link`]),
-//! addresses, MTU, link state, routes into the tunnel and forwarding. It leaves the firewall
+//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (see [`link`]),
+//! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
 //! mark, DNS and full-tunnel policy routing to wg-quick or networkd.
 
 pub mod device;
 mod failover;
+mod firewall;
+mod identity;
 mod keys;
 mod link;
 mod plan;
@@ -41,15 +43,17 @@ pub use device::{Device, DeviceError};
 pub use keys::RngCoreCrypto;
 
 use self::failover::FailoverTask;
+use self::firewall::Firewalls;
+use self::identity::Identity;
 use self::keys::{KeyRing, Keys};
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
-use crate::audit::{Audit, Timestamp, FILE_NAME};
+use crate::audit::{Action, Audit, Timestamp, FILE_NAME};
 use crate::journal::Note;
 use crate::keystore::Identities;
 use crate::names::Name;
 use crate::state::{
-    AgentInfo, DesiredState, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
+    AgentInfo, Correction, DesiredState, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
 };
 use crate::store::{Kind, Store};
 use crate::wallclock::{monotonic, system, unix_seconds};
@@ -90,7 +94,7 @@ impl Settings {
             identities: None,
             manage_link: true,
             failover: true,
-            status_interval: Duration::from_secs(10),
+            status_interval: Duration::from_secs(5),
             takeover_poll: Duration::from_millis(50),
             audit_log: None,
             socket: None,
@@ -136,6 +140,15 @@ pub struct Agent {
     /// Rotation phases of this host after which handshakes were started.
     nudged: BTreeSet<(String, Phase)>,
     last_written: Option<Status>,
+    firewalls: Firewalls,
+    /// This agent process, in its statuses.
+    boot: String,
+    /// Statuses written so far.
+    seq: u64,
+    /// The daemon and interface the agent last synced.
+    identity: Option<Identity>,
+    /// The last drift found and corrected.
+    corrected: Option<Correction>,
 }
 
 /// Why the agent stopped.
@@ -179,6 +192,15 @@ impl Agent {
             reports: Vec::new(),
             nudged: BTreeSet::new(),
             last_written: None,
+            firewalls: Firewalls::default(),
+            boot: format!(
+                "{}-{}",
+                std::process::id(),
+                system().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            ),
+            seq: 0,
+            identity: None,
+            corrected: None,
         }
     }
 
@@ -266,8 +288,15 @@ impl Agent {
             Ok(doc) => doc,
             Err(invalid) => return self.refuse(invalid.revision, invalid.reason, &[]),
         };
-        let keys = match self.keys.resolve(&doc) {
-            Ok(keys) => keys,
+        let keys = match self.keys.resolve(&doc, &self.interface) {
+            Ok(keys) => {
+                if let Some(source) = &keys.fetched_from {
+                    let note = Note::new(Action::KeyFetched, self.host.as_str(), source.clone())
+                        .after(doc.config.public_key);
+                    self.record(&[note], Some(self.keys.key_dir(&doc)));
+                }
+                keys
+            }
             Err(reason) => {
                 let orders = doc.rotations.clone();
                 return self.refuse(Some(doc.revision), reason, &orders);
@@ -339,6 +368,7 @@ impl Agent {
     }
 
     fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), String> {
+        self.notice_replacement();
         let successors = match self.successors {
             Some(known) => known,
             None => {
@@ -379,8 +409,8 @@ impl Agent {
                 for change in &changes {
                     tracing::info!(revision = %doc.revision, "{change}");
                 }
-                let audit_dir = self.keys.key_file(doc).parent().map(PathBuf::from);
-                self.record(&applied_notes(&self.host, &doc.revision, &changes), audit_dir);
+                let audit_dir = self.keys.key_dir(doc);
+                self.record(&applied_notes(&self.host, &doc.revision, &changes), Some(audit_dir));
                 live = self.device.get().map_err(|e| e.to_string())?;
             }
         }
@@ -391,13 +421,31 @@ impl Agent {
         // The failover monitor drives the interface this agent manages.
         config.interface.clone_from(&self.interface);
         if self.manage_link {
+            // Every round against what the kernel has, not what was set last: the interface
+            // may have been recreated, or changed by hand, in between.
             let wanted = Link::of(&config);
-            if wanted != self.link {
-                self.link.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+            let live = Link::live(&self.interface).map_err(|e| e.to_string())?;
+            let drift = live.drift_from(&wanted);
+            if !drift.is_empty() || wanted != self.link {
+                let changed = live.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+                for parameter in changed.list() {
+                    tracing::info!(key = %parameter.key, before = %parameter.before, "kernel parameter changed");
+                }
+                // Drift is what differs although the desired state did not change.
+                if wanted == self.link && !drift.is_empty() {
+                    let what = format!("{}: {}; corrected", self.interface, drift.join(", "));
+                    tracing::warn!("{what}");
+                    self.corrected = Some(Correction { time: unix_seconds(system()), what });
+                }
                 self.link = wanted;
             }
         }
         self.nudge_peers(doc);
+        let firewall =
+            self.firewalls.sync(self.host.as_str(), doc.config.firewall.as_ref(), &self.interface);
+        if let Some(note) = firewall {
+            self.record(&[note], Some(self.keys.key_dir(doc)));
+        }
         if !accepted.applied {
             accepted.applied = true;
             tracing::info!(revision = %doc.revision, "desired state applied");
@@ -405,9 +453,23 @@ impl Agent {
         self.reports = plan::reports(doc, &accepted.keys, &live, successors);
         self.live = Some(live);
         if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
-            self.failover = FailoverTask::start(config);
+            self.failover = FailoverTask::start(config, self.device.clone());
         }
         Ok(())
+    }
+
+    /// Forgets what the agent knows of the daemon and the link when either was replaced under
+    /// it, so this round probes the daemon again and puts the whole link back.
+    fn notice_replacement(&mut self) {
+        let now = Identity::of(self.device.socket(), &self.interface);
+        let Some(before) = self.identity.replace(now) else { return };
+        let Some(change) = now.change_from(&before) else { return };
+        let what =
+            format!("{change}: capabilities probed again, addresses, MTU and link state restored");
+        tracing::warn!(interface = %self.interface, "{what}");
+        self.successors = None;
+        self.link = Link::default();
+        self.corrected = Some(Correction { time: unix_seconds(system()), what });
     }
 
     /// After this host switched keys (or switched back), starts a handshake with every peer
@@ -455,7 +517,11 @@ impl Agent {
             }
         }
         let Some(audit) = &mut self.audit else { return };
-        let actor = format!("wgfabric-agent@{}", self.host);
+        // As every verb: `$WGFABRIC_ACTOR` when the service sets it, else the agent itself.
+        let actor = std::env::var("WGFABRIC_ACTOR")
+            .ok()
+            .filter(|actor| !actor.trim().is_empty())
+            .unwrap_or_else(|| format!("wgfabric-agent@{}", self.host));
         let time = Timestamp::from_system_time(system());
         for note in notes {
             if let Err(error) = audit.append(note.entry(time, &actor)) {
@@ -473,7 +539,10 @@ impl Agent {
             return;
         }
         match self.store.put(Kind::Status, &self.host, &status.to_json()) {
-            Ok(()) => self.last_written = Some(status),
+            Ok(()) => {
+                self.seq += 1;
+                self.last_written = Some(status);
+            }
             Err(error) => tracing::warn!("cannot report the status: {error}"),
         }
     }
@@ -494,14 +563,18 @@ impl Agent {
             format: FORMAT,
             host: self.host.clone(),
             time: unix_seconds(now),
+            seq: self.seq,
+            corrected: self.corrected.clone(),
             agent: AgentInfo {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
+                boot: self.boot.clone(),
                 interface: self.interface.clone(),
                 successor: self.successors,
             },
             applied: self.accepted.as_ref().filter(|a| a.applied).map(|a| a.doc.revision.clone()),
             refused: self.refusal.clone(),
             error: self.error.clone(),
+            policy_error: self.firewalls.error.clone(),
             peers,
             rotations,
         }

@@ -21,8 +21,8 @@ pub(super) fn same_state(a: &Status, b: &Status) -> bool {
             })
             .collect()
     };
-    (&a.applied, &a.refused, &a.error, &a.rotations, &a.agent)
-        == (&b.applied, &b.refused, &b.error, &b.rotations, &b.agent)
+    (&a.applied, &a.refused, &a.error, &a.policy_error, &a.corrected, &a.rotations, &a.agent)
+        == (&b.applied, &b.refused, &b.error, &b.policy_error, &b.corrected, &b.rotations, &b.agent)
         && shape(a) == shape(b)
 }
 

@@ -66,6 +66,9 @@ pub enum Action {
     /// An encrypted private key was decrypted (`key.decrypted`), e.g. to inline it in a
     /// rendered configuration; `after` is its public key.
     KeyDecrypted,
+    /// A private key was read from its key source (`key.fetched`): a file, a systemd
+    /// credential or a command; `after` is its public key, `detail` the source.
+    KeyFetched,
     /// A preshared key between two hosts was replaced (`psk.rotated`); never fingerprinted.
     PresharedKeyRotated,
     /// A peer was added to a host's interface (`peer.added`); `after` is its public key.
@@ -79,20 +82,25 @@ pub enum Action {
     ConfigApplied,
     /// The addresses held for a removed host were released (`addresses.released`).
     AddressesReleased,
+    /// A host's firewall (`table inet wgfabric`) was loaded or removed (`policy.applied`);
+    /// `detail` fingerprints the table.
+    PolicyApplied,
 }
 
 impl Action {
     /// Every action, for listings.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::KeyGenerated,
         Self::KeyRotated,
         Self::KeyDecrypted,
+        Self::KeyFetched,
         Self::PresharedKeyRotated,
         Self::PeerAdded,
         Self::PeerRemoved,
         Self::ConfigWritten,
         Self::ConfigApplied,
         Self::AddressesReleased,
+        Self::PolicyApplied,
     ];
 
     /// The name written in the log.
@@ -101,12 +109,14 @@ impl Action {
             Self::KeyGenerated => "key.generated",
             Self::KeyRotated => "key.rotated",
             Self::KeyDecrypted => "key.decrypted",
+            Self::KeyFetched => "key.fetched",
             Self::PresharedKeyRotated => "psk.rotated",
             Self::PeerAdded => "peer.added",
             Self::PeerRemoved => "peer.removed",
             Self::ConfigWritten => "config.written",
             Self::ConfigApplied => "config.applied",
             Self::AddressesReleased => "addresses.released",
+            Self::PolicyApplied => "policy.applied",
         }
     }
 }

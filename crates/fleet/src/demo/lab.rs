@@ -9,7 +9,8 @@
 //!    hosts behind the office router, a stand-in host behind each subnet router;
 //! 3. each host, relays first, starts `wgfabricd` on its own interface name (the API sockets
 //!    share one directory machine-wide) and runs the commands the `setconf` form lists:
-//!    `wg setconf`, addresses, MTU, the routes into the tunnel, forwarding.
+//!    `wg setconf`, addresses, MTU, the routes into the tunnel, forwarding; then it loads the
+//!    host's firewall (the example's access policy) as the agent would.
 //!
 //! Dropping the lab stops the daemons and deletes every namespace, even while panicking;
 //! [`Lab::keep`] leaves it all running instead.
@@ -32,6 +33,7 @@ use crate::failover::{parse_dump, LivePeer};
 use crate::inventory::Role;
 use crate::names::Name;
 use crate::netns::{run_with_input, Netns};
+use crate::policy::nft::Table;
 use crate::render::{forwards, setconf};
 
 /// Longest namespace prefix: it also starts every interface name (15 bytes at most).
@@ -193,6 +195,11 @@ impl LabHost {
             self.ns.sysctl("net.ipv4.ip_forward", "1")?;
             self.ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         }
+        if let Some(firewall) = &config.firewall {
+            // What the agent loads: the whole table in one nft transaction.
+            let batch = Table::of(firewall).to_json().to_string();
+            run_with_input(self.command("nft").args(["-j", "-f", "-"]), Some(batch.as_bytes()))?;
+        }
         Ok(())
     }
 
@@ -314,6 +321,9 @@ impl Lab {
         let mut hosts = Vec::with_capacity(plan.len());
         for (index, (mut config, (site, key))) in fabric.host_configs().zip(plan).enumerate() {
             config.interface = format!("{}{index}", settings.prefix);
+            if let Some(firewall) = &mut config.firewall {
+                firewall.interface.clone_from(&config.interface);
+            }
             let ns = Netns::create(&format!("{}-{}", settings.prefix, config.host))?;
             underlay.plug(&ns, site)?;
             hosts.push(LabHost { daemon: None, ns, config, site, key });

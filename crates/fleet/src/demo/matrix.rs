@@ -1,5 +1,7 @@
 //! The connectivity matrix: every host pings every other host's overlay addresses and every
-//! routed subnet's stand-in host, and each answer is traced to the path it took.
+//! routed subnet's stand-in host, each answer is traced to the path it took, and each pair is
+//! held to what the access policy says of it (`wgfabric explain`): allowed pairs must answer,
+//! denied ones must not.
 //!
 //! The path is read from the WireGuard counters, not assumed from the configuration: pings
 //! run one pair at a time with a 1000-byte payload, and the `wg show dump` of the source and
@@ -20,6 +22,8 @@ use super::Error;
 use crate::failover::LivePeer;
 use crate::inventory::Role;
 use crate::names::Name;
+use crate::policy::explain::explain;
+use crate::policy::{PortSpec, Protocol, Verdict};
 
 /// Payload bytes of each probe.
 const PROBE_SIZE: u16 = 1000;
@@ -62,6 +66,8 @@ pub struct Cell {
     pub addresses: Vec<IpAddr>,
     /// Whether every address answered.
     pub answered: bool,
+    /// Whether the access policy lets the pings through.
+    pub allowed: bool,
     /// How the requests left the source.
     pub via: Via,
     /// How the replies came back.
@@ -88,15 +94,22 @@ impl Matrix {
         self.cells.iter().find(|cell| cell.from.as_str() == from && cell.to.as_str() == to)
     }
 
-    /// Whether every pair answered.
-    pub fn all_answered(&self) -> bool {
-        self.cells.iter().all(|cell| cell.answered)
+    /// Whether every pair did what the policy says: allowed pairs answered, denied ones not.
+    pub fn as_the_policy_says(&self) -> bool {
+        self.cells.iter().all(|cell| cell.answered == cell.allowed)
+    }
+
+    /// A pair the policy denies, if any.
+    pub fn denied(&self) -> Option<&Cell> {
+        self.cells.iter().find(|cell| !cell.allowed)
     }
 
     /// The matrix as a table: the path label of each pair, `FAIL` where it did not answer.
     pub fn text(&self) -> String {
         let label = |from: &Name, to: &Name| match self.cell(from.as_str(), to.as_str()) {
             None => "·".to_owned(),
+            Some(cell) if !cell.allowed && !cell.answered => "denied".to_owned(),
+            Some(cell) if !cell.allowed => "LEAK".to_owned(),
             Some(cell) if !cell.answered => "FAIL".to_owned(),
             Some(cell) if cell.reply_via != cell.via && cell.reply_via != Via::Unknown => {
                 format!("{}/{}", cell.via.label(), cell.reply_via.label())
@@ -125,10 +138,13 @@ impl Matrix {
             out.push('\n');
         }
         let answered = self.cells.iter().filter(|cell| cell.answered).count();
+        let denied = self.cells.iter().filter(|cell| !cell.allowed).count();
         let _ = writeln!(
             out,
-            "{answered}/{} pairs answered. A relay name means the counters show the pair \
-             going through that relay (request/reply when they differ).",
+            "{answered}/{} pairs answered, {denied} denied by the access policy. A relay name \
+             means the counters show the pair going through that relay (request/reply when \
+             they differ); FAIL is an allowed pair that did not answer, LEAK a denied one that \
+             did.",
             self.cells.len()
         );
         out
@@ -209,18 +225,63 @@ impl Lab {
             });
         }
         let mut cells = Vec::new();
+        let mut denied = Vec::new();
         for from in self.hosts() {
             for to in destinations.iter().filter(|to| to.name() != from.name()) {
-                let cell = self.trace(from, to)?;
-                on_cell(&cell);
-                cells.push(cell);
+                if self.allowed(from, to) {
+                    let cell = self.trace(from, to)?;
+                    on_cell(&cell);
+                    cells.push(cell);
+                } else {
+                    denied.push((from, to));
+                }
             }
         }
+        // A denied pair has no path to trace: probe them all at once, once per address.
+        let probed: Vec<Cell> = std::thread::scope(|scope| {
+            let probes: Vec<_> = denied
+                .iter()
+                .map(|(from, to)| scope.spawn(move || Self::probe_denied(from, to)))
+                .collect();
+            probes.into_iter().filter_map(|probe| probe.join().ok()).collect()
+        });
+        for cell in probed {
+            on_cell(&cell);
+            cells.push(cell);
+        }
+        let order = |name: &Name| destinations.iter().position(|d| d.name() == name);
+        let rows = |name: &Name| self.hosts().iter().position(|h| h.name() == name);
+        cells.sort_by_key(|cell| (rows(&cell.from), order(&cell.to)));
         Ok(Matrix {
             rows: self.hosts().iter().map(|host| host.name().clone()).collect(),
             columns: destinations.iter().map(|to| to.name().clone()).collect(),
             cells,
         })
+    }
+
+    /// Whether the access policy lets `from` ping every address of `to`.
+    fn allowed(&self, from: &LabHost, to: &Destination<'_>) -> bool {
+        let icmp = Some(PortSpec { protocol: Protocol::Icmp, ports: None });
+        to.addresses().iter().all(|addr| {
+            explain(self.fabric(), from.name().as_str(), &addr.to_string(), icmp)
+                .is_ok_and(|e| e.verdict == Verdict::Allow)
+        })
+    }
+
+    /// One echo request to each address of a denied pair.
+    fn probe_denied(from: &LabHost, to: &Destination<'_>) -> Cell {
+        let addresses = to.addresses();
+        let answered = addresses.iter().any(|addr| from.ping(*addr, PROBE_SIZE));
+        Cell {
+            from: from.name().clone(),
+            to: to.name().clone(),
+            addresses,
+            answered,
+            allowed: false,
+            via: Via::Unknown,
+            reply_via: Via::Unknown,
+            hops: vec![from.name().to_string()],
+        }
     }
 
     fn trace(&self, from: &LabHost, to: &Destination<'_>) -> Result<Cell, Error> {
@@ -277,6 +338,7 @@ impl Lab {
             to: to.name().clone(),
             addresses,
             answered,
+            allowed: true,
             via,
             reply_via,
             hops,
@@ -298,6 +360,7 @@ mod tests {
             to: name(to),
             addresses: Vec::new(),
             answered,
+            allowed: true,
             via,
             reply_via,
             hops: Vec::new(),
@@ -308,25 +371,33 @@ mod tests {
     fn the_table_labels_each_pair_by_the_relay_it_went_through() {
         let fra = Via::Relay(name("relay-fra"));
         let iad = Via::Relay(name("relay-iad"));
-        let matrix = Matrix {
-            rows: vec![name("ana"), name("relay-fra")],
+        let denied =
+            Cell { allowed: false, ..cell("bob", "vpc", false, Via::Unknown, Via::Unknown) };
+        let mut matrix = Matrix {
+            rows: vec![name("ana"), name("bob"), name("relay-fra")],
             columns: vec![name("ana"), name("relay-fra"), name("vpc")],
             cells: vec![
                 cell("ana", "relay-fra", true, Via::Direct, Via::Direct),
                 cell("ana", "vpc", true, fra.clone(), iad),
+                denied.clone(),
                 cell("relay-fra", "ana", true, Via::Direct, Via::Direct),
                 cell("relay-fra", "vpc", false, Via::Unknown, Via::Unknown),
             ],
         };
-        assert!(!matrix.all_answered());
+        assert!(!matrix.as_the_policy_says(), "an allowed pair failed");
+        assert_eq!(matrix.denied(), Some(&denied));
         assert_eq!(
             matrix.text(),
             "from \\ to  ana     relay-fra  vpc                \n\
              ana        ·       direct     relay-fra/relay-iad\n\
+             bob        ·       ·          denied             \n\
              relay-fra  direct  ·          FAIL               \n\
-             3/4 pairs answered. A relay name means the counters show the pair going through \
-             that relay (request/reply when they differ).\n"
+             3/5 pairs answered, 1 denied by the access policy. A relay name means the counters \
+             show the pair going through that relay (request/reply when they differ); FAIL is an \
+             allowed pair that did not answer, LEAK a denied one that did.\n"
         );
+        matrix.cells.retain(|cell| cell.answered || !cell.allowed);
+        assert!(matrix.as_the_policy_says());
     }
 
     #[test]

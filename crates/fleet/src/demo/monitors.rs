@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use super::lab::Lab;
 use super::Error;
+use crate::agent::Device;
 use crate::failover::{watch, Event, Monitor, Policy, Reason, WatchError};
 use crate::names::Name;
-use crate::netns::command_in;
 
 /// A move of one host's failover routes, as a monitor applied it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,7 +28,7 @@ pub struct SwitchRecord {
     pub to: Name,
     /// Why.
     pub reason: Reason,
-    /// When `wg set` landed.
+    /// When the device took the change.
     #[serde(skip)]
     pub at: Instant,
 }
@@ -56,8 +56,8 @@ impl Monitors {
             let (stop, sender) = (Arc::clone(&stop), sender.clone());
             let namespace = host.namespace().to_owned();
             threads.push(std::thread::spawn(move || {
-                let command = |program: &str| command_in(&namespace, program);
-                watch(monitor, command, &stop, |event| {
+                let device = Device::new(&monitor.config().interface);
+                watch(monitor, &device, Some(&namespace), &stop, |event| {
                     let _ = sender.send(event);
                 })
             }));

@@ -16,6 +16,8 @@ use crate::cidr::{Cidr, IfAddr};
 use crate::failover::Reason;
 use crate::inventory::Role;
 use crate::names::Name;
+use crate::policy::explain::{explain, Explanation};
+use crate::policy::{PortSpec, Protocol};
 
 /// How fast traffic must resume after a relay dies for the run to count as a success.
 pub const FAILOVER_GOAL: Duration = Duration::from_secs(10);
@@ -40,10 +42,13 @@ pub struct Summary {
     pub subnets: Vec<SubnetSummary>,
     /// The connectivity matrix.
     pub matrix: Matrix,
+    /// Why one denied pair of the matrix is denied, as `wgfabric explain` says it.
+    pub denied: Option<Explanation>,
     /// The relay failover drill, if the fabric has relays to fail over between.
     pub failover: Option<FailoverReport>,
-    /// Whether every pair answered and traffic resumed within the goal after the failover
-    /// and came back to the preferred relay.
+    /// Whether every pair did what the access policy says (allowed pairs answered, denied
+    /// ones did not) and traffic resumed within the goal after the failover and came back to
+    /// the preferred relay.
     pub ok: bool,
     /// What was left running, with `--keep`.
     pub kept: Option<KeptSummary>,
@@ -219,8 +224,14 @@ impl Summary {
                 target: subnet.target(),
             })
             .collect();
-        let ok = matrix.all_answered();
+        let ok = matrix.as_the_policy_says();
+        let denied = matrix.denied().and_then(|cell| {
+            let to = cell.addresses.first()?.to_string();
+            let icmp = Some(PortSpec { protocol: Protocol::Icmp, ports: None });
+            explain(lab.fabric(), cell.from.as_str(), &to, icmp).ok()
+        });
         Self {
+            denied,
             prefix: lab.settings().prefix().to_owned(),
             hosts,
             subnets,
@@ -243,7 +254,17 @@ impl Summary {
             self.prefix
         );
         let answered = self.matrix.cells.iter().filter(|cell| cell.answered).count();
-        let _ = writeln!(out, "  matrix:    {answered}/{} pairs answered", self.matrix.cells.len());
+        let denied = self.matrix.cells.iter().filter(|cell| !cell.allowed).count();
+        let verdict = if self.matrix.as_the_policy_says() {
+            "every pair as the access policy says"
+        } else {
+            "NOT as the access policy says"
+        };
+        let _ = writeln!(
+            out,
+            "  matrix:    {answered}/{} pairs answered, {denied} denied: {verdict}",
+            self.matrix.cells.len()
+        );
         if let Some(drill) = &self.failover {
             match drill.outage {
                 Some(outage) => {

@@ -113,13 +113,21 @@ pub fn run<R: RngCore + CryptoRng>(
     }
     reporter.done(&format!("every tunnel up in {:.1} s", started.elapsed().as_secs_f64()));
 
-    reporter.step("connectivity matrix: every host pings every other host and subnet");
+    reporter.step(
+        "connectivity matrix: every host pings every other host and subnet; the access policy \
+         says which must answer",
+    );
     let hosts = lab.hosts().len();
     let pairs = hosts * (hosts.saturating_sub(1) + lab.subnets().len());
     let mut tried = 0;
     let matrix = lab.matrix(|cell| {
         tried += 1;
-        let answer = if cell.answered { "answered" } else { "NO ANSWER" };
+        let answer = match (cell.allowed, cell.answered) {
+            (true, true) => "answered",
+            (true, false) => "NO ANSWER",
+            (false, false) => "denied by the policy, no answer",
+            (false, true) => "ANSWERED ALTHOUGH DENIED",
+        };
         reporter.show(&format!("{tried}/{pairs}: {} -> {} {answer}\n", cell.from, cell.to), true);
     })?;
     check(stop)?;
@@ -127,6 +135,17 @@ pub fn run<R: RngCore + CryptoRng>(
     reporter.show(&matrix.text(), false);
     reporter.done(&format!("{answered}/{tried} pairs answered"));
     let mut summary = Summary::of_lab(&lab, matrix);
+    if let Some(denied) = &summary.denied {
+        let path = denied.path.first().map_or("?", |host| host.as_str());
+        reporter.show(
+            &format!(
+                "\nA denied pair, as `wgfabric explain {path} {}` tells it:\n{}",
+                denied.to,
+                denied.text("examples/fabric.toml")
+            ),
+            false,
+        );
+    }
 
     if let Some(drill) = drill_plan(&lab, &monitors) {
         let report =

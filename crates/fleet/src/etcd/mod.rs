@@ -3,22 +3,40 @@
 //! base64, 64-bit numbers as strings), so the controller and agents need neither gRPC nor an
 //! async runtime. The paths are those of etcd 3.4 and later.
 //!
-//! A watch is one long-lived response whose body is a stream of JSON messages;
-//! [`WatchStream::next`] decodes them as they arrive. Watches start from a revision, so a
-//! caller that reconnects from the last revision it saw plus one misses nothing, unless
-//! etcd compacted that history away, which [`WatchMessage::Compacted`] says.
+//! ```text
+//!  Client ──POST /v3/auth/authenticate──► etcd   a token, when a user is given; signed in
+//!         ──POST /v3/kv/* + token ──────►        again when etcd refuses it
+//!         ──POST /v3/watch + token ─────►        one long response: JSON messages
+//!  WatchStream ◄── channel ◄── reader thread ◄──┘
+//! ```
+//!
+//! HTTP/1.1 and TLS are `ureq`'s and rustls's (module `transport`): connections are verified
+//! against the operator's CA only, may present a client certificate, and every answer is
+//! bounded in time (unary calls) and size ([`MAX_ANSWER`]).
+//!
+//! Watches start from a revision, so a caller that reconnects from the last revision it saw
+//! plus one misses nothing, unless etcd compacted that history away, which
+//! [`WatchMessage::Compacted`] says.
 
-mod http;
+mod auth;
+mod transport;
+mod watch;
+mod wire;
 
-use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use serde::{Deserialize, Deserializer};
 use serde_json::json;
+use zeroize::Zeroizing;
 
-use crate::wallclock::monotonic;
+pub use auth::Credentials;
+pub use transport::{ClientCertificate, TlsFiles, MAX_ANSWER};
+pub use watch::WatchStream;
+
+use auth::Token;
+use transport::Transport;
+use wire::{
+    b64, decode, prefix_end, AuthenticateResponse, DeleteResponse, HeaderOnly, RangeResponse,
+};
 
 /// How long a unary request may take unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,16 +45,49 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The connection failed or timed out.
+    /// The endpoint is not `HOST:PORT`.
+    #[error("`{0}` is not HOST:PORT")]
+    Endpoint(String),
+    /// Connecting, sending or receiving failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// etcd did not answer in time.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    /// The TLS files could not be used, or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// etcd answered with an error.
-    #[error("HTTP {status}: {message}")]
+    #[error("{message} (HTTP {status})")]
     Server {
         /// The HTTP status.
         status: u16,
         /// etcd's message.
         message: String,
+    },
+    /// etcd refused the user name and password.
+    #[error("signing in as `{user}` failed: {message}")]
+    Authentication {
+        /// The user.
+        user: String,
+        /// etcd's message.
+        message: String,
+    },
+    /// etcd has authentication enabled, and no user was given.
+    #[error("etcd requires a user name and password ({0})")]
+    UserRequired(String),
+    /// etcd refused the token (expired, or forgotten by a restart) even after signing in
+    /// again.
+    #[error("etcd refused the token: {0}")]
+    Unauthenticated(String),
+    /// etcd canceled a watch as it was created (the user may not read the keys, say).
+    #[error("watch canceled: {0}")]
+    Canceled(String),
+    /// An answer, or a watch message, larger than the client accepts.
+    #[error("the answer is larger than {limit} bytes; refused")]
+    TooLarge {
+        /// The bound, [`MAX_ANSWER`].
+        limit: usize,
     },
     /// The answer was not what the gateway sends.
     #[error("malformed answer: {0}")]
@@ -92,27 +143,46 @@ pub struct WatchEvent {
     pub kv: KeyValue,
 }
 
-/// A client of one etcd endpoint.
+/// How a client reaches etcd beyond its address: TLS, and a user to sign in as.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// TLS with these files; `None` for plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// The user, for an etcd with authentication enabled.
+    pub credentials: Option<Credentials>,
+}
+
+/// A client of one etcd endpoint. Clones share the connections and the sign-in.
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: String,
-    addr: SocketAddr,
+    transport: Transport,
     timeout: Duration,
+    credentials: Option<Credentials>,
+    token: Token,
 }
 
 impl Client {
-    /// A client of `endpoint` (`HOST:PORT`), resolved once now.
+    /// A client of `endpoint` (`HOST:PORT`), secured as `security` says. Nothing is sent
+    /// until the first call.
     ///
     /// # Errors
-    /// [`Error::Io`] when the name does not resolve.
-    pub fn new(endpoint: &str) -> Result<Self, Error> {
-        let addr = endpoint.to_socket_addrs()?.next().ok_or_else(|| {
-            Error::Io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("`{endpoint}` resolves to no address"),
-            ))
-        })?;
-        Ok(Self { endpoint: endpoint.to_owned(), addr, timeout: DEFAULT_TIMEOUT })
+    /// [`Error::Endpoint`] when the endpoint is not `HOST:PORT`; [`Error::Tls`] when a TLS
+    /// file cannot be read or holds no certificate or key.
+    pub fn new(endpoint: &str, security: &Security) -> Result<Self, Error> {
+        let valid = endpoint
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(Error::Endpoint(endpoint.to_owned()));
+        }
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            transport: Transport::new(endpoint, security.tls.as_ref(), DEFAULT_TIMEOUT)?,
+            timeout: DEFAULT_TIMEOUT,
+            credentials: security.credentials.clone(),
+            token: Token::default(),
+        })
     }
 
     /// The endpoint as given.
@@ -120,16 +190,55 @@ impl Client {
         &self.endpoint
     }
 
-    fn call<T: for<'de> Deserialize<'de>>(
+    /// Whether the connection is under TLS.
+    pub fn is_tls(&self) -> bool {
+        self.transport.is_tls()
+    }
+
+    /// Runs `call` with the current token (signing in first if there is none). When etcd
+    /// refuses the token, signs in again and runs `call` once more.
+    fn authorized<T>(&self, call: impl Fn(Option<&str>) -> Result<T, Error>) -> Result<T, Error> {
+        let Some(credentials) = &self.credentials else { return call(None) };
+        let token = match self.token.current() {
+            Some(token) => token,
+            None => self.sign_in(credentials)?,
+        };
+        match call(Some(&token)) {
+            Err(Error::Unauthenticated(_)) => {
+                self.token.forget(&token);
+                let token = self.sign_in(credentials)?;
+                call(Some(&token))
+            }
+            other => other,
+        }
+    }
+
+    fn sign_in(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<std::sync::Arc<Zeroizing<String>>, Error> {
+        const PATH: &str = "/v3/auth/authenticate";
+        let (status, answer) = self.transport.post(PATH, &credentials.request_body(), None)?;
+        let answer = Zeroizing::new(answer);
+        match decode::<AuthenticateResponse>(PATH, status, &answer) {
+            Ok(response) => Ok(self.token.set(Zeroizing::new(response.token))),
+            Err(Error::Server { message, .. } | Error::Unauthenticated(message)) => {
+                Err(Error::Authentication { user: credentials.user().to_owned(), message })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn call<T: for<'de> serde::Deserialize<'de>>(
         &self,
         path: &str,
-        request: serde_json::Value,
+        request: &serde_json::Value,
     ) -> Result<T, Error> {
-        let body = serde_json::to_vec(&request).map_err(|e| Error::Protocol(e.to_string()))?;
-        let response = http::post(self.addr, &self.endpoint, path, &body, self.timeout)?;
-        let status = response.status;
-        let body = response.read_to_end(self.timeout)?;
-        decode(path, status, &body)
+        let body = serde_json::to_vec(request).map_err(|e| Error::Protocol(e.to_string()))?;
+        self.authorized(|token| {
+            let (status, answer) = self.transport.post(path, &body, token)?;
+            decode(path, status, &answer)
+        })
     }
 
     /// The value of `key`, if it exists.
@@ -137,7 +246,7 @@ impl Client {
     /// # Errors
     /// When the request fails.
     pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, Error> {
-        let response: RangeResponse = self.call("/v3/kv/range", json!({ "key": b64(key) }))?;
+        let response: RangeResponse = self.call("/v3/kv/range", &json!({ "key": b64(key) }))?;
         response.first()
     }
 
@@ -147,7 +256,7 @@ impl Client {
     /// When the request fails.
     pub fn range_prefix(&self, prefix: &[u8]) -> Result<Range, Error> {
         let request = json!({ "key": b64(prefix), "range_end": b64(&prefix_end(prefix)) });
-        let response: RangeResponse = self.call("/v3/kv/range", request)?;
+        let response: RangeResponse = self.call("/v3/kv/range", &request)?;
         response.into_range()
     }
 
@@ -157,7 +266,7 @@ impl Client {
     /// When the request fails.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<i64, Error> {
         let response: HeaderOnly =
-            self.call("/v3/kv/put", json!({ "key": b64(key), "value": b64(value) }))?;
+            self.call("/v3/kv/put", &json!({ "key": b64(key), "value": b64(value) }))?;
         Ok(response.header.revision)
     }
 
@@ -167,15 +276,16 @@ impl Client {
     /// When the request fails.
     pub fn delete(&self, key: &[u8]) -> Result<i64, Error> {
         let response: DeleteResponse =
-            self.call("/v3/kv/deleterange", json!({ "key": b64(key) }))?;
+            self.call("/v3/kv/deleterange", &json!({ "key": b64(key) }))?;
         Ok(response.deleted)
     }
 
     /// Watches `key` (or every key starting with it, when `prefix`) for changes made at
-    /// `start_revision` or later.
+    /// `start_revision` or later. Returns once etcd has answered the request; its first
+    /// message ([`WatchMessage::Created`]) is the stream's first.
     ///
     /// # Errors
-    /// When the watch cannot be opened.
+    /// When the watch cannot be opened, or etcd cancels it at once ([`Error::Canceled`]).
     pub fn watch(
         &self,
         key: &[u8],
@@ -188,240 +298,20 @@ impl Client {
         }
         let body = serde_json::to_vec(&json!({ "create_request": create }))
             .map_err(|e| Error::Protocol(e.to_string()))?;
-        let mut response = http::post(self.addr, &self.endpoint, "/v3/watch", &body, self.timeout)?;
-        if response.status != 200 {
-            let status = response.status;
-            let deadline = monotonic() + self.timeout;
-            while !response.is_finished() && response.read_some(deadline)? {}
-            return Err(server_error(status, &response.body));
-        }
-        Ok(WatchStream { response })
-    }
-}
-
-/// An open watch.
-#[derive(Debug)]
-pub struct WatchStream {
-    response: http::Response,
-}
-
-impl WatchStream {
-    /// The next message, waiting up to `timeout`; `None` when none came in time.
-    ///
-    /// # Errors
-    /// [`Error::Closed`] when the server ended the stream; I/O or protocol errors. The stream
-    /// is unusable afterwards: open a new one from the next revision.
-    pub fn next(&mut self, timeout: Duration) -> Result<Option<WatchMessage>, Error> {
-        let deadline = monotonic() + timeout;
-        loop {
-            if let Some(message) = next_message(&mut self.response.body)? {
-                return Ok(Some(message));
-            }
-            if !self.response.read_some(deadline)? {
-                return Ok(None);
-            }
-        }
-    }
-}
-
-/// Takes the first whole message off the front of a watch stream's `body`; `None` while it
-/// has not all arrived.
-fn next_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, Error> {
-    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<WatchEnvelope>();
-    match values.next() {
-        Some(Ok(envelope)) => {
-            let used = values.byte_offset();
-            body.drain(..used);
-            envelope.into_message().map(Some)
-        }
-        Some(Err(e)) if !e.is_eof() => Err(Error::Protocol(format!("watch stream: {e}"))),
-        _ => Ok(None),
-    }
-}
-
-/// The answer to a unary call to `path`: etcd's error unless the status is 200, else the
-/// JSON body as `T`.
-fn decode<T: for<'de> Deserialize<'de>>(path: &str, status: u16, body: &[u8]) -> Result<T, Error> {
-    if status != 200 {
-        return Err(server_error(status, body));
-    }
-    serde_json::from_slice(body).map_err(|e| Error::Protocol(format!("{path}: {e}")))
-}
-
-fn b64(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
-}
-
-fn unb64(text: &str) -> Result<Vec<u8>, Error> {
-    STANDARD.decode(text).map_err(|e| Error::Protocol(format!("base64: {e}")))
-}
-
-/// The first key after every key that starts with `prefix`: the prefix with its last byte
-/// below 0xff incremented and the rest dropped (`\0` for "to the end" when there is none).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
-fn server_error(status: u16, body: &[u8]) -> Error {
-    let message = serde_json::from_slice::<GatewayError>(body)
-        .map(|error| error.message)
-        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_owned());
-    Error::Server { status, message }
-}
-
-/// A 64-bit number, which the gateway writes as a string.
-fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Number {
-        Text(String),
-        Value(i64),
-    }
-    match Number::deserialize(deserializer)? {
-        Number::Text(text) => text.parse().map_err(serde::de::Error::custom),
-        Number::Value(value) => Ok(value),
-    }
-}
-
-#[derive(Deserialize)]
-struct Header {
-    #[serde(default, deserialize_with = "int64")]
-    revision: i64,
-}
-
-#[derive(Deserialize)]
-struct HeaderOnly {
-    header: Header,
-}
-
-#[derive(Deserialize)]
-struct RangeResponse {
-    header: Header,
-    #[serde(default)]
-    kvs: Vec<WireKv>,
-}
-
-impl RangeResponse {
-    /// The first key, for a single-key read.
-    fn first(self) -> Result<Option<KeyValue>, Error> {
-        self.kvs.into_iter().next().map(WireKv::decode).transpose()
-    }
-
-    fn into_range(self) -> Result<Range, Error> {
-        let kvs = self.kvs.into_iter().map(WireKv::decode).collect::<Result<_, _>>()?;
-        Ok(Range { revision: self.header.revision, kvs })
-    }
-}
-
-#[derive(Deserialize)]
-struct DeleteResponse {
-    #[serde(default, deserialize_with = "int64")]
-    deleted: i64,
-}
-
-#[derive(Deserialize)]
-struct WireKv {
-    key: String,
-    #[serde(default)]
-    value: String,
-    #[serde(default, deserialize_with = "int64")]
-    mod_revision: i64,
-}
-
-impl WireKv {
-    fn decode(self) -> Result<KeyValue, Error> {
-        Ok(KeyValue {
-            key: unb64(&self.key)?,
-            value: unb64(&self.value)?,
-            mod_revision: self.mod_revision,
+        self.authorized(|token| {
+            let (agent, stream) = self.transport.open_stream("/v3/watch", &body, token)?;
+            let transport = self.transport.clone();
+            WatchStream::start(agent, stream, move |e| transport.error(e), self.timeout)
         })
     }
 }
 
-#[derive(Deserialize)]
-struct GatewayError {
-    #[serde(default)]
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct WatchEnvelope {
-    result: Option<WatchResult>,
-    error: Option<GatewayError>,
-}
-
-#[derive(Deserialize)]
-struct WatchResult {
-    #[serde(default)]
-    created: bool,
-    #[serde(default)]
-    canceled: bool,
-    #[serde(default, deserialize_with = "int64")]
-    compact_revision: i64,
-    #[serde(default)]
-    cancel_reason: String,
-    #[serde(default)]
-    events: Vec<WireEvent>,
-}
-
-#[derive(Deserialize)]
-struct WireEvent {
-    #[serde(default, rename = "type")]
-    kind: String,
-    kv: WireKv,
-}
-
-impl WatchEnvelope {
-    fn into_message(self) -> Result<WatchMessage, Error> {
-        let Some(result) = self.result else {
-            let message = self.error.map_or_else(|| "empty message".into(), |e| e.message);
-            return Err(Error::Protocol(format!("watch: {message}")));
-        };
-        if result.compact_revision > 0 {
-            return Ok(WatchMessage::Compacted { revision: result.compact_revision });
-        }
-        if result.canceled {
-            return Ok(WatchMessage::Canceled(result.cancel_reason));
-        }
-        if result.created && result.events.is_empty() {
-            return Ok(WatchMessage::Created);
-        }
-        let events = result
-            .events
-            .into_iter()
-            .map(|event| Ok(WatchEvent { deleted: event.kind == "DELETE", kv: event.kv.decode()? }))
-            .collect::<Result<_, Error>>()?;
-        Ok(WatchMessage::Events(events))
-    }
-}
-
-/// Entry points for the fuzz targets in `fuzz/`: what a response's bytes decode to, without a
+/// Entry points for the fuzz targets in `fuzz/`: what an answer's body decodes to, without a
 /// socket. Built only by `cargo fuzz` (which sets `--cfg fuzzing`).
 #[cfg(fuzzing)]
 pub mod fuzzing {
-    use super::{
-        decode, http, next_message, DeleteResponse, Error, HeaderOnly, KeyValue, Range,
-        RangeResponse, WatchMessage,
-    };
-
-    /// Decodes an HTTP response arriving in `pieces` (each what one read returned; an empty
-    /// one is the server closing the connection): the status, the body received, and whether
-    /// it ended.
-    ///
-    /// # Errors
-    /// As a call would fail on these bytes.
-    pub fn response<'a>(
-        pieces: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<(u16, Vec<u8>, bool), Error> {
-        http::decode_pieces(pieces)
-    }
+    use super::wire::{decode, next_message, DeleteResponse, HeaderOnly, RangeResponse};
+    use super::{Error, KeyValue, Range, WatchMessage};
 
     /// What each unary call makes of a complete answer: `get`, `range_prefix`, `put` and
     /// `delete`.
@@ -444,15 +334,15 @@ pub mod fuzzing {
         )
     }
 
-    /// Takes the first whole watch message off the front of a stream's `body`, as
-    /// [`super::WatchStream::next`] does; `None` while it has not all arrived.
+    /// Takes the first whole watch message off the front of a stream's `body`, as the
+    /// watch's reader does; `None` while it has not all arrived.
     ///
     /// # Errors
-    /// As `next` would fail on these bytes.
+    /// As the reader would fail on these bytes.
     pub fn watch_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, Error> {
         next_message(body)
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

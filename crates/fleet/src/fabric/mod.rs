@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::inventory::{Host, Inventory, Role, Topology, Tunnel};
 use crate::lock::{Assignment, Lock};
 use crate::names::Name;
+use crate::policy::compile::Resolved;
 
 /// An inventory whose every host has addresses.
 #[derive(Debug, Clone)]
@@ -29,6 +30,7 @@ pub struct Fabric {
     inventory: Inventory,
     lock: Lock,
     networks: BTreeMap<Name, Members>,
+    policy: Resolved,
 }
 
 /// A network's hosts, grouped the way peering needs them.
@@ -63,15 +65,19 @@ impl Fabric {
     /// # Errors
     /// [`Error::Address`] if the lock does not cover the inventory; else as [`Fabric::load`].
     pub fn load_locked(inventory_path: &Path) -> Result<Self, Error> {
-        let (fabric, changed) = Self::load(inventory_path)?;
-        if changed {
+        let inventory = Inventory::load(inventory_path)?;
+        let lock_path = Lock::path_for(inventory_path);
+        let old = Lock::load(&lock_path)?;
+        let lock = old.update(&inventory)?;
+        if lock != old {
             return Err(Error::Address(format!(
-                "{} is out of date with {}; run `wgfabric addresses update` and commit it",
-                Lock::path_for(inventory_path).display(),
-                inventory_path.display()
+                "{} is out of date with {}: {}; run `wgfabric addresses update` and commit it",
+                lock_path.display(),
+                inventory_path.display(),
+                stale_lock_hosts(&old, &lock)
             )));
         }
-        Ok(fabric)
+        Self::new(inventory, lock)
     }
 
     /// A fabric from an inventory and a lock that covers it (as [`Lock::update`] returns).
@@ -106,7 +112,8 @@ impl Fabric {
             let hosts = &inventory.hosts;
             members.relays.sort_by(|a, b| (hosts[a].priority, a).cmp(&(hosts[b].priority, b)));
         }
-        Ok(Self { inventory, lock, networks })
+        let policy = Resolved::new(&inventory, &lock);
+        Ok(Self { inventory, lock, networks, policy })
     }
 
     /// The inventory.
@@ -188,7 +195,7 @@ impl Fabric {
                 active.allowed_ips.dedup();
             }
         }
-        HostConfig {
+        let mut config = HostConfig {
             host: host.name.clone(),
             network: host.network.clone(),
             role: host.role,
@@ -199,10 +206,13 @@ impl Fabric {
             routes: host.routes.clone(),
             tunnel: host.tunnel,
             public_key: host.public_key,
-            private_key_file: host.key_file.clone(),
+            key_source: host.key_source.clone(),
             failover,
             peers,
-        }
+            firewall: None,
+        };
+        config.firewall = self.policy.firewall(&self.inventory, &config);
+        config
     }
 
     /// `peer` as seen from `host`: its own addresses and routes.
@@ -248,6 +258,36 @@ impl Fabric {
         routes.dedup();
         Some(Failover { relays: members.relays.clone(), active, routes })
     }
+}
+
+/// Which hosts make a lock stale, for `--locked`: those the inventory added, those it
+/// removed, and those whose addresses change (moved to another network, or given an address
+/// in a family their network gained).
+fn stale_lock_hosts(old: &Lock, new: &Lock) -> String {
+    let names = |hosts: Vec<&Name>| hosts.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
+    let added: Vec<&Name> = new.hosts.keys().filter(|h| !old.hosts.contains_key(*h)).collect();
+    let removed: Vec<&Name> = old.hosts.keys().filter(|h| !new.hosts.contains_key(*h)).collect();
+    let changed: Vec<&Name> = new
+        .hosts
+        .iter()
+        .filter(|(host, assignment)| old.hosts.get(*host).is_some_and(|old| old != *assignment))
+        .map(|(host, _)| host)
+        .collect();
+    let mut parts = Vec::new();
+    for (what, hosts) in [
+        ("hosts added to the inventory", added),
+        ("hosts removed from it", removed),
+        ("hosts whose addresses change", changed),
+    ] {
+        if !hosts.is_empty() {
+            parts.push(format!("{what}: {}", names(hosts)));
+        }
+    }
+    if parts.is_empty() {
+        // Only held addresses differ (a hand-edited `[[removed]]` entry).
+        parts.push("addresses held for removed hosts differ".to_owned());
+    }
+    parts.join("; ")
 }
 
 #[cfg(test)]

@@ -2,16 +2,18 @@
 //! active relay dies, whether it runs wgfabricd, wireguard-go or the kernel module.
 //!
 //! ```text
-//!  every interval:  ping each relay's overlay address ──┐   (through the tunnel: the
-//!                   `wg show IFACE dump` rx counters ───┤    address is that relay's peer)
+//!  every interval:  ICMP echo to each relay's overlay ──┐   (through the tunnel: the
+//!                   address, from this process          │    address is that relay's peer)
+//!                   userspace API `get`: rx counters ───┤
 //!                                                       ▼
 //!                   Monitor::handle_round(alive per relay) ──► Option<Switch>
 //!                                                       │
-//!                   wg set IFACE peer NEXT allowed-ips … peer OLD allowed-ips …
+//!                   userspace API `set`: peer NEXT allowed IPs …, peer OLD allowed IPs …
 //! ```
 //!
-//! The decision is pure ([`Monitor`]); [`watch`] is the loop around it that probes, reads the
-//! device and applies switches. The rules, with the defaults of [`Policy`]:
+//! The decision is pure ([`Monitor`]); [`watch`] is the loop around it that probes
+//! ([`crate::probe`]), reads the device and applies switches through its userspace API
+//! ([`crate::agent::Device`]): no `ping`, no `wg`. The rules, with the defaults of [`Policy`]:
 //!
 //! - A relay is *alive* in a round if it answered the probe or its peer's received bytes grew
 //!   since the previous round (so one lost probe under load does not count against it).
@@ -39,20 +41,20 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Serialize;
+use wgfabric_proto::uapi::{AllowedIpChange, PeerUpdate, SetRequest};
 
 pub use live::{parse_dump, DumpError, LivePeer};
-pub use watch::{on_this_host, watch, Event, WatchError};
+pub use watch::{watch, Event, WatchError};
 
 use crate::config::{Failover, HostConfig};
 use crate::names::Name;
-use crate::render::join_cidrs;
 
 /// How eagerly a host moves between relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// Time between probe rounds (default 1 s).
     pub interval: Duration,
-    /// How long a probe waits for its answer (default 1 s; whole seconds, as `ping -W`).
+    /// How long a probe round waits for its answers (default 1 s).
     pub timeout: Duration,
     /// Consecutive dead rounds after which the active relay is down (default 3).
     pub down_after: u32,
@@ -109,22 +111,26 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// The arguments of the one `wg set` call that applies the switch: the new relay's peer
-    /// first, so that the routes move to it in the same request rather than disappearing in
-    /// between (an allowed IP given to one peer is taken from any other).
-    pub fn wg_set_args(&self) -> Vec<String> {
-        let mut args = vec!["set".to_owned(), self.config.interface.clone()];
-        for name in [&self.to, &self.from] {
-            if let Some(peer) = self.config.peer(name.as_str()) {
-                args.extend([
-                    "peer".to_owned(),
-                    peer.public_key.to_base64(),
-                    "allowed-ips".to_owned(),
-                    join_cidrs(&peer.allowed_ips, ","),
-                ]);
-            }
-        }
-        args
+    /// The one userspace API request that applies the switch: the new relay's peer first,
+    /// so that the routes move to it in the same request rather than disappearing in between
+    /// (an allowed IP given to one peer is taken from any other).
+    pub fn set_request(&self) -> SetRequest {
+        let peers = [&self.to, &self.from]
+            .into_iter()
+            .filter_map(|name| self.config.peer(name.as_str()))
+            .map(|peer| {
+                let mut update = PeerUpdate::new(peer.public_key);
+                update.update_only = true;
+                update.replace_allowed_ips = true;
+                update.allowed_ips = peer
+                    .allowed_ips
+                    .iter()
+                    .map(|&cidr| AllowedIpChange::Add(cidr.into()))
+                    .collect();
+                update
+            })
+            .collect();
+        SetRequest { peers, ..SetRequest::default() }
     }
 }
 

@@ -98,26 +98,23 @@ fn without_fail_back_the_host_stays_on_the_standby() {
 }
 
 #[test]
-fn a_switch_is_one_wg_set_that_gives_the_routes_to_the_new_relay_first() {
+fn a_switch_is_one_request_that_gives_the_routes_to_the_new_relay_first() {
     let mut monitor = monitor("ci-runner-1", Policy::default());
     let switch = run_to_switch(&mut monitor);
     let fabric = example_fabric().unwrap();
-    let key = |host: &str| fabric.inventory().hosts[host].public_key.to_base64();
-    assert_eq!(
-        switch.wg_set_args(),
-        [
-            "set",
-            "wg0",
-            "peer",
-            &key("relay-iad"),
-            "allowed-ips",
-            "10.20.0.0/16,10.77.0.0/16,10.77.0.6/32,10.244.1.0/24,fd77:77::/64,fd77:77::6/128",
-            "peer",
-            &key("relay-fra"),
-            "allowed-ips",
-            "10.77.0.5/32,fd77:77::5/128",
-        ]
+    let text = wgfabric_proto::uapi::format_set(&switch.set_request());
+    let hex = |host: &str| fabric.inventory().hosts[host].public_key.to_hex();
+    let allowed =
+        |list: &str| list.split(',').map(|cidr| format!("allowed_ip={cidr}\n")).collect::<String>();
+    let expected = format!(
+        "set=1\npublic_key={}\nupdate_only=true\nreplace_allowed_ips=true\n{}\
+         public_key={}\nupdate_only=true\nreplace_allowed_ips=true\n{}\n",
+        hex("relay-iad"),
+        allowed("10.20.0.0/16,10.77.0.0/16,10.77.0.6/32,10.244.1.0/24,fd77:77::/64,fd77:77::6/128"),
+        hex("relay-fra"),
+        allowed("10.77.0.5/32,fd77:77::5/128"),
     );
+    assert_eq!(text, expected);
     assert_eq!(switch.from.as_str(), "relay-fra");
 }
 

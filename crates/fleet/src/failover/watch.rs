@@ -1,19 +1,19 @@
 //! The loop around a [`Monitor`]: probe every relay through the tunnel, read the device's
-//! counters, let the monitor decide, and apply its switches with `wg set`.
+//! counters, let the monitor decide, and apply its switches.
 //!
-//! It only runs the stock tools (`ping`, `wg`), through a caller-supplied command builder, so
-//! the same loop drives a local interface (`Command::new`), one inside a network namespace
-//! (the demo), a kernel interface or a userspace daemon.
+//! Probes are ICMP echoes sent from this process ([`Prober`]); the counters and the switches
+//! go through the interface's userspace API ([`Device`]). The same loop drives an interface on
+//! this host or, given its network namespace, one inside a namespace (the demo); API sockets
+//! live in the file system, which namespaces share.
 
 use core::fmt;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::live::{parse_dump, DumpError};
 use super::{Monitor, Reason};
+use crate::agent::{Device, DeviceError};
 use crate::names::Name;
-use crate::netns::{describe, run, CommandError};
+use crate::probe::Prober;
 
 /// What the loop reports as it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum Event {
         /// Each relay and whether it was alive this round.
         alive: Vec<(Name, bool)>,
     },
-    /// The failover routes moved; `wg set` has already been applied.
+    /// The failover routes moved; the device has already taken the change.
     Switched {
         /// The host.
         host: Name,
@@ -44,33 +44,27 @@ pub enum Event {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum WatchError {
-    /// `wg` or `ping` could not run, or `wg` refused a change.
-    Command(CommandError),
-    /// `wg show dump` printed something unexpected.
-    Dump(DumpError),
+    /// The probes could not be opened or sent.
+    Probe(std::io::Error),
+    /// The userspace API could not be read or refused a change (the interface is gone).
+    Device(DeviceError),
 }
 
 impl fmt::Display for WatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Command(error) => write!(f, "failover monitor: {error}"),
-            Self::Dump(error) => write!(f, "failover monitor: {error}"),
+            Self::Probe(error) => write!(f, "failover monitor: probes: {error}"),
+            Self::Device(error) => write!(f, "failover monitor: {error}"),
         }
     }
 }
 
 impl std::error::Error for WatchError {}
 
-impl From<CommandError> for WatchError {
-    fn from(error: CommandError) -> Self {
-        Self::Command(error)
+impl From<DeviceError> for WatchError {
+    fn from(error: DeviceError) -> Self {
+        Self::Device(error)
     }
-}
-
-/// The command builder for an interface on this host's own network stack, to pass to
-/// [`watch`] (a function, unlike `Command::new`, accepts a program name of any lifetime).
-pub fn on_this_host(program: &str) -> Command {
-    Command::new(program)
 }
 
 /// The monotonic clock: this loop is an I/O edge of the crate, paced in real time.
@@ -79,24 +73,27 @@ fn now() -> Instant {
     Instant::now()
 }
 
-/// Runs `monitor` until `stop` is set: every [`super::Policy::interval`], pings each relay's
-/// overlay address through the interface, reads `wg show IFACE dump`, and applies any switch
-/// with one `wg set`. `command(program)` builds the command for a program on the host:
-/// [`on_this_host`], or `ip netns exec NS program` as [`crate::netns::command_in`] builds it.
-/// Returns the monitor, with the configuration as last applied.
+/// Runs `monitor` until `stop` is set: every [`super::Policy::interval`], probes each relay's
+/// overlay address through the interface, reads the peers' counters from `device`, and
+/// applies any switch with one `set`. `namespace` is the network namespace of the interface
+/// (as `ip netns` names it), `None` for this host's own. Returns the monitor, with the
+/// configuration as last applied.
 ///
 /// # Errors
-/// [`WatchError`] when a tool cannot run, `wg` fails (the interface is gone) or its dump is
-/// malformed. A probe that goes unanswered is not an error.
+/// [`WatchError`] when the probes cannot be opened or sent, or the device cannot be read or
+/// refuses a switch. A probe that goes unanswered is not an error.
 pub fn watch(
     mut monitor: Monitor,
-    command: impl Fn(&str) -> Command,
+    device: &Device,
+    namespace: Option<&str>,
     stop: &AtomicBool,
     mut on_event: impl FnMut(Event),
 ) -> Result<Monitor, WatchError> {
     let host = monitor.config().host.clone();
-    let interface = monitor.config().interface.clone();
     let policy = *monitor.policy();
+    let targets: Vec<_> = monitor.probes().map(|(_, addr)| addr).collect();
+    let mut prober = Prober::open(namespace, Some(&monitor.config().interface), &targets)
+        .map_err(WatchError::Probe)?;
     let keys: Vec<_> = monitor
         .probes()
         .map(|(relay, _)| monitor.config().peer(relay.as_str()).map(|peer| peer.public_key))
@@ -104,30 +101,8 @@ pub fn watch(
     let mut last_rx: Vec<Option<u64>> = vec![None; keys.len()];
     let mut next = now();
     while !stop.load(Ordering::Relaxed) {
-        let probes: Vec<Child> = monitor
-            .probes()
-            .map(|(_, addr)| {
-                let mut ping = command("ping");
-                ping.args(["-n", "-q", "-c", "1", "-I", &interface])
-                    .args(["-W", &format!("{:.3}", policy.timeout.as_secs_f64())])
-                    .arg(addr.to_string())
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                let line = describe(&ping);
-                ping.spawn().map_err(|e| CommandError {
-                    command: line,
-                    status: None,
-                    stderr: e.to_string(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let answered: Vec<bool> = probes
-            .into_iter()
-            .map(|mut child| child.wait().is_ok_and(|status| status.success()))
-            .collect();
-        let dump = run(command("wg").args(["show", &interface, "dump"]))?;
-        let peers = parse_dump(&dump).map_err(WatchError::Dump)?;
+        let answered = prober.probe(policy.timeout).map_err(WatchError::Probe)?;
+        let peers = device.get()?.peers;
         let alive: Vec<bool> = keys
             .iter()
             .zip(&mut last_rx)
@@ -141,7 +116,7 @@ pub fn watch(
             })
             .collect();
         if let Some(switch) = monitor.handle_round(&alive) {
-            run(command("wg").args(switch.wg_set_args()))?;
+            device.set(&switch.set_request())?;
             on_event(Event::Switched {
                 host: host.clone(),
                 from: switch.from,

@@ -10,17 +10,20 @@
 mod model;
 mod raw;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use model::{External, Host, Inventory, KeySettings, Network, Role, Topology, Tunnel};
-use raw::{RawHost, RawInventory, RawNetwork};
+use raw::{RawHost, RawInventory, RawNetwork, RawRule};
 use toml::Spanned;
 
 use crate::cidr::Cidr;
 use crate::error::{Error, SourceError};
+use crate::host_path::HostPath;
+use crate::key_source::KeySource;
 use crate::names::Name;
-use crate::source::SourceText;
+use crate::policy::{PortSpec, Protocol, Rule, Selector};
+use crate::source::{Positions, SourceText};
 
 /// Interface MTU when neither the host nor `[defaults]` sets one: 1500 minus the 80 bytes of
 /// an IPv6 outer header, UDP header and WireGuard data header.
@@ -56,7 +59,9 @@ impl Inventory {
     pub fn parse(path: &Path, text: &str) -> Result<Self, SourceError> {
         let source = SourceText::new(path, text);
         let raw: RawInventory = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
-        Resolver { source: &source }.resolve(path, raw)
+        let mut inventory = Resolver { source: &source }.resolve(path, raw)?;
+        inventory.positions = Positions::index(text);
+        Ok(inventory)
     }
 }
 
@@ -85,7 +90,12 @@ impl Resolver<'_, '_> {
             networks.insert(network.name.clone(), network);
         }
         let defaults = raw.defaults;
-        let key_dir = defaults.key_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR));
+        let default_key_source = defaults.key_source.clone().unwrap_or_else(|| {
+            let dir = defaults.key_dir.clone().unwrap_or_else(|| {
+                DEFAULT_KEY_DIR.parse().expect("the default key directory is a plain path")
+            });
+            KeySource::File(dir.join(PRIVATE_KEY_FILE))
+        });
         let mut hosts = BTreeMap::new();
         for (name, host) in raw.host {
             let (span, host) = (host.span(), host.into_inner());
@@ -123,7 +133,7 @@ impl Resolver<'_, '_> {
                 endpoint: host.endpoint,
                 public_key: host.public_key,
                 nat: host.nat,
-                routes: host.routes,
+                routes: self.routes(&name, host.routes)?,
                 groups: host.groups,
                 tunnel: host.tunnel,
                 mtu: host.mtu.or(defaults.mtu).unwrap_or(DEFAULT_MTU),
@@ -136,7 +146,13 @@ impl Resolver<'_, '_> {
                     .or(if role == Role::Relay { None } else { defaults.keepalive })
                     .filter(|seconds| *seconds != 0),
                 priority: host.priority.map_or(DEFAULT_RELAY_PRIORITY, Spanned::into_inner),
-                key_file: host.key_file.unwrap_or_else(|| key_dir.join(PRIVATE_KEY_FILE)),
+                key_source: self
+                    .key_source(&name, host.key_file, host.key_source)?
+                    .unwrap_or_else(|| default_key_source.clone()),
+                strict_input: host.strict_input,
+                open_ports: host.open_ports.unwrap_or_else(|| {
+                    vec![PortSpec { protocol: Protocol::Tcp, ports: Some((22, 22)) }]
+                }),
                 line: self.source.line(span.start),
                 name: name.into_inner(),
             };
@@ -181,7 +197,113 @@ impl Resolver<'_, '_> {
             recipients: raw.keys.recipients.into_iter().map(Spanned::into_inner).collect(),
             dir: raw.keys.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_KEYS_DIR)),
         };
-        Ok(Inventory { path: path.to_owned(), networks, hosts, externals, keys })
+        let policy = self.policy(raw.policy, &hosts, &externals)?;
+        Ok(Inventory {
+            path: path.to_owned(),
+            networks,
+            hosts,
+            externals,
+            keys,
+            policy,
+            positions: Positions::default(),
+        })
+    }
+
+    /// A host's routed subnets, refusing special-use ranges: a default route is the `tunnel`
+    /// setting's job (and the `default-route` lint's), anything else there cannot be a subnet
+    /// behind a host.
+    fn routes(
+        &self,
+        host: &Spanned<Name>,
+        routes: Vec<Spanned<Cidr>>,
+    ) -> Result<Vec<Cidr>, SourceError> {
+        for route in &routes {
+            let cidr = route.get_ref();
+            if let Some(why) = cidr.special_use().filter(|_| !cidr.is_default_route()) {
+                return self.error(
+                    route.span().start,
+                    format!("host.{}.routes", host.get_ref()),
+                    format!("route {cidr} {why}; a routed subnet is unicast space behind the host"),
+                );
+            }
+        }
+        Ok(routes.into_iter().map(Spanned::into_inner).collect())
+    }
+
+    /// The `[[policy]]` rules, every name they use checked.
+    fn policy(
+        &self,
+        raw: Vec<Spanned<RawRule>>,
+        hosts: &BTreeMap<Name, Host>,
+        externals: &BTreeMap<Name, External>,
+    ) -> Result<Vec<Rule>, SourceError> {
+        let groups: BTreeSet<&Name> = hosts.values().flat_map(|h| h.groups.iter()).collect();
+        let mut rules = Vec::with_capacity(raw.len());
+        let mut names = BTreeSet::new();
+        for (index, rule) in raw.into_iter().enumerate() {
+            let line = self.source.line(rule.span().start);
+            let rule = rule.into_inner();
+            let field = |key: &str| format!("policy[{index}].{key}");
+            let name = match rule.name {
+                Some(name) if !names.insert(name.get_ref().clone()) => {
+                    return self.error(
+                        name.span().start,
+                        field("name"),
+                        format!(
+                            "another rule is already named `{}`; names identify rules in \
+                             counters and `explain`",
+                            name.get_ref()
+                        ),
+                    )
+                }
+                Some(name) => name.into_inner(),
+                None => format!("policy-{}", index + 1).parse().expect("a valid name"),
+            };
+            let mut sides = Vec::new();
+            for (key, side) in [("from", rule.from), ("to", rule.to)] {
+                if side.get_ref().is_empty() {
+                    return self.error(
+                        side.span().start,
+                        field(key),
+                        format!(
+                            "`{key}` is empty; name hosts, `group:NAME`, `external:NAME` or `*`"
+                        ),
+                    );
+                }
+                let mut selectors = Vec::new();
+                for selector in side.into_inner() {
+                    if let Some(message) = unknown(selector.get_ref(), hosts, &groups, externals) {
+                        return self.error(selector.span().start, field(key), message);
+                    }
+                    selectors.push(selector.into_inner());
+                }
+                sides.push(selectors);
+            }
+            let to = sides.pop().unwrap_or_default();
+            let from = sides.pop().unwrap_or_default();
+            rules.push(Rule { name, from, to, ports: rule.ports, verdict: rule.action, line });
+        }
+        Ok(rules)
+    }
+
+    /// A host's own key source: `key_source`, or `key_file` (not both).
+    fn key_source(
+        &self,
+        host: &Spanned<Name>,
+        key_file: Option<Spanned<HostPath>>,
+        key_source: Option<Spanned<KeySource>>,
+    ) -> Result<Option<KeySource>, SourceError> {
+        match (key_file, key_source) {
+            (Some(_), Some(source)) => self.error(
+                source.span().start,
+                format!("host.{}.key_source", host.get_ref()),
+                "`key_file` and `key_source` both say where the key is; keep one \
+                 (`key_file = \"/x\"` is `key_source = \"file:/x\"`)"
+                    .into(),
+            ),
+            (Some(file), None) => Ok(Some(KeySource::File(file.into_inner()))),
+            (None, source) => Ok(source.map(Spanned::into_inner)),
+        }
     }
 
     fn network(&self, name: Name, raw: RawNetwork, line: usize) -> Result<Network, SourceError> {
@@ -200,6 +322,16 @@ impl Resolver<'_, '_> {
         };
         let ipv4 = family(&raw.ipv4, true, "ipv4")?;
         let ipv6 = family(&raw.ipv6, false, "ipv6")?;
+        for (cidr, key) in [(&raw.ipv4, "ipv4"), (&raw.ipv6, "ipv6")] {
+            let Some(cidr) = cidr else { continue };
+            if let Some(problem) = overlay_problem(cidr.get_ref()) {
+                return self.error(
+                    cidr.span().start,
+                    format!("network.{name}.{key}"),
+                    format!("overlay {} {problem}", cidr.get_ref()),
+                );
+            }
+        }
         if ipv4.is_none() && ipv6.is_none() {
             return Err(self.source.error_on_line(
                 line,
@@ -253,8 +385,47 @@ impl Resolver<'_, '_> {
     }
 }
 
+/// What is wrong with a selector that names nothing in the inventory.
+fn unknown(
+    selector: &Selector,
+    hosts: &BTreeMap<Name, Host>,
+    groups: &BTreeSet<&Name>,
+    externals: &BTreeMap<Name, External>,
+) -> Option<String> {
+    match selector {
+        Selector::Any => None,
+        Selector::Host(name) => (!hosts.contains_key(name)).then(|| {
+            format!(
+                "no host named `{name}`; groups are written `group:NAME`, externals \
+                 `external:NAME`"
+            )
+        }),
+        Selector::Group(name) => (!groups.contains(name)).then(|| {
+            let known: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+            format!("no host is in group `{name}`; groups in use: {}", known.join(", "))
+        }),
+        Selector::External(name) => (!externals.contains_key(name)).then(|| {
+            format!("no external network named `{name}`; declare it as [external.{name}]")
+        }),
+    }
+}
+
+/// Why `cidr` cannot be an overlay, if it cannot: a special-use range, or too small to hold a
+/// host besides the network and broadcast addresses the lock never hands out.
+fn overlay_problem(cidr: &Cidr) -> Option<String> {
+    if let Some(why) = cidr.special_use() {
+        return Some(format!(
+            "{why}; use a private range such as 10.77.0.0/16 (IPv4) or a ULA such as \
+             fd77:77::/64 (IPv6)"
+        ));
+    }
+    let max = if cidr.is_ipv4() { 30 } else { 126 };
+    (cidr.prefix_len() > max)
+        .then(|| format!("has no room for hosts; use a prefix of /{max} or shorter"))
+}
+
 /// Whether `name` is usable as a Linux interface name (and as a file name).
-fn is_interface_name(name: &str) -> bool {
+pub(crate) fn is_interface_name(name: &str) -> bool {
     (1..=15).contains(&name.len())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with('.')

@@ -9,7 +9,10 @@ use wgfabric_proto::keys::PublicKey;
 
 use crate::cidr::Cidr;
 use crate::endpoint::Endpoint;
-use crate::names::Name;
+use crate::key_source::KeySource;
+use crate::names::{Name, Text};
+use crate::policy::{PortSpec, Rule};
+use crate::source::Positions;
 
 /// What a host does in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -43,6 +46,16 @@ pub enum Tunnel {
     Split,
     /// Everything (`0.0.0.0/0` and `::/0`) through the primary relay.
     Full,
+}
+
+impl Tunnel {
+    /// The inventory spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Split => "split",
+            Self::Full => "full",
+        }
+    }
 }
 
 /// How the hosts of a network peer with each other.
@@ -141,8 +154,13 @@ pub struct Host {
     pub keepalive: Option<u16>,
     /// Relay priority: lower is preferred (default 100; ties broken by name).
     pub priority: u32,
-    /// Private key path on the host itself (default `/etc/wgfabric/private.key`).
-    pub key_file: PathBuf,
+    /// Where the host reads its private key (default: the file `/etc/wgfabric/private.key`).
+    pub key_source: KeySource,
+    /// Whether only the WireGuard port, replies, ICMP and `open_ports` may come in on the
+    /// underlay.
+    pub strict_input: bool,
+    /// Ports open on the underlay under `strict_input` (default: `tcp/22`).
+    pub open_ports: Vec<PortSpec>,
     /// Line of its table in the inventory.
     pub line: usize,
 }
@@ -155,11 +173,11 @@ pub struct External {
     /// Its prefix.
     pub cidr: Cidr,
     /// Free-form kind (`vpc`, `pods`, `lan`, ...).
-    pub kind: Option<String>,
+    pub kind: Option<Text>,
     /// The host it sits behind, when the fabric routes it.
     pub host: Option<Name>,
     /// Free-form description.
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// Line of its table in the inventory.
     pub line: usize,
 }
@@ -186,6 +204,10 @@ pub struct Inventory {
     pub externals: BTreeMap<Name, External>,
     /// Central key mode settings.
     pub keys: KeySettings,
+    /// Access policy rules, in order; empty for none (everything passes).
+    pub policy: Vec<Rule>,
+    /// Where each field was written, for findings.
+    pub(crate) positions: Positions,
 }
 
 impl Inventory {

@@ -12,7 +12,10 @@ use wgfabric_proto::keys::PublicKey;
 use super::model::{Role, Topology, Tunnel};
 use crate::cidr::Cidr;
 use crate::endpoint::Endpoint;
-use crate::names::Name;
+use crate::host_path::HostPath;
+use crate::key_source::KeySource;
+use crate::names::{Name, Text};
+use crate::policy::{PortSpec, Selector, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +30,20 @@ pub(super) struct RawInventory {
     pub(super) host: BTreeMap<Spanned<Name>, Spanned<RawHost>>,
     #[serde(default)]
     pub(super) external: BTreeMap<Spanned<Name>, Spanned<RawExternal>>,
+    #[serde(default)]
+    pub(super) policy: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) name: Option<Spanned<Name>>,
+    pub(super) from: Spanned<Vec<Spanned<Selector>>>,
+    pub(super) to: Spanned<Vec<Spanned<Selector>>>,
+    #[serde(default)]
+    pub(super) ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub(super) action: Verdict,
 }
 
 #[derive(Deserialize, Default)]
@@ -35,7 +52,8 @@ pub(super) struct RawDefaults {
     pub(super) mtu: Option<u16>,
     pub(super) underlay_mtu: Option<u16>,
     pub(super) keepalive: Option<u16>,
-    pub(super) key_dir: Option<PathBuf>,
+    pub(super) key_dir: Option<HostPath>,
+    pub(super) key_source: Option<KeySource>,
 }
 
 #[derive(Deserialize, Default)]
@@ -68,7 +86,7 @@ pub(super) struct RawHost {
     #[serde(default)]
     pub(super) nat: bool,
     #[serde(default)]
-    pub(super) routes: Vec<Cidr>,
+    pub(super) routes: Vec<Spanned<Cidr>>,
     #[serde(default)]
     pub(super) groups: Vec<Name>,
     #[serde(default)]
@@ -77,14 +95,18 @@ pub(super) struct RawHost {
     pub(super) underlay_mtu: Option<u16>,
     pub(super) keepalive: Option<u16>,
     pub(super) priority: Option<Spanned<u32>>,
-    pub(super) key_file: Option<PathBuf>,
+    pub(super) key_file: Option<Spanned<HostPath>>,
+    pub(super) key_source: Option<Spanned<KeySource>>,
+    #[serde(default)]
+    pub(super) strict_input: bool,
+    pub(super) open_ports: Option<Vec<PortSpec>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawExternal {
     pub(super) cidr: Cidr,
-    pub(super) kind: Option<String>,
+    pub(super) kind: Option<Text>,
     pub(super) host: Option<Spanned<Name>>,
-    pub(super) description: Option<String>,
+    pub(super) description: Option<Text>,
 }

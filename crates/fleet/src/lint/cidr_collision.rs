@@ -73,3 +73,30 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
         findings.push(Finding::error(NAME, line, format!("network.{network}.{key}"), message, fix));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lint::tests::inventory_with;
+
+    /// An overlay that holds an external which itself holds a route collides with both, and
+    /// both are reported at once.
+    #[test]
+    fn nested_collisions_are_all_reported() {
+        let inventory = inventory_with(
+            "[network.n]\nipv4 = \"10.0.0.0/8\"\n\
+             [external.vpc]\ncidr = \"10.1.0.0/16\"\nhost = \"router\"\n\
+             [host.router]\nroutes = [\"10.1.2.0/24\"]\n",
+        );
+        let mut findings = Vec::new();
+        check(&inventory, &mut findings);
+        let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "overlay 10.0.0.0/8 of network `n` overlaps external network `vpc` (10.1.0.0/16)",
+                "overlay 10.0.0.0/8 of network `n` overlaps route 10.1.2.0/24 of host `router`",
+            ]
+        );
+    }
+}

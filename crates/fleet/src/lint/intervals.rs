@@ -1,12 +1,13 @@
-//! Nesting among prefixes in O(n log n): sort, then sweep with a stack of the prefixes that
-//! are still open. Prefixes never partially overlap, so the stack top, if it still covers a
-//! prefix, is the innermost prefix containing it.
+//! Nesting among prefixes: sort, then sweep with a stack of the prefixes that are still open.
+//! Prefixes never partially overlap, so once the prefixes that no longer cover the next one
+//! are popped, every prefix left on the stack contains it. The stack holds at most one prefix
+//! per length (plus duplicates), so the work is O(n log n) plus the pairs reported.
 
 use crate::cidr::Cidr;
 
-/// For every prefix that lies inside (or equals) an earlier-sorted one, the pair
-/// `(container, contained)`, the container being the innermost one. Items with equal
-/// prefixes keep their input order.
+/// Every pair `(container, contained)` of prefixes where `contained` lies inside (or equals)
+/// `container`, which sorts first: all containers, not only the innermost, so a rule sees
+/// every collision at once. Items with equal prefixes keep their input order.
 pub(super) fn nested<T>(mut items: Vec<(Cidr, T)>) -> Vec<((Cidr, T), (Cidr, T))>
 where
     T: Clone,
@@ -18,9 +19,7 @@ where
         while open.last().is_some_and(|(top, _)| !top.contains_net(&item.0)) {
             open.pop();
         }
-        if let Some(top) = open.last() {
-            pairs.push((top.clone(), item.clone()));
-        }
+        pairs.extend(open.iter().map(|outer| (outer.clone(), item.clone())));
         open.push(item);
     }
     pairs
@@ -30,7 +29,7 @@ where
 mod tests {
     use super::*;
 
-    /// The sweep agrees with comparing every pair on which prefixes are nested in another.
+    /// The sweep finds exactly the nested pairs that comparing every pair finds.
     #[test]
     fn agrees_with_all_pairs() {
         let mut seed = 7u64;
@@ -46,14 +45,18 @@ mod tests {
                     (Cidr::new(addr.into(), 8 + (next() % 17) as u8).unwrap(), i)
                 })
                 .collect();
-            let swept: std::collections::BTreeSet<usize> =
-                nested(items.clone()).into_iter().map(|(_, (_, inner))| inner).collect();
-            let naive: std::collections::BTreeSet<usize> = items
+            let swept: std::collections::BTreeSet<(usize, usize)> = nested(items.clone())
+                .into_iter()
+                .map(|((_, outer), (_, inner))| (outer, inner))
+                .collect();
+            let naive: std::collections::BTreeSet<(usize, usize)> = items
                 .iter()
-                .filter(|(c, i)| {
-                    items.iter().any(|(o, j)| i != j && o.contains_net(c) && (o != c || j < i))
+                .flat_map(|(c, i)| {
+                    items
+                        .iter()
+                        .filter(move |(o, j)| i != j && o.contains_net(c) && (o != c || j < i))
+                        .map(move |(_, j)| (*j, *i))
                 })
-                .map(|(_, i)| *i)
                 .collect();
             assert_eq!(swept, naive);
         }

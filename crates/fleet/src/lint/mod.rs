@@ -12,6 +12,7 @@ mod intervals;
 mod mtu;
 mod nat_keepalive;
 mod overlapping_routes;
+mod policy;
 mod route_leak;
 mod unreachable;
 
@@ -20,6 +21,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::inventory::{Host, Inventory};
+use crate::source::Positions;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -42,8 +44,10 @@ pub struct Finding {
     pub host: Option<String>,
     /// Dotted path of the field, such as `host.laptop.keepalive`.
     pub field: String,
-    /// Line of the table in the inventory.
+    /// Line of the field in the inventory, or of its table when the value is inherited.
     pub line: usize,
+    /// Column of the field (or of its table).
+    pub column: usize,
     /// What is wrong.
     pub message: String,
     /// How to fix it.
@@ -52,7 +56,7 @@ pub struct Finding {
 
 impl Finding {
     fn error(rule: &'static str, line: usize, field: String, message: String, fix: String) -> Self {
-        Self { rule, severity: Severity::Error, host: None, field, line, message, fix }
+        Self { rule, severity: Severity::Error, host: None, field, line, column: 1, message, fix }
     }
 
     fn warning(
@@ -68,6 +72,16 @@ impl Finding {
     /// A finding about one field of a host.
     fn on_host(mut self, host: &Host) -> Self {
         self.host = Some(host.name.to_string());
+        self
+    }
+
+    /// Points the finding at its field where the inventory writes it, else at the nearest
+    /// table that does (rules give the table's line, which stays when neither is found).
+    fn locate(mut self, positions: &Positions) -> Self {
+        if let Some(position) = positions.nearest(&self.field) {
+            self.line = position.line;
+            self.column = position.column;
+        }
         self
     }
 }
@@ -87,6 +101,7 @@ pub const RULES: &[(&str, &str)] = &[
     (nat_keepalive::NAME, "a host behind NAT sends no keepalive"),
     (mtu::NAME, "the MTU leaves no room for the 80-byte overhead or is too small"),
     (unreachable::NAME, "a host has no path to a relay or to its mesh peers"),
+    (policy::NAME, "no access policy, or a rule that never decides or can never match"),
 ];
 
 const CHECKS: &[Rule] = &[
@@ -98,18 +113,41 @@ const CHECKS: &[Rule] = &[
     nat_keepalive::check,
     mtu::check,
     unreachable::check,
+    policy::check,
 ];
 
-/// Runs every rule. Findings come sorted by line, then rule, then field.
+/// Runs every rule. Findings come sorted by position, then rule, then field.
 pub fn check(inventory: &Inventory) -> Vec<Finding> {
     let mut findings = Vec::new();
     for rule in CHECKS {
         rule(inventory, &mut findings);
     }
+    let mut findings: Vec<Finding> =
+        findings.into_iter().map(|finding| finding.locate(&inventory.positions)).collect();
     findings.sort_by(|a, b| {
-        (a.line, a.rule, &a.field, &a.message).cmp(&(b.line, b.rule, &b.field, &b.message))
+        (a.line, a.column, a.rule, &a.field, &a.message)
+            .cmp(&(b.line, b.column, b.rule, &b.field, &b.message))
     });
     findings
+}
+
+/// The findings with their counts, as `--format json` prints them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
+    /// Every finding, in [`check`]'s order.
+    pub findings: &'a [Finding],
+    /// How many are errors.
+    pub errors: usize,
+    /// How many are warnings.
+    pub warnings: usize,
+}
+
+impl<'a> Report<'a> {
+    /// The report of `findings`.
+    pub fn of(findings: &'a [Finding]) -> Self {
+        let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+        Self { findings, errors, warnings: findings.len() - errors }
+    }
 }
 
 /// Whether any finding is an error.
@@ -127,12 +165,59 @@ pub fn findings_text(findings: &[Finding], file: &str) -> String {
         };
         let _ = writeln!(
             out,
-            "{severity}[{}]: {file}:{}: {}: {}\n  fix: {}",
-            finding.rule, finding.line, finding.field, finding.message, finding.fix
+            "{severity}[{}]: {file}:{}:{}: {}: {}\n  fix: {}",
+            finding.rule, finding.line, finding.column, finding.field, finding.message, finding.fix
         );
     }
     let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
     let warnings = findings.len() - errors;
     let _ = writeln!(out, "{errors} error(s), {warnings} warning(s)");
     out
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::path::Path;
+
+    use wgfabric_proto::keys::PrivateKey;
+
+    use super::*;
+
+    /// An inventory from `text` in which every `[host.NAME]` table gets a distinct public key.
+    pub(crate) fn inventory_with(text: &str) -> Inventory {
+        let mut keyed = String::new();
+        for (index, line) in text.lines().enumerate() {
+            keyed.push_str(line);
+            keyed.push('\n');
+            if line.starts_with("[host.") {
+                let seed = u8::try_from(index % 250).unwrap() + 1;
+                let key = PrivateKey::from_bytes([seed; 32]).public_key();
+                keyed.push_str(&format!("public_key = \"{key}\"\n"));
+            }
+        }
+        Inventory::parse(Path::new("fabric.toml"), &keyed).unwrap()
+    }
+
+    #[test]
+    fn findings_point_at_the_field_or_its_table() {
+        let inventory = inventory_with(
+            "[defaults]\nkeepalive = 0\n\n[network.n]\nipv4 = \"10.0.0.0/24\"\n\n\
+             [host.a]\nnat = true\n    keepalive = 0\n\n[host.b]\nnat = true\n",
+        );
+        let findings = check(&inventory);
+        let at = |host: &str| {
+            let finding = findings
+                .iter()
+                .find(|f| f.rule == "nat-keepalive" && f.host.as_deref() == Some(host))
+                .unwrap();
+            (finding.line, finding.column)
+        };
+        assert_eq!(at("a"), (10, 5), "the host's own `keepalive = 0`");
+        assert_eq!(at("b"), (12, 1), "b inherits it: its table");
+        let text = findings_text(&findings, "fabric.toml");
+        assert!(
+            text.contains("error[nat-keepalive]: fabric.toml:10:5: host.a.keepalive: "),
+            "{text}"
+        );
+    }
 }

@@ -60,69 +60,111 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
     let externals = Externals::new(inventory);
     for host in inventory.hosts.values() {
         for route in host.routes.iter().filter(|route| !route.is_default_route()) {
-            if let Some(finding) = check_route(&externals, host, *route) {
-                findings.push(finding.on_host(host));
-            }
+            let found = check_route(&externals, host, *route);
+            findings.extend(found.into_iter().map(|finding| finding.on_host(host)));
         }
     }
 }
 
-fn check_route(externals: &Externals<'_>, host: &Host, route: Cidr) -> Option<Finding> {
+/// Every problem of one route at once: each external of another host it covers, then
+/// whether it is wider than what its own host owns, or else where it lies.
+fn check_route(externals: &Externals<'_>, host: &Host, route: Cidr) -> Vec<Finding> {
     let field = format!("host.{}.routes", host.name);
-    let error = |message: String, fix: String| {
-        Some(Finding::error(NAME, host.line, field.clone(), message, fix))
+    let error =
+        |message: String, fix: String| Finding::error(NAME, host.line, field.clone(), message, fix);
+    let warning = |message: String, fix: String| {
+        Finding::warning(NAME, host.line, field.clone(), message, fix)
     };
     let name = &host.name;
-    if let Some(foreign) = externals.inside(route).find(|e| !owned_by(e, host)) {
-        let behind = foreign.host.as_ref().map_or("no host".to_owned(), |h| format!("host `{h}`"));
-        return error(
-            format!(
-                "route {route} covers external `{}` ({}), which is behind {behind}",
-                foreign.name, foreign.cidr
-            ),
-            format!(
-                "narrow the route to the subnets behind `{name}`, or set host = \"{name}\" on `{}`",
-                foreign.name
-            ),
-        );
-    }
+    let (owned, foreign): (Vec<&External>, Vec<&External>) =
+        externals.inside(route).partition(|e| owned_by(e, host));
+    let owned: Vec<String> = owned.iter().map(|e| e.cidr.to_string()).collect();
+    let narrow = if owned.is_empty() {
+        format!("narrow the route to the subnets behind `{name}`")
+    } else {
+        format!("narrow the route to {}", owned.join(", "))
+    };
+    let mut findings: Vec<Finding> = foreign
+        .iter()
+        .map(|external| {
+            let behind =
+                external.host.as_ref().map_or("no host".to_owned(), |h| format!("host `{h}`"));
+            error(
+                format!(
+                    "route {route} covers external `{}` ({}), which is behind {behind}",
+                    external.name, external.cidr
+                ),
+                format!("{narrow}, or set host = \"{name}\" on `{}`", external.name),
+            )
+        })
+        .collect();
     let containing: Vec<&External> = externals.containing(route).collect();
     if containing.iter().any(|e| owned_by(e, host)) {
-        return None;
+        return findings;
     }
-    let owned: Vec<String> = externals.inside(route).map(|e| e.cidr.to_string()).collect();
     if !owned.is_empty() {
-        return error(
+        findings.push(error(
             format!(
                 "route {route} is broader than the subnets behind `{name}` ({})",
                 owned.join(", ")
             ),
-            format!("narrow the route to {}", owned.join(", ")),
-        );
+            narrow,
+        ));
+        return findings;
     }
-    match containing.last() {
-        Some(external) if external.host.is_some() => error(
-            format!(
-                "route {route} lies inside external `{}` ({}), which is behind host `{}`",
-                external.name,
-                external.cidr,
-                external.host.as_ref().map(ToString::to_string).unwrap_or_default()
+    if !findings.is_empty() {
+        return findings;
+    }
+    let finding = match containing.last() {
+        Some(external) => match &external.host {
+            Some(owner) => error(
+                format!(
+                    "route {route} lies inside external `{}` ({}), which is behind host `{owner}`",
+                    external.name, external.cidr
+                ),
+                format!("remove {route} from the routes of `{name}` and route it from `{owner}`"),
             ),
-            "route the subnet from the host it is behind".into(),
-        ),
-        Some(external) => Some(Finding::warning(
-            NAME,
-            host.line,
-            field.clone(),
-            format!("route {route} lies inside external `{}`, which names no host", external.name),
-            format!("set host = \"{name}\" on external `{}`", external.name),
-        )),
-        None => Some(Finding::warning(
-            NAME,
-            host.line,
-            field.clone(),
-            format!("route {route} matches no declared external network, so collisions cannot be checked"),
+            None => warning(
+                format!(
+                    "route {route} lies inside external `{}`, which names no host",
+                    external.name
+                ),
+                format!("set host = \"{name}\" on external `{}`", external.name),
+            ),
+        },
+        None => warning(
+            format!(
+                "route {route} matches no declared external network, so collisions cannot be \
+                 checked"
+            ),
             format!("declare it: [external.NAME] cidr = \"{route}\", host = \"{name}\""),
-        )),
+        ),
+    };
+    findings.push(finding);
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lint::tests::inventory_with;
+
+    #[test]
+    fn every_problem_of_a_route_is_reported_at_once() {
+        let inventory = inventory_with(
+            "[network.n]\nipv4 = \"10.0.0.0/24\"\n\
+             [external.a]\ncidr = \"172.16.1.0/24\"\nhost = \"other\"\n\
+             [external.b]\ncidr = \"172.16.2.0/24\"\n\
+             [external.c]\ncidr = \"172.16.3.0/24\"\nhost = \"router\"\n\
+             [host.router]\nroutes = [\"172.16.0.0/16\"]\n[host.other]\n",
+        );
+        let mut findings = Vec::new();
+        check(&inventory, &mut findings);
+        let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(findings.len(), 3, "{messages:#?}");
+        assert!(messages[0].contains("covers external `a`"), "{messages:#?}");
+        assert!(messages[1].contains("covers external `b`"), "{messages:#?}");
+        assert!(messages[2].contains("broader than the subnets behind `router` (172.16.3.0/24)"));
+        assert!(findings.iter().all(|f| f.fix.starts_with("narrow the route to 172.16.3.0/24")));
     }
 }

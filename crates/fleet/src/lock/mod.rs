@@ -217,7 +217,7 @@ impl Lock {
                 .position(|r| r.host == host.name && r.assignment.network == host.network);
             let assignment = match revived {
                 Some(index) => fit(&host.name, &next.removed.remove(index).assignment, network)?,
-                None => free.take(network, None)?,
+                None => free.take(&host.name, network, None)?,
             };
             next.hosts.insert(host.name.clone(), assignment);
         }
@@ -235,7 +235,7 @@ impl Lock {
         for name in incomplete {
             let network = &inventory.networks[&inventory.hosts[&name].network];
             let assignment = &next.hosts[&name];
-            let filled = free.take(network, Some(assignment))?;
+            let filled = free.take(&name, network, Some(assignment))?;
             next.hosts.insert(name, filled);
         }
         next.removed.sort();
@@ -264,16 +264,27 @@ impl Lock {
     }
 }
 
-/// Checks that a locked assignment still fits its network, dropping a family the network no
-/// longer has.
+/// Checks that a locked assignment still fits its network (inside the prefix, and not an
+/// address the lock never hands out), dropping a family the network no longer has.
 fn fit(host: &Name, locked: &Assignment, network: &Network) -> Result<Assignment, Error> {
-    let check = |addr: Option<IpAddr>, prefix: Option<Cidr>| match (addr, prefix) {
-        (Some(addr), Some(prefix)) if !prefix.contains(addr) => Err(Error::Address(format!(
-            "host `{host}`: locked address {addr} is outside network `{}` ({prefix}); \
-             delete the host's entry in fabric.lock to assign a new address",
+    let refuse = |addr: IpAddr, prefix: Cidr, what: &str| {
+        Err(Error::Address(format!(
+            "{LOCK_FILE}: host.{host}: locked address {addr} is {what} network `{}` ({prefix}); \
+             delete the host's entry in {LOCK_FILE} to assign a new address",
             network.name
-        ))),
-        (addr, Some(_)) => Ok(addr),
+        )))
+    };
+    let check = |addr: Option<IpAddr>, prefix: Option<Cidr>| match (addr, prefix) {
+        (Some(addr), Some(prefix)) => match prefix.index_of(addr) {
+            None => refuse(addr, prefix, "outside"),
+            Some(0) if prefix.is_ipv4() => refuse(addr, prefix, "the network address of"),
+            Some(0) => refuse(addr, prefix, "the subnet-router anycast address of"),
+            Some(index) if FreeAddresses::usable(&prefix, index).is_none() => {
+                refuse(addr, prefix, "the broadcast address of")
+            }
+            Some(_) => Ok(Some(addr)),
+        },
+        (None, Some(_)) => Ok(None),
         (_, None) => Ok(None),
     };
     Ok(Assignment {
@@ -286,14 +297,18 @@ fn fit(host: &Name, locked: &Assignment, network: &Network) -> Result<Assignment
 /// Hands out the lowest free index of each network.
 struct FreeAddresses {
     used: HashSet<IpAddr>,
+    /// The part of `used` held for removed hosts, for the error when a network is full.
+    held: HashSet<IpAddr>,
     /// Per network, the lowest index not yet examined.
     cursors: BTreeMap<Name, u128>,
 }
 
 impl FreeAddresses {
     fn new(lock: &Lock) -> Self {
-        let held = lock.hosts.values().chain(lock.removed.iter().map(|r| &r.assignment));
-        Self { used: held.flat_map(Assignment::addresses).collect(), cursors: BTreeMap::new() }
+        let removed = lock.removed.iter().map(|r| &r.assignment);
+        let held: HashSet<IpAddr> = removed.clone().flat_map(Assignment::addresses).collect();
+        let used = lock.hosts.values().chain(removed).flat_map(Assignment::addresses).collect();
+        Self { used, held, cursors: BTreeMap::new() }
     }
 
     /// Usable addresses of a prefix: not the first (the network, or IPv6's subnet-router
@@ -304,10 +319,11 @@ impl FreeAddresses {
         (index > 0 && !broadcast).then(|| prefix.nth(index)).flatten()
     }
 
-    /// Addresses for a host of `network`, completing `partial` if given (keeping the family it
+    /// Addresses for `host` in `network`, completing `partial` if given (keeping the family it
     /// has and preferring its index for the other).
     fn take(
         &mut self,
+        host: &Name,
         network: &Network,
         partial: Option<&Assignment>,
     ) -> Result<Assignment, Error> {
@@ -332,13 +348,8 @@ impl FreeAddresses {
             Some(found) => Some(found),
             None => self.scan(network, fits),
         };
-        let (ipv4, ipv6) = found.ok_or_else(|| {
-            Error::Address(format!(
-                "network `{}` has no free overlay address left; widen its prefix or release \
-                 removed hosts with `wgfabric addresses release HOST`",
-                network.name
-            ))
-        })?;
+        let (ipv4, ipv6) = found
+            .ok_or_else(|| exhausted::no_address_left(host, network, &self.used, &self.held))?;
         self.used.extend(ipv4.iter().chain(ipv6.iter()));
         Ok(Assignment { network: network.name.clone(), ipv4, ipv6 })
     }
@@ -359,5 +370,6 @@ impl FreeAddresses {
     }
 }
 
+mod exhausted;
 #[cfg(test)]
 mod tests;

@@ -75,7 +75,12 @@ fn full_networks_and_renumbering_are_errors() {
     }
     let tiny = Inventory::parse(Path::new("fabric.toml"), &text).unwrap();
     let err = Lock::default().update(&tiny).unwrap_err();
-    assert!(err.to_string().contains("no free overlay address"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "no overlay address left for host `h2` in network `tiny`: ipv4 10.0.0.0/30 has 2 \
+         usable address(es), 2 in use; give [network.tiny] a larger prefix, such as \
+         ipv4 = \"10.0.0.0/29\""
+    );
 
     let lock = Lock::default().update(&inventory(&["a"], false)).unwrap();
     let renumbered = Inventory::parse(
@@ -88,6 +93,27 @@ fn full_networks_and_renumbering_are_errors() {
     .unwrap();
     let err = lock.update(&renumbered).unwrap_err();
     assert!(err.to_string().contains("outside network `corp`"), "{err}");
+}
+
+/// Addresses held for removed hosts count as used, and the error says they can be freed.
+#[test]
+fn a_full_network_names_held_addresses_and_a_prefix_that_fits() {
+    let text = |hosts: &[&str]| {
+        let mut text =
+            String::from("[network.tiny]\nipv4 = \"10.0.0.0/30\"\nipv6 = \"fd00::/126\"\n");
+        for (i, host) in hosts.iter().enumerate() {
+            let key = PrivateKey::from_bytes([i as u8 + 1; 32]).public_key();
+            text.push_str(&format!("[host.{host}]\npublic_key = \"{key}\"\n"));
+        }
+        Inventory::parse(Path::new("fabric.toml"), &text).unwrap()
+    };
+    let lock = Lock::default().update(&text(&["a", "b"])).unwrap();
+    let err = lock.update(&text(&["a", "c"])).unwrap_err().to_string();
+    assert!(err.starts_with("no overlay address left for host `c` in network `tiny`: "), "{err}");
+    assert!(err.contains("ipv4 10.0.0.0/30 has 2 usable address(es), 2 in use"), "{err}");
+    assert!(err.contains("ipv6 fd00::/126 has 3 usable address(es), 2 in use"), "{err}");
+    assert!(err.contains("such as ipv4 = \"10.0.0.0/29\""), "{err}");
+    assert!(err.ends_with("or free the 1 address(es) held for removed hosts with `wgfabric addresses release HOST`"), "{err}");
 }
 
 #[test]
@@ -153,5 +179,27 @@ proptest! {
         for removed in &second.removed {
             prop_assert!(!after.contains(&removed.host.to_string()));
         }
+    }
+}
+
+#[test]
+fn a_lock_that_hands_out_a_reserved_address_is_refused() {
+    let inventory = inventory(&["a"], true);
+    for (field, addr, what) in [
+        ("ipv4", "10.77.0.255", "the broadcast address of"),
+        ("ipv4", "10.77.0.0", "the network address of"),
+        ("ipv6", "fd77::", "the subnet-router anycast address of"),
+        ("ipv4", "10.78.0.1", "outside"),
+    ] {
+        let other = if field == "ipv4" { "ipv6 = \"fd77::1\"" } else { "ipv4 = \"10.77.0.1\"" };
+        let text =
+            format!("version = 1\n[host.a]\nnetwork = \"corp\"\n{field} = \"{addr}\"\n{other}\n");
+        let lock = Lock::parse(Path::new("fabric.lock"), &text).unwrap();
+        let error = lock.update(&inventory).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("host.a: locked address {addr} is {what} network `corp`")),
+            "{error}"
+        );
+        assert!(error.contains("delete the host's entry in fabric.lock"), "{error}");
     }
 }

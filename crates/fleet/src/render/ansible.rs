@@ -52,7 +52,14 @@ pub fn ansible_inventory(fabric: &Fabric) -> String {
         }
         let routes: Vec<String> = host.routes.iter().map(|r| quoted(&r.to_string())).collect();
         var("routes", format!("[{}]", routes.join(", ")));
-        var("private_key_file", quoted(&host.key_file.display().to_string()));
+        match host.key_source.file() {
+            Some(path) => var("private_key_file", quoted(path.as_str())),
+            None => {
+                let words: Vec<String> =
+                    host.key_source.words().iter().map(|w| quoted(w)).collect();
+                var("key_source", format!("[{}]", words.join(", ")));
+            }
+        }
 
         groups
             .entry(format!("wgfabric_{}", group_name(host.network.as_str())))

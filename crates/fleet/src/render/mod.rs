@@ -50,6 +50,9 @@ pub enum Format {
     Networkd,
     /// `HOST/IFACE.setconf` for `wg setconf` (or `wg syncconf`).
     Setconf,
+    /// `HOST/nftables.conf` for `nft -f`: the host's firewall, for hosts that have one and
+    /// run without the agent.
+    Nftables,
     /// `fabric.json`: the whole fabric, every host's desired configuration.
     Json,
     /// `terraform.json`: a flat object of strings for Terraform's `external` data source.
@@ -60,12 +63,19 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order `render` writes them.
-    pub const ALL: [Self; 6] =
-        [Self::WgQuick, Self::Networkd, Self::Setconf, Self::Json, Self::Terraform, Self::Ansible];
+    pub const ALL: [Self; 7] = [
+        Self::WgQuick,
+        Self::Networkd,
+        Self::Setconf,
+        Self::Nftables,
+        Self::Json,
+        Self::Terraform,
+        Self::Ansible,
+    ];
 
     /// Whether the format has one output per host (rather than one for the fabric).
     pub const fn is_per_host(self) -> bool {
-        matches!(self, Self::WgQuick | Self::Networkd | Self::Setconf)
+        matches!(self, Self::WgQuick | Self::Networkd | Self::Setconf | Self::Nftables)
     }
 }
 
@@ -124,6 +134,11 @@ pub fn host_files(
             vec![(networkd_netdev(config, key), secret), (networkd_network(config), false)]
         }
         Format::Setconf => vec![(setconf(config, key), secret)],
+        Format::Nftables => config
+            .firewall
+            .iter()
+            .map(|firewall| (nftables_conf(config, firewall), false))
+            .collect(),
         Format::Json | Format::Terraform | Format::Ansible => Vec::new(),
     };
     host_file_paths(&config.host, &config.interface, format)
@@ -143,6 +158,7 @@ fn host_file_paths(host: &Name, interface: &str, format: Format) -> Vec<PathBuf>
             dir.join(format!("50-{interface}.network")),
         ],
         Format::Setconf => vec![dir.join(format!("{interface}.setconf"))],
+        Format::Nftables => vec![dir.join("nftables.conf")],
         Format::Json | Format::Terraform | Format::Ansible => Vec::new(),
     }
 }
@@ -158,7 +174,7 @@ pub fn fabric_files(
         Format::Json => fabric_json(fabric, configs),
         Format::Terraform => terraform_json(fabric),
         Format::Ansible => ansible_inventory(fabric),
-        Format::WgQuick | Format::Networkd | Format::Setconf => return None,
+        Format::WgQuick | Format::Networkd | Format::Setconf | Format::Nftables => return None,
     };
     Some(RenderedFile { path: PathBuf::from(path), contents, secret: false })
 }
@@ -169,7 +185,7 @@ const fn fabric_file_name(format: Format) -> Option<&'static str> {
         Format::Json => Some("fabric.json"),
         Format::Terraform => Some("terraform.json"),
         Format::Ansible => Some("ansible-inventory.yml"),
-        Format::WgQuick | Format::Networkd | Format::Setconf => None,
+        Format::WgQuick | Format::Networkd | Format::Setconf | Format::Nftables => None,
     }
 }
 
@@ -348,6 +364,28 @@ pub(crate) fn peer_block(out: &mut String, peer: &PeerConfig, section: &str, eq:
     if let Some(seconds) = peer.persistent_keepalive {
         let _ = writeln!(out, "PersistentKeepalive{eq}{seconds}");
     }
+}
+
+/// What follows `wg set IFACE private-key` in a shell: the key file, or a process substitution
+/// running `wgfabric fetchkey` for a credential or a command. Every word is plain or quoted
+/// ([`crate::key_source`] keeps out what no quoting survives in wg-quick's files).
+pub(crate) fn key_argument(config: &HostConfig, interface: &str) -> String {
+    match config.key_source.file() {
+        Some(path) => path.to_string(),
+        None => format!(
+            "<(wgfabric fetchkey --host {} --interface {interface} {})",
+            config.host,
+            config.key_source.shell_words().join(" ")
+        ),
+    }
+}
+
+/// The host's firewall as an `nft -f` file, after the header every per-host file has.
+fn nftables_conf(config: &HostConfig, firewall: &crate::policy::Firewall) -> String {
+    let mut out = String::new();
+    header(&mut out, config, "nftables firewall (load with `nft -f`)");
+    out.push_str(&crate::policy::nft::Table::of(firewall).to_text());
+    out
 }
 
 /// Whether the host forwards packets for others (a relay or a subnet router).

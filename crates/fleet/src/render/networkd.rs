@@ -32,9 +32,19 @@ pub fn networkd_netdev(config: &HostConfig, key: Option<&PrivateKey>) -> String 
         Some(key) => {
             let _ = writeln!(out, "PrivateKey={}", key.to_base64_secret());
         }
-        None => {
-            let _ = writeln!(out, "PrivateKeyFile={}", config.private_key_file.display());
-        }
+        None => match config.key_source.file() {
+            Some(path) => {
+                let _ = writeln!(out, "PrivateKeyFile={path}");
+            }
+            None => {
+                // networkd reads keys from files only; the agent sets this one.
+                let _ = writeln!(
+                    out,
+                    "# PrivateKey: networkd cannot fetch it (key_source = {}); `wgfabric agent` sets it",
+                    config.key_source
+                );
+            }
+        },
     }
     if let Some(port) = config.listen_port {
         let _ = writeln!(out, "ListenPort={port}");

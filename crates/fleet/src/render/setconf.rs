@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use wgfabric_proto::keys::PrivateKey;
 
-use super::{forwards, header, peer_block};
+use super::{forwards, header, key_argument, peer_block};
 use crate::config::HostConfig;
 
 /// The `wg setconf` configuration of a host, preceded by the commands that complete it.
@@ -21,8 +21,7 @@ pub fn setconf(config: &HostConfig, key: Option<&PrivateKey>) -> String {
     );
     let _ = writeln!(out, "#   wg setconf {iface} {iface}.setconf");
     if key.is_none() {
-        let _ =
-            writeln!(out, "#   wg set {iface} private-key {}", config.private_key_file.display());
+        let _ = writeln!(out, "#   wg set {iface} private-key {}", key_argument(config, iface));
     }
     for address in &config.addresses {
         let _ = writeln!(out, "#   ip address add {address} dev {iface}");

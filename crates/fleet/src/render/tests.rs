@@ -119,20 +119,20 @@ fn device_diff_lists_what_to_change() {
 
 #[test]
 fn plan_shows_host_and_peer_changes() {
-    let (_, before) = example_with(EXAMPLE);
-    let state = RenderedState::new(&before);
-    assert!(plan(&before, &state).is_empty());
+    let (before, _) = example_with(EXAMPLE);
+    let state = RenderedState::of(&before);
+    assert!(plan(&state, &state).is_empty());
 
     let changed = EXAMPLE
         .replace("routes = [\"10.244.1.0/24\"]", "routes = [\"10.244.2.0/24\"]")
         .replace("[host.ci-runner-1]", "[host.ci-runner-2]");
-    let (_, after) = example_with(&changed);
-    let plans = plan(&after, &state);
+    let (after, _) = example_with(&changed);
+    let plans = plan(&RenderedState::of(&after), &state).hosts;
     assert!(plans.contains(&HostPlan::Removed { host: "ci-runner-1".parse().unwrap() }));
     assert!(plans
         .iter()
         .any(|p| matches!(p, HostPlan::Added { host, .. } if host.as_str() == "ci-runner-2")));
-    let text = plan_text(&plans);
+    let text = plan_text(&plan(&RenderedState::of(&after), &state));
     assert!(text.contains("~ laptop-ana:"), "{text}");
     assert!(text.contains("+ allowed 10.244.2.0/24"), "{text}");
     assert!(text.contains("- allowed 10.244.1.0/24"), "{text}");
@@ -143,8 +143,8 @@ fn plan_shows_host_and_peer_changes() {
 
 #[test]
 fn files_of_removed_hosts_are_stale() {
-    let (_, before) = example_with(EXAMPLE);
-    let state = RenderedState::new(&before);
+    let (before, _) = example_with(EXAMPLE);
+    let state = RenderedState::of(&before);
     let (fabric, _) = example_with(&EXAMPLE.replace("[host.ci-runner-1]", "[host.ci-runner-2]"));
     let stale: Vec<String> =
         stale_files(&state, &fabric).iter().map(|p| p.display().to_string()).collect();
@@ -154,7 +154,8 @@ fn files_of_removed_hosts_are_stale() {
             "ci-runner-1/wg0.conf",
             "ci-runner-1/50-wg0.netdev",
             "ci-runner-1/50-wg0.network",
-            "ci-runner-1/wg0.setconf"
+            "ci-runner-1/wg0.setconf",
+            "ci-runner-1/nftables.conf"
         ]
     );
 }

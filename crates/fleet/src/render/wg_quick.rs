@@ -1,14 +1,16 @@
 //! wg-quick's configuration file (`/etc/wireguard/IFACE.conf`).
 //!
 //! Without a decrypted key the private key is loaded by `PostUp = wg set %i private-key PATH`,
-//! the pattern wg-quick(8) documents, so the file itself holds no secret. Hosts that forward
+//! the pattern wg-quick(8) documents, so the file itself holds no secret; a key from a
+//! systemd credential or a command comes through `wgfabric fetchkey` in a process
+//! substitution (wg-quick runs its hooks with bash). Hosts that forward
 //! (relays, subnet routers) turn on IP forwarding in `PostUp`.
 
 use std::fmt::Write as _;
 
 use wgfabric_proto::keys::PrivateKey;
 
-use super::{forwards, header, peer_block};
+use super::{forwards, header, key_argument, peer_block};
 use crate::config::HostConfig;
 
 /// The wg-quick configuration of a host.
@@ -27,11 +29,7 @@ pub fn wg_quick(config: &HostConfig, key: Option<&PrivateKey>) -> String {
             let _ = writeln!(out, "PrivateKey = {}", key.to_base64_secret());
         }
         None => {
-            let _ = writeln!(
-                out,
-                "PostUp = wg set %i private-key {}",
-                config.private_key_file.display()
-            );
+            let _ = writeln!(out, "PostUp = wg set %i private-key {}", key_argument(config, "%i"));
         }
     }
     if forwards(config) {

@@ -86,8 +86,8 @@ pub fn render_into(
             Some(host) => {
                 let config = fabric.host_config(host)?;
                 // The other hosts stay as the last render left them.
-                let mut state: RenderedState = RenderedState::load(&state_path)?;
-                state.hosts.insert(config.host.clone(), config.clone());
+                let state: RenderedState = RenderedState::load(&state_path)?;
+                let state = state.after_render(fabric, std::slice::from_ref(&config), false);
                 let configs = Box::new(core::iter::once(config));
                 (NextState::OneHost(state), configs, Vec::new(), Vec::new())
             }
@@ -100,6 +100,7 @@ pub fn render_into(
                 let left =
                     state.hosts.keys().filter(|host| !hosts.contains_key(*host)).cloned().collect();
                 state.hosts.clear();
+                let state = state.with_facts(fabric);
                 (NextState::AllHosts(state), Box::new(fabric.host_configs()), stale, left)
             }
         };
@@ -180,7 +181,7 @@ fn stage_documents(
             Format::Ansible => {
                 set.stage(&target, ansible_inventory(fabric).as_bytes(), PUBLIC_MODE)?
             }
-            Format::WgQuick | Format::Networkd | Format::Setconf => continue,
+            Format::WgQuick | Format::Networkd | Format::Setconf | Format::Nftables => continue,
         };
     }
     if let Some((path, text)) = output.lock {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use wgfabric_proto::keys::PublicKey;
 
 use crate::audit::Action;
+use crate::durations::human;
 use crate::journal::Note;
 use crate::names::Name;
 use crate::state::{Phase, Revision, RotationOrder, Sealed, Status};
@@ -379,38 +380,41 @@ impl Rotation {
         match self.step {
             Step::Prepare => {
                 let after = self.plan.timeouts.prepare;
-                self.roll_back(now, format!("{waiting} did not report a new key within {after:?}"));
+                self.roll_back(now, format!("{waiting} did not report a new key within {}", human(after)));
             }
             Step::Stage => {
                 let after = self.plan.timeouts.stage;
-                self.roll_back(now, format!("{waiting} did not stage the new key within {after:?}"));
+                self.roll_back(now, format!("{waiting} did not stage the new key within {}", human(after)));
             }
             Step::Switch => {
                 let after = self.plan.timeouts.switch;
-                self.roll_back(now, format!("{waiting} did not switch to the new key within {after:?}"));
+                self.roll_back(now, format!("{waiting} did not switch to the new key within {}", human(after)));
             }
             Step::Verify => {
                 let after = self.plan.timeouts.verify;
                 self.roll_back(
                     now,
-                    format!("verification failed: no handshake on the new key with {waiting} within {after:?}"),
+                    format!(
+                        "verification failed: no handshake on the new key with {waiting} within {}",
+                        human(after)
+                    ),
                 );
             }
             Step::Retire => self.finish(Step::Failed, Outcome::Failed {
                 reason: format!(
                     "the inventory has the new key and it was verified, but {waiting} did not apply \
-                     revision {} within {:?}; they keep working on both keys until they do",
+                     revision {} within {}; they keep working on both keys until they do",
                     self.revisions.first().map(Revision::as_str).unwrap_or_default(),
-                    self.plan.timeouts.retire
+                    human(self.plan.timeouts.retire)
                 ),
             }),
             Step::Rollback => {
                 let reason = self.reason.clone().unwrap_or_default();
                 self.finish(Step::Failed, Outcome::Failed {
                     reason: format!(
-                        "rolled back ({reason}), but {waiting} did not confirm within {:?}; \
+                        "rolled back ({reason}), but {waiting} did not confirm within {}; \
                          their agents return to the old key when they next read the source",
-                        self.plan.timeouts.rollback
+                        human(self.plan.timeouts.rollback)
                     ),
                 });
             }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use desired::{desired_states, DesiredState, Invalid};
 pub use material::{psk_file_name, KeyMaterial, PSK_DIR};
 pub use rotation::{Phase, Role, RotationOrder, RotationReport, Takeover};
-pub use status::{AgentInfo, PeerStatus, Refusal, Status};
+pub use status::{AgentInfo, Correction, PeerStatus, Refusal, Status, StatusMark};
 
 /// The version of both document formats; a reader refuses any other.
 pub const FORMAT: u32 = 1;

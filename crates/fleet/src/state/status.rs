@@ -17,6 +17,11 @@ pub struct Status {
     pub host: Name,
     /// When it was written, in seconds since the Unix epoch.
     pub time: u64,
+    /// How many statuses the agent process (`agent.boot`) wrote before this one: with the
+    /// boot, it tells a status written since some moment from an older one, whatever the
+    /// clocks say.
+    #[serde(default)]
+    pub seq: u64,
     /// The agent and what the daemon under it can do.
     pub agent: AgentInfo,
     /// The revision the interface runs, once one was applied.
@@ -27,6 +32,13 @@ pub struct Status {
     /// Why the last attempt to sync the interface failed, while it keeps failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the host's firewall could not be loaded, while that lasts; the table loaded
+    /// before stays in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_error: Option<String>,
+    /// The last drift the agent found on the live interface and corrected, with its time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrected: Option<Correction>,
     /// The interface's peers.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
@@ -35,11 +47,45 @@ pub struct Status {
     pub rotations: Vec<RotationReport>,
 }
 
+/// What the agent found drifted on the live interface, and corrected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Correction {
+    /// When, in seconds since the Unix epoch.
+    pub time: u64,
+    /// What was found and done.
+    pub what: String,
+}
+
+/// Which status a status is: the agent process that wrote it and how many it wrote before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMark {
+    /// [`AgentInfo::boot`].
+    pub boot: String,
+    /// [`Status::seq`].
+    pub seq: u64,
+}
+
+impl Status {
+    /// Where this status stands among its agent's writes.
+    pub fn mark(&self) -> StatusMark {
+        StatusMark { boot: self.agent.boot.clone(), seq: self.seq }
+    }
+
+    /// Whether it was written after the status `before` marks: by another agent process, or
+    /// later by the same one.
+    pub fn is_newer_than(&self, before: &StatusMark) -> bool {
+        self.agent.boot != before.boot || self.seq > before.seq
+    }
+}
+
 /// Who reports, and with what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
     /// `wgfabric` version of the agent.
     pub version: String,
+    /// The agent process: its pid and start time, different for every start.
+    #[serde(default)]
+    pub boot: String,
     /// The interface it manages.
     pub interface: String,
     /// Whether the daemon takes `successor_of` (wgfabricd) for loss-free rotations; `None`

@@ -35,7 +35,7 @@ impl DirStore {
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io { path: path.to_owned(), source }
+        move |cause| StoreError::Io { path: path.to_owned(), cause }
     }
 }
 
@@ -59,8 +59,8 @@ impl Store for DirStore {
         }
         let path = self.path(kind, host);
         write_atomically(&path, bytes, PUBLIC_MODE).map_err(|error| match error {
-            crate::Error::Io { path, source } => StoreError::Io { path, source },
-            other => StoreError::Io { path, source: std::io::Error::other(other.to_string()) },
+            crate::Error::Io { path, cause } => StoreError::Io { path, cause },
+            other => StoreError::Io { path, cause: std::io::Error::other(other.to_string()) },
         })
     }
 

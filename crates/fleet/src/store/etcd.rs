@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Kind, Store, StoreError, Watch};
-use crate::etcd::{Client, Error, WatchMessage, WatchStream};
+use crate::etcd::{Client, Error, Security, WatchMessage, WatchStream};
 use crate::names::Name;
 use crate::wallclock::monotonic;
 
@@ -22,12 +22,13 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
-    /// The store at `endpoint` (`HOST:PORT`) under `prefix` (such as `/wgfabric`).
+    /// The store at `endpoint` (`HOST:PORT`) under `prefix` (such as `/wgfabric`), reached
+    /// as `security` says.
     ///
     /// # Errors
-    /// [`StoreError::Spec`] when the endpoint does not resolve.
-    pub fn new(endpoint: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = Client::new(endpoint)
+    /// [`StoreError::Spec`] when the endpoint is not `HOST:PORT` or a TLS file is unusable.
+    pub fn new(endpoint: &str, prefix: &str, security: &Security) -> Result<Self, StoreError> {
+        let client = Client::new(endpoint, security)
             .map_err(|e| StoreError::Spec(format!("etcd endpoint `{endpoint}`: {e}")))?;
         Ok(Self { client, prefix: prefix.trim_end_matches('/').to_owned() })
     }
@@ -42,13 +43,14 @@ impl EtcdStore {
     }
 
     fn error(&self, source: Error) -> StoreError {
-        StoreError::Etcd { endpoint: self.client.endpoint().to_owned(), source }
+        StoreError::Etcd { endpoint: self.client.endpoint().to_owned(), cause: source }
     }
 }
 
 impl Store for EtcdStore {
     fn describe(&self) -> String {
-        format!("etcd://{}{}", self.client.endpoint(), self.prefix)
+        let scheme = if self.client.is_tls() { "etcds" } else { "etcd" };
+        format!("{scheme}://{}{}", self.client.endpoint(), self.prefix)
     }
 
     fn get(&self, kind: Kind, host: &Name) -> Result<Option<Vec<u8>>, StoreError> {
@@ -181,14 +183,15 @@ impl Watch for EtcdWatch {
 
 #[cfg(test)]
 mod tests {
-    use wgfabric_testkit::Etcd;
+    use wgfabric_testkit::{wait_until, Etcd};
 
     use super::*;
+    use crate::etcd::tests::security;
 
     #[test]
     fn the_etcd_store_behaves_like_the_directory_store() {
         let Ok(etcd) = Etcd::start() else { return };
-        let store = EtcdStore::new(&etcd.endpoint(), "/fleet/").unwrap();
+        let store = EtcdStore::new(&etcd.endpoint(), "/fleet/", &security(&etcd)).unwrap();
         assert_eq!(store.describe(), format!("etcd://{}/fleet", etcd.endpoint()));
         let (a, b): (Name, Name) = ("alpha".parse().unwrap(), "beta".parse().unwrap());
         let mut all = store.watch(Kind::Status, None).unwrap();
@@ -215,7 +218,7 @@ mod tests {
     #[test]
     fn an_etcd_watch_resumes_after_losing_its_connection() {
         let Ok(etcd) = Etcd::start() else { return };
-        let store = EtcdStore::new(&etcd.endpoint(), DEFAULT_PREFIX).unwrap();
+        let store = EtcdStore::new(&etcd.endpoint(), DEFAULT_PREFIX, &security(&etcd)).unwrap();
         let a: Name = "alpha".parse().unwrap();
         let dir = store.dir(Kind::Desired);
         let revision = store.client.range_prefix(dir.as_bytes()).unwrap().revision;
@@ -233,5 +236,52 @@ mod tests {
         watch.stream = None;
         store.put(Kind::Desired, &a, b"while away").unwrap();
         assert_eq!(watch.wait(Duration::from_secs(5)).unwrap(), [a]);
+    }
+
+    /// Waits for the next change `watch` reports, through errors while etcd is away.
+    fn next_change(watch: &mut dyn Watch) -> Vec<Name> {
+        let mut changes = None;
+        let seen =
+            wait_until(Duration::from_secs(20), || match watch.wait(Duration::from_millis(200)) {
+                Ok(changed) => {
+                    changes = Some(changed.clone());
+                    !changed.is_empty()
+                }
+                Err(_) => false,
+            });
+        assert!(seen, "no change reported");
+        changes.unwrap_or_default()
+    }
+
+    #[test]
+    fn an_etcd_watch_survives_a_restart_without_losing_a_change() {
+        let Ok(mut etcd) = Etcd::start_secure() else { return };
+        let store = EtcdStore::new(&etcd.endpoint(), DEFAULT_PREFIX, &security(&etcd)).unwrap();
+        let a: Name = "alpha".parse().unwrap();
+        let mut watch = store.watch(Kind::Desired, Some(&a)).unwrap();
+        assert!(watch.wait(Duration::from_millis(100)).unwrap().is_empty());
+
+        // etcd goes away: the watch says so, and keeps saying so while etcd is down.
+        etcd.stop();
+        let gone = watch.wait(Duration::from_secs(5)).unwrap_err().to_string();
+        assert!(gone.starts_with(&format!("etcd at {}: ", etcd.endpoint())), "{gone}");
+        assert!(watch.wait(Duration::from_secs(5)).is_err(), "etcd is down");
+
+        // Back: the watch reconnects by itself, then sees a change made afterwards.
+        etcd.start_again();
+        assert!(wait_until(Duration::from_secs(20), || watch
+            .wait(Duration::from_millis(200))
+            .is_ok_and(|changed| changed.is_empty())));
+        store.put(Kind::Desired, &a, b"after the restart").unwrap();
+        assert_eq!(watch.wait(Duration::from_secs(5)).unwrap(), std::slice::from_ref(&a));
+
+        // A change made after etcd came back, having forgotten every token (as when they
+        // expire), but before the watch noticed it had gone.
+        etcd.stop();
+        etcd.start_again();
+        etcd.forget_tokens();
+        store.put(Kind::Desired, &a, b"before the watch reconnects").unwrap();
+        assert_eq!(next_change(&mut *watch), std::slice::from_ref(&a));
+        assert!(watch.wait(Duration::from_millis(300)).unwrap().is_empty(), "seen once");
     }
 }

@@ -27,6 +27,7 @@ fn keys(seed: u8) -> Keys {
         next: None,
         preshared: BTreeMap::new(),
         rotated_preshared: BTreeMap::new(),
+        fetched_from: None,
     }
 }
 

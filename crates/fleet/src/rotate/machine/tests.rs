@@ -29,10 +29,18 @@ fn status(host: &str, phase: Option<Phase>, taken_over: bool, applied: &str) -> 
         format: FORMAT,
         host: name(host),
         time: 0,
-        agent: AgentInfo { version: "0".into(), interface: "wg0".into(), successor: Some(true) },
+        seq: 0,
+        agent: AgentInfo {
+            version: "0".into(),
+            boot: "1-1".into(),
+            interface: "wg0".into(),
+            successor: Some(true),
+        },
         applied: Some(Revision::new(applied)),
         refused: None,
         error: None,
+        policy_error: None,
+        corrected: None,
         peers: Vec::new(),
         rotations: phase
             .map(|phase| RotationReport {

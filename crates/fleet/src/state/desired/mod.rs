@@ -10,6 +10,7 @@ use super::{KeyMaterial, Phase, Revision, RotationOrder, Sealed, FORMAT};
 use crate::cidr::Cidr;
 use crate::config::HostConfig;
 use crate::fabric::Fabric;
+use crate::inventory::is_interface_name;
 use crate::names::Name;
 
 /// Smallest interface MTU for IPv4 (RFC 791) and for IPv6 (RFC 8200).
@@ -133,8 +134,24 @@ impl DesiredState {
         if config.host.as_str() != host {
             return Err(format!("it is the desired state of `{}`, not of `{host}`", config.host));
         }
+        let firewall_interface = config.firewall.as_ref().map(|f| f.interface.as_str());
+        if let Some(bad) = firewall_interface.filter(|name| !is_interface_name(name)) {
+            return Err(format!("firewall interface name `{}` is not valid", bad.escape_debug()));
+        }
+        if !is_interface_name(&config.interface) {
+            return Err(format!(
+                "interface name `{}` is not 1 to 15 letters, digits, `-`, `_` or `.`",
+                config.interface.escape_debug()
+            ));
+        }
         if config.addresses.is_empty() {
             return Err("the interface has no address".into());
+        }
+        for address in &config.addresses {
+            let host = Cidr::host(address.addr);
+            if let Some(why) = host.special_use() {
+                return Err(format!("interface address {address} {why}"));
+            }
         }
         let min_mtu =
             if config.addresses.iter().any(|a| a.addr.is_ipv6()) { MIN_MTU_V6 } else { MIN_MTU_V4 };

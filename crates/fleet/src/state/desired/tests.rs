@@ -113,3 +113,27 @@ fn rotation_orders_must_fit_the_configuration() {
     doc.rotations.push(doc.rotations[0].clone());
     assert!(doc.validate("laptop-ana").unwrap_err().contains("ordered twice"));
 }
+
+#[test]
+fn a_hostile_store_cannot_inject_through_a_desired_state() {
+    let json = String::from_utf8(doc("laptop-ana").to_json()).unwrap();
+    let reason =
+        |json: &str| DesiredState::from_json(json.as_bytes(), "laptop-ana").unwrap_err().reason;
+    let injected = [
+        json.replace("file:/etc/wgfabric/private.key", "file:/etc/k\\n[Peer]"),
+        json.replace("file:/etc/wgfabric/private.key", "file:/k;reboot"),
+        json.replace("\"file:/etc/wgfabric/private.key\"", "[\"exec:sh\", \"-c\", \"a\\nb\"]"),
+        json.replacen("\"interface\": \"wg0\"", "\"interface\": \"../../etc/x\"", 1),
+        json.replacen("\"interface\": \"wg0\"", "\"interface\": \"wg0\\nPostUp\"", 1),
+        json.replacen("relay-fra.example.net:51820", "0.0.0.0:51820", 1),
+    ];
+    for (case, json) in injected.iter().enumerate() {
+        assert_ne!(*json, String::from_utf8(doc("laptop-ana").to_json()).unwrap(), "case {case}");
+        let reason = reason(json);
+        assert!(!reason.contains('\n'), "case {case}: {reason}");
+    }
+    // Documents written before key sources name a plain key file, and still load.
+    let old = json.replace("\"key_source\": \"file:", "\"private_key_file\": \"");
+    let read = DesiredState::from_json(old.as_bytes(), "laptop-ana").unwrap();
+    assert_eq!(read.config.key_source.to_string(), "file:/etc/wgfabric/private.key");
+}

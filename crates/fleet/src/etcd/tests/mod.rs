@@ -1,13 +1,23 @@
 //! The client against a real etcd (skipped where etcd is not installed, outside CI).
 
-use std::process::Command;
-
 use wgfabric_testkit::Etcd;
+use zeroize::Zeroizing;
 
 use super::*;
 
+/// How to reach `etcd`: plainly, or with its CA, client certificate and user when it was
+/// started secure.
+pub(crate) fn security(etcd: &Etcd) -> Security {
+    let Some(tls) = etcd.tls() else { return Security::default() };
+    let client = ClientCertificate { cert: tls.client.cert.clone(), key: tls.client.key.clone() };
+    Security {
+        tls: Some(TlsFiles { ca: tls.ca.clone(), client: Some(client) }),
+        credentials: Some(Credentials::new(Etcd::USER, Zeroizing::new(Etcd::PASSWORD.into()))),
+    }
+}
+
 fn client(etcd: &Etcd) -> Client {
-    Client::new(&etcd.endpoint()).unwrap()
+    Client::new(&etcd.endpoint(), &security(etcd)).unwrap()
 }
 
 #[test]
@@ -69,11 +79,7 @@ fn watches_resume_from_a_revision_and_report_compaction() {
 
     // A single key, from a compacted revision.
     let head = client.put(b"/w/y", b"3").unwrap();
-    let compact = Command::new("etcdctl")
-        .args(["--endpoints", &etcd.endpoint(), "compact", &head.to_string()])
-        .env("ETCDCTL_API", "3")
-        .output()
-        .unwrap();
+    let compact = etcd.etcdctl().args(["compact", &head.to_string()]).output().unwrap();
     assert!(compact.status.success(), "{}", String::from_utf8_lossy(&compact.stderr));
     let mut old = client.watch(b"/w/y", false, put).unwrap();
     let message = loop {
@@ -93,7 +99,7 @@ fn errors_carry_etcds_message() {
         matches!(&error, Error::Server { status: 400, message } if message.contains("key is not provided")),
         "{error:?}"
     );
-    let closed = Client::new("127.0.0.1:1").unwrap().get(b"/x").unwrap_err();
+    let closed = Client::new("127.0.0.1:1", &Security::default()).unwrap().get(b"/x").unwrap_err();
     assert!(matches!(closed, Error::Io(_)), "{closed:?}");
 }
 
@@ -103,3 +109,6 @@ fn prefix_ends() {
     assert_eq!(prefix_end(b"a\xff"), b"b");
     assert_eq!(prefix_end(b"\xff\xff"), b"\0");
 }
+
+mod fake_server;
+mod secure;

@@ -1,0 +1,211 @@
+//! What the JSON gateway sends and expects: keys and values in base64, 64-bit numbers as
+//! strings, errors as `{"message": ...}`, and a watch as a stream of JSON messages. Pure
+//! decoding; nothing here touches a socket.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer};
+
+use super::{Error, KeyValue, Range, WatchEvent, WatchMessage};
+
+/// The answer to a unary call to `path`: etcd's error unless the status is 200, else the
+/// JSON body as `T`.
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+    path: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<T, Error> {
+    if status != 200 {
+        return Err(server_error(status, body));
+    }
+    serde_json::from_slice(body).map_err(|e| Error::Protocol(format!("{path}: {e}")))
+}
+
+/// etcd's error: its message, or the body's text when it is not the gateway's JSON.
+/// Rejected tokens (gRPC `Unauthenticated`, HTTP 401) are [`Error::Unauthenticated`], so
+/// that the client signs in again.
+pub(super) fn server_error(status: u16, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<GatewayError>(body)
+        .map(|error| error.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_owned());
+    match status {
+        401 => Error::Unauthenticated(message),
+        _ if is_user_required(&message) => Error::UserRequired(message),
+        _ => Error::Server { status, message },
+    }
+}
+
+/// Whether etcd said that it needs a user: what it answers a call without a token when
+/// authentication is enabled.
+pub(super) fn is_user_required(message: &str) -> bool {
+    message.ends_with("user name is empty")
+}
+
+pub(super) fn b64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Result<Vec<u8>, Error> {
+    STANDARD.decode(text).map_err(|e| Error::Protocol(format!("base64: {e}")))
+}
+
+/// The first key after every key that starts with `prefix`: the prefix with its last byte
+/// below 0xff incremented and the rest dropped (`\0` for "to the end" when there is none).
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// A 64-bit number, which the gateway writes as a string.
+fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Text(String),
+        Value(i64),
+    }
+    match Number::deserialize(deserializer)? {
+        Number::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        Number::Value(value) => Ok(value),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Header {
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) revision: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct HeaderOnly {
+    pub(super) header: Header,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RangeResponse {
+    header: Header,
+    #[serde(default)]
+    kvs: Vec<WireKv>,
+}
+
+impl RangeResponse {
+    /// The first key, for a single-key read.
+    pub(super) fn first(self) -> Result<Option<KeyValue>, Error> {
+        self.kvs.into_iter().next().map(WireKv::decode).transpose()
+    }
+
+    pub(super) fn into_range(self) -> Result<Range, Error> {
+        let kvs = self.kvs.into_iter().map(WireKv::decode).collect::<Result<_, _>>()?;
+        Ok(Range { revision: self.header.revision, kvs })
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeleteResponse {
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) deleted: i64,
+}
+
+/// The answer to `/v3/auth/authenticate`. The token is a secret: it is moved into a
+/// zeroizing string at once.
+#[derive(Deserialize)]
+pub(super) struct AuthenticateResponse {
+    pub(super) token: String,
+}
+
+#[derive(Deserialize)]
+struct WireKv {
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default, deserialize_with = "int64")]
+    mod_revision: i64,
+}
+
+impl WireKv {
+    fn decode(self) -> Result<KeyValue, Error> {
+        Ok(KeyValue {
+            key: unb64(&self.key)?,
+            value: unb64(&self.value)?,
+            mod_revision: self.mod_revision,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct GatewayError {
+    #[serde(default)]
+    message: String,
+}
+
+/// Takes the first whole message off the front of a watch stream's `body`; `None` while it
+/// has not all arrived.
+pub(super) fn next_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, Error> {
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<WatchEnvelope>();
+    match values.next() {
+        Some(Ok(envelope)) => {
+            let used = values.byte_offset();
+            body.drain(..used);
+            envelope.into_message().map(Some)
+        }
+        Some(Err(e)) if !e.is_eof() => Err(Error::Protocol(format!("watch stream: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+#[derive(Deserialize)]
+struct WatchEnvelope {
+    result: Option<WatchResult>,
+    error: Option<GatewayError>,
+}
+
+#[derive(Deserialize)]
+struct WatchResult {
+    #[serde(default)]
+    created: bool,
+    #[serde(default)]
+    canceled: bool,
+    #[serde(default, deserialize_with = "int64")]
+    compact_revision: i64,
+    #[serde(default)]
+    cancel_reason: String,
+    #[serde(default)]
+    events: Vec<WireEvent>,
+}
+
+#[derive(Deserialize)]
+struct WireEvent {
+    #[serde(default, rename = "type")]
+    kind: String,
+    kv: WireKv,
+}
+
+impl WatchEnvelope {
+    fn into_message(self) -> Result<WatchMessage, Error> {
+        let Some(result) = self.result else {
+            let message = self.error.map_or_else(|| "empty message".into(), |e| e.message);
+            return Err(Error::Protocol(format!("watch: {message}")));
+        };
+        if result.compact_revision > 0 {
+            return Ok(WatchMessage::Compacted { revision: result.compact_revision });
+        }
+        if result.canceled {
+            return Ok(WatchMessage::Canceled(result.cancel_reason));
+        }
+        if result.created && result.events.is_empty() {
+            return Ok(WatchMessage::Created);
+        }
+        let events = result
+            .events
+            .into_iter()
+            .map(|event| Ok(WatchEvent { deleted: event.kind == "DELETE", kv: event.kv.decode()? }))
+            .collect::<Result<_, Error>>()?;
+        Ok(WatchMessage::Events(events))
+    }
+}
