@@ -1,5 +1,6 @@
 //! `wgfabric demo` as a user runs it (root): the whole run with its JSON summary, what a
-//! crashed run leaves being cleaned first, `--keep` then `--clean`, and Ctrl-C.
+//! crashed run leaves being cleaned first, a run with nothing but `ip` and `nft` on PATH,
+//! `--keep` then `--clean`, and Ctrl-C.
 //!
 //! Each test uses its own prefix (`wgfcPIDxN`), so tests and a real demo never touch each
 //! other's namespaces. Run with `cargo test -p wgfabric --test demo -- --ignored`.
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use util::{assert_code, stderr, stdout};
+use util::{assert_code, stderr, stdout, Scratch};
 use wgfabric_fleet::demo;
 use wgfabric_fleet::netns::{list, run_argv};
 
@@ -119,6 +120,32 @@ fn a_run_cleans_up_after_a_crash_shows_every_path_and_fails_over_within_ten_seco
 
     assert!(prefix.namespaces().is_empty(), "left behind: {:?}", prefix.namespaces());
     assert!(prefix.sockets().is_empty(), "sockets left behind: {:?}", prefix.sockets());
+}
+
+/// Where `program` is on this machine's PATH.
+fn which(program: &str) -> PathBuf {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{program} is not installed"))
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_machine_with_only_iproute2_and_nftables_runs_the_demo_to_its_summary() {
+    let prefix = Prefix::new();
+    let bin = Scratch::new();
+    for program in ["ip", "nft"] {
+        std::os::unix::fs::symlink(which(program), bin.path(program)).unwrap();
+    }
+    let output =
+        demo(&prefix, &["--format", "json", "--no-install"]).env("PATH", &bin.0).output().unwrap();
+    assert_code(&output, 0);
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(summary["ok"], true, "{}", stderr(&output));
+    assert_eq!(summary["matrix"]["cells"].as_array().unwrap().len(), 56);
+    assert!(prefix.namespaces().is_empty(), "left behind: {:?}", prefix.namespaces());
 }
 
 #[test]

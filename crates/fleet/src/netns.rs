@@ -44,6 +44,12 @@ impl fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
+impl From<CommandError> for std::io::Error {
+    fn from(error: CommandError) -> Self {
+        Self::other(error)
+    }
+}
+
 /// The command line of `command`, for messages.
 pub fn describe(command: &Command) -> String {
     let mut line = command.get_program().to_string_lossy().into_owned();
@@ -112,8 +118,9 @@ impl Netns {
     /// off (addresses are usable at once).
     ///
     /// # Errors
-    /// When `ip netns add` fails: not root, no namespace support, or the name is taken.
-    pub fn create(name: &str) -> Result<Self, CommandError> {
+    /// When `ip netns add` fails (not root, no namespace support, or the name is taken), or
+    /// the namespace's sysctls cannot be written.
+    pub fn create(name: &str) -> std::io::Result<Self> {
         run_argv(&["ip", "netns", "add", name])?;
         let ns = Self { name: name.to_owned(), armed: true };
         ns.run(&["ip", "link", "set", "lo", "up"])?;
@@ -142,12 +149,16 @@ impl Netns {
         run(self.command(program).args(args))
     }
 
-    /// Sets a sysctl of the namespace, such as `net.ipv4.ip_forward`.
+    /// Sets a sysctl of the namespace, such as `net.ipv4.ip_forward` (no interface names with
+    /// dots in it: the dots become slashes of the `/proc/sys` path).
     ///
     /// # Errors
-    /// As [`run`].
-    pub fn sysctl(&self, key: &str, value: &str) -> Result<(), CommandError> {
-        self.run(&["sysctl", "-qw", &format!("{key}={value}")]).map(drop)
+    /// When the namespace cannot be joined or the parameter cannot be written.
+    pub fn sysctl(&self, key: &str, value: &str) -> std::io::Result<()> {
+        enter(Some(&self.name), || {
+            crate::sysctl::write(&key.replace('.', "/"), value)
+                .map_err(|error| std::io::Error::other(error.to_string()))
+        })
     }
 
     /// Adds `cidr` (such as `192.0.2.1/24`) to `device`, without duplicate address detection

@@ -18,8 +18,10 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 /// ICMP echo request and reply types: IPv4 (RFC 792), then IPv6 (RFC 4443).
 const ECHO_V4: (u8, u8) = (8, 0);
 const ECHO_V6: (u8, u8) = (128, 129);
-/// The payload: recognisable in a packet capture.
+/// The payload, repeated to the size asked for: recognisable in a packet capture.
 const PAYLOAD: &[u8; 8] = b"wgfabric";
+/// The largest payload: an answer must fit the receive buffer (1500 bytes) with its headers.
+const MAX_PAYLOAD: usize = 1400;
 
 /// One target's socket.
 #[derive(Debug)]
@@ -36,6 +38,7 @@ pub struct Prober {
     echoes: Vec<Echo>,
     identifier: u16,
     sequence: u16,
+    payload: Vec<u8>,
 }
 
 /// The monotonic clock: probes wait in real time.
@@ -59,7 +62,20 @@ impl Prober {
         let echoes = crate::netns::enter(namespace, || {
             targets.iter().map(|&target| Echo::open(target, interface)).collect()
         })?;
-        Ok(Self { echoes, identifier: std::process::id() as u16, sequence: 0 })
+        Ok(Self {
+            echoes,
+            identifier: std::process::id() as u16,
+            sequence: 0,
+            payload: PAYLOAD.to_vec(),
+        })
+    }
+
+    /// Sends `size` payload bytes (at most 1400) per request instead of 8, as `ping -s`
+    /// does: large enough a probe tests that the path carries full-sized packets.
+    #[must_use]
+    pub fn with_payload(mut self, size: usize) -> Self {
+        self.payload = PAYLOAD.iter().copied().cycle().take(size.min(MAX_PAYLOAD)).collect();
+        self
     }
 
     /// Sends one echo request to every target and waits up to `timeout` for the answers.
@@ -72,7 +88,7 @@ impl Prober {
         let (identifier, sequence) = (self.identifier, self.sequence);
         let mut sent = Vec::with_capacity(self.echoes.len());
         for echo in &self.echoes {
-            sent.push(echo.send(identifier, sequence)?);
+            sent.push(echo.send(identifier, sequence, &self.payload)?);
         }
         let deadline = now() + timeout;
         self.echoes
@@ -114,13 +130,12 @@ impl Echo {
     }
 
     /// Sends the request; `false` when the kernel already knows the target is unreachable.
-    fn send(&self, identifier: u16, sequence: u16) -> io::Result<bool> {
+    fn send(&self, identifier: u16, sequence: u16, payload: &[u8]) -> io::Result<bool> {
         let request_type = if self.target.is_ipv4() { ECHO_V4.0 } else { ECHO_V6.0 };
-        let mut packet = [0u8; 8 + PAYLOAD.len()];
-        packet[0] = request_type;
-        packet[4..6].copy_from_slice(&identifier.to_be_bytes());
-        packet[6..8].copy_from_slice(&sequence.to_be_bytes());
-        packet[8..].copy_from_slice(PAYLOAD);
+        let mut packet = vec![request_type, 0, 0, 0];
+        packet.extend_from_slice(&identifier.to_be_bytes());
+        packet.extend_from_slice(&sequence.to_be_bytes());
+        packet.extend_from_slice(payload);
         if self.target.is_ipv4() {
             let checksum = internet_checksum(&packet);
             packet[2..4].copy_from_slice(&checksum.to_be_bytes());
@@ -230,6 +245,9 @@ mod tests {
         assert_eq!(prober.probe(Duration::from_millis(300)).unwrap(), [true, true, false]);
         assert!(now() - started < Duration::from_millis(600), "one deadline for all");
         assert_eq!(prober.probe(Duration::from_millis(300)).unwrap(), [true, true, false]);
+        let mut large =
+            Prober::open(Some(ns.name()), None, &targets[..2]).unwrap().with_payload(1000);
+        assert_eq!(large.probe(Duration::from_millis(300)).unwrap(), [true, true], "1000 bytes");
         let error = Prober::open(Some(ns.name()), Some("wgf-missing"), &targets).unwrap_err();
         assert!(error.to_string().contains("wgf-missing"), "{error}");
     }

@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// different prefixes do not touch each other.
     #[arg(long, default_value = DEFAULT_PREFIX, value_name = "NAME")]
     prefix: String,
+    /// Fail instead of installing the nftables package when `nft` is missing (the demo
+    /// installs it itself as root on Debian or Ubuntu, after saying so).
+    #[arg(long)]
+    no_install: bool,
     /// Progress and tables for people, or only a JSON summary on standard output.
     #[arg(long, value_enum, default_value_t)]
     format: OutputFormat,
@@ -80,8 +84,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             path
         }
     };
-    let options =
-        Options { prefix: args.prefix, daemon, keep: args.keep, policy: Policy::default() };
+    let options = Options {
+        prefix: args.prefix,
+        daemon,
+        keep: args.keep,
+        policy: Policy::default(),
+        install: !args.no_install,
+    };
     let summary = demo::run(&options, &mut OsRng, &mut reporter, &stop)?;
     if json {
         print_json(&summary)?;

@@ -31,6 +31,8 @@ mod link;
 mod plan;
 mod report;
 
+pub(crate) use self::plan::initial_request;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
 use std::path::PathBuf;
@@ -49,6 +51,7 @@ use self::keys::{KeyRing, Keys};
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
 use crate::audit::{Action, Audit, Timestamp, FILE_NAME};
+use crate::config::HostConfig;
 use crate::journal::Note;
 use crate::keystore::Identities;
 use crate::names::Name;
@@ -303,7 +306,7 @@ impl Agent {
             }
         };
         tracing::info!(revision = %doc.revision, rotations = doc.rotations.len(), "desired state accepted");
-        let endpoints = resolve_endpoints(&doc);
+        let endpoints = resolve_endpoints(&doc.config);
         self.refusal = None;
         self.refused_orders.clear();
         self.accepted = Some(Accepted { doc, keys, endpoints, applied: false });
@@ -582,9 +585,9 @@ impl Agent {
 }
 
 /// Resolves the configured endpoints (names as wg does, when the configuration is loaded).
-fn resolve_endpoints(doc: &DesiredState) -> BTreeMap<Name, SocketAddr> {
+pub(crate) fn resolve_endpoints(config: &HostConfig) -> BTreeMap<Name, SocketAddr> {
     let mut resolved = BTreeMap::new();
-    for peer in &doc.config.peers {
+    for peer in &config.peers {
         let Some(endpoint) = &peer.endpoint else { continue };
         match (endpoint.host(), endpoint.port()).to_socket_addrs().map(|mut addrs| addrs.next()) {
             Ok(Some(addr)) => {

@@ -29,6 +29,7 @@ use wgfabric_proto::uapi::{
 
 use super::keys::Keys;
 use crate::cidr::Cidr;
+use crate::config::{HostConfig, PeerConfig};
 use crate::names::Name;
 use crate::render::join_cidrs;
 use crate::state::{DesiredState, Phase, Role, RotationReport, Takeover};
@@ -124,17 +125,8 @@ pub(crate) fn target(
     for peer in &config.peers {
         let rotated_psk = switched
             .and_then(|order| keys.rotated_preshared.get(&(order.id.clone(), peer.name.clone())));
-        let mut current = TargetPeer {
-            name: peer.name.clone(),
-            public_key: peer.public_key,
-            endpoint: endpoints
-                .get(&peer.name)
-                .map_or(TargetEndpoint::Roaming, |addr| TargetEndpoint::Fixed(*addr)),
-            keepalive: peer.persistent_keepalive.unwrap_or(0),
-            allowed_ips: peer.allowed_ips.iter().copied().collect(),
-            preshared_key: rotated_psk.or_else(|| keys.preshared.get(&peer.name)).cloned(),
-            successor_of: None,
-        };
+        let preshared = rotated_psk.or_else(|| keys.preshared.get(&peer.name)).cloned();
+        let mut current = configured_peer(peer, endpoints, preshared);
         let staging =
             doc.rotations.iter().find(|order| order.host == peer.name && is_staged(order.phase));
         let Some((order, new_key)) = staging.and_then(|o| Some((o, o.new_key?))) else {
@@ -174,6 +166,35 @@ pub(crate) fn target(
         peers.push(successor);
     }
     Target { private_key, listen_port: config.listen_port, peers }
+}
+
+/// `peer` as its configuration has it, with no rotation in flight.
+fn configured_peer(
+    peer: &PeerConfig,
+    endpoints: &BTreeMap<Name, SocketAddr>,
+    preshared_key: Option<PresharedKey>,
+) -> TargetPeer {
+    TargetPeer {
+        name: peer.name.clone(),
+        public_key: peer.public_key,
+        endpoint: endpoints
+            .get(&peer.name)
+            .map_or(TargetEndpoint::Roaming, |addr| TargetEndpoint::Fixed(*addr)),
+        keepalive: peer.persistent_keepalive.unwrap_or(0),
+        allowed_ips: peer.allowed_ips.iter().copied().collect(),
+        preshared_key,
+        successor_of: None,
+    }
+}
+
+/// The request that gives a fresh device everything `config` describes, with `private_key`
+/// and no preshared keys: a host brought up from its rendered configuration.
+pub(crate) fn initial_request(config: &HostConfig, private_key: &PrivateKey) -> SetRequest {
+    let endpoints = super::resolve_endpoints(config);
+    let peers = config.peers.iter().map(|peer| configured_peer(peer, &endpoints, None)).collect();
+    let target =
+        Target { private_key: private_key.clone(), listen_port: config.listen_port, peers };
+    changes(&target, &DeviceSnapshot::default()).map(|(request, _)| request).unwrap_or_default()
 }
 
 /// Whether a rotation in `phase` has the rotating peer's new key staged on its peers.

@@ -2,15 +2,15 @@
 //! running `wgfabricd` configured with exactly what `wgfabric render` produces.
 //!
 //! Building it from a [`Fabric`]:
-//! 1. every host gets a fresh key pair (in memory; the private key reaches its daemon through
-//!    `wg setconf`'s standard input and is never written to a file), and the inventory copy
+//! 1. every host gets a fresh key pair (in memory; the private key reaches its daemon over the
+//!    userspace API and is never written to a file), and the inventory copy
 //!    gets the public keys and, for hosts with an endpoint, their underlay address;
 //! 2. the underlay is wired ([`super::underlay`]): public hosts on the internet bridge, NATed
 //!    hosts behind the office router, a stand-in host behind each subnet router;
 //! 3. each host, relays first, starts `wgfabricd` on its own interface name (the API sockets
-//!    share one directory machine-wide) and runs the commands the `setconf` form lists:
-//!    `wg setconf`, addresses, MTU, the routes into the tunnel, forwarding; then it loads the
-//!    host's firewall (the example's access policy) as the agent would.
+//!    share one directory machine-wide) and gets what the `setconf` form lists: its key and
+//!    peers over the userspace API, addresses, MTU, the routes into the tunnel, forwarding;
+//!    then it loads the host's firewall (the example's access policy) as the agent would.
 //!
 //! Dropping the lab stops the daemons and deletes every namespace, even while panicking;
 //! [`Lab::keep`] leaves it all running instead.
@@ -18,23 +18,27 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 use wgfabric_proto::keys::{PrivateKey, PublicKey};
-use zeroize::Zeroizing;
 
 use super::daemon::Daemon;
 use super::underlay::{gateway, Site, SubnetSite, Underlay};
 use super::{now, Error};
+use crate::agent::device::Device;
+use crate::agent::initial_request;
 use crate::cidr::Cidr;
 use crate::config::HostConfig;
 use crate::fabric::Fabric;
-use crate::failover::{parse_dump, LivePeer};
+use crate::failover::LivePeer;
 use crate::inventory::Role;
 use crate::names::Name;
-use crate::netns::{run_with_input, Netns};
-use crate::policy::nft::Table;
-use crate::render::{forwards, setconf};
+use crate::netlink::Netlink;
+use crate::netns::Netns;
+use crate::policy::nft::{self, Table};
+use crate::probe::Prober;
+use crate::render::forwards;
 
 /// Longest namespace prefix: it also starts every interface name (15 bytes at most).
 const MAX_PREFIX: usize = 12;
@@ -144,20 +148,21 @@ impl LabHost {
         Ok(self.ns.run(argv)?)
     }
 
-    /// The live state of its peers (`wg show IFACE dump`).
+    /// The live state of its peers, from its daemon's userspace API.
     ///
     /// # Errors
-    /// When `wg` fails (the daemon is not running) or prints something unexpected.
+    /// When the daemon does not answer (it is not running).
     pub fn peers(&self) -> Result<Vec<LivePeer>, Error> {
-        Ok(parse_dump(&self.run(&["wg", "show", self.interface(), "dump"])?)?)
+        let device = Device::new(self.interface()).get()?;
+        Ok(device.peers.iter().map(LivePeer::from).collect())
     }
 
-    /// Sends one echo request of `size` payload bytes to `addr`, waiting up to 2 s; whether it
-    /// was answered.
-    pub fn ping(&self, addr: IpAddr, size: u16) -> bool {
-        let size = size.to_string();
-        let addr = addr.to_string();
-        self.run(&["ping", "-n", "-q", "-c", "1", "-W", "2", "-s", &size, &addr]).is_ok()
+    /// Sends one echo request of `size` payload bytes to `addr` from the host's namespace,
+    /// waiting up to 2 s; whether it was answered.
+    pub fn ping(&self, addr: IpAddr, size: usize) -> bool {
+        Prober::open(Some(self.namespace()), None, &[addr])
+            .and_then(|prober| prober.with_payload(size).probe(Duration::from_secs(2)))
+            .is_ok_and(|answered| answered == [true])
     }
 
     fn start(&mut self, settings: &Settings) -> Result<(), Error> {
@@ -170,15 +175,13 @@ impl LabHost {
     fn configure(&self) -> Result<(), Error> {
         let config = &self.config;
         let iface = config.interface.as_str();
-        let text = Zeroizing::new(setconf(config, Some(&self.key)));
-        run_with_input(
-            self.command("wg").args(["setconf", iface, "/dev/stdin"]),
-            Some(text.as_bytes()),
-        )?;
+        Device::new(iface).set(&initial_request(config, &self.key))?;
+        let mut netlink = Netlink::open_in(Some(self.namespace()))?;
+        let index = netlink.link(iface)?.index;
         for address in &config.addresses {
-            self.ns.add_address(iface, &address.to_string())?;
+            netlink.add_address(iface, index, *address)?;
         }
-        self.run(&["ip", "link", "set", iface, "mtu", &config.mtu.to_string(), "up"])?;
+        netlink.set_link(iface, Some(config.mtu.into()), Some(true))?;
         let routes = config.tunnel_routes();
         if routes.iter().any(Cidr::is_default_route) {
             self.pin_endpoints()?;
@@ -197,8 +200,7 @@ impl LabHost {
         }
         if let Some(firewall) = &config.firewall {
             // What the agent loads: the whole table in one nft transaction.
-            let batch = Table::of(firewall).to_json().to_string();
-            run_with_input(self.command("nft").args(["-j", "-f", "-"]), Some(batch.as_bytes()))?;
+            nft::load_in(Some(self.namespace()), &Table::of(firewall).to_json())?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! denied ones must not.
 //!
 //! The path is read from the WireGuard counters, not assumed from the configuration: pings
-//! run one pair at a time with a 1000-byte payload, and the `wg show dump` of the source and
+//! run one pair at a time with a 1000-byte payload, and the peer counters of the source and
 //! of every relay is taken before and after. The request's first hop is the source's peer
 //! whose sent bytes grew by at least a probe; the reply's last hop is the peer whose received
 //! bytes did. A relay hop is confirmed only if the relay's counters show the probe coming in
@@ -271,7 +271,7 @@ impl Lab {
     /// One echo request to each address of a denied pair.
     fn probe_denied(from: &LabHost, to: &Destination<'_>) -> Cell {
         let addresses = to.addresses();
-        let answered = addresses.iter().any(|addr| from.ping(*addr, PROBE_SIZE));
+        let answered = addresses.iter().any(|addr| from.ping(*addr, PROBE_SIZE.into()));
         Cell {
             from: from.name().clone(),
             to: to.name().clone(),
@@ -288,7 +288,7 @@ impl Lab {
         let addresses = to.addresses();
         let before = Snapshot::take(self, from)?;
         let answered =
-            addresses.iter().all(|addr| (0..ATTEMPTS).any(|_| from.ping(*addr, PROBE_SIZE)));
+            addresses.iter().all(|addr| (0..ATTEMPTS).any(|_| from.ping(*addr, PROBE_SIZE.into())));
         let after = Snapshot::take(self, from)?;
 
         let source = from.public_key();

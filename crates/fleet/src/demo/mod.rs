@@ -30,6 +30,7 @@ mod table;
 mod underlay;
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
 pub use daemon::{locate_daemon, socket_path, CargoBuild, DAEMON, SOCKET_DIR};
@@ -45,7 +46,7 @@ pub use table::{links_text, Link};
 pub use underlay::Site;
 
 use crate::fabric::Fabric;
-use crate::failover::{DumpError, Policy, WatchError};
+use crate::failover::{Policy, WatchError};
 use crate::inventory::Inventory;
 use crate::lock::Lock;
 use crate::netns::{delete_with_prefix, CommandError};
@@ -71,9 +72,18 @@ pub enum Error {
     /// The inventory could not be turned into a fabric.
     #[error(transparent)]
     Fleet(#[from] crate::Error),
-    /// A device's dump did not parse.
+    /// A daemon's userspace API failed.
     #[error(transparent)]
-    Dump(#[from] DumpError),
+    Device(#[from] crate::agent::device::DeviceError),
+    /// nftables refused a table.
+    #[error(transparent)]
+    Nft(#[from] crate::policy::nft::NftError),
+    /// An interface could not be configured.
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
+    /// A namespace, socket or sysctl could not be used.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
     /// A failover monitor stopped on an error.
     #[error(transparent)]
     Monitor(#[from] WatchError),
@@ -88,7 +98,7 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
-/// Seconds since the Unix epoch, to date `wg show`'s handshake times.
+/// Seconds since the Unix epoch, to date the devices' handshake times.
 #[expect(clippy::disallowed_methods, reason = "handshake times are wall-clock times")]
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -127,9 +137,12 @@ pub struct Options {
     pub keep: bool,
     /// The failover monitors' policy.
     pub policy: Policy,
+    /// Install the `nftables` package when `nft` is missing (as root on Debian or Ubuntu).
+    pub install: bool,
 }
 
-/// Checks that this process is root and that the tools the demo drives are installed.
+/// Checks that this process is root and that `ip` (iproute2), which builds the namespaces,
+/// is installed.
 ///
 /// # Errors
 /// [`Error::Setup`] saying what is missing and how to install it.
@@ -144,20 +157,74 @@ pub fn check_machine() -> Result<(), Error> {
             "the demo creates network namespaces and interfaces: run it as root (sudo)".into(),
         ));
     }
-    let tools = [("ip", "iproute2"), ("wg", "wireguard-tools"), ("ping", "iputils-ping")];
-    let mut missing: Vec<&str> =
-        tools.iter().filter(|(tool, _)| !on_path(tool)).map(|(_, package)| *package).collect();
-    if !on_path("nft") && !on_path("iptables") {
-        missing.push("nftables");
-    }
-    if missing.is_empty() {
+    if on_path("ip") {
         Ok(())
     } else {
-        Err(Error::Setup(format!(
-            "missing tools; install them with `sudo apt-get install {}`",
-            missing.join(" ")
-        )))
+        Err(Error::Setup(
+            "`ip` is missing: it creates the network namespaces; install it with \
+             `sudo apt-get install iproute2`"
+                .into(),
+        ))
     }
+}
+
+/// Why the demo needs `nft`: the kernel takes nftables rules only in `nft`'s netlink
+/// encoding, which the project leaves to nftables itself.
+const WHY_NFT: &str = "`nft` (Debian package nftables) is missing: the NAT router's \
+                       masquerade and the hosts' firewalls are nftables tables, which only \
+                       `nft` can load";
+
+/// Makes sure `nft` is installed: as root on Debian or Ubuntu, and when `install` allows it,
+/// installs the `nftables` package after saying so through `reporter`; returns what it did.
+///
+/// # Errors
+/// [`Error::Setup`] naming the package and how to install it, when it is missing and cannot
+/// or may not be installed here.
+pub fn ensure_nftables(install: bool, reporter: &mut dyn Reporter) -> Result<&'static str, Error> {
+    if on_path("nft") {
+        return Ok("nft is installed");
+    }
+    let refuse = |how: &str| {
+        Err(Error::Setup(format!(
+            "{WHY_NFT}; install it with `sudo apt-get install nftables`{how}"
+        )))
+    };
+    if !install {
+        return refuse(" (not installed by the demo: --no-install)");
+    }
+    if !is_debian_like() {
+        return refuse(" or your distribution's equivalent");
+    }
+    reporter.step(&format!(
+        "{WHY_NFT}; installing it: apt-get install -y --no-install-recommends nftables"
+    ));
+    let apt = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends", "nftables"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| Error::Setup(format!("cannot run apt-get: {error}")))?;
+    if !apt.status.success() || !on_path("nft") {
+        let said = String::from_utf8_lossy(&apt.stderr);
+        return Err(Error::Setup(format!(
+            "installing nftables failed ({}): {}",
+            apt.status,
+            said.lines().last().unwrap_or_default()
+        )));
+    }
+    Ok("installed nftables")
+}
+
+/// Whether this is Debian or a derivative (Ubuntu), where apt-get installs packages.
+fn is_debian_like() -> bool {
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    release.lines().any(|line| {
+        let value = line
+            .strip_prefix("ID=")
+            .or_else(|| line.strip_prefix("ID_LIKE="))
+            .map(|value| value.trim_matches('"'));
+        value.is_some_and(|value| value.split(' ').any(|id| id == "debian" || id == "ubuntu"))
+    })
 }
 
 fn on_path(program: &str) -> bool {

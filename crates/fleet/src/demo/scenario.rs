@@ -9,9 +9,9 @@ use std::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{
-    check_machine, clean, example_fabric, links_text, lost_between, now, outage_after, unix_now,
-    Error, FailoverReport, KeptSummary, Lab, Link, Monitors, Options, Outage, Reply, Reporter,
-    Settings, SteadyPing, Subnet, Summary, SwitchSummary,
+    check_machine, clean, ensure_nftables, example_fabric, links_text, lost_between, now,
+    outage_after, unix_now, Error, FailoverReport, KeptSummary, Lab, Link, Monitors, Options,
+    Outage, Reply, Reporter, Settings, SteadyPing, Subnet, Summary, SwitchSummary,
 };
 use crate::failover::Reason;
 use crate::names::Name;
@@ -70,9 +70,27 @@ pub fn run<R: RngCore + CryptoRng>(
     reporter: &mut dyn Reporter,
     stop: &AtomicBool,
 ) -> Result<Summary, Error> {
+    // The signal also interrupts whatever system call was under way: the step it broke
+    // failed because of the signal.
+    steps(options, rng, reporter, stop).map_err(|error| {
+        if stop.load(Ordering::Relaxed) {
+            Error::Interrupted
+        } else {
+            error
+        }
+    })
+}
+
+fn steps<R: RngCore + CryptoRng>(
+    options: &Options,
+    rng: &mut R,
+    reporter: &mut dyn Reporter,
+    stop: &AtomicBool,
+) -> Result<Summary, Error> {
     reporter.step("checking this machine");
     check_machine()?;
-    reporter.done("root; ip, wg, ping and nft/iptables are installed");
+    let nft = ensure_nftables(options.install, reporter)?;
+    reporter.done(&format!("root; ip is installed; {nft}"));
 
     reporter.step("removing what an earlier run left");
     let removed = clean(&options.prefix)?;

@@ -1,15 +1,16 @@
 //! A steady ping between two hosts, timestamped as each reply arrives, to measure how long
 //! traffic stops when a relay dies and how many packets a move between relays costs.
 //!
-//! `ping -i 0.1` runs in the source's namespace; a reader thread stamps each reply line with
-//! the monotonic clock. An outage is a gap in the replies, in sequence numbers (requests lost
-//! for good) or in time (requests held until a handshake completed).
+//! A thread sends one in-process echo request (see [`crate::probe`]) from the source's
+//! namespace every 100 ms and stamps each answer with the monotonic clock. A request not
+//! answered within its interval counts as lost (a packet held until a handshake completed
+//! arrives too late to count). An outage is a gap in the replies, in sequence numbers
+//! (requests lost) or in time.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::IpAddr;
-use std::os::unix::process::CommandExt as _;
-use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use serde::Serialize;
 
 use super::lab::LabHost;
 use super::{now, Error};
-use crate::netns::describe;
+use crate::probe::Prober;
 
 /// Time between echo requests.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
@@ -46,8 +47,8 @@ pub struct Outage {
 /// A running steady ping; stopped when dropped.
 #[derive(Debug)]
 pub struct SteadyPing {
-    child: Child,
-    reader: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    sender: Option<JoinHandle<()>>,
     incoming: Receiver<Reply>,
     replies: Vec<Reply>,
 }
@@ -56,31 +57,27 @@ impl SteadyPing {
     /// Starts pinging `addr` from `host` every 100 ms.
     ///
     /// # Errors
-    /// [`Error::Setup`] when `ping` cannot start.
+    /// [`Error::Io`] when the probe socket cannot be opened in the host's namespace.
     pub fn start(host: &LabHost, addr: IpAddr) -> Result<Self, Error> {
-        let mut command = host.command("ping");
-        command
-            .args(["-n", "-i", &format!("{:.1}", INTERVAL.as_secs_f64()), &addr.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0);
-        let line = describe(&command);
-        let mut child =
-            command.spawn().map_err(|e| Error::Setup(format!("starting `{line}`: {e}")))?;
-        let stdout =
-            child.stdout.take().ok_or_else(|| Error::Setup("ping has no output".into()))?;
-        let (sender, incoming) = channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(seq) = reply_seq(&line) {
-                    if sender.send(Reply { seq, at: now() }).is_err() {
-                        return;
-                    }
+        let mut prober = Prober::open(Some(host.namespace()), None, &[addr])?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reply, incoming) = channel();
+        let stopped = Arc::clone(&stop);
+        let sender = std::thread::spawn(move || {
+            let mut seq = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                seq += 1;
+                let sent = now();
+                // A send error (no route yet) is a lost request, like an unanswered one.
+                if prober.probe(INTERVAL).is_ok_and(|answered| answered == [true])
+                    && reply.send(Reply { seq, at: now() }).is_err()
+                {
+                    return;
                 }
+                std::thread::sleep(INTERVAL.saturating_sub(now().duration_since(sent)));
             }
         });
-        Ok(Self { child, reader: Some(reader), incoming, replies: Vec::new() })
+        Ok(Self { stop, sender: Some(sender), incoming, replies: Vec::new() })
     }
 
     /// Every reply so far, in arrival order.
@@ -92,21 +89,11 @@ impl SteadyPing {
 
 impl Drop for SteadyPing {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.join();
         }
     }
-}
-
-/// The `icmp_seq` of an iputils reply line (`64 bytes from 10.0.0.1: icmp_seq=7 ttl=64 ...`).
-fn reply_seq(line: &str) -> Option<u32> {
-    if !line.contains(" bytes from ") {
-        return None;
-    }
-    let rest = &line[line.find("icmp_seq=")? + "icmp_seq=".len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// The first outage in `replies` that ends after `since`, if traffic has resumed.
@@ -132,13 +119,6 @@ pub fn lost_between(replies: &[Reply], from: Instant, to: Instant) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reply_lines_give_their_sequence_number() {
-        assert_eq!(reply_seq("64 bytes from 10.20.0.2: icmp_seq=12 ttl=62 time=0.9 ms"), Some(12));
-        assert_eq!(reply_seq("PING 10.20.0.2 (10.20.0.2) 56(84) bytes of data."), None);
-        assert_eq!(reply_seq("From 10.77.0.1 icmp_seq=3 Destination Host Unreachable"), None);
-    }
 
     fn series(start: Instant, points: &[(u32, u64)]) -> Vec<Reply> {
         points

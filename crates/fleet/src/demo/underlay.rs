@@ -14,9 +14,12 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use serde_json::json;
+
 use super::Error;
 use crate::cidr::Cidr;
-use crate::netns::{run_with_input, veth, CommandError, Netns};
+use crate::netns::{veth, CommandError, Netns};
+use crate::policy::nft;
 
 /// The public underlay (TEST-NET-1).
 pub(crate) const INTERNET: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 0);
@@ -32,6 +35,8 @@ pub(crate) const NAT_GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 pub(crate) const UPLINK: &str = "uplink";
 const BRIDGE: &str = "inet";
 const LAN_BRIDGE: &str = "lan";
+/// The NAT router's nftables table.
+const NAT_TABLE: &str = "wgfabric_demo";
 
 /// Where a host is plugged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,25 +143,23 @@ fn bridge(ns: &Netns, name: &str) -> Result<(), CommandError> {
     ns.link_up(name)
 }
 
-/// Source NAT of everything leaving the office through `uplink`: nftables, or iptables where
-/// `nft` is missing.
+/// Source NAT of everything leaving the office through `uplink`, loaded through the same
+/// nftables path as the agent's firewall.
 fn masquerade(nat: &Netns) -> Result<(), Error> {
-    let ruleset = format!(
-        "table ip wgfabric_demo {{\n  chain postrouting {{\n    type nat hook postrouting \
-         priority srcnat; policy accept;\n    oifname \"{UPLINK}\" masquerade\n  }}\n}}\n"
-    );
-    let nft = run_with_input(nat.command("nft").args(["-f", "-"]), Some(ruleset.as_bytes()));
-    match nft {
-        Ok(_) => Ok(()),
-        Err(nft) => nat
-            .run(&["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", UPLINK, "-j", "MASQUERADE"])
-            .map(drop)
-            .map_err(|iptables| {
-                Error::Setup(format!(
-                    "neither nftables nor iptables could masquerade: {nft}; {iptables}"
-                ))
-            }),
-    }
+    let table = json!({"family": "ip", "name": NAT_TABLE});
+    let chain = json!({
+        "family": "ip", "table": NAT_TABLE, "name": "postrouting",
+        "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept",
+    });
+    let rule = json!({
+        "family": "ip", "table": NAT_TABLE, "chain": "postrouting",
+        "expr": [
+            {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": UPLINK}},
+            {"masquerade": null},
+        ],
+    });
+    let batch = json!({"nftables": [{"add": {"table": table}}, {"add": {"chain": chain}}, {"add": {"rule": rule}}]});
+    Ok(nft::load_in(Some(nat.name()), &batch)?)
 }
 
 /// A routed subnet's stand-in: a namespace behind its router holding one address of it.

@@ -1,6 +1,5 @@
-//! The live state of an interface's peers, read from `wg show IFACE dump`: the one format the
-//! kernel module, wireguard-go and wgfabricd all print, so a failover monitor and the demo's
-//! peer table work the same over any of them.
+//! The live state of an interface's peers, read from `wg show IFACE dump` (the one format the
+//! kernel module, wireguard-go and wgfabricd all print) or from the userspace API.
 //!
 //! The dump's first line holds the interface's private key. It is recognised by its field
 //! count and skipped without being kept or quoted in an error.
@@ -10,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 use wgfabric_proto::keys::PublicKey;
+use wgfabric_proto::uapi::PeerSnapshot;
 
 use crate::cidr::Cidr;
 
@@ -31,6 +31,21 @@ pub struct LivePeer {
     pub tx_bytes: u64,
     /// PersistentKeepalive in seconds, if on.
     pub persistent_keepalive: Option<u16>,
+}
+
+impl From<&PeerSnapshot> for LivePeer {
+    fn from(peer: &PeerSnapshot) -> Self {
+        Self {
+            public_key: peer.public_key,
+            endpoint: peer.endpoint,
+            allowed_ips: peer.allowed_ips.iter().map(|&cidr| cidr.into()).collect(),
+            latest_handshake: peer.last_handshake_time.map(|time| time.as_secs()),
+            rx_bytes: peer.rx_bytes,
+            tx_bytes: peer.tx_bytes,
+            persistent_keepalive: (peer.persistent_keepalive_interval != 0)
+                .then_some(peer.persistent_keepalive_interval),
+        }
+    }
 }
 
 /// A dump line that is not what `wg` prints.

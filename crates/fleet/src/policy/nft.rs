@@ -576,7 +576,19 @@ pub struct NftError(String);
 /// # Errors
 /// When `nft` is missing or refuses the batch, with what it said.
 pub fn load(batch: &Value) -> Result<(), NftError> {
-    let mut child = Command::new("nft")
+    load_in(None, batch)
+}
+
+/// [`load`] in the network namespace `namespace` (this process's own for `None`).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_in(namespace: Option<&str>, batch: &Value) -> Result<(), NftError> {
+    let mut command = match namespace {
+        Some(namespace) => crate::netns::command_in(namespace, "nft"),
+        None => Command::new("nft"),
+    };
+    let mut child = command
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
