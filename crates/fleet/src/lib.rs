@@ -49,6 +49,7 @@ pub mod fabric;
 pub mod failover;
 pub mod files;
 pub mod host_path;
+pub mod hostup;
 pub mod inventory;
 pub mod journal;
 pub mod key_source;

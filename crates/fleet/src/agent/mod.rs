@@ -31,7 +31,9 @@ mod link;
 mod plan;
 mod report;
 
-pub(crate) use self::plan::initial_request;
+pub(crate) use self::keys::{KeyRing, Keys};
+pub(crate) use self::link::{forward, LinkError};
+pub(crate) use self::plan::{initial_request, request_for};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
@@ -47,7 +49,6 @@ pub use keys::RngCoreCrypto;
 use self::failover::FailoverTask;
 use self::firewall::Firewalls;
 use self::identity::Identity;
-use self::keys::{KeyRing, Keys};
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
 use crate::audit::{Action, Audit, Timestamp, FILE_NAME};
