@@ -109,7 +109,7 @@ pub enum UpError {
     )]
     Stuck {
         /// The first failure.
-        error: Box<UpError>,
+        error: Box<Self>,
         /// The failures of the undoing.
         undo: String,
         /// The interface.
@@ -126,6 +126,14 @@ impl From<LinkError> for UpError {
             LinkError::Sysctl(error) => Self::Sysctl(error),
         }
     }
+}
+
+/// A JSON error as `FILE:LINE:COLUMN: what`, the position said once.
+fn located(path: &Path, error: &serde_json::Error) -> String {
+    let (line, column) = (error.line(), error.column());
+    let text = error.to_string();
+    let what = text.strip_suffix(&format!(" at line {line} column {column}")).unwrap_or(&text);
+    format!("{}:{line}:{column}: {what}", path.display())
 }
 
 /// How `up` works.
@@ -396,7 +404,6 @@ fn undo(mut applied: Applied, stop_adopted: bool) -> (Applied, Vec<String>) {
     } else {
         applied.daemon = None;
     }
-    drop(keep);
     (applied, failures)
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::UpError;
+use super::{located, UpError};
 use crate::cidr::IfAddr;
 use crate::files::{write_atomically, SECRET_MODE};
 use crate::names::Name;
@@ -189,10 +189,8 @@ impl Journal {
             }
             Err(error) => return Err(UpError::Record { path, cause: error.to_string() }),
         };
-        let applied: Applied = serde_json::from_slice(&bytes).map_err(|error| UpError::Record {
-            path: path.clone(),
-            cause: format!("{}:{}: {error}", error.line(), error.column()),
-        })?;
+        let applied: Applied = serde_json::from_slice(&bytes)
+            .map_err(|error| UpError::Source(located(&path, &error)))?;
         if applied.format != RECORD_FORMAT {
             return Err(UpError::Record {
                 path,

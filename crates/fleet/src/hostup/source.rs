@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::UpError;
+use super::{located, UpError};
 use crate::config::HostConfig;
 use crate::names::Name;
 use crate::state::{DesiredState, Revision, FORMAT};
@@ -57,9 +57,8 @@ fn from_rendered(path: &Path, host: &Name) -> Result<DesiredState, UpError> {
              holds every host)"
         ))
     })?;
-    let mut fabric: FabricJson = serde_json::from_slice(&text).map_err(|error| {
-        UpError::Source(format!("{}:{}:{}: {error}", path.display(), error.line(), error.column()))
-    })?;
+    let mut fabric: FabricJson =
+        serde_json::from_slice(&text).map_err(|error| UpError::Source(located(path, &error)))?;
     let Some(rendered) = fabric.hosts.remove(host) else {
         return Err(source(format!("no host named `{host}`")));
     };
@@ -107,8 +106,9 @@ mod tests {
         std::fs::write(dir.join(FABRIC_JSON), "{\"hosts\": {\n  \"a\": 7\n}}").unwrap();
         let source = HostSource::Rendered(dir.clone());
         let error = source.desired_state(&"a".parse().unwrap()).unwrap_err().to_string();
-        let prefix = format!("{}:2:9: ", dir.join(FABRIC_JSON).display());
+        let prefix = format!("{}:2:8: invalid type: integer `7`", dir.join(FABRIC_JSON).display());
         assert!(error.starts_with(&prefix), "{error}");
+        assert!(!error.contains("line 2"), "the position is said once: {error}");
         std::fs::write(dir.join(FABRIC_JSON), "{\"hosts\": {}}").unwrap();
         let error = source.desired_state(&"a".parse().unwrap()).unwrap_err().to_string();
         assert!(error.ends_with("fabric.json: no host named `a`"), "{error}");
