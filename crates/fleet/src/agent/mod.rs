@@ -20,7 +20,8 @@
 //! The agent manages through the userspace API the private key, listen port and peers
 //! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (see [`link`]),
 //! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
-//! mark, DNS and full-tunnel policy routing to wg-quick or networkd.
+//! mark, DNS and full-tunnel policy routing to `wgfabric up` ([`crate::hostup`]), wg-quick or
+//! networkd.
 
 pub mod device;
 mod failover;
