@@ -27,7 +27,7 @@
 #![warn(missing_docs)]
 
 mod filter;
-pub mod journal;
+pub mod note;
 mod time;
 pub mod verify;
 

@@ -59,7 +59,7 @@ pub fn counters() -> Result<Option<Vec<RuleCounter>>, NftError> {
 #[error("nft: {0}")]
 pub struct NftError(String);
 
-/// Loads `batch` (as [`Table::to_json`] makes it) in one transaction: all of it, or nothing
+/// Loads `batch` (as [`wgfabric_model::policy::nft::Table::to_json`] makes it) in one transaction: all of it, or nothing
 /// (the table in force stays).
 ///
 /// # Errors

@@ -26,7 +26,7 @@ use wgfabric_proto::keys::PrivateKey;
 use zeroize::Zeroizing;
 
 use crate::host_path::HostPath;
-use crate::keys::read_key_file;
+use crate::key_file::read_key_file;
 use crate::wallclock::monotonic;
 
 /// How long a key command may run unless told otherwise.

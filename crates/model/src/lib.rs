@@ -9,7 +9,7 @@
 //!  (addresses)    (sticky IPAM)    (inv+lock)                          │
 //!                                                 ┌────────────────────┼──────────────────┐
 //!                                                 ▼                    ▼                  ▼
-//!                                         render::* (wg-quick,   plan::plan vs     diff::diff_device vs
+//!                                         render::* (wg-quick,   render::plan vs   diff::diff_device vs
 //!                                         networkd, setconf,     state.json        wgconf::parse(live)
 //!                                         JSON, Terraform,
 //!                                         Ansible, graph)
@@ -18,8 +18,8 @@
 //! Everything between the files is pure: no clock, no randomness, no network. Files are read
 //! by the `load` functions and written by [`files`] (all or nothing, secrets 0600, unchanged
 //! files left alone), which [`render::render_into`] uses to write a render host by host. Keys
-//! are generated on hosts ([`keys`]) or kept encrypted in the repository ([`keystore`]); the
-//! caller supplies the random generator. Nothing in this crate parses command lines.
+//! are generated on hosts ([`key_file`]) or kept encrypted in the repository
+//! ([`sealed_keys`]); the caller supplies the random generator. Nothing in this crate parses command lines.
 //!
 //! The crates above this one carry the decisions made here out: `wgfabric-store` publishes
 //! desired states, `wgfabric-host` applies them on a host (comparing with [`wgconf::parse`]
@@ -35,24 +35,24 @@ pub mod durations;
 pub mod endpoint;
 pub mod error;
 pub mod example;
+pub mod explain;
 pub mod fabric;
 pub mod files;
 pub mod fingerprint;
 pub mod host_path;
 pub mod inventory;
+pub mod key_file;
 pub mod key_source;
-pub mod keys;
-pub mod keystore;
 pub mod lint;
 pub mod lock;
 pub mod names;
-pub mod plan;
 pub mod policy;
 pub mod render;
+pub mod sealed_keys;
 pub mod serde_keys;
 mod serde_stream;
 mod serde_text;
-mod source;
+mod toml_position;
 pub mod wallclock;
 pub mod wgconf;
 

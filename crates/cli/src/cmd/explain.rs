@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use wgfabric_model::policy::explain::explain;
+use wgfabric_model::explain::explain;
 use wgfabric_model::policy::{PortSpec, Verdict};
 
 use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use rand_core::OsRng;
 use wgfabric_audit::{Action, Fingerprint};
 use wgfabric_model::inventory::PRIVATE_KEY_FILE;
-use wgfabric_model::keys::{generate_key_file, read_key_file};
-use wgfabric_model::keystore::KeyStore;
+use wgfabric_model::key_file::{generate_key_file, read_key_file};
+use wgfabric_model::sealed_keys::KeyStore;
 use wgfabric_model::Inventory;
 use wgfabric_proto::keys::PrivateKey;
 

@@ -30,8 +30,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wgfabric_model::files::{write_atomically, PUBLIC_MODE};
-use wgfabric_model::keystore::Identities;
 use wgfabric_model::lint::{check, findings_text, has_errors, Report};
+use wgfabric_model::sealed_keys::Identities;
 use wgfabric_model::{Fabric, Lock};
 
 use crate::logging::LogFormat;

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::nftables;
-use wgfabric_audit::journal::Note;
+use wgfabric_audit::note::Note;
 use wgfabric_audit::Action;
 use wgfabric_model::policy::nft::Table;
 use wgfabric_model::policy::Firewall;

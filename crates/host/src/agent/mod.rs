@@ -5,7 +5,7 @@
 //!  store: desired/HOST ──watch──► read ──► DesiredState::from_json ──► KeyRing::resolve
 //!                                             │ refused: keep the interface as it is,     │
 //!                                             │ report why (status + log)                 ▼
-//!  daemon (userspace API) ◄── set: plan::changes ◄── plan::target ◄── get ◄──── accepted state
+//!  daemon (userspace API) ◄── set: reconcile::changes ◄── reconcile::target ◄── get ◄──── accepted state
 //!        │                                        (only what differs)
 //!        └── get ──► Status (applied revision, peers, handshake ages, rotation reports) ──► store: status/HOST
 //! ```
@@ -18,7 +18,7 @@
 //! refused: the interface keeps the last good configuration.
 //!
 //! The agent manages through the userspace API the private key, listen port and peers
-//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (see [`link`]),
+//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (the `link` module),
 //! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
 //! mark, DNS and full-tunnel policy routing to wg-quick or networkd.
 
@@ -26,12 +26,12 @@ pub mod device;
 mod failover;
 mod firewall;
 mod identity;
-mod keys;
 mod link;
-mod plan;
+mod reconcile;
 mod report;
+mod secrets;
 
-pub use self::plan::initial_request;
+pub use self::reconcile::initial_request;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
@@ -42,19 +42,19 @@ use std::time::Duration;
 use wgfabric_proto::uapi::DeviceSnapshot;
 
 pub use device::{Device, DeviceError};
-pub use keys::RngCoreCrypto;
+pub use secrets::RngCoreCrypto;
 
 use self::failover::FailoverTask;
 use self::firewall::Firewalls;
 use self::identity::Identity;
-use self::keys::{KeyRing, Keys};
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
-use wgfabric_audit::journal::Note;
+use self::secrets::{KeyRing, Keys};
+use wgfabric_audit::note::Note;
 use wgfabric_audit::{Action, Audit, Timestamp, FILE_NAME};
 use wgfabric_model::config::HostConfig;
-use wgfabric_model::keystore::Identities;
 use wgfabric_model::names::Name;
+use wgfabric_model::sealed_keys::Identities;
 use wgfabric_model::wallclock::{monotonic, system, unix_seconds};
 use wgfabric_store::state::{
     AgentInfo, Correction, DesiredState, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
@@ -268,7 +268,7 @@ impl Agent {
 
     fn awaits_takeover(&self) -> bool {
         match (&self.accepted, &self.live) {
-            (Some(accepted), Some(live)) => plan::awaits_takeover(&accepted.doc, live),
+            (Some(accepted), Some(live)) => reconcile::awaits_takeover(&accepted.doc, live),
             _ => false,
         }
     }
@@ -384,9 +384,15 @@ impl Agent {
         let mut live = self.device.get().map_err(|e| e.to_string())?;
         let mut active = self.active_relay.clone();
         let plan_now = |live: &DeviceSnapshot, active: Option<&Name>| {
-            let target =
-                plan::target(doc, &accepted.keys, live, &accepted.endpoints, successors, active);
-            plan::changes(&target, live)
+            let target = reconcile::target(
+                doc,
+                &accepted.keys,
+                live,
+                &accepted.endpoints,
+                successors,
+                active,
+            );
+            reconcile::changes(&target, live)
         };
         if let Some(mut planned) = plan_now(&live, active.as_ref()) {
             if let Some(task) = self.failover.take() {
@@ -398,7 +404,7 @@ impl Agent {
             }
             let (request, changes) = planned;
             if !changes.is_empty() {
-                let handovers = plan::handovers(doc, &live, &request);
+                let handovers = reconcile::handovers(doc, &live, &request);
                 self.device.set(&request).map_err(|e| e.to_string())?;
                 for (host, first_handshake) in handovers {
                     let after = system().duration_since(first_handshake).unwrap_or_default();
@@ -453,7 +459,7 @@ impl Agent {
             accepted.applied = true;
             tracing::info!(revision = %doc.revision, "desired state applied");
         }
-        self.reports = plan::reports(doc, &accepted.keys, &live, successors);
+        self.reports = reconcile::reports(doc, &accepted.keys, &live, successors);
         self.live = Some(live);
         if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
             self.failover = FailoverTask::start(config, self.device.clone());

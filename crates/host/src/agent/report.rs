@@ -3,8 +3,8 @@
 
 use wgfabric_proto::uapi::DeviceSnapshot;
 
-use super::plan::Change;
-use wgfabric_audit::journal::Note;
+use super::reconcile::Change;
+use wgfabric_audit::note::Note;
 use wgfabric_audit::Action;
 use wgfabric_model::cidr::Cidr;
 use wgfabric_model::names::Name;

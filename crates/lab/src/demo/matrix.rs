@@ -20,9 +20,9 @@ use wgfabric_proto::keys::PublicKey;
 use super::lab::{Lab, LabHost};
 use super::Error;
 use wgfabric_host::failover::LivePeer;
+use wgfabric_model::explain::explain;
 use wgfabric_model::inventory::Role;
 use wgfabric_model::names::Name;
-use wgfabric_model::policy::explain::explain;
 use wgfabric_model::policy::{PortSpec, Protocol, Verdict};
 
 /// Payload bytes of each probe.

@@ -14,9 +14,9 @@ use super::steady::Outage;
 use super::underlay::Site;
 use wgfabric_host::failover::Reason;
 use wgfabric_model::cidr::{Cidr, IfAddr};
+use wgfabric_model::explain::{explain, Explanation};
 use wgfabric_model::inventory::Role;
 use wgfabric_model::names::Name;
-use wgfabric_model::policy::explain::{explain, Explanation};
 use wgfabric_model::policy::{PortSpec, Protocol};
 
 /// How fast traffic must resume after a relay dies for the run to count as a success.

@@ -23,7 +23,7 @@ use crate::host_path::HostPath;
 use crate::key_source::KeySource;
 use crate::names::Name;
 use crate::policy::{PortSpec, Protocol, Rule, Selector};
-use crate::source::{Positions, SourceText};
+use crate::toml_position::{Positions, SourceText};
 
 /// Interface MTU when neither the host nor `[defaults]` sets one: 1500 minus the 80 bytes of
 /// an IPv6 outer header, UDP header and WireGuard data header.

@@ -12,7 +12,7 @@ use crate::endpoint::Endpoint;
 use crate::key_source::KeySource;
 use crate::names::{Name, Text};
 use crate::policy::{PortSpec, Rule};
-use crate::source::Positions;
+use crate::toml_position::Positions;
 
 /// What a host does in its network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

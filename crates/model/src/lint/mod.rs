@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::inventory::{Host, Inventory};
-use crate::source::Positions;
+use crate::toml_position::Positions;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

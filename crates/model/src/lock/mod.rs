@@ -20,7 +20,7 @@ use crate::cidr::Cidr;
 use crate::error::{Error, SourceError};
 use crate::inventory::{Inventory, Network};
 use crate::names::Name;
-use crate::source::SourceText;
+use crate::toml_position::SourceText;
 
 /// The lock file's name, next to the inventory.
 pub const LOCK_FILE: &str = "fabric.lock";

@@ -190,7 +190,7 @@ impl ResolvedRule {
     }
 }
 
-/// The name of the relays' own rule, [`probes`].
+/// The name of the relays' own rule, which lets the failover probes through.
 pub const PROBES: &str = "failover-probes";
 
 /// The relays' own rule: echo requests from the overlay, which failover monitors send to tell

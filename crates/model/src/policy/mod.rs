@@ -15,10 +15,9 @@
 //! ```
 //!
 //! [`compile`] turns the rules into each host's [`Firewall`]: what its `table inet wgfabric`
-//! holds. [`nft`] writes that table for the kernel, and [`explain`] answers "may A reach B?".
+//! holds. [`nft`] writes that table for the kernel, and [`crate::explain`] answers "may A reach B?".
 
 pub mod compile;
-pub mod explain;
 pub mod nft;
 
 use core::fmt;

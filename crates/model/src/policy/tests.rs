@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::explain::explain;
 use super::nft::{self, Table};
 use super::*;
+use crate::explain::explain;
 use crate::{Fabric, Inventory, Lock};
 
 /// The example fleet without its own policy.

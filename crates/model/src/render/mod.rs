@@ -12,6 +12,7 @@ mod ansible;
 mod export;
 pub mod graph;
 mod networkd;
+pub mod plan;
 mod setconf;
 mod wg_quick;
 mod write;
@@ -36,9 +37,9 @@ use crate::config::{HostConfig, PeerConfig};
 use crate::error::Error;
 use crate::fabric::Fabric;
 use crate::files::{PUBLIC_MODE, SECRET_MODE};
-use crate::keystore::{Identities, KeyStore};
 use crate::names::Name;
-use crate::plan::RenderedState;
+use crate::render::plan::RenderedState;
+use crate::sealed_keys::{Identities, KeyStore};
 
 /// An output format of `render`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

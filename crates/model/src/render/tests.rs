@@ -7,7 +7,7 @@ use super::*;
 use crate::diff::{diff_device, diff_peers, peers_by_key, PeerChange};
 use crate::inventory::Inventory;
 use crate::lock::Lock;
-use crate::plan::{plan, plan_text, HostPlan, RenderedState};
+use crate::render::plan::{plan, plan_text, HostPlan, RenderedState};
 use crate::wgconf;
 
 const EXAMPLE: &str = crate::example::INVENTORY;

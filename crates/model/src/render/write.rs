@@ -22,7 +22,7 @@ use crate::fabric::Fabric;
 use crate::files::{FileSet, Staged, PUBLIC_MODE};
 use crate::fingerprint::Fingerprint;
 use crate::names::Name;
-use crate::plan::{RenderedState, STATE_FILE};
+use crate::render::plan::{RenderedState, STATE_FILE};
 
 /// Where a render goes.
 #[derive(Debug, Clone, Copy)]

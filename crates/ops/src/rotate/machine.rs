@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use wgfabric_proto::keys::PublicKey;
 
-use wgfabric_audit::journal::Note;
+use wgfabric_audit::note::Note;
 use wgfabric_audit::Action;
 use wgfabric_model::durations::human;
 use wgfabric_model::names::Name;
@@ -472,7 +472,7 @@ impl Rotation {
         self.events.push_back(Event::Finished(outcome));
     }
 
-    /// What to record in the audit log for `event` (see [`wgfabric_audit::journal`]).
+    /// What to record in the audit log for `event` (see [`wgfabric_audit::note`]).
     pub fn notes(&self, event: &Event) -> Vec<Note> {
         let plan = &self.plan;
         let (host, id) = (plan.host.as_str(), &plan.id);

@@ -66,7 +66,7 @@ impl fmt::Debug for Revision {
 
 /// A secret sealed with age for the inventory's `[keys] recipients`: ASCII-armored
 /// ciphertext, safe to publish; only a holder of a matching identity opens it
-/// ([`wgfabric_model::keystore::Identities::open`]).
+/// ([`wgfabric_model::sealed_keys::Identities::open`]).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Sealed(String);

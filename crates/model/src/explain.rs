@@ -5,13 +5,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::compile::prefixes;
-use super::compile::PROBES;
-use super::{PortSpec, Protocol, Verdict};
 use crate::error::Error;
 use crate::fabric::Fabric;
 use crate::inventory::Role;
 use crate::names::Name;
+use crate::policy::compile::{prefixes, PROBES};
+use crate::policy::{PortSpec, Protocol, Verdict};
 
 /// The answer to "may SRC reach DST?".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,7 +103,7 @@ pub fn explain(
     let lock = fabric.lock();
     let shown = traffic.map_or_else(|| "any".to_owned(), |t| t.to_string());
     let decided = inventory.policy.iter().find(|rule| {
-        let contains = |selectors: &[super::Selector], addr: IpAddr| {
+        let contains = |selectors: &[crate::policy::Selector], addr: IpAddr| {
             selectors.iter().any(|s| prefixes(inventory, lock, s).iter().any(|c| c.contains(addr)))
         };
         contains(&rule.from, from)

@@ -22,10 +22,10 @@ use rand_core::{CryptoRng, RngCore};
 use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 
 use wgfabric_model::inventory::DEFAULT_KEY_DIR;
+use wgfabric_model::key_file::{generate_key_file, read_key_file};
 use wgfabric_model::key_source::DEFAULT_TIMEOUT as FETCH_TIMEOUT;
-use wgfabric_model::keys::{generate_key_file, read_key_file};
-use wgfabric_model::keystore::Identities;
 use wgfabric_model::names::Name;
+use wgfabric_model::sealed_keys::Identities;
 use wgfabric_store::state::{DesiredState, Phase, Sealed};
 
 /// The secrets needed to apply one desired state.

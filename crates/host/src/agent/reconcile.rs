@@ -27,7 +27,7 @@ use wgfabric_proto::uapi::{
     AllowedIpChange, DeviceSnapshot, PeerSnapshot, PeerUpdate, PrivateKeyUpdate, SetRequest,
 };
 
-use super::keys::Keys;
+use super::secrets::Keys;
 use wgfabric_model::cidr::Cidr;
 use wgfabric_model::config::{HostConfig, PeerConfig};
 use wgfabric_model::names::Name;
