@@ -8,8 +8,8 @@ mod util;
 use std::time::Duration;
 
 use lab::{ping_stats, Lab, Source, Spaces, HOSTS};
-use wgfabric_host::agent::Device;
 use wgfabric_testkit::{wait_until, Impl, PingStats};
+use wgfabric_uapi::Device;
 
 /// Packets in a flood ping: 15 s at 100 per second, more than a rotation takes.
 const FLOOD: u32 = 1500;

@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use wgfabric_host::nftables;
-use wgfabric_metrics::exporter::DEFAULT_SOCKET_DIR;
 use wgfabric_metrics::{
     policy_families, render, Exporter, FriendlyNames, MetricsServer, RuleCount,
 };
 use wgfabric_model::Inventory;
+use wgfabric_proto::uapi::SOCKET_DIR;
 
 use super::print;
 
@@ -35,7 +35,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "127.0.0.1:9586", value_name = "ADDR:PORT")]
     listen: SocketAddr,
     /// Directory of the userspace API sockets.
-    #[arg(long, default_value = DEFAULT_SOCKET_DIR, value_name = "DIR")]
+    #[arg(long, default_value = SOCKET_DIR, value_name = "DIR")]
     socket_dir: PathBuf,
     /// Inventory whose host names label peers (friendly_name), matched by public key.
     #[arg(short, long, env = "WGFABRIC_INVENTORY", value_name = "FILE")]

@@ -22,7 +22,6 @@
 //! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
 //! mark, DNS and full-tunnel policy routing to wg-quick or networkd.
 
-pub mod device;
 mod failover;
 mod firewall;
 mod identity;
@@ -41,8 +40,8 @@ use std::time::Duration;
 
 use wgfabric_proto::uapi::DeviceSnapshot;
 
-pub use device::{Device, DeviceError};
 pub use secrets::RngCoreCrypto;
+use wgfabric_uapi::Device;
 
 use self::failover::FailoverTask;
 use self::firewall::Firewalls;

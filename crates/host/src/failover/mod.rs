@@ -13,7 +13,7 @@
 //!
 //! The decision is pure ([`Monitor`]); [`watch`] is the loop around it that probes
 //! ([`crate::probe`]), reads the device and applies switches through its userspace API
-//! ([`crate::agent::Device`]): no `ping`, no `wg`. The rules, with the defaults of [`Policy`]:
+//! ([`wgfabric_uapi::Device`]): no `ping`, no `wg`. The rules, with the defaults of [`Policy`]:
 //!
 //! - A relay is *alive* in a round if it answered the probe or its peer's received bytes grew
 //!   since the previous round (so one lost probe under load does not count against it).

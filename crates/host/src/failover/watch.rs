@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Monitor, Reason};
-use crate::agent::{Device, DeviceError};
 use crate::probe::Prober;
 use wgfabric_model::names::Name;
+use wgfabric_uapi::{Device, DeviceError};
 
 /// What the loop reports as it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

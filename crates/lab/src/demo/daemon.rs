@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use wgfabric_uapi::socket_path;
+
 use super::{now, Error};
 use crate::netns::{describe, run_argv, Netns};
 
 /// The daemon's program name.
 pub const DAEMON: &str = "wgfabricd";
-/// Where userspace WireGuard implementations put their API sockets.
-pub const SOCKET_DIR: &str = "/var/run/wireguard";
 /// How long a daemon may take to answer on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a daemon may take to exit after SIGTERM.
@@ -84,11 +84,6 @@ pub(crate) fn invocation() -> String {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The API socket of `interface`.
-pub fn socket_path(interface: &str) -> PathBuf {
-    Path::new(SOCKET_DIR).join(format!("{interface}.sock"))
 }
 
 /// A running `wgfabricd`.

@@ -27,7 +27,6 @@ use super::daemon::Daemon;
 use super::underlay::{gateway, Site, SubnetSite, Underlay};
 use super::{now, Error};
 use crate::netns::Netns;
-use wgfabric_host::agent::device::Device;
 use wgfabric_host::agent::initial_request;
 use wgfabric_host::failover::LivePeer;
 use wgfabric_host::netlink::Netlink;
@@ -40,6 +39,7 @@ use wgfabric_model::inventory::Role;
 use wgfabric_model::names::Name;
 use wgfabric_model::policy::nft::Table;
 use wgfabric_model::render::forwards;
+use wgfabric_uapi::Device;
 
 /// Longest namespace prefix: it also starts every interface name (15 bytes at most).
 const MAX_PREFIX: usize = 12;

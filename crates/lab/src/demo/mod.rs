@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
-pub use daemon::{locate_daemon, socket_path, DAEMON, SOCKET_DIR};
+pub use daemon::{locate_daemon, DAEMON};
 pub use lab::{Kept, KeptHost, Lab, LabHost, Settings, Subnet};
 pub use matrix::{Cell, Matrix, Via};
 pub use monitors::{Monitors, SwitchRecord};
@@ -67,7 +67,7 @@ pub enum Error {
     Fleet(#[from] wgfabric_model::Error),
     /// A daemon's userspace API failed.
     #[error(transparent)]
-    Device(#[from] wgfabric_host::agent::device::DeviceError),
+    Device(#[from] wgfabric_uapi::DeviceError),
     /// nftables refused a table.
     #[error(transparent)]
     Nft(#[from] wgfabric_host::nftables::NftError),
@@ -239,7 +239,7 @@ pub fn clean(prefix: &str) -> Result<Vec<String>, Error> {
         )));
     }
     let removed = delete_with_prefix(prefix)?;
-    if let Ok(entries) = std::fs::read_dir(SOCKET_DIR) {
+    if let Ok(entries) = std::fs::read_dir(wgfabric_proto::uapi::SOCKET_DIR) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours = name

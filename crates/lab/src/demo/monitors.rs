@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use super::lab::Lab;
 use super::Error;
-use wgfabric_host::agent::Device;
 use wgfabric_host::failover::{watch, Event, Monitor, Policy, Reason, WatchError};
 use wgfabric_model::names::Name;
+use wgfabric_uapi::Device;
 
 /// A move of one host's failover routes, as a monitor applied it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

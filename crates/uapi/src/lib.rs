@@ -1,28 +1,33 @@
-//! A client of a WireGuard daemon's userspace API socket (`/var/run/wireguard/IFACE.sock`),
-//! as `wg(8)` uses it: one connection per request, `get=1` answered by the configuration and
-//! `errno=0`, `set=1` answered by `errno=N`. It works the same with wgfabricd, wireguard-go
-//! and boringtun.
+//! The one client of a WireGuard daemon's userspace API socket
+//! (`/var/run/wireguard/IFACE.sock`), as `wg(8)` uses it: one connection per request, `get=1`
+//! answered by the configuration and `errno=0`, `set=1` answered by `errno=N`. It works the
+//! same with wgfabricd, wireguard-go and boringtun; the agent, the failover monitor, the
+//! metrics exporter and the system tests all use it.
 //!
-//! A set request may hold private and preshared keys; it is written to the socket and never
-//! logged or echoed in an error.
+//! An answer ends with its `errno=N` line: implementations keep the connection open for more
+//! requests, and some follow the status with a blank line, some not yet. The whole exchange
+//! has one deadline, so a daemon that trickles its answer gets no more time than one that
+//! says nothing.
+//!
+//! A set request may hold private and preshared keys, and a get answer holds the private
+//! key: both live only in zeroized memory, and are never logged or echoed in an error.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wgfabric_proto::keys::PublicKey;
 use wgfabric_proto::uapi::{
     format_set, parse_get, parse_status, DeviceSnapshot, PeerUpdate, SetRequest, UapiError, EINVAL,
-    GET_REQUEST,
+    GET_REQUEST, SOCKET_DIR,
 };
 use zeroize::{Zeroize as _, Zeroizing};
 
-/// Where userspace daemons put their API sockets.
-pub const SOCKET_DIR: &str = "/var/run/wireguard";
-
-/// How long the daemon may take to answer.
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a daemon may take to take a request and answer it, in all, unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest answer accepted (a `get` of tens of thousands of peers).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
@@ -70,21 +75,34 @@ impl DeviceError {
     }
 }
 
+/// The API socket of `interface` in [`SOCKET_DIR`].
+pub fn socket_path(interface: &str) -> PathBuf {
+    Path::new(SOCKET_DIR).join(format!("{interface}.sock"))
+}
+
 /// One interface's userspace API.
 #[derive(Debug, Clone)]
 pub struct Device {
     socket: PathBuf,
+    timeout: Duration,
 }
 
 impl Device {
     /// The API of `interface` in [`SOCKET_DIR`].
     pub fn new(interface: &str) -> Self {
-        Self::at(Path::new(SOCKET_DIR).join(format!("{interface}.sock")))
+        Self::at(socket_path(interface))
     }
 
     /// The API at `socket`.
     pub fn at(socket: PathBuf) -> Self {
-        Self { socket }
+        Self { socket, timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// The same API with `timeout` for each whole exchange instead of [`DEFAULT_TIMEOUT`].
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The socket's path.
@@ -131,18 +149,31 @@ impl Device {
         DeviceError::Refused { socket: self.socket.clone(), cause: source }
     }
 
-    /// Sends `request` and reads the answer up to the blank line after `errno=N`.
-    fn exchange(&self, request: &[u8]) -> Result<Zeroizing<String>, DeviceError> {
+    /// Sends `request` as it is and returns the answer up to and including its `errno=N`
+    /// line: for requests that [`Device::get`] and [`Device::set`] do not make.
+    ///
+    /// # Errors
+    /// [`DeviceError::Io`] when the exchange breaks off or outlasts the timeout
+    /// ([`std::io::ErrorKind::TimedOut`]), or the answer is not UTF-8 or too long.
+    pub fn exchange(&self, request: &[u8]) -> Result<Zeroizing<String>, DeviceError> {
         let io = |cause| DeviceError::Io { socket: self.socket.clone(), cause };
+        let deadline = Instant::now() + self.timeout;
+        // The time left before the deadline, as a socket timeout (which must not be zero).
+        let left = || {
+            deadline
+                .checked_duration_since(Instant::now())
+                .filter(|left| !left.is_zero())
+                .ok_or_else(|| io(std::io::ErrorKind::TimedOut.into()))
+        };
         let mut stream = UnixStream::connect(&self.socket).map_err(io)?;
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-        stream.write_all(request).map_err(io)?;
+        stream.set_write_timeout(Some(left()?)).map_err(io)?;
+        stream.write_all(request).map_err(|cause| io(timed_out(cause)))?;
         // The answer to a get holds the private key.
         let mut answer = Zeroizing::new(Vec::new());
         let mut chunk = Zeroizing::new([0u8; 8192]);
         while !is_complete(&answer) {
-            let n = stream.read(&mut chunk[..]).map_err(io)?;
+            stream.set_read_timeout(Some(left()?)).map_err(io)?;
+            let n = stream.read(&mut chunk[..]).map_err(|cause| io(timed_out(cause)))?;
             if n == 0 {
                 return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
             }
@@ -162,11 +193,32 @@ impl Device {
     }
 }
 
-/// Whether an answer ends with its `errno=N` line and the blank line after it.
+/// Whether an answer has reached its `errno=N` line, with or without the blank line after it.
 fn is_complete(answer: &[u8]) -> bool {
-    let Some(body) = answer.strip_suffix(b"\n\n") else { return false };
+    let body = answer.strip_suffix(b"\n\n").or_else(|| answer.strip_suffix(b"\n"));
+    let Some(body) = body else { return false };
     let last_line = body.rsplit(|&b| b == b'\n').next().unwrap_or(body);
     last_line.starts_with(b"errno=")
+}
+
+/// A socket timeout as what it is: Linux reports one as `WouldBlock`.
+fn timed_out(error: std::io::Error) -> std::io::Error {
+    if error.kind() == std::io::ErrorKind::WouldBlock {
+        std::io::ErrorKind::TimedOut.into()
+    } else {
+        error
+    }
+}
+
+impl From<DeviceError> for std::io::Error {
+    /// The system's own error for a broken exchange; [`std::io::ErrorKind::InvalidData`] with
+    /// the daemon's errno for a refusal or a malformed answer.
+    fn from(error: DeviceError) -> Self {
+        match error {
+            DeviceError::Io { cause, .. } => cause,
+            DeviceError::Refused { cause, .. } => Self::new(std::io::ErrorKind::InvalidData, cause),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +294,8 @@ mod tests {
     fn answers_end_after_the_errno_line() {
         assert!(is_complete(b"errno=0\n\n"));
         assert!(is_complete(b"public_key=ab\nerrno=0\n\n"));
+        assert!(is_complete(b"errno=0\n"), "without the blank line");
         assert!(!is_complete(b"public_key=ab\n\n"));
-        assert!(!is_complete(b"errno=0\n"));
+        assert!(!is_complete(b"public_key=ab\nerrno=0"), "the status line is not over yet");
     }
 }
