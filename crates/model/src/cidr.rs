@@ -12,6 +12,8 @@ use core::fmt::{self, Write as _};
 use core::str::FromStr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use wgfabric_proto::cidr::CidrError as ProtoCidrError;
+
 use crate::serde_text::serde_as_text;
 
 /// Why a prefix or address was rejected.
@@ -238,19 +240,16 @@ impl fmt::Debug for Cidr {
     }
 }
 
-/// Splits `ADDRESS[/LENGTH]`; a missing length means a single address.
+/// Splits `ADDRESS[/LENGTH]` (a missing length means a single address) with the protocol
+/// core's grammar, which takes the length in plain decimal only; surrounding whitespace is
+/// ignored.
 fn split_prefix(text: &str) -> Result<(IpAddr, u8), CidrError> {
-    let syntax = || CidrError::Syntax(text.to_owned());
-    let (addr, prefix) = match text.split_once('/') {
-        Some((addr, prefix)) => (addr, Some(prefix)),
-        None => (text, None),
-    };
-    let addr: IpAddr = addr.trim().parse().map_err(|_| syntax())?;
-    let prefix = match prefix {
-        Some(prefix) => prefix.trim().parse().map_err(|_| syntax())?,
-        None => max_prefix_len(addr),
-    };
-    Ok((addr, prefix))
+    wgfabric_proto::cidr::parse_parts(text.trim()).map_err(|error| match error {
+        ProtoCidrError::PrefixLenTooLong { prefix_len, max } => {
+            CidrError::Length { prefix: prefix_len, max }
+        }
+        _ => CidrError::Syntax(text.to_owned()),
+    })
 }
 
 impl FromStr for Cidr {
@@ -303,10 +302,6 @@ impl FromStr for IfAddr {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (addr, prefix) = split_prefix(text)?;
-        let max = max_prefix_len(addr);
-        if prefix > max {
-            return Err(CidrError::Length { prefix, max });
-        }
         Ok(Self { addr, prefix })
     }
 }
@@ -347,6 +342,10 @@ mod tests {
         assert_eq!(err.to_string(), "`10.77.0.1/16` has host bits set; did you mean 10.77.0.0/16?");
         assert!(matches!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::Length { max: 32, .. })));
         assert!(matches!("10.0.0/8".parse::<Cidr>(), Err(CidrError::Syntax(_))));
+        for odd in ["10.0.0.0/024", "10.0.0.0/+24", "10.0.0.0/ 24", "10.0.0.0/", "fd00::/064"] {
+            assert!(matches!(odd.parse::<Cidr>(), Err(CidrError::Syntax(_))), "{odd}");
+            assert!(odd.parse::<IfAddr>().is_err(), "{odd}");
+        }
         let truncated = Cidr::new("10.77.3.4".parse().unwrap(), 16).unwrap();
         assert_eq!(truncated, cidr("10.77.0.0/16"));
     }
