@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use util::{assert_code, stderr, stdout, Scratch};
-use wgfabric_fleet::netns::enter;
-use wgfabric_fleet::probe::Prober;
+use wgfabric_host::namespace::enter;
+use wgfabric_host::probe::Prober;
 use wgfabric_testkit::{keypair, require_tool, unique_interface_name, veth, wait_until, Netns};
 
 /// The relay's underlay address, its WireGuard port, and an address it holds "outside" the

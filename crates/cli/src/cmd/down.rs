@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use wgfabric_fleet::hostup::{self, DEFAULT_STATE_DIR};
+use wgfabric_host::hostup::{self, DEFAULT_STATE_DIR};
 
 use super::{print, print_json, OutputFormat};
 

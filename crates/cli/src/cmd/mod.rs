@@ -31,10 +31,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
-use wgfabric_fleet::keystore::Identities;
-use wgfabric_fleet::lint::{check, findings_text, has_errors, Report};
-use wgfabric_fleet::{Fabric, Lock};
+use wgfabric_model::files::{write_atomically, PUBLIC_MODE};
+use wgfabric_model::lint::{check, findings_text, has_errors, Report};
+use wgfabric_model::sealed_keys::Identities;
+use wgfabric_model::{Fabric, Lock};
 
 use crate::logging::LogFormat;
 pub(crate) use source::{EtcdArgs, SourceArgs};

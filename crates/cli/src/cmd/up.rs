@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand_core::OsRng;
-use wgfabric_fleet::hostup::{self, HostSource, UpSettings, DEFAULT_STATE_DIR};
-use wgfabric_fleet::names::Name;
+use wgfabric_host::hostup::{self, HostSource, UpSettings, DEFAULT_STATE_DIR};
+use wgfabric_model::names::Name;
 
 use super::{load_identities, print, print_json, EtcdArgs, OutputFormat};
 
