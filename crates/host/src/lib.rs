@@ -9,6 +9,9 @@
 //!                               └─ failover: probe (ICMP echo) each relay, move routes
 //! ```
 //!
+//! [`hostup`] is `wgfabric up` and `down`: the same pieces, once, with a record of every change
+//! so that it can be undone ([`daemon_binary`] finds the daemon it starts).
+//!
 //! Every module here talks to the operating system; the decisions they carry out are made in
 //! `wgfabric-model`. [`namespace`] runs a socket or a command inside a network namespace,
 //! which the lab (`wgfabric-lab`) uses to run a whole fabric on one machine.
