@@ -20,8 +20,10 @@ const ECHO_V4: (u8, u8) = (8, 0);
 const ECHO_V6: (u8, u8) = (128, 129);
 /// The payload, repeated to the size asked for: recognisable in a packet capture.
 const PAYLOAD: &[u8; 8] = b"wgfabric";
-/// The largest payload: an answer must fit the receive buffer (1500 bytes) with its headers.
-const MAX_PAYLOAD: usize = 1400;
+/// The largest payload [`Prober::with_payload`] sends: an answer must fit the receive buffer (1500 bytes) with its headers.
+pub const MAX_PAYLOAD: usize = 1400;
+/// An ICMP echo header: type, code, checksum, identifier and sequence number.
+const ICMP_HEADER_LEN: usize = 8;
 
 /// One target's socket.
 #[derive(Debug)]
@@ -30,6 +32,17 @@ struct Echo {
     socket: Socket,
     /// A raw socket: answers carry the IPv4 header and are not matched by the kernel.
     raw: bool,
+}
+
+/// What became of one echo request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echoed {
+    /// Answered after this round-trip time.
+    Answered(Duration),
+    /// Sent, but not answered before the deadline.
+    Unanswered,
+    /// Not sent: the kernel knows the target cannot be reached (no route, an ICMP error).
+    Unreachable,
 }
 
 /// Probes for a fixed list of targets.
@@ -70,7 +83,7 @@ impl Prober {
         })
     }
 
-    /// Sends `size` payload bytes (at most 1400) per request instead of 8, as `ping -s`
+    /// Sends `size` payload bytes (at most [`MAX_PAYLOAD`]) per request instead of 8, as `ping -s`
     /// does: large enough a probe tests that the path carries full-sized packets.
     #[must_use]
     pub fn with_payload(mut self, size: usize) -> Self {
@@ -84,18 +97,42 @@ impl Prober {
     /// # Errors
     /// When a request cannot be sent for a reason other than the target being unreachable.
     pub fn probe(&mut self, timeout: Duration) -> io::Result<Vec<bool>> {
+        Ok(self.echo(timeout)?.iter().map(|echoed| matches!(echoed, Echoed::Answered(_))).collect())
+    }
+
+    /// As [`Prober::probe`], but says what became of each request, with the round-trip time
+    /// of each answer. The time runs from the request until its answer is read: exact for one
+    /// target, an upper bound for the later targets of several (their answers wait while
+    /// earlier ones are read).
+    ///
+    /// # Errors
+    /// When a request cannot be sent for a reason other than the target being unreachable.
+    pub fn echo(&mut self, timeout: Duration) -> io::Result<Vec<Echoed>> {
         self.sequence = self.sequence.wrapping_add(1);
         let (identifier, sequence) = (self.identifier, self.sequence);
         let mut sent = Vec::with_capacity(self.echoes.len());
         for echo in &self.echoes {
-            sent.push(echo.send(identifier, sequence, &self.payload)?);
+            let at = now();
+            sent.push(echo.send(identifier, sequence, &self.payload)?.then_some(at));
         }
         let deadline = now() + timeout;
         self.echoes
             .iter()
             .zip(sent)
-            .map(|(echo, sent)| Ok(sent && echo.answered(identifier, sequence, deadline)?))
+            .map(|(echo, sent)| match sent {
+                None => Ok(Echoed::Unreachable),
+                Some(at) if echo.answered(identifier, sequence, deadline)? => {
+                    Ok(Echoed::Answered(now() - at))
+                }
+                Some(_) => Ok(Echoed::Unanswered),
+            })
             .collect()
+    }
+
+    /// The bytes of each echo request: the 8-byte ICMP header and the payload, as `ping`
+    /// counts them.
+    pub fn request_len(&self) -> usize {
+        ICMP_HEADER_LEN + self.payload.len()
     }
 }
 
@@ -245,6 +282,11 @@ mod tests {
         assert_eq!(prober.probe(Duration::from_millis(300)).unwrap(), [true, true, false]);
         assert!(now() - started < Duration::from_millis(600), "one deadline for all");
         assert_eq!(prober.probe(Duration::from_millis(300)).unwrap(), [true, true, false]);
+        let echoed = prober.echo(Duration::from_millis(300)).unwrap();
+        let [Echoed::Answered(v4), Echoed::Answered(v6), Echoed::Unreachable] = echoed[..] else {
+            panic!("{echoed:?}: the unrouted address gets no request")
+        };
+        assert!(v4 < Duration::from_millis(300) && v6 < Duration::from_millis(300));
         let mut large =
             Prober::open(Some(ns.name()), None, &targets[..2]).unwrap().with_payload(1000);
         assert_eq!(large.probe(Duration::from_millis(300)).unwrap(), [true, true], "1000 bytes");

@@ -7,12 +7,11 @@
 //! daemon, a hung process) shows as `wgfabric_uapi_up 0` rather than failing the scrape.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wgfabric_proto::uapi::DeviceSnapshot;
-use wgfabric_uapi::Device;
+use wgfabric_uapi::{find_sockets, Device};
 
 use crate::exposition::render;
 use crate::wireguard::{families, FriendlyNames, Interface};
@@ -69,30 +68,6 @@ impl Exporter {
             .collect();
         Ok(Scrape { text, interfaces, failed })
     }
-}
-
-/// The `NAME.sock` sockets in `dir`, sorted by interface name.
-fn find_sockets(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
-    let mut sockets = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let path = entry.path();
-        let Some(name) =
-            path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".sock"))
-        else {
-            continue;
-        };
-        if !name.is_empty() && entry.file_type().is_ok_and(|t| t.is_socket()) {
-            sockets.push((name.to_owned(), path));
-        }
-    }
-    sockets.sort();
-    Ok(sockets)
 }
 
 /// Asks one userspace API socket for its device (`get=1`).

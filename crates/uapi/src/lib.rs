@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 use std::io::{Read as _, Write as _};
+use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,6 +79,35 @@ impl DeviceError {
 /// The API socket of `interface` in [`SOCKET_DIR`].
 pub fn socket_path(interface: &str) -> PathBuf {
     Path::new(SOCKET_DIR).join(format!("{interface}.sock"))
+}
+
+/// The `IFACE.sock` sockets in `dir` (usually [`SOCKET_DIR`]), as `(IFACE, path)` sorted by
+/// interface name: every userspace interface on the machine, since their sockets share one
+/// directory whatever the network namespace. A missing directory holds none.
+///
+/// # Errors
+/// When the directory exists but cannot be listed.
+pub fn find_sockets(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut sockets = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let Some(name) =
+            path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".sock"))
+        else {
+            continue;
+        };
+        if !name.is_empty() && entry.file_type().is_ok_and(|t| t.is_socket()) {
+            sockets.push((name.to_owned(), path));
+        }
+    }
+    sockets.sort();
+    Ok(sockets)
 }
 
 /// One interface's userspace API.
@@ -288,6 +318,23 @@ mod tests {
         let error = device.get().unwrap_err();
         assert!(matches!(error, DeviceError::Io { .. }), "no daemon");
         assert!(error.to_string().contains("running the interface?"), "{error}");
+    }
+
+    #[test]
+    fn finds_sockets_only_sorted_by_interface() {
+        let dir = std::env::temp_dir().join(format!("wgfabric-uapi-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let _wg1 = UnixListener::bind(dir.join("wg1.sock")).unwrap();
+        let _wg0 = UnixListener::bind(dir.join("wg0.sock")).unwrap();
+        let _other = UnixListener::bind(dir.join("wg2.socket")).unwrap();
+        std::fs::write(dir.join("wg3.sock"), "a file, not a socket").unwrap();
+        let found = find_sockets(&dir).unwrap();
+        let names: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["wg0", "wg1"]);
+        assert_eq!(found[0].1, dir.join("wg0.sock"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(find_sockets(&dir).unwrap().is_empty(), "a missing directory holds none");
     }
 
     #[test]

@@ -17,10 +17,12 @@ mod genpsk;
 mod graph;
 mod keygen;
 mod plan;
+mod probe;
 mod progress;
 mod pubkey;
 mod render;
 mod rotate;
+mod show;
 mod source;
 mod trail;
 mod up;
@@ -80,6 +82,8 @@ enum Command {
     Rotate(rotate::Args),
     Up(up::Args),
     Down(down::Args),
+    Show(show::Args),
+    Probe(probe::Args),
 }
 
 impl Cli {
@@ -110,6 +114,8 @@ impl Cli {
             Command::Rotate(args) => rotate::run(args),
             Command::Up(args) => up::run(args),
             Command::Down(args) => down::run(args),
+            Command::Show(args) => show::run(args),
+            Command::Probe(args) => probe::run(args),
         }
     }
 }
