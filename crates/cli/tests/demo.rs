@@ -155,15 +155,23 @@ fn keep_leaves_a_working_fabric_that_clean_removes() {
     let text = stdout(&output);
     let spoke = format!("{}-ci-runner-1", prefix.0);
     let iface = format!("{}0", prefix.0);
-    let poke = format!("sudo ip netns exec {spoke} wg show {iface}\n");
-    assert!(text.contains(&poke), "{text}");
+    for hint in [
+        format!("sudo ip netns exec {spoke} wgfabric show {iface}\n"),
+        format!("sudo ip netns exec {spoke} wgfabric probe 10.20.0.2 -c 3\n"),
+    ] {
+        assert!(text.contains(&hint), "{text}");
+    }
     let clean = format!("sudo wgfabric demo --clean --prefix {}", prefix.0);
     assert!(text.contains(&clean), "{text}");
 
     assert_eq!(prefix.namespaces().len(), 11, "7 hosts, 2 subnets, internet, NAT router");
-    let shown = run_argv(&["ip", "netns", "exec", &spoke, "wg", "show", &iface]).unwrap();
+    // The hints work as printed, with the binary under test.
+    let wgfabric = env!("CARGO_BIN_EXE_wgfabric");
+    let shown = run_argv(&["ip", "netns", "exec", &spoke, wgfabric, "show", &iface]).unwrap();
     assert_eq!(shown.matches("latest handshake").count(), 2, "both relays:\n{shown}");
-    let vpc = run_argv(&["ip", "netns", "exec", &spoke, "ping", "-c", "1", "-W", "2", "10.20.0.2"]);
+    let vpc =
+        ["ip", "netns", "exec", &spoke, wgfabric, "probe", "10.20.0.2", "-c", "1", "-W", "2s"];
+    let vpc = run_argv(&vpc);
     assert!(vpc.is_ok(), "the kept fabric still routes: {vpc:?}");
 
     let output = run(&prefix, &["--clean"]);

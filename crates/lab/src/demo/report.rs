@@ -173,19 +173,20 @@ pub struct KeptSummary {
 
 impl KeptSummary {
     pub(crate) fn new(kept: Kept, prefix: &str, probe: Option<IpAddr>) -> Self {
+        let wgfabric = super::daemon::invocation();
         let mut try_commands = Vec::new();
         if let Some(host) = kept.hosts.iter().find(|host| host.role != Role::Relay) {
-            // `wg show` without an interface would list every userspace interface on the
+            // `show` without an interface would list every userspace interface on the
             // machine: their sockets share one directory whatever the namespace.
             let (ns, iface) = (&host.namespace, &host.interface);
-            try_commands.push(format!("sudo ip netns exec {ns} wg show {iface}"));
+            try_commands.push(format!("sudo ip netns exec {ns} {wgfabric} show {iface}"));
             if let Some(addr) = probe {
-                try_commands.push(format!("sudo ip netns exec {ns} ping -c 3 {addr}"));
+                try_commands.push(format!("sudo ip netns exec {ns} {wgfabric} probe {addr} -c 3"));
             }
             try_commands.push(format!("sudo ip netns exec {ns} ip route"));
-            try_commands.push(format!("sudo ip netns exec {ns} wg show {iface} dump"));
+            try_commands
+                .push(format!("sudo ip netns exec {ns} {wgfabric} show {iface} --format json"));
         }
-        let wgfabric = super::daemon::invocation();
         let clean_command = match prefix {
             super::DEFAULT_PREFIX => format!("sudo {wgfabric} demo --clean"),
             other => format!("sudo {wgfabric} demo --clean --prefix {other}"),
