@@ -17,8 +17,10 @@
 
 pub mod agent;
 pub mod failover;
-pub mod namespace;
 pub mod netlink;
 pub mod nftables;
 pub mod probe;
 pub mod sysctl;
+
+/// Running code or a command inside a network namespace.
+pub use wgfabric_netns as namespace;
