@@ -9,14 +9,19 @@
 //!                               └─ failover: probe (ICMP echo) each relay, move routes
 //! ```
 //!
+//! [`hostup`] is `wgfabric up` and `down`: the same pieces, once, with a record of every change
+//! so that it can be undone ([`daemon_binary`] finds the daemon it starts).
+//!
 //! Every module here talks to the operating system; the decisions they carry out are made in
-//! `wgfabric-model`. [`namespace`] runs a socket or a command inside a network namespace,
-//! which the lab (`wgfabric-lab`) uses to run a whole fabric on one machine.
+//! `wgfabric-model`. [`namespace`] (`wgfabric-netns`) runs a socket or a command inside a
+//! network namespace.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod daemon_binary;
 pub mod failover;
+pub mod hostup;
 pub mod netlink;
 pub mod nftables;
 pub mod probe;

@@ -52,7 +52,7 @@ pub fn write(key: &str, value: &str) -> Result<(), SysctlError> {
 }
 
 /// One parameter changed, with the value it had before.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Changed {
     /// The key, relative to `/proc/sys`.
     pub key: String,

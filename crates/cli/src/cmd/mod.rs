@@ -8,6 +8,7 @@ mod audit;
 mod check;
 mod completions;
 mod demo;
+mod down;
 mod explain;
 mod exporter;
 mod fetchkey;
@@ -22,6 +23,7 @@ mod render;
 mod rotate;
 mod source;
 mod trail;
+mod up;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,8 @@ enum Command {
     Apply(apply::Args),
     Agent(agent::Args),
     Rotate(rotate::Args),
+    Up(up::Args),
+    Down(down::Args),
 }
 
 impl Cli {
@@ -104,6 +108,8 @@ impl Cli {
             Command::Apply(args) => apply::run(args),
             Command::Agent(args) => agent::run(args),
             Command::Rotate(args) => rotate::run(args),
+            Command::Up(args) => up::run(args),
+            Command::Down(args) => down::run(args),
         }
     }
 }

@@ -177,7 +177,11 @@ impl Link {
             netlink.add_route(&Route::via(*route, index), interface)?;
         }
         if wanted.forwarding && (!self.forwarding || wanted.subnets != self.subnets) {
-            forward(&mut netlink, interface, wanted, &mut changes)?;
+            // Per-interface keys disappear with their interface, so they need no restoring.
+            let ipv6 = wanted.addresses.iter().any(|address| address.addr.is_ipv6());
+            let mut per_interface = sysctl::Changes::default();
+            let subnets = wanted.subnets.iter().copied();
+            forward(&mut netlink, interface, subnets, ipv6, &mut per_interface, &mut changes)?;
         } else if self.forwarding && !wanted.forwarding {
             sysctl::write(&ipv4_forwarding(interface), "0")?;
             let key = force_forwarding(interface);
@@ -189,17 +193,19 @@ impl Link {
     }
 }
 
-/// Switches forwarding on for `interface` and the interfaces towards `wanted.subnets`.
-fn forward(
+/// Switches forwarding on for `interface` (IPv6 too with `ipv6`) and the interfaces towards
+/// `subnets`, recording the per-interface parameters changed in `per_interface` and the
+/// host-wide ones (old kernels, see the module's doc) in `host_wide`.
+pub(crate) fn forward(
     netlink: &mut Netlink,
     interface: &str,
-    wanted: &Link,
-    changes: &mut sysctl::Changes,
+    subnets: impl Iterator<Item = Cidr>,
+    ipv6: bool,
+    per_interface: &mut sysctl::Changes,
+    host_wide: &mut sysctl::Changes,
 ) -> Result<(), LinkError> {
-    // Per-interface keys disappear with their interface, so nothing needs restoring.
-    let mut per_interface = sysctl::Changes::default();
     per_interface.set(&ipv4_forwarding(interface), "1")?;
-    for subnet in wanted.subnets.iter().filter(|subnet| subnet.is_ipv4()) {
+    for subnet in subnets.filter(Cidr::is_ipv4) {
         let Some(index) = netlink.interface_to(subnet.addr())? else {
             tracing::warn!(%subnet, "no route to the subnet: no interface towards it forwards");
             continue;
@@ -209,7 +215,7 @@ fn forward(
             per_interface.set(&ipv4_forwarding(&towards), "1")?;
         }
     }
-    if !wanted.addresses.iter().any(|address| address.addr.is_ipv6()) {
+    if !ipv6 {
         return Ok(());
     }
     let key = force_forwarding(interface);
@@ -231,9 +237,9 @@ fn forward(
         }
     }
     for key in accepting {
-        changes.set(&key, "2")?;
+        host_wide.set(&key, "2")?;
     }
-    changes.set("net/ipv6/conf/all/forwarding", "1")?;
+    host_wide.set("net/ipv6/conf/all/forwarding", "1")?;
     Ok(())
 }
 

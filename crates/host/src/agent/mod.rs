@@ -20,7 +20,8 @@
 //! The agent manages through the userspace API the private key, listen port and peers
 //! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (the `link` module),
 //! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
-//! mark, DNS and full-tunnel policy routing to wg-quick or networkd.
+//! mark, DNS and full-tunnel policy routing to `wgfabric up` ([`crate::hostup`]), wg-quick or
+//! networkd.
 
 mod failover;
 mod firewall;
@@ -30,7 +31,10 @@ mod reconcile;
 mod report;
 mod secrets;
 
+pub(crate) use self::link::{forward, LinkError};
 pub use self::reconcile::initial_request;
+pub(crate) use self::reconcile::request_for;
+pub(crate) use self::secrets::{KeyRing, Keys};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
@@ -46,9 +50,8 @@ use wgfabric_uapi::{Device, DeviceError};
 use self::failover::FailoverTask;
 use self::firewall::Firewalls;
 use self::identity::Identity;
-use self::link::{Link, LinkError};
+use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
-use self::secrets::{KeyRing, Keys};
 use wgfabric_audit::note::Note;
 use wgfabric_audit::{Action, Audit, Timestamp, FILE_NAME};
 use wgfabric_model::config::HostConfig;

@@ -197,6 +197,14 @@ pub fn initial_request(config: &HostConfig, private_key: &PrivateKey) -> SetRequ
     changes(&target, &DeviceSnapshot::default()).map(|(request, _)| request).unwrap_or_default()
 }
 
+/// The request that brings the device from `live` to `doc` with `keys`, its peers' endpoints
+/// resolved now: what `wgfabric up` sends (no failover, no successor keys).
+pub(crate) fn request_for(doc: &DesiredState, keys: &Keys, live: &DeviceSnapshot) -> SetRequest {
+    let endpoints = super::resolve_endpoints(&doc.config);
+    let target = target(doc, keys, live, &endpoints, false, None);
+    changes(&target, live).map(|(request, _)| request).unwrap_or_default()
+}
+
 /// Whether a rotation in `phase` has the rotating peer's new key staged on its peers.
 fn is_staged(phase: Phase) -> bool {
     matches!(phase, Phase::Stage | Phase::Switch | Phase::Verify)

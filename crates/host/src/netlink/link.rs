@@ -111,6 +111,19 @@ impl Netlink {
         self.request(&what, RouteNetlinkMessage::SetLink(message), 0)
     }
 
+    /// Deletes the interface `name`, as `ip link delete` does; a userspace daemon running it
+    /// exits when it notices.
+    ///
+    /// # Errors
+    /// [`NetlinkError::NoSuchInterface`]; [`NetlinkError::Refused`].
+    pub fn delete_link(&mut self, name: &str) -> Result<(), NetlinkError> {
+        let index = self.link(name)?.index;
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        let what = format!("delete interface {name}");
+        self.request(&what, RouteNetlinkMessage::DelLink(message), 0)
+    }
+
     /// The addresses of the interface with index `index` that were configured on it, in the
     /// kernel's order: link-local IPv6 addresses, which the kernel generates by itself, are
     /// left out.

@@ -9,6 +9,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use serde::{Deserialize, Serialize};
 
 use super::{absent_is_fine, libc_errno, Netlink, NetlinkError};
 use wgfabric_model::cidr::Cidr;
@@ -17,7 +18,8 @@ use wgfabric_model::cidr::Cidr;
 pub const MAIN_TABLE: u32 = 254;
 
 /// What a route does with a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteKind {
     /// Sends it out of an interface.
     Unicast {
@@ -29,7 +31,7 @@ pub enum RouteKind {
 }
 
 /// A route in a routing table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Route {
     /// The destination prefix.
     pub destination: Cidr,
@@ -70,7 +72,7 @@ impl fmt::Display for Route {
 }
 
 /// A policy routing rule that sends packets to a table, as wg-quick adds for full tunnels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Rule {
     /// IPv4 (`true`) or IPv6.
     pub ipv4: bool,
@@ -141,6 +143,25 @@ impl Netlink {
             }
         }
         Ok(routes)
+    }
+
+    /// Whether `table` holds any route of either family, of any kind: a table number that is
+    /// free for a new policy (as wg-quick looks for one).
+    ///
+    /// # Errors
+    /// [`NetlinkError`].
+    pub fn table_in_use(&mut self, table: u32) -> Result<bool, NetlinkError> {
+        for ipv4 in [true, false] {
+            let mut request = RouteMessage::default();
+            request.header.address_family = address_family(ipv4);
+            let answers = self.dump("list routes", RouteNetlinkMessage::GetRoute(request))?;
+            if answers.iter().any(|answer| {
+                matches!(answer, RouteNetlinkMessage::NewRoute(route) if route_table(route) == table)
+            }) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Adds `route`; `interface` names its interface in errors.
@@ -237,7 +258,7 @@ impl Netlink {
 }
 
 /// A route for messages, with the interface's name rather than its index.
-fn describe(route: &Route, interface: &str) -> String {
+pub(crate) fn describe(route: &Route, interface: &str) -> String {
     let text = route.to_string();
     match route.kind {
         RouteKind::Unicast { interface: index } => {
@@ -277,19 +298,31 @@ fn route_message(route: &Route, delete: bool) -> RouteMessage {
     message
 }
 
+/// The table of a route message: the attribute when there is one (tables above 255), else
+/// the header's byte.
+fn route_table(message: &RouteMessage) -> u32 {
+    message
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            RouteAttribute::Table(id) => Some(*id),
+            _ => None,
+        })
+        .unwrap_or(u32::from(message.header.table))
+}
+
 /// A route of a dump as a [`Route`], or `None` for the kinds this module does not manage.
 fn parse_route(message: &RouteMessage) -> Option<Route> {
     let header = &message.header;
     if header.protocol == RouteProtocol::Kernel {
         return None;
     }
-    let mut table = u32::from(header.table);
+    let table = route_table(message);
     let mut destination = None;
     let mut interface = None;
     let mut metric = None;
     for attribute in &message.attributes {
         match attribute {
-            RouteAttribute::Table(id) => table = *id,
             RouteAttribute::Destination(RouteAddress::Inet(addr)) => {
                 destination = Some(IpAddr::V4(*addr));
             }

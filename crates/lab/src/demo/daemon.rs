@@ -11,46 +11,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use wgfabric_host::daemon_binary;
+pub use wgfabric_host::daemon_binary::DAEMON;
 use wgfabric_uapi::socket_path;
 
 use super::{now, Error};
 use crate::netns::{describe, run_argv, Netns};
 
-/// The daemon's program name.
-pub const DAEMON: &str = "wgfabricd";
 /// How long a daemon may take to answer on its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a daemon may take to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Finds `wgfabricd`: `explicit` if given, else next to the running executable (or one level
-/// up, where `cargo test` binaries live in `deps/`), else on `PATH`.
+/// Finds `wgfabricd` as `wgfabric up` does ([`wgfabric_host::daemon_binary`]).
 ///
 /// # Errors
 /// [`Error::Setup`] saying where it looked and how to build it.
 pub fn locate_daemon(explicit: Option<&Path>) -> Result<PathBuf, Error> {
-    if let Some(path) = explicit {
-        return if is_executable(path) {
-            Ok(path.to_owned())
-        } else {
-            Err(Error::Setup(format!("{} is not an executable file", path.display())))
-        };
-    }
-    let beside = std::env::current_exe().ok().and_then(|exe| {
-        let dir = exe.parent()?;
-        [dir, dir.parent()?].into_iter().map(|dir| dir.join(DAEMON)).find(|p| is_executable(p))
-    });
-    let on_path = || {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths).map(|dir| dir.join(DAEMON)).find(|p| is_executable(p))
-        })
-    };
-    beside.or_else(on_path).ok_or_else(|| {
-        Error::Setup(format!(
-            "{DAEMON} was found neither next to this executable nor on PATH; build it with \
-             `cargo build --release -p {DAEMON}` or pass --daemon PATH"
-        ))
-    })
+    daemon_binary::locate_daemon(explicit).map_err(|error| Error::Setup(error.to_string()))
 }
 
 /// The cargo arguments that select the profile this executable was built with.
@@ -79,11 +57,6 @@ pub(crate) fn invocation() -> String {
     } else {
         "wgfabric".to_owned()
     }
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A running `wgfabricd`.
