@@ -335,14 +335,14 @@ impl Drop for CreatedDirs {
 /// The hosts of a page, in order of first appearance, on one bridge: the first is 192.0.2.1.
 fn hosts(names: &[String], prefix: &str) -> (Netns, Vec<Host>) {
     let internet = Netns::create(&format!("{prefix}-internet")).unwrap();
-    internet.run(&["ip", "link", "add", "inet", "type", "bridge"]).unwrap();
-    internet.link_up("inet").unwrap();
+    internet.exec(&["ip", "link", "add", "inet", "type", "bridge"]).unwrap();
+    internet.link_up("inet", None).unwrap();
     let mut hosts = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let ns = Netns::create(&format!("{prefix}-{name}")).unwrap();
         let port = format!("h{index}");
         veth(&ns, "uplink", &internet, &port).unwrap();
-        internet.run(&["ip", "link", "set", &port, "master", "inet"]).unwrap();
+        internet.exec(&["ip", "link", "set", &port, "master", "inet"]).unwrap();
         ns.add_address("uplink", &format!("192.0.2.{}/24", index + 1)).unwrap();
         let keeper = Command::new("ip")
             .args(["netns", "exec", ns.name(), "unshare", "--mount", "--propagation", "private"])

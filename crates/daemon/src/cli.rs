@@ -214,22 +214,13 @@ fn parse_log_level(text: &str) -> anyhow::Result<LevelFilter> {
     })
 }
 
-/// Parses `--busy-poll`: `0`, or a whole number of `us`, `ms` or `s`, at most 5 ms (the
-/// most polling time a lane can save up).
+/// Parses `--busy-poll`: a duration in humantime's grammar (`500us`, `1ms`, `0`), at most
+/// 5 ms (the most polling time a lane can save up).
 fn parse_busy_poll(text: &str) -> Result<Duration, String> {
     const MAX: Duration = Duration::from_millis(5);
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: u64 =
-        digits.parse().map_err(|_| format!("{text:?} is not a duration like 10ms or 500us"))?;
-    let duration = match unit {
-        "" if value == 0 => Duration::ZERO,
-        "us" | "µs" => Duration::from_micros(value),
-        "ms" => Duration::from_millis(value),
-        "s" => Duration::from_secs(value),
-        _ => return Err(format!("{text:?} needs a unit: us, ms or s (like 10ms), or 0")),
-    };
+    let duration = humantime::parse_duration(text)
+        .map_err(|error| format!("{text:?} is not a duration like 10ms or 500us, or 0: {error}"))?;
     if duration > MAX {
         return Err(format!("{text:?} is longer than the 5ms limit"));
     }
@@ -286,7 +277,9 @@ mod tests {
         assert_eq!(parse_busy_poll("500us"), Ok(Duration::from_micros(500)));
         assert_eq!(parse_busy_poll("5ms"), Ok(Duration::from_millis(5)));
         assert_eq!(parse_busy_poll("0s"), Ok(Duration::ZERO));
-        for bad in ["", "10", "ms", "-1ms", "1.5ms", "10 min", "6ms", "1s"] {
+        assert_eq!(parse_busy_poll("1.5ms"), Ok(Duration::from_micros(1500)));
+        assert_eq!(parse_busy_poll("250µs"), Ok(Duration::from_micros(250)));
+        for bad in ["", "10", "ms", "-1ms", "10 min", "6ms", "1s", "5001us"] {
             let error = parse_busy_poll(bad).unwrap_err();
             assert!(error.contains(&format!("{:?}", bad.trim())), "{bad:?}: {error}");
         }

@@ -61,15 +61,15 @@ impl Spaces {
     pub fn new() -> Self {
         let switch = Netns::new("wgfag");
         switch.run(&["ip", "link", "add", "br0", "type", "bridge"]);
-        switch.link_up("br0", None);
-        switch.add_addr("br0", &format!("{SWITCH_ADDRESS}/24"));
+        switch.link_up("br0", None).unwrap();
+        switch.add_address("br0", &format!("{SWITCH_ADDRESS}/24")).unwrap();
         let mut hosts = BTreeMap::new();
         for (index, name) in HOSTS.iter().enumerate() {
             let ns = Netns::new("wgfag");
             let port = format!("p{index}");
-            veth(&ns, "u0", &switch, &port);
+            veth(&ns, "u0", &switch, &port).unwrap();
             switch.run(&["ip", "link", "set", &port, "master", "br0"]);
-            ns.add_addr("u0", &format!("192.0.2.{}/24", index + 1));
+            ns.add_address("u0", &format!("192.0.2.{}/24", index + 1)).unwrap();
             hosts.insert(*name, ns);
         }
         Self { switch, hosts }

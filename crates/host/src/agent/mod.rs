@@ -45,7 +45,7 @@ use std::time::Duration;
 use wgfabric_proto::uapi::DeviceSnapshot;
 
 pub use secrets::RngCoreCrypto;
-use wgfabric_uapi::Device;
+use wgfabric_uapi::{Device, DeviceError};
 
 use self::failover::FailoverTask;
 use self::firewall::Firewalls;
@@ -154,6 +154,17 @@ pub struct Agent {
     identity: Option<Identity>,
     /// The last drift found and corrected.
     corrected: Option<Correction>,
+}
+
+/// Why a round could not bring the interface to the accepted state.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    /// The daemon's userspace API failed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Addresses, routes, link state or kernel parameters could not be read or set.
+    #[error(transparent)]
+    Link(#[from] LinkError),
 }
 
 /// Why the agent stopped.
@@ -291,7 +302,9 @@ impl Agent {
         self.seen = Some(bytes.clone());
         let doc = match DesiredState::from_json(&bytes, self.host.as_str()) {
             Ok(doc) => doc,
-            Err(invalid) => return self.refuse(invalid.revision, invalid.reason, &[]),
+            Err(invalid) => {
+                return self.refuse(invalid.revision, invalid.reason.to_string(), &[]);
+            }
         };
         let keys = match self.keys.resolve(&doc, &self.interface) {
             Ok(keys) => {
@@ -304,7 +317,7 @@ impl Agent {
             }
             Err(reason) => {
                 let orders = doc.rotations.clone();
-                return self.refuse(Some(doc.revision), reason, &orders);
+                return self.refuse(Some(doc.revision), reason.to_string(), &orders);
             }
         };
         tracing::info!(revision = %doc.revision, rotations = doc.rotations.len(), "desired state accepted");
@@ -356,6 +369,7 @@ impl Agent {
                 }
             }
             Err(error) => {
+                let error = error.to_string();
                 if self.error.as_ref() != Some(&error) {
                     tracing::error!("cannot sync the interface: {error}");
                 }
@@ -365,25 +379,25 @@ impl Agent {
         }
     }
 
-    fn try_sync(&mut self) -> Result<(), String> {
+    fn try_sync(&mut self) -> Result<(), SyncError> {
         let Some(mut accepted) = self.accepted.take() else { return Ok(()) };
         let result = self.sync_accepted(&mut accepted);
         self.accepted = Some(accepted);
         result
     }
 
-    fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), String> {
+    fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), SyncError> {
         self.notice_replacement();
         let successors = match self.successors {
             Some(known) => known,
             None => {
-                let known = self.device.supports_successors().map_err(|e| e.to_string())?;
+                let known = self.device.supports_successors()?;
                 tracing::info!(successor = known, "daemon capabilities");
                 *self.successors.insert(known)
             }
         };
         let doc = &accepted.doc;
-        let mut live = self.device.get().map_err(|e| e.to_string())?;
+        let mut live = self.device.get()?;
         let mut active = self.active_relay.clone();
         let plan_now = |live: &DeviceSnapshot, active: Option<&Name>| {
             let target = reconcile::target(
@@ -401,13 +415,13 @@ impl Agent {
                 // The monitor may have moved the routes since: plan again from where they are.
                 active = Some(task.stop());
                 self.active_relay.clone_from(&active);
-                live = self.device.get().map_err(|e| e.to_string())?;
+                live = self.device.get()?;
                 planned = plan_now(&live, active.as_ref()).unwrap_or_default();
             }
             let (request, changes) = planned;
             if !changes.is_empty() {
                 let handovers = reconcile::handovers(doc, &live, &request);
-                self.device.set(&request).map_err(|e| e.to_string())?;
+                self.device.set(&request)?;
                 for (host, first_handshake) in handovers {
                     let after = system().duration_since(first_handshake).unwrap_or_default();
                     tracing::info!(
@@ -422,7 +436,7 @@ impl Agent {
                 }
                 let audit_dir = self.keys.key_dir(doc);
                 self.record(&applied_notes(&self.host, &doc.revision, &changes), Some(audit_dir));
-                live = self.device.get().map_err(|e| e.to_string())?;
+                live = self.device.get()?;
             }
         }
         let mut config = active
@@ -435,10 +449,10 @@ impl Agent {
             // Every round against what the kernel has, not what was set last: the interface
             // may have been recreated, or changed by hand, in between.
             let wanted = Link::of(&config);
-            let live = Link::live(&self.interface).map_err(|e| e.to_string())?;
+            let live = Link::live(&self.interface)?;
             let drift = live.drift_from(&wanted);
             if !drift.is_empty() || wanted != self.link {
-                let changed = live.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+                let changed = live.apply(&wanted, &self.interface)?;
                 for parameter in changed.list() {
                     tracing::info!(key = %parameter.key, before = %parameter.before, "kernel parameter changed");
                 }
