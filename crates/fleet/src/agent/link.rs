@@ -129,6 +129,9 @@ impl Link {
         drift.extend(
             wanted.routes.difference(&self.routes).map(|route| format!("route {route} missing")),
         );
+        drift.extend(
+            self.missing_on_link(wanted).into_iter().map(|route| format!("route {route} missing")),
+        );
         if wanted.mtu.is_some() && wanted.mtu != self.mtu {
             drift.push(format!(
                 "MTU {} instead of {}",
@@ -145,6 +148,26 @@ impl Link {
         drift
     }
 
+    /// The prefixes of the interface's addresses, which the kernel routes into it by itself
+    /// (and which [`Link::live`] lists among its routes).
+    fn on_link(&self) -> BTreeSet<Cidr> {
+        self.addresses
+            .iter()
+            .filter_map(|address| Cidr::new(address.addr, address.prefix).ok())
+            .collect()
+    }
+
+    /// The on-link routes of `wanted` that `self` (the live state) lost although it has their
+    /// address and is up: removed by hand. An address added, or a link set up, brings its
+    /// route back by itself.
+    fn missing_on_link(&self, wanted: &Self) -> BTreeSet<Cidr> {
+        let live_on_link = self.addresses.intersection(&wanted.addresses);
+        live_on_link
+            .filter_map(|address| Cidr::new(address.addr, address.prefix).ok())
+            .filter(|prefix| self.up && prefix.is_ipv4() && !self.routes.contains(prefix))
+            .collect()
+    }
+
     /// Brings `interface` from `self` (what it has: [`Link::live`], or what was set before)
     /// to `wanted`. Returns the host-wide parameters it had to change (see the module's doc).
     ///
@@ -159,7 +182,8 @@ impl Link {
         let mut netlink = Netlink::open()?;
         let index = netlink.link(interface)?.index;
         let mut changes = sysctl::Changes::default();
-        for route in self.routes.difference(&wanted.routes) {
+        let on_link = wanted.on_link();
+        for route in self.routes.difference(&wanted.routes).filter(|r| !on_link.contains(r)) {
             netlink.delete_route(&Route::via(*route, index), interface)?;
         }
         for address in self.addresses.difference(&wanted.addresses) {
@@ -173,7 +197,7 @@ impl Link {
             let up = (wanted.up != self.up).then_some(wanted.up);
             netlink.set_link(interface, mtu, up)?;
         }
-        for route in wanted.routes.difference(&self.routes) {
+        for route in wanted.routes.difference(&self.routes).chain(&self.missing_on_link(wanted)) {
             netlink.add_route(&Route::via(*route, index), interface)?;
         }
         if wanted.forwarding && (!self.forwarding || wanted.subnets != self.subnets) {

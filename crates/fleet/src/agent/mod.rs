@@ -371,7 +371,8 @@ impl Agent {
     }
 
     fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), String> {
-        self.notice_replacement();
+        // The snapshot of the daemon a restarted one replaced: what it had learned.
+        let replaced = self.notice_replacement().then(|| self.live.take()).flatten();
         let successors = match self.successors {
             Some(known) => known,
             None => {
@@ -443,6 +444,10 @@ impl Agent {
                 self.link = wanted;
             }
         }
+        if let Some(before) = replaced {
+            // After the link is back: the handshakes go out through it.
+            self.resume_sessions(&before, &live, doc)?;
+        }
         self.nudge_peers(doc);
         let firewall =
             self.firewalls.sync(self.host.as_str(), doc.config.firewall.as_ref(), &self.interface);
@@ -462,45 +467,53 @@ impl Agent {
     }
 
     /// Forgets what the agent knows of the daemon and the link when either was replaced under
-    /// it, so this round probes the daemon again and puts the whole link back.
-    fn notice_replacement(&mut self) {
+    /// it, so this round probes the daemon again and puts the whole link back. Returns
+    /// whether they were.
+    fn notice_replacement(&mut self) -> bool {
         let now = Identity::of(self.device.socket(), &self.interface);
-        let Some(before) = self.identity.replace(now) else { return };
-        let Some(change) = now.change_from(&before) else { return };
+        let Some(before) = self.identity.replace(now) else { return false };
+        let Some(change) = now.change_from(&before) else { return false };
         let what =
             format!("{change}: capabilities probed again, addresses, MTU and link state restored");
         tracing::warn!(interface = %self.interface, "{what}");
         self.successors = None;
         self.link = Link::default();
         self.corrected = Some(Correction { time: unix_seconds(system()), what });
+        true
+    }
+
+    /// After a restarted daemon got its configuration back: gives it the endpoints its
+    /// predecessor had learned from peers that roam, and starts a handshake with every peer.
+    /// Its peers still hold sessions it has forgotten, and would only notice after seconds
+    /// without replies (or never, for a peer that only receives).
+    fn resume_sessions(
+        &self,
+        before: &DeviceSnapshot,
+        live: &DeviceSnapshot,
+        doc: &DesiredState,
+    ) -> Result<(), String> {
+        let request = plan::roamed_endpoints(before, live);
+        if !request.peers.is_empty() {
+            self.device.set(&request).map_err(|e| e.to_string())?;
+            tracing::info!(
+                peers = request.peers.len(),
+                "endpoints learned before the restart given back"
+            );
+        }
+        start_handshakes(&doc.config.peers);
+        Ok(())
     }
 
     /// After this host switched keys (or switched back), starts a handshake with every peer
-    /// right away, rather than at the next packet: one datagram to each peer's overlay
-    /// address (the discard port), which the interface holds until the handshake is done.
+    /// right away, rather than at the next packet.
     fn nudge_peers(&mut self, doc: &DesiredState) {
         for order in &doc.rotations {
             let key = (order.id.clone(), order.phase);
-            if order.host != self.host
-                || !matches!(order.phase, Phase::Switch | Phase::Rollback)
-                || !self.nudged.insert(key)
+            if order.host == self.host
+                && matches!(order.phase, Phase::Switch | Phase::Rollback)
+                && self.nudged.insert(key)
             {
-                continue;
-            }
-            for peer in &doc.config.peers {
-                let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
-                    continue;
-                };
-                let local: SocketAddr = if address.is_ipv4() {
-                    ([0, 0, 0, 0], 0).into()
-                } else {
-                    ([0u16; 8], 0).into()
-                };
-                let sent = UdpSocket::bind(local)
-                    .and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
-                if let Err(error) = sent {
-                    tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
-                }
+                start_handshakes(&doc.config.peers);
             }
         }
     }
@@ -580,6 +593,23 @@ impl Agent {
             policy_error: self.firewalls.error.clone(),
             peers,
             rotations,
+        }
+    }
+}
+
+/// Starts a handshake with each of `peers`: one datagram to its overlay address (the discard
+/// port), which the interface holds until the handshake is done.
+fn start_handshakes(peers: &[crate::config::PeerConfig]) {
+    for peer in peers {
+        let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
+            continue;
+        };
+        let local: SocketAddr =
+            if address.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let sent =
+            UdpSocket::bind(local).and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
+        if let Err(error) = sent {
+            tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
         }
     }
 }
