@@ -10,8 +10,10 @@
 //!        └── get ──► Status (applied revision, peers, handshake ages, rotation reports) ──► store: status/HOST
 //! ```
 //!
-//! The loop wakes when the desired state changes, every status interval (10 s) to report
-//! handshake ages and repair drift (a restarted daemon gets its configuration back), and
+//! The loop wakes when the desired state changes, every status interval (5 s) to report
+//! handshake ages and repair drift (an address or a route removed by hand), every second to
+//! look whether the daemon or its interface was replaced (a restarted daemon gets its
+//! configuration, the endpoints its predecessor learned and fresh handshakes back), and
 //! every 50 ms while a rotating peer's new key has not taken over yet (a stock daemon needs
 //! the agent to move the allowed IPs; with wgfabricd the agent reports the handover at once).
 //! A desired state that does not parse, fails validation or whose keys do not match is
@@ -242,7 +244,7 @@ impl Agent {
                 }
             }
             let due = monotonic() >= next_status;
-            if fast || due || self.error.is_some() {
+            if fast || due || self.error.is_some() || self.daemon_replaced() {
                 self.sync();
             }
             self.report(due);
@@ -464,6 +466,14 @@ impl Agent {
             self.failover = FailoverTask::start(config, self.device.clone());
         }
         Ok(())
+    }
+
+    /// Whether the daemon or the interface changed since the last sync: cheap enough (a
+    /// `stat` and a sysfs read) to look at every wake, so a restarted daemon is configured
+    /// within a second rather than at the next round.
+    fn daemon_replaced(&self) -> bool {
+        self.identity
+            .is_some_and(|known| Identity::of(self.device.socket(), &self.interface) != known)
     }
 
     /// Forgets what the agent knows of the daemon and the link when either was replaced under
