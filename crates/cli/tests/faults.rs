@@ -333,3 +333,100 @@ fn ping_output_is_summed_up() {
     assert_eq!((probed.sent, probed.lost), (151, 147));
     assert_eq!(probed.outage.as_millis(), 1490);
 }
+
+/// libfaketime, which shifts a process's wall clock by what a file says and leaves its
+/// monotonic clock alone: the machine's clock is shared, this one is the process's own.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// The environment that puts a process on the clock in `offset_file` (`+0`, `-3600`: seconds
+/// from the real time), read again every second.
+fn faked_clock(offset_file: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("LD_PRELOAD", LIBFAKETIME.to_owned()),
+        ("FAKETIME_TIMESTAMP_FILE", offset_file.display().to_string()),
+        ("FAKETIME_CACHE_DURATION", "1".to_owned()),
+        ("DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
+}
+
+/// Steps s1's clock to `offset` seconds from the real time; returns once its agent reports
+/// in the new time and its daemon, which re-reads the clock every second, had the time to.
+fn step_clock(lab: &Lab<'_>, offset_file: &Path, offset: i64) {
+    std::fs::write(offset_file, format!("{offset:+}\n")).unwrap();
+    let stepped = Instant::now();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let expected = now.as_secs().saturating_add_signed(offset);
+    let seen = wait_until(lab.round() + MARGIN, || {
+        stepped.elapsed() >= Duration::from_secs(2)
+            && lab.status("s1").is_some_and(|status| status.time.abs_diff(expected) < 60)
+    });
+    assert!(seen, "s1's agent never reported in the stepped time");
+}
+
+/// Removes s1's relay peer by hand: a fresh session, so a new initiation from s1 with its
+/// stepped clock, which the relay takes only if its timestamp is later than the last one.
+fn forget_the_relay_on_s1(lab: &Lab<'_>, fault: &str) {
+    let prober = Prober::start(lab.spaces.ns("s2"), &lab.address("s1"));
+    wait_back(lab, "s2", "s1", Duration::from_secs(5));
+    let relay = lab.public_key("relay").to_base64();
+    lab.daemons["s1"].set(&["peer", &relay, "remove"]);
+    wait_back(lab, "s2", "s1", lab.round() + MARGIN * 2);
+    assert_within(fault, prober.finish(), lab.round() + MARGIN);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and libfaketime"]
+fn the_wall_clock_stepped_an_hour_either_way_keeps_handshakes_rotations_and_audit_sane() {
+    if !Path::new(LIBFAKETIME).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{LIBFAKETIME} is missing (apt install faketime)"
+        );
+        return;
+    }
+    let clock = util::Scratch::new();
+    let offset_file = clock.path("offset");
+    std::fs::write(&offset_file, "+0\n").unwrap();
+    let env = faked_clock(&offset_file);
+    let wrapper = clock.path("wgfabricd");
+    let exports: String = env.iter().map(|(key, value)| format!("{key}='{value}' ")).collect();
+    let daemon = lab::wgfabric().with_file_name("wgfabricd");
+    let script = format!("#!/bin/sh\nexec env {exports}'{}' \"$@\"\n", daemon.display());
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let spaces = Spaces::new();
+    let mut lab = Lab::start(&spaces, Source::Directory, &[("s1", Impl::Wgfabricd(wrapper))]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    lab.agents.get_mut("s1").unwrap().kill();
+    lab.start_agent_with_env("s1", &env);
+
+    // Back an hour: s1's next initiation must still be later than its last.
+    step_clock(&lab, &offset_file, -3600);
+    forget_the_relay_on_s1(&lab, "wall clock stepped back an hour");
+    let handshake = lab.dump("s1").peers[0].latest_handshake;
+    let real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(real.as_secs().abs_diff(handshake + 3600) < 60, "handshake times follow the clock");
+    let out = lab.run_controller_ok(&["rotate", "s1", "--verify-timeout", "20s"]);
+    assert!(out.contains("s1: rotated to"), "{out}");
+    let out = lab.run_controller_ok(&["rotate", "relay", "--verify-timeout", "20s"]);
+    assert!(out.contains("relay: rotated to"), "{out}");
+    assert_keys_agree(&lab);
+
+    // Forward an hour past the real time, then rotations again.
+    step_clock(&lab, &offset_file, 3600);
+    forget_the_relay_on_s1(&lab, "wall clock stepped forward two hours");
+    let out = lab.run_controller_ok(&["rotate", "s1", "--verify-timeout", "20s"]);
+    assert!(out.contains("s1: rotated to"), "{out}");
+    assert_keys_agree(&lab);
+
+    // The audit logs hold what happened, in the clock each host had, and verify.
+    for log in [lab.dir.0.join("audit.jsonl"), lab.dir.0.join("s1").join("audit.jsonl")] {
+        let log = log.display().to_string();
+        let verified = Command::new(lab::wgfabric())
+            .args(["audit", "verify", "--log", &log])
+            .output()
+            .unwrap();
+        assert!(verified.status.success(), "{log}: {}", String::from_utf8_lossy(&verified.stdout));
+    }
+}

@@ -257,6 +257,11 @@ impl<'s> Lab<'s> {
 
     /// Starts `host`'s agent (again), its log appended to the one before.
     pub fn start_agent(&mut self, host: &'static str) {
+        self.start_agent_with_env(host, &[]);
+    }
+
+    /// As [`Lab::start_agent`], with `env` added to the agent's environment.
+    pub fn start_agent_with_env(&mut self, host: &'static str, env: &[(&str, &str)]) {
         let log = self.dir.0.join(format!("agent-{host}.log"));
         let file = File::options().create(true).append(true).open(&log).unwrap();
         let mut command = self.spaces.ns(host).command(&wgfabric().display().to_string());
@@ -266,6 +271,7 @@ impl<'s> Lab<'s> {
         if let Some(interval) = self.status_interval {
             command.args(["--status-interval", interval]);
         }
+        command.envs(env.iter().copied());
         let child = command
             .arg("--identity")
             .arg(&self.identity)
@@ -299,6 +305,12 @@ impl<'s> Lab<'s> {
     pub fn controller(&self, args: &[&str]) -> Run {
         let output = self.controller_command(args).output().unwrap();
         Run { line: format!("wgfabric {}", args.join(" ")), output }
+    }
+
+    /// Runs `wgfabric ARGS` as [`Lab::controller`] does, asserts it succeeded, and returns
+    /// its standard output.
+    pub fn run_controller_ok(&self, args: &[&str]) -> String {
+        self.controller(args).success().stdout()
     }
 
     /// The command [`Lab::controller`] runs.
