@@ -134,9 +134,8 @@ fn the_interface_an_address_and_a_route_removed_by_hand_are_back_within_a_round(
     let s1 = spaces.ns("s1");
     s1.run(&["ip", "link", "del", &lab.interfaces["s1"]]);
     let daemon = lab.daemons.get_mut("s1").unwrap();
-    if wait_until(Duration::from_secs(5), || daemon.has_exited()) {
-        daemon.restart();
-    }
+    assert!(wait_until(Duration::from_secs(5), || daemon.has_exited()), "the daemon exits");
+    daemon.restart();
     wait_back(&lab, "s2", "s1", bound + MARGIN);
     assert_within("interface deleted", prober.finish(), REPLACEMENT_CHECK + MARGIN);
 
