@@ -373,8 +373,9 @@ impl Agent {
     }
 
     fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), String> {
-        // The snapshot of the daemon a restarted one replaced: what it had learned.
-        let replaced = self.notice_replacement().then(|| self.live.take()).flatten();
+        let identity = Identity::of(self.device.socket(), &self.interface);
+        // The last snapshot of the daemon a restarted one replaced: what it had learned.
+        let replaced = self.notice_replacement(identity).then(|| self.live.clone()).flatten();
         let successors = match self.successors {
             Some(known) => known,
             None => {
@@ -465,6 +466,8 @@ impl Agent {
         if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
             self.failover = FailoverTask::start(config, self.device.clone());
         }
+        // Only now: a round that failed half-way notices the replacement again.
+        self.identity = Some(identity);
         Ok(())
     }
 
@@ -477,11 +480,10 @@ impl Agent {
     }
 
     /// Forgets what the agent knows of the daemon and the link when either was replaced under
-    /// it, so this round probes the daemon again and puts the whole link back. Returns
-    /// whether they were.
-    fn notice_replacement(&mut self) -> bool {
-        let now = Identity::of(self.device.socket(), &self.interface);
-        let Some(before) = self.identity.replace(now) else { return false };
+    /// it (`now` differs from the identity of the last complete sync), so this round probes
+    /// the daemon again and puts the whole link back. Returns whether they were.
+    fn notice_replacement(&mut self, now: Identity) -> bool {
+        let Some(before) = self.identity else { return false };
         let Some(change) = now.change_from(&before) else { return false };
         let what =
             format!("{change}: capabilities probed again, addresses, MTU and link state restored");
