@@ -8,9 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use wgfabric_fleet::audit::{Action, Audit, Entry, Fingerprint, Timestamp};
-use wgfabric_fleet::render::{setconf, wg_quick};
-use wgfabric_fleet::{Fabric, Inventory, Lock};
+use wgfabric_audit::{Action, Audit, Entry, Fingerprint, Timestamp};
+use wgfabric_model::render::{setconf, wg_quick};
+use wgfabric_model::{Fabric, Inventory, Lock};
 use wgfabric_fuzz::datagram::{self, b_again, c_device, delivery, ipv4, Setup};
 use wgfabric_proto::keys::PrivateKey;
 use wgfabric_proto::wire::{DATA_HEADER_LEN, INITIATION_LEN};

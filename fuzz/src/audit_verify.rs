@@ -1,4 +1,4 @@
-//! `audit_verify`: audit log verification (`wgfabric_fleet::audit::verify`), record parsing,
+//! `audit_verify`: audit log verification (`wgfabric_audit::verify`), record parsing,
 //! timestamps and filters.
 //!
 //! The input is first verified as it is, with and without an anchor. Then its lines that read
@@ -6,8 +6,8 @@
 //! them), which must verify; the first input byte then picks a tampering (edit, removal, swap
 //! or insertion of a line), which must be caught where `verify`'s table says.
 
-use wgfabric_fleet::audit::verify::verify;
-use wgfabric_fleet::audit::{line_hash, Filter, Record, Timestamp, GENESIS};
+use wgfabric_audit::verify::verify;
+use wgfabric_audit::{line_hash, Filter, Record, Timestamp, GENESIS};
 
 /// Records chained at most.
 const MAX_RECORDS: usize = 64;

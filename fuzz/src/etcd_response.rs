@@ -1,14 +1,14 @@
 //! `etcd_response`: what the etcd client makes of an answer's body: the JSON of `range`,
 //! `put`, `deleterange` and errors, and a watch stream's messages, through
-//! `wgfabric_fleet::etcd::fuzzing` (built with `--cfg fuzzing`). HTTP and TLS are `ureq`'s
+//! `wgfabric_store::etcd::fuzzing` (built with `--cfg fuzzing`). HTTP and TLS are `ureq`'s
 //! and rustls's.
 //!
 //! Input: a byte of split points, a byte choosing the status (200, 400, 401 or 404), then
 //! the body. Checked: `get` and `range` agree; a watch stream fed in pieces yields the
 //! messages it yields at once.
 
-use wgfabric_fleet::etcd::fuzzing::{unary, watch_message};
-use wgfabric_fleet::etcd::WatchMessage;
+use wgfabric_store::etcd::fuzzing::{unary, watch_message};
+use wgfabric_store::etcd::WatchMessage;
 
 /// Watch messages read from one body, at most.
 const MAX_MESSAGES: usize = 64;

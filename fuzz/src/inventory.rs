@@ -8,11 +8,11 @@
 
 use std::path::Path;
 
-use wgfabric_fleet::diff::diff_device;
-use wgfabric_fleet::lint::{check, findings_text, has_errors};
-use wgfabric_fleet::render::graph::{graph, GraphFormat};
-use wgfabric_fleet::render::{fabric_files, host_files, setconf, wg_quick, Format};
-use wgfabric_fleet::{wgconf, Fabric, HostConfig, Inventory, Lock};
+use wgfabric_model::diff::diff_device;
+use wgfabric_model::lint::{check, findings_text, has_errors};
+use wgfabric_model::render::graph::{graph, GraphFormat};
+use wgfabric_model::render::{fabric_files, host_files, setconf, wg_quick, Format};
+use wgfabric_model::{wgconf, Fabric, HostConfig, Inventory, Lock};
 
 fn lock_round_trips(lock: &Lock) {
     let text = lock.to_toml();

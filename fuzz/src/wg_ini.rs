@@ -1,4 +1,4 @@
-//! `wg_ini`: the wg-quick / `wg setconf` / `wg showconf` INI parser (`wgfabric_fleet::wgconf`).
+//! `wg_ini`: the wg-quick / `wg setconf` / `wg showconf` INI parser (`wgfabric_model::wgconf`).
 //!
 //! Checked: a file that parses is written back in a canonical form (one `[Interface]`, keys in
 //! a fixed order, keys in base64, lists joined) that parses to the same configuration, apart
@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use wgfabric_fleet::wgconf::{self, WgConfig};
+use wgfabric_model::wgconf::{self, WgConfig};
 
 /// The configuration as a file, in a canonical form.
 fn write(config: &WgConfig) -> String {

@@ -1,6 +1,7 @@
 //! `wgfabric`: the fabric controller's command line. Each verb is one module under `cmd/`
-//! that parses its arguments and calls `wgfabric-fleet`; this file only installs logging,
-//! dispatches and turns the outcome into an exit code (0 ok, 1 findings, 2 errors).
+//! that parses its arguments and calls the library crates (`wgfabric-model`, `-store`,
+//! `-host`, `-ops`, `-audit`, `-lab`); this file only installs logging, dispatches and turns
+//! the outcome into an exit code (0 ok, 1 findings, 2 errors).
 #![forbid(unsafe_code)]
 
 mod cmd;

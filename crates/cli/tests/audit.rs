@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use util::{assert_code, central_fabric, stderr, stdout, Scratch};
-use wgfabric_fleet::audit::Fingerprint;
+use wgfabric_audit::Fingerprint;
 use wgfabric_proto::keys::PublicKey;
 
 const ACTOR: &str = "ci:audit-test#7";

@@ -78,7 +78,7 @@ fn keygen_writes_a_private_file_and_prints_only_the_public_key() {
 fn the_example_is_clean_and_fixtures_are_findings() {
     let scratch = Scratch::with_example();
     assert_code(&scratch.run(&["check", "--locked"]), 0);
-    let fixtures = repo().join("crates/fleet/tests/fixtures");
+    let fixtures = repo().join("crates/model/tests/fixtures");
     for entry in std::fs::read_dir(&fixtures).unwrap() {
         let path = entry.unwrap().path();
         let output = scratch.run(&["check", "-i", path.to_str().unwrap(), "--format", "json"]);

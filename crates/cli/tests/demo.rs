@@ -13,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use util::{assert_code, stderr, stdout, Scratch};
-use wgfabric_fleet::demo;
-use wgfabric_fleet::netns::{list, run_argv};
+use wgfabric_lab::demo;
+use wgfabric_lab::netns::{list, run_argv};
 
 /// A prefix of its own, and a guard that removes whatever is left of it.
 struct Prefix(String);
@@ -59,8 +59,6 @@ fn demo(prefix: &Prefix, args: &[&str]) -> Command {
         .args(["demo", "--prefix", &prefix.0, "--daemon"])
         .arg(daemon())
         .args(args)
-        // Not `cargo run`: the daemon is given, nothing is built.
-        .env_remove("CARGO")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use util::{repo, stderr, stdout, Scratch};
-use wgfabric_fleet::netns::{veth, Netns};
+use wgfabric_lab::netns::{veth, Netns};
 
 /// The pages whose commands run.
 const PAGES: &[&str] = &["README.md", "docs/README.md", "docs/daemon.md"];

@@ -223,7 +223,7 @@ fn agents_killed_mid_apply_and_mid_rotation_converge_when_restarted() {
     let mut rotate = controller_in_background(&lab, &["rotate", "s1", "--verify-timeout", "30s"]);
     let switching = wait_until(Duration::from_secs(30), || {
         lab.status("s1").is_some_and(|status| {
-            status.rotations.iter().any(|r| r.phase >= wgfabric_fleet::state::Phase::Switch)
+            status.rotations.iter().any(|r| r.phase >= wgfabric_store::state::Phase::Switch)
         })
     });
     assert!(switching, "the rotation never reached its switch");

@@ -1,7 +1,7 @@
 //! Every `--format json` output of `wgfabric` against the shape docs/cli.md shows for it:
 //! the verbs that need no root here, run on the example fabric with changes that bring out
 //! each kind of element; `agent --once` and `rotate` on the lab fabric (root); `demo` in
-//! tests/demo.rs.
+//! tests/demo.rs, `up` and `down` in tests/up_down.rs.
 
 mod lab;
 mod util;
@@ -12,7 +12,7 @@ use util::shape::{assert_shape, documented, matches};
 use util::{assert_code, stdout, Scratch};
 
 /// The shapes checked in other test files, where their verb already runs.
-const CHECKED_ELSEWHERE: &[&str] = &["demo"];
+const CHECKED_ELSEWHERE: &[&str] = &["demo", "up", "down"];
 
 /// The shapes this file checks.
 const CHECKED_HERE: &[&str] = &[

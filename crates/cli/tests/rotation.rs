@@ -8,8 +8,8 @@ mod util;
 use std::time::Duration;
 
 use lab::{ping_stats, Lab, Source, Spaces, HOSTS};
-use wgfabric_fleet::agent::Device;
 use wgfabric_testkit::{wait_until, Impl, PingStats};
+use wgfabric_uapi::Device;
 
 /// Packets in a flood ping: 15 s at 100 per second, more than a rotation takes.
 const FLOOD: u32 = 1500;
@@ -128,7 +128,7 @@ fn directory_source_applies_refuses_and_rotates_without_loss() {
     assert_eq!(spoke.received, spoke.transmitted, "no packet lost between wgfabricd peers");
     assert_converged(&lab);
     let key_file = lab.dir.0.join("s1").join("private.key");
-    let key = wgfabric_fleet::keys::read_key_file(&key_file).unwrap();
+    let key = wgfabric_model::key_file::read_key_file(&key_file).unwrap();
     assert_eq!(key.public_key(), lab.public_key("s1"), "the new key replaced the old file");
     assert!(!key_file.with_file_name("private.key.next").exists());
 
@@ -228,7 +228,7 @@ fn a_rotation_that_cannot_be_verified_rolls_back() {
     assert!(run.stdout().contains("relay: rolled-back"), "{}", run.stdout());
     assert!(run.stdout().contains("no handshake on the new key with s3"), "{}", run.stdout());
     assert_eq!(lab.public_key("relay"), old_key, "the inventory keeps the old key");
-    let key = wgfabric_fleet::keys::read_key_file(&key_file).unwrap();
+    let key = wgfabric_model::key_file::read_key_file(&key_file).unwrap();
     assert_eq!(key.public_key(), old_key);
     assert!(!key_file.with_file_name("private.key.next").exists());
 

@@ -26,7 +26,7 @@ use crate::control::Control;
 use crate::shutdown::{Reason, Shutdown};
 
 /// Where `wg(8)` looks for userspace implementations.
-pub(crate) const SOCKET_DIR: &str = "/var/run/wireguard";
+pub(crate) use wgfabric_proto::uapi::SOCKET_DIR;
 
 /// How often the socket file is checked for removal.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);

@@ -6,25 +6,19 @@
 //! A socket that does not answer within [`SOCKET_TIMEOUT`] (a stale file left by a killed
 //! daemon, a hung process) shows as `wgfabric_uapi_up 0` rather than failing the scrape.
 
-use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+use std::io;
 use std::os::unix::fs::FileTypeExt as _;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wgfabric_proto::uapi::{parse_get, DeviceSnapshot, GET_REQUEST};
-use zeroize::Zeroizing;
+use wgfabric_proto::uapi::DeviceSnapshot;
+use wgfabric_uapi::Device;
 
 use crate::exposition::render;
-use crate::limits::Timed;
 use crate::wireguard::{families, FriendlyNames, Interface};
 
-/// Where `wg(8)` and the userspace implementations keep their sockets.
-pub const DEFAULT_SOCKET_DIR: &str = "/var/run/wireguard";
 /// How long one socket may take to take the request and answer it, in all.
 pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(2);
-/// The largest answer read from a socket: room for some hundred thousand peers.
-const MAX_ANSWER: u64 = 64 << 20;
 
 /// Scrapes the sockets of one directory.
 #[derive(Debug, Clone)]
@@ -107,29 +101,16 @@ fn find_sockets(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
 /// When the socket does not answer in time, or answers with an errno or malformed text
 /// ([`io::ErrorKind::InvalidData`]).
 pub fn query(path: &Path) -> io::Result<DeviceSnapshot> {
-    let stream = UnixStream::connect(path)?;
-    // One deadline for the whole exchange: a daemon that trickles its answer gets no more.
-    let timed = Timed::new(&stream, SOCKET_TIMEOUT);
-    (&timed).write_all(GET_REQUEST.as_bytes())?;
-    // The answer holds the private key: keep it out of freed memory.
-    let mut text = Zeroizing::new(String::new());
-    let mut reader = BufReader::new((&timed).take(MAX_ANSWER));
-    loop {
-        let start = text.len();
-        // Implementations keep the connection open for more requests: stop at the status.
-        if reader.read_line(&mut text)? == 0 || text[start..].starts_with("errno=") {
-            break;
-        }
-    }
-    parse_get(&text).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    Ok(Device::at(path.to_owned()).with_timeout(SOCKET_TIMEOUT).get()?)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read as _, Write as _};
     use std::os::unix::net::UnixListener;
 
     use wgfabric_proto::keys::PrivateKey;
-    use wgfabric_proto::uapi::{format_get, PeerSnapshot};
+    use wgfabric_proto::uapi::{format_get, PeerSnapshot, GET_REQUEST};
 
     use super::*;
 

@@ -140,15 +140,31 @@ impl FromStr for Cidr {
 
     /// Parses `address/prefix-length` or a bare address (a host route), canonicalizing.
     fn from_str(text: &str) -> Result<Self, CidrError> {
-        let (addr, prefix_len) = match text.split_once('/') {
-            Some((addr, len)) => (addr, Some(len)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| CidrError::InvalidAddress)?;
-        match prefix_len {
-            Some(len) => Self::new(addr, parse_prefix_len(len)?),
-            None => Ok(Self::host(addr)),
+        let (addr, prefix_len) = parse_parts(text)?;
+        Self::new(addr, prefix_len)
+    }
+}
+
+/// Splits `address/prefix-length`, or a bare address (the full length), into its parts,
+/// keeping any host bits: the one grammar of prefixes, for [`Cidr`] and for interface
+/// addresses such as `10.0.0.4/16`.
+///
+/// # Errors
+/// [`CidrError`] when the address or the length does not parse, or the length is longer than
+/// the address.
+pub fn parse_parts(text: &str) -> Result<(IpAddr, u8), CidrError> {
+    let (addr, prefix_len) = match text.split_once('/') {
+        Some((addr, len)) => (addr, Some(len)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| CidrError::InvalidAddress)?;
+    let max = max_prefix_len(addr);
+    match prefix_len.map(parse_prefix_len).transpose()? {
+        Some(prefix_len) if prefix_len > max => {
+            Err(CidrError::PrefixLenTooLong { prefix_len, max })
         }
+        Some(prefix_len) => Ok((addr, prefix_len)),
+        None => Ok((addr, max)),
     }
 }
 

@@ -40,6 +40,10 @@ pub use set::{
     PrivateKeyUpdate, SetRequest,
 };
 
+/// Where `wg(8)` and the userspace implementations keep their API sockets, one
+/// `IFNAME.sock` per interface.
+pub const SOCKET_DIR: &str = "/var/run/wireguard";
+
 /// The first line of a set request; the body follows, then a blank line.
 pub const SET_REQUEST: &str = "set=1\n";
 /// A complete get request.

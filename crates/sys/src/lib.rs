@@ -1,5 +1,6 @@
 //! The Linux edge of the wgfabricd data plane: the TUN device, the UDP sockets, and the packet
-//! offloads between them. This is the only crate of the workspace with `unsafe` code.
+//! offloads between them. It holds the data plane's `unsafe` code; the only other `unsafe` is
+//! the daemon's `daemonize` module (fork, setsid, dup2).
 //!
 //! ```text
 //!  TUN ──read──► superframe ──offload::segment──► MTU-sized packets ──► [seal elsewhere]

@@ -2,12 +2,13 @@
 //! their socket removed when the guard drops.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use wgfabric_uapi::Device;
 
 use crate::netns::{run_command, CommandError, Netns};
 use crate::poll::wait_until;
@@ -90,8 +91,7 @@ pub fn unique_interface_name(prefix: &str) -> String {
     format!("{}{suffix}", &prefix[..keep])
 }
 
-/// Where userspace implementations put their API sockets.
-pub const SOCKET_DIR: &str = "/var/run/wireguard";
+pub use wgfabric_proto::uapi::SOCKET_DIR;
 
 /// A running implementation. Dropping it sends SIGTERM, waits briefly, then SIGKILL, and
 /// removes a socket left behind; if the test is panicking, its log is printed.
@@ -172,7 +172,7 @@ impl<'ns> Daemon<'ns> {
 
     /// Its userspace API socket.
     pub fn socket_path(&self) -> PathBuf {
-        Path::new(SOCKET_DIR).join(format!("{}.sock", self.interface))
+        wgfabric_uapi::socket_path(&self.interface)
     }
 
     /// Its process id, while it runs.
@@ -219,17 +219,9 @@ impl<'ns> Daemon<'ns> {
     /// # Panics
     /// When the socket does not take the request or answer it.
     pub fn uapi(&self, request: &str) -> String {
-        let path = self.socket_path();
-        let exchange = || -> std::io::Result<String> {
-            let mut stream = UnixStream::connect(&path)?;
-            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-            stream.write_all(request.as_bytes())?;
-            stream.shutdown(std::net::Shutdown::Write)?;
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply)?;
-            Ok(reply)
-        };
-        exchange().unwrap_or_else(|e| panic!("userspace API request to {}: {e}", path.display()))
+        let device = Device::at(self.socket_path()).with_timeout(Duration::from_secs(10));
+        let reply = device.exchange(request.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        reply.as_str().to_owned()
     }
 
     /// `wg set IFNAME ARGS`.

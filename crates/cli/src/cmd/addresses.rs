@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use wgfabric_fleet::audit::Action;
-use wgfabric_fleet::{Inventory, Lock};
+use wgfabric_audit::Action;
+use wgfabric_model::{Inventory, Lock};
 
 use super::trail::AuditLogArgs;
 use super::{print, print_json, InventoryArgs, OutputFormat};

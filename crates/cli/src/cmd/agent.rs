@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rand_core::OsRng;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use wgfabric_fleet::agent::{Agent, Settings};
+use wgfabric_host::agent::{Agent, Settings};
 
 use super::progress::parse_duration;
 use super::{load_identities, print_json, EtcdArgs, OutputFormat, FINDINGS};

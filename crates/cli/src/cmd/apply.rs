@@ -8,16 +8,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::Serialize;
-use wgfabric_fleet::apply::{
-    publish, rotations_in_flight, statuses, wait_for, HostState, Progress,
-};
-use wgfabric_fleet::audit::Action;
-use wgfabric_fleet::names::Name;
-use wgfabric_fleet::state::{desired_states, DesiredState, KeyMaterial, Revision, StatusMark};
-use wgfabric_fleet::store::Store;
-use wgfabric_fleet::Fabric;
+use wgfabric_audit::Action;
+use wgfabric_model::names::Name;
+use wgfabric_model::Fabric;
+use wgfabric_ops::apply::{publish, rotations_in_flight, statuses, wait_for, HostState, Progress};
+use wgfabric_store::state::{desired_states, DesiredState, KeyMaterial, Revision, StatusMark};
+use wgfabric_store::store::Store;
 
-use wgfabric_fleet::durations::human;
+use wgfabric_model::durations::human;
 
 use super::progress::{parse_duration, ProgressLine};
 use super::trail::AuditLogArgs;

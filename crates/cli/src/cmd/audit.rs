@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
-use wgfabric_fleet::audit::verify::verify;
-use wgfabric_fleet::audit::{Filter, Record, Timestamp, FILE_NAME};
+use wgfabric_audit::verify::verify;
+use wgfabric_audit::{Filter, Record, Timestamp, FILE_NAME};
 
 use super::{print, print_json, OutputFormat, FINDINGS};
 

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use wgfabric_fleet::lint::{check, findings_text, has_errors, Report, RULES};
+use wgfabric_model::lint::{check, findings_text, has_errors, Report, RULES};
 
 use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use rand_core::OsRng;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use wgfabric_fleet::demo::{self, Options, Reporter, DEFAULT_PREFIX};
-use wgfabric_fleet::failover::Policy;
+use wgfabric_host::failover::Policy;
+use wgfabric_lab::demo::{self, Options, Reporter, DEFAULT_PREFIX};
 
 use super::{print, print_json, OutputFormat, FINDINGS};
 
@@ -35,8 +35,7 @@ pub(crate) struct Args {
     /// Only remove what an earlier run left (after --keep or a crash), then exit.
     #[arg(long)]
     clean: bool,
-    /// The wgfabricd binary [default: next to this executable, else on PATH; built first when
-    /// run through `cargo run`].
+    /// The wgfabricd binary [default: next to this executable, else on PATH].
     #[arg(long, env = "WGFABRIC_DAEMON", value_name = "PATH")]
     daemon: Option<PathBuf>,
     /// Prefix of the namespaces (PREFIX-HOST), interfaces and /run/PREFIX; runs with
@@ -71,14 +70,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let daemon = match args.daemon {
         Some(path) => demo::locate_daemon(Some(&path))?,
         None => {
-            match demo::CargoBuild::under_cargo() {
-                Some(build) => {
-                    reporter
-                        .step(&format!("building the daemon of this checkout: {}", build.shown()));
-                    build.run()?;
-                }
-                None => reporter.step("finding wgfabricd"),
-            }
+            reporter.step("finding wgfabricd");
             let path = demo::locate_daemon(None)?;
             reporter.done(&format!("using {}", path.display()));
             path

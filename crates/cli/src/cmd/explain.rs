@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use wgfabric_fleet::policy::explain::explain;
-use wgfabric_fleet::policy::{PortSpec, Verdict};
+use wgfabric_model::explain::explain;
+use wgfabric_model::policy::{PortSpec, Verdict};
 
 use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};
 

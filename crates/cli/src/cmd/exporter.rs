@@ -9,12 +9,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use wgfabric_fleet::policy::nft;
-use wgfabric_fleet::Inventory;
-use wgfabric_metrics::exporter::DEFAULT_SOCKET_DIR;
+use wgfabric_host::nftables;
 use wgfabric_metrics::{
     policy_families, render, Exporter, FriendlyNames, MetricsServer, RuleCount,
 };
+use wgfabric_model::Inventory;
+use wgfabric_proto::uapi::SOCKET_DIR;
 
 use super::print;
 
@@ -35,7 +35,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "127.0.0.1:9586", value_name = "ADDR:PORT")]
     listen: SocketAddr,
     /// Directory of the userspace API sockets.
-    #[arg(long, default_value = DEFAULT_SOCKET_DIR, value_name = "DIR")]
+    #[arg(long, default_value = SOCKET_DIR, value_name = "DIR")]
     socket_dir: PathBuf,
     /// Inventory whose host names label peers (friendly_name), matched by public key.
     #[arg(short, long, env = "WGFABRIC_INVENTORY", value_name = "FILE")]
@@ -103,7 +103,7 @@ fn scrape(exporter: &Exporter, silent: &Mutex<BTreeSet<String>>) -> String {
 /// The packets and bytes each rule of this host's firewall (`table inet wgfabric`) counted;
 /// nothing when the host has no table or no nft.
 fn policy_metrics() -> String {
-    let counters = match nft::counters() {
+    let counters = match nftables::counters() {
         Ok(Some(counters)) => counters,
         Ok(None) => return String::new(),
         Err(error) => {

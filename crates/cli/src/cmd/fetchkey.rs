@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wgfabric_fleet::audit::{Action, Fingerprint};
-use wgfabric_fleet::inventory::DEFAULT_KEY_DIR;
-use wgfabric_fleet::key_source::{KeySource, DEFAULT_TIMEOUT};
-use wgfabric_fleet::names::Name;
+use wgfabric_audit::{Action, Fingerprint};
+use wgfabric_model::inventory::DEFAULT_KEY_DIR;
+use wgfabric_model::key_source::{KeySource, DEFAULT_TIMEOUT};
+use wgfabric_model::names::Name;
 use zeroize::Zeroizing;
 
 use super::print;

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
-use wgfabric_fleet::render::graph::{graph, GraphFormat};
+use wgfabric_model::files::{write_atomically, PUBLIC_MODE};
+use wgfabric_model::render::graph::{graph, GraphFormat};
 
 use super::{print, InventoryArgs};
 

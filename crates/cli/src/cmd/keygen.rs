@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rand_core::OsRng;
-use wgfabric_fleet::audit::{Action, Fingerprint};
-use wgfabric_fleet::inventory::PRIVATE_KEY_FILE;
-use wgfabric_fleet::keys::{generate_key_file, read_key_file};
-use wgfabric_fleet::keystore::KeyStore;
-use wgfabric_fleet::Inventory;
+use wgfabric_audit::{Action, Fingerprint};
+use wgfabric_model::inventory::PRIVATE_KEY_FILE;
+use wgfabric_model::key_file::{generate_key_file, read_key_file};
+use wgfabric_model::sealed_keys::KeyStore;
+use wgfabric_model::Inventory;
 use wgfabric_proto::keys::PrivateKey;
 
 use super::print;
@@ -52,7 +52,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let host: wgfabric_fleet::names::Name = args.host.parse()?;
+    let host: wgfabric_model::names::Name = args.host.parse()?;
     let (mut trail, public, previous, path) = if args.central {
         let inventory = Inventory::load(&args.inventory)?;
         let trail = args.audit.open(&inventory.dir())?;

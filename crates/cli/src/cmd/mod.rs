@@ -8,6 +8,7 @@ mod audit;
 mod check;
 mod completions;
 mod demo;
+mod down;
 mod explain;
 mod exporter;
 mod fetchkey;
@@ -22,6 +23,7 @@ mod render;
 mod rotate;
 mod source;
 mod trail;
+mod up;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,10 +31,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use wgfabric_fleet::files::{write_atomically, PUBLIC_MODE};
-use wgfabric_fleet::keystore::Identities;
-use wgfabric_fleet::lint::{check, findings_text, has_errors, Report};
-use wgfabric_fleet::{Fabric, Lock};
+use wgfabric_model::files::{write_atomically, PUBLIC_MODE};
+use wgfabric_model::lint::{check, findings_text, has_errors, Report};
+use wgfabric_model::sealed_keys::Identities;
+use wgfabric_model::{Fabric, Lock};
 
 use crate::logging::LogFormat;
 pub(crate) use source::{EtcdArgs, SourceArgs};
@@ -76,6 +78,8 @@ enum Command {
     Apply(apply::Args),
     Agent(agent::Args),
     Rotate(rotate::Args),
+    Up(up::Args),
+    Down(down::Args),
 }
 
 impl Cli {
@@ -104,6 +108,8 @@ impl Cli {
             Command::Apply(args) => apply::run(args),
             Command::Agent(args) => agent::run(args),
             Command::Rotate(args) => rotate::run(args),
+            Command::Up(args) => up::run(args),
+            Command::Down(args) => down::run(args),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wgfabric_fleet::plan::{plan, plan_text, RenderedState, STATE_FILE};
+use wgfabric_model::render::plan::{plan, plan_text, RenderedState, STATE_FILE};
 
 use super::{print, print_json, InventoryArgs, OutputFormat, FINDINGS};
 

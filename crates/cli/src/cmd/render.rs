@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
-use wgfabric_fleet::audit::{Action, Fingerprint};
-use wgfabric_fleet::render::{
+use wgfabric_audit::{Action, Fingerprint};
+use wgfabric_model::render::{
     render, render_into, Format, HostKeys, Output, RenderedFile, Request,
 };
-use wgfabric_fleet::Fabric;
+use wgfabric_model::Fabric;
 
 use super::trail::{AuditLogArgs, Trail};
 use super::{load_identities, print, InventoryArgs, OutputFormat};

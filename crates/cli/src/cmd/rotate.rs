@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use rand_core::OsRng;
 use serde::Serialize;
-use wgfabric_fleet::names::Name;
-use wgfabric_fleet::rotate::driver::Observer;
-use wgfabric_fleet::rotate::{rotate, Event, Outcome, Rotation, Settings, Step, Timeouts};
-use wgfabric_fleet::Fabric;
+use wgfabric_model::names::Name;
+use wgfabric_model::Fabric;
+use wgfabric_ops::rotate::driver::Observer;
+use wgfabric_ops::rotate::{rotate, Event, Outcome, Rotation, Settings, Step, Timeouts};
 
 use super::apply::commit;
-use wgfabric_fleet::durations::human;
+use wgfabric_model::durations::human;
 
 use super::progress::{parse_duration, ProgressLine};
 use super::trail::{AuditLogArgs, Trail};
@@ -186,10 +186,8 @@ impl Observer for Display {
         let started = *self.started.entry(plan.host.clone()).or_insert_with(Instant::now);
         for note in rotation.notes(event) {
             let mut entry = self.trail.entry(note.action, &note.target).detail(note.detail.clone());
-            entry.before =
-                note.before.as_ref().map(wgfabric_fleet::audit::Fingerprint::of_public_key);
-            entry.after =
-                note.after.as_ref().map(wgfabric_fleet::audit::Fingerprint::of_public_key);
+            entry.before = note.before.as_ref().map(wgfabric_audit::Fingerprint::of_public_key);
+            entry.after = note.after.as_ref().map(wgfabric_audit::Fingerprint::of_public_key);
             if let Err(error) = self.trail.append(entry) {
                 self.error.get_or_insert(error);
             }

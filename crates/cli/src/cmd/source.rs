@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
-use wgfabric_fleet::etcd::{ClientCertificate, Credentials, Security, TlsFiles};
-use wgfabric_fleet::store::{self, Store};
+use wgfabric_store::etcd::{ClientCertificate, Credentials, Security, TlsFiles};
+use wgfabric_store::store::{self, Store};
 use zeroize::Zeroizing;
 
 use super::InventoryArgs;

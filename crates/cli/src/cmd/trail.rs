@@ -1,4 +1,4 @@
-//! How verbs record what they change in the audit log (`wgfabric_fleet::audit`): where the log
+//! How verbs record what they change in the audit log (`wgfabric_audit`): where the log
 //! is, who the actor is, and when. A verb opens its trail before acting, so a log it cannot
 //! write stops it before anything changed, and appends once the change is made.
 
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use wgfabric_fleet::audit::{Action, Audit, Entry, Timestamp, FILE_NAME};
+use wgfabric_audit::{Action, Audit, Entry, Timestamp, FILE_NAME};
 
 /// The audit log option of verbs that change security state.
 #[derive(Debug, clap::Args)]

@@ -25,13 +25,13 @@ use std::time::Duration;
 use crate::util::Scratch;
 use age::secrecy::ExposeSecret as _;
 use rand_core::OsRng;
-use wgfabric_fleet::files::{write_atomically, SECRET_MODE};
-use wgfabric_fleet::keys::generate_key_file;
-use wgfabric_fleet::keystore::KeyStore;
-use wgfabric_fleet::state::{desired_states, KeyMaterial, Status};
-use wgfabric_fleet::Fabric;
-use wgfabric_fleet::Inventory;
+use wgfabric_model::files::{write_atomically, SECRET_MODE};
+use wgfabric_model::key_file::generate_key_file;
+use wgfabric_model::sealed_keys::KeyStore;
+use wgfabric_model::Fabric;
+use wgfabric_model::Inventory;
 use wgfabric_proto::keys::{PrivateKey, PublicKey};
+use wgfabric_store::state::{desired_states, KeyMaterial, Status};
 use wgfabric_testkit::{unique_interface_name, veth, wait_until, Daemon, Etcd, Impl, Netns};
 
 /// The hosts, the relay first.

@@ -1,0 +1,652 @@
+//! The agent: keeps one host's WireGuard interface equal to its desired state in the source
+//! of truth, reports how it is doing there, and plays its part in key rotations.
+//!
+//! ```text
+//!  store: desired/HOST ──watch──► read ──► DesiredState::from_json ──► KeyRing::resolve
+//!                                             │ refused: keep the interface as it is,     │
+//!                                             │ report why (status + log)                 ▼
+//!  daemon (userspace API) ◄── set: reconcile::changes ◄── reconcile::target ◄── get ◄──── accepted state
+//!        │                                        (only what differs)
+//!        └── get ──► Status (applied revision, peers, handshake ages, rotation reports) ──► store: status/HOST
+//! ```
+//!
+//! The loop wakes when the desired state changes, every status interval (5 s) to report
+//! handshake ages and repair drift (an address or a route removed by hand), every second to
+//! look whether the daemon or its interface was replaced (a restarted daemon gets its
+//! configuration, the endpoints its predecessor learned and fresh handshakes back), and
+//! every 50 ms while a rotating peer's new key has not taken over yet (a stock daemon needs
+//! the agent to move the allowed IPs; with wgfabricd the agent reports the handover at once).
+//! A desired state that does not parse, fails validation or whose keys do not match is
+//! refused: the interface keeps the last good configuration.
+//!
+//! The agent manages through the userspace API the private key, listen port and peers
+//! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (the `link` module),
+//! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
+//! mark, DNS and full-tunnel policy routing to `wgfabric up` ([`crate::hostup`]), wg-quick or
+//! networkd.
+
+mod failover;
+mod firewall;
+mod identity;
+mod link;
+mod reconcile;
+mod report;
+mod secrets;
+
+pub(crate) use self::link::{forward, LinkError};
+pub use self::reconcile::initial_request;
+pub(crate) use self::reconcile::request_for;
+pub(crate) use self::secrets::{KeyRing, Keys};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, ToSocketAddrs as _, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wgfabric_proto::uapi::DeviceSnapshot;
+
+pub use secrets::RngCoreCrypto;
+use wgfabric_uapi::Device;
+
+use self::failover::FailoverTask;
+use self::firewall::Firewalls;
+use self::identity::Identity;
+use self::link::Link;
+use self::report::{applied_notes, peer_statuses, same_state};
+use wgfabric_audit::note::Note;
+use wgfabric_audit::{Action, Audit, Timestamp, FILE_NAME};
+use wgfabric_model::config::HostConfig;
+use wgfabric_model::names::Name;
+use wgfabric_model::sealed_keys::Identities;
+use wgfabric_model::wallclock::{monotonic, system, unix_seconds};
+use wgfabric_store::state::{
+    AgentInfo, Correction, DesiredState, Phase, Refusal, Revision, RotationReport, Status, FORMAT,
+};
+use wgfabric_store::store::{Kind, Store};
+
+/// How the agent runs.
+#[derive(Debug)]
+pub struct Settings {
+    /// The host it manages.
+    pub host: Name,
+    /// The interface (its userspace API socket is `/var/run/wireguard/INTERFACE.sock`).
+    pub interface: String,
+    /// The private key file, instead of the one the desired state names.
+    pub key_file: Option<PathBuf>,
+    /// age identities that open sealed keys (central mode, preshared keys).
+    pub identities: Option<Identities>,
+    /// Whether to manage addresses, MTU, link state and routes (off when wg-quick or
+    /// networkd brought the interface up).
+    pub manage_link: bool,
+    /// Whether to run relay failover on hosts with several relays.
+    pub failover: bool,
+    /// How often to report handshake ages and repair drift (default 10 s).
+    pub status_interval: Duration,
+    /// How often to look for a first handshake the agent must act on (default 50 ms).
+    pub takeover_poll: Duration,
+    /// The audit log [default: `audit.jsonl` beside the private key file].
+    pub audit_log: Option<PathBuf>,
+    /// The userspace API socket, instead of the default path.
+    pub socket: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Defaults for `host` on `interface`.
+    pub fn new(host: Name, interface: String) -> Self {
+        Self {
+            host,
+            interface,
+            key_file: None,
+            identities: None,
+            manage_link: true,
+            failover: true,
+            status_interval: Duration::from_secs(5),
+            takeover_poll: Duration::from_millis(50),
+            audit_log: None,
+            socket: None,
+        }
+    }
+}
+
+/// A desired state the agent accepted, with its secrets.
+#[derive(Debug)]
+struct Accepted {
+    doc: DesiredState,
+    keys: Keys,
+    endpoints: BTreeMap<Name, SocketAddr>,
+    applied: bool,
+}
+
+/// The agent of one host.
+#[derive(Debug)]
+pub struct Agent {
+    host: Name,
+    interface: String,
+    manage_link: bool,
+    run_failover: bool,
+    status_interval: Duration,
+    takeover_poll: Duration,
+    audit_log: Option<PathBuf>,
+    store: Box<dyn Store>,
+    device: Device,
+    keys: KeyRing,
+    audit: Option<Audit>,
+    successors: Option<bool>,
+    /// The bytes of the desired state last read, applied or not.
+    seen: Option<Vec<u8>>,
+    accepted: Option<Accepted>,
+    refusal: Option<Refusal>,
+    refused_orders: Vec<RotationReport>,
+    error: Option<String>,
+    link: Link,
+    failover: Option<FailoverTask>,
+    active_relay: Option<Name>,
+    live: Option<DeviceSnapshot>,
+    reports: Vec<RotationReport>,
+    /// Rotation phases of this host after which handshakes were started.
+    nudged: BTreeSet<(String, Phase)>,
+    last_written: Option<Status>,
+    firewalls: Firewalls,
+    /// This agent process, in its statuses.
+    boot: String,
+    /// Statuses written so far.
+    seq: u64,
+    /// The daemon and interface the agent last synced.
+    identity: Option<Identity>,
+    /// The last drift found and corrected.
+    corrected: Option<Correction>,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The source of truth could not be reached at start.
+    #[error(transparent)]
+    Store(#[from] wgfabric_store::store::StoreError),
+}
+
+impl Agent {
+    /// An agent reading from `store`; `rng` makes new keys during rotations.
+    pub fn new(settings: Settings, store: Box<dyn Store>, rng: Box<dyn RngCoreCrypto>) -> Self {
+        let device = match &settings.socket {
+            Some(socket) => Device::at(socket.clone()),
+            None => Device::new(&settings.interface),
+        };
+        Self {
+            keys: KeyRing::new(settings.key_file, settings.identities, rng),
+            host: settings.host,
+            interface: settings.interface,
+            manage_link: settings.manage_link,
+            run_failover: settings.failover,
+            status_interval: settings.status_interval,
+            takeover_poll: settings.takeover_poll,
+            audit_log: settings.audit_log,
+            store,
+            device,
+            audit: None,
+            successors: None,
+            seen: None,
+            accepted: None,
+            refusal: None,
+            refused_orders: Vec::new(),
+            error: None,
+            link: Link::default(),
+            failover: None,
+            active_relay: None,
+            live: None,
+            reports: Vec::new(),
+            nudged: BTreeSet::new(),
+            last_written: None,
+            firewalls: Firewalls::default(),
+            boot: format!(
+                "{}-{}",
+                std::process::id(),
+                system().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+            ),
+            seq: 0,
+            identity: None,
+            corrected: None,
+        }
+    }
+
+    /// Runs until `stop` is set: follows the desired state, syncs the interface, reports.
+    /// Failures to reach the store or the daemon are logged, reported and retried; the
+    /// interface is never torn down.
+    ///
+    /// # Errors
+    /// [`AgentError::Store`] when asked to stop before the store could ever be watched.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
+        let mut watch = loop {
+            match self.store.watch(Kind::Desired, Some(&self.host)) {
+                Ok(watch) => break watch,
+                Err(error) if !stop.load(Ordering::Relaxed) => {
+                    tracing::warn!("cannot watch the desired state: {error}; retrying");
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        tracing::info!(host = %self.host, interface = %self.interface, source = %self.store.describe(), "agent started");
+        self.reload();
+        self.report(true);
+        let mut next_status = monotonic() + self.status_interval;
+        while !stop.load(Ordering::Relaxed) {
+            let fast = self.awaits_takeover();
+            let until_status = next_status.saturating_duration_since(monotonic());
+            let timeout =
+                if fast { self.takeover_poll } else { until_status.min(Duration::from_secs(1)) };
+            match watch.wait(timeout) {
+                Ok(changed) if changed.contains(&self.host) => self.reload(),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(source = %self.store.describe(), "cannot watch the desired state: {error}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+            let due = monotonic() >= next_status;
+            if fast || due || self.error.is_some() || self.daemon_replaced() {
+                self.sync();
+            }
+            self.report(due);
+            if due {
+                next_status = monotonic() + self.status_interval;
+            }
+        }
+        if let Some(task) = self.failover.take() {
+            task.stop();
+        }
+        tracing::info!(host = %self.host, "agent stopped; the interface keeps its configuration");
+        Ok(())
+    }
+
+    /// Reads the desired state once, applies or refuses it, and reports: for scripts and
+    /// first boots. Returns the status written.
+    pub fn run_once(&mut self) -> Status {
+        self.reload();
+        self.sync();
+        self.report(true);
+        self.status()
+    }
+
+    fn awaits_takeover(&self) -> bool {
+        match (&self.accepted, &self.live) {
+            (Some(accepted), Some(live)) => reconcile::awaits_takeover(&accepted.doc, live),
+            _ => false,
+        }
+    }
+
+    /// Reads the desired state and, if it changed, accepts and applies it or refuses it.
+    fn reload(&mut self) {
+        let bytes = match self.store.get(Kind::Desired, &self.host) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!("cannot read the desired state: {error}");
+                return;
+            }
+        };
+        if self.seen.as_ref() == Some(&bytes) {
+            return;
+        }
+        self.seen = Some(bytes.clone());
+        let doc = match DesiredState::from_json(&bytes, self.host.as_str()) {
+            Ok(doc) => doc,
+            Err(invalid) => return self.refuse(invalid.revision, invalid.reason, &[]),
+        };
+        let keys = match self.keys.resolve(&doc, &self.interface) {
+            Ok(keys) => {
+                if let Some(source) = &keys.fetched_from {
+                    let note = Note::new(Action::KeyFetched, self.host.as_str(), source.clone())
+                        .after(doc.config.public_key);
+                    self.record(&[note], Some(self.keys.key_dir(&doc)));
+                }
+                keys
+            }
+            Err(reason) => {
+                let orders = doc.rotations.clone();
+                return self.refuse(Some(doc.revision), reason, &orders);
+            }
+        };
+        tracing::info!(revision = %doc.revision, rotations = doc.rotations.len(), "desired state accepted");
+        let endpoints = resolve_endpoints(&doc.config);
+        self.refusal = None;
+        self.refused_orders.clear();
+        self.accepted = Some(Accepted { doc, keys, endpoints, applied: false });
+        self.sync();
+    }
+
+    fn refuse(
+        &mut self,
+        revision: Option<Revision>,
+        reason: String,
+        orders: &[wgfabric_store::state::RotationOrder],
+    ) {
+        let shown =
+            revision.as_ref().map_or_else(|| "(unreadable)".to_owned(), Revision::to_string);
+        tracing::error!(revision = %shown, "desired state refused: {reason}; the interface keeps its last good configuration");
+        self.refused_orders = orders
+            .iter()
+            .map(|order| RotationReport {
+                id: order.id.clone(),
+                host: order.host.clone(),
+                role: if order.host == self.host {
+                    wgfabric_store::state::Role::Rotating
+                } else {
+                    wgfabric_store::state::Role::Peer
+                },
+                phase: order.phase,
+                new_key: None,
+                takeover: None,
+                taken_over: false,
+                error: Some(reason.clone()),
+            })
+            .collect();
+        self.refusal = Some(Refusal { revision, reason, time: unix_seconds(system()) });
+    }
+
+    /// Brings the interface to the accepted state, with the fewest changes.
+    fn sync(&mut self) {
+        if self.accepted.is_none() {
+            return;
+        }
+        match self.try_sync() {
+            Ok(()) => {
+                if self.error.take().is_some() {
+                    tracing::info!("the interface is in sync again");
+                }
+            }
+            Err(error) => {
+                if self.error.as_ref() != Some(&error) {
+                    tracing::error!("cannot sync the interface: {error}");
+                }
+                self.error = Some(error);
+                self.successors = None;
+            }
+        }
+    }
+
+    fn try_sync(&mut self) -> Result<(), String> {
+        let Some(mut accepted) = self.accepted.take() else { return Ok(()) };
+        let result = self.sync_accepted(&mut accepted);
+        self.accepted = Some(accepted);
+        result
+    }
+
+    fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), String> {
+        let identity = Identity::of(self.device.socket(), &self.interface);
+        // The last snapshot of the daemon a restarted one replaced: what it had learned.
+        let replaced = self.notice_replacement(identity).then(|| self.live.clone()).flatten();
+        let successors = match self.successors {
+            Some(known) => known,
+            None => {
+                let known = self.device.supports_successors().map_err(|e| e.to_string())?;
+                tracing::info!(successor = known, "daemon capabilities");
+                *self.successors.insert(known)
+            }
+        };
+        let doc = &accepted.doc;
+        let mut live = self.device.get().map_err(|e| e.to_string())?;
+        let mut active = self.active_relay.clone();
+        let plan_now = |live: &DeviceSnapshot, active: Option<&Name>| {
+            let target = reconcile::target(
+                doc,
+                &accepted.keys,
+                live,
+                &accepted.endpoints,
+                successors,
+                active,
+            );
+            reconcile::changes(&target, live)
+        };
+        if let Some(mut planned) = plan_now(&live, active.as_ref()) {
+            if let Some(task) = self.failover.take() {
+                // The monitor may have moved the routes since: plan again from where they are.
+                active = Some(task.stop());
+                self.active_relay.clone_from(&active);
+                live = self.device.get().map_err(|e| e.to_string())?;
+                planned = plan_now(&live, active.as_ref()).unwrap_or_default();
+            }
+            let (request, changes) = planned;
+            if !changes.is_empty() {
+                let handovers = reconcile::handovers(doc, &live, &request);
+                self.device.set(&request).map_err(|e| e.to_string())?;
+                for (host, first_handshake) in handovers {
+                    let after = system().duration_since(first_handshake).unwrap_or_default();
+                    tracing::info!(
+                        peer = %host,
+                        after_ms = after.as_millis(),
+                        "allowed IPs moved to the new key of {host}, {} ms after its first handshake",
+                        after.as_millis()
+                    );
+                }
+                for change in &changes {
+                    tracing::info!(revision = %doc.revision, "{change}");
+                }
+                let audit_dir = self.keys.key_dir(doc);
+                self.record(&applied_notes(&self.host, &doc.revision, &changes), Some(audit_dir));
+                live = self.device.get().map_err(|e| e.to_string())?;
+            }
+        }
+        let mut config = active
+            .as_ref()
+            .and_then(|relay| doc.config.with_active_relay(relay.as_str()))
+            .unwrap_or_else(|| doc.config.clone());
+        // The failover monitor drives the interface this agent manages.
+        config.interface.clone_from(&self.interface);
+        if self.manage_link {
+            // Every round against what the kernel has, not what was set last: the interface
+            // may have been recreated, or changed by hand, in between.
+            let wanted = Link::of(&config);
+            let live = Link::live(&self.interface).map_err(|e| e.to_string())?;
+            let drift = live.drift_from(&wanted);
+            if !drift.is_empty() || wanted != self.link {
+                let changed = live.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+                for parameter in changed.list() {
+                    tracing::info!(key = %parameter.key, before = %parameter.before, "kernel parameter changed");
+                }
+                // Drift is what differs although the desired state did not change.
+                if wanted == self.link && !drift.is_empty() {
+                    let what = format!("{}: {}; corrected", self.interface, drift.join(", "));
+                    tracing::warn!("{what}");
+                    self.corrected = Some(Correction { time: unix_seconds(system()), what });
+                }
+                self.link = wanted;
+            }
+        }
+        if let Some(before) = replaced {
+            // After the link is back: the handshakes go out through it.
+            self.resume_sessions(&before, &live, doc)?;
+        }
+        self.nudge_peers(doc);
+        let firewall =
+            self.firewalls.sync(self.host.as_str(), doc.config.firewall.as_ref(), &self.interface);
+        if let Some(note) = firewall {
+            self.record(&[note], Some(self.keys.key_dir(doc)));
+        }
+        if !accepted.applied {
+            accepted.applied = true;
+            tracing::info!(revision = %doc.revision, "desired state applied");
+        }
+        self.reports = reconcile::reports(doc, &accepted.keys, &live, successors);
+        self.live = Some(live);
+        if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
+            self.failover = FailoverTask::start(config, self.device.clone());
+        }
+        // Only now: a round that failed half-way notices the replacement again.
+        self.identity = Some(identity);
+        Ok(())
+    }
+
+    /// Whether the daemon or the interface changed since the last sync: cheap enough (a
+    /// `stat` and a sysfs read) to look at every wake, so a restarted daemon is configured
+    /// within a second rather than at the next round.
+    fn daemon_replaced(&self) -> bool {
+        self.identity
+            .is_some_and(|known| Identity::of(self.device.socket(), &self.interface) != known)
+    }
+
+    /// Forgets what the agent knows of the daemon and the link when either was replaced under
+    /// it (`now` differs from the identity of the last complete sync), so this round probes
+    /// the daemon again and puts the whole link back. Returns whether they were.
+    fn notice_replacement(&mut self, now: Identity) -> bool {
+        let Some(before) = self.identity else { return false };
+        let Some(change) = now.change_from(&before) else { return false };
+        let what =
+            format!("{change}: capabilities probed again, addresses, MTU and link state restored");
+        tracing::warn!(interface = %self.interface, "{what}");
+        self.successors = None;
+        self.link = Link::default();
+        self.corrected = Some(Correction { time: unix_seconds(system()), what });
+        true
+    }
+
+    /// After a restarted daemon got its configuration back: gives it the endpoints its
+    /// predecessor had learned from peers that roam, and starts a handshake with every peer.
+    /// Its peers still hold sessions it has forgotten, and would only notice after seconds
+    /// without replies (or never, for a peer that only receives).
+    fn resume_sessions(
+        &self,
+        before: &DeviceSnapshot,
+        live: &DeviceSnapshot,
+        doc: &DesiredState,
+    ) -> Result<(), String> {
+        let request = reconcile::roamed_endpoints(before, live);
+        if !request.peers.is_empty() {
+            self.device.set(&request).map_err(|e| e.to_string())?;
+            tracing::info!(
+                peers = request.peers.len(),
+                "endpoints learned before the restart given back"
+            );
+        }
+        start_handshakes(&doc.config.peers);
+        Ok(())
+    }
+
+    /// After this host switched keys (or switched back), starts a handshake with every peer
+    /// right away, rather than at the next packet.
+    fn nudge_peers(&mut self, doc: &DesiredState) {
+        for order in &doc.rotations {
+            let key = (order.id.clone(), order.phase);
+            if order.host == self.host
+                && matches!(order.phase, Phase::Switch | Phase::Rollback)
+                && self.nudged.insert(key)
+            {
+                start_handshakes(&doc.config.peers);
+            }
+        }
+    }
+
+    /// Appends `notes` to the audit log, opening it first if needed (`--audit-log`, else
+    /// `audit.jsonl` in `default_dir`).
+    fn record(&mut self, notes: &[Note], default_dir: Option<PathBuf>) {
+        if notes.is_empty() {
+            return;
+        }
+        if self.audit.is_none() {
+            let path = self.audit_log.clone().or_else(|| Some(default_dir?.join(FILE_NAME)));
+            let Some(path) = path else { return };
+            match Audit::open(&path) {
+                Ok(audit) => self.audit = Some(audit),
+                Err(error) => return tracing::warn!("audit log: {error}"),
+            }
+        }
+        let Some(audit) = &mut self.audit else { return };
+        // As every verb: `$WGFABRIC_ACTOR` when the service sets it, else the agent itself.
+        let actor = std::env::var("WGFABRIC_ACTOR")
+            .ok()
+            .filter(|actor| !actor.trim().is_empty())
+            .unwrap_or_else(|| format!("wgfabric-agent@{}", self.host));
+        let time = Timestamp::from_system_time(system());
+        for note in notes {
+            if let Err(error) = audit.append(note.entry(time, &actor)) {
+                tracing::warn!("audit log: {error}");
+                return;
+            }
+        }
+    }
+
+    /// Writes the status when something in it changed, or when `due`.
+    fn report(&mut self, due: bool) {
+        let status = self.status();
+        let unchanged = self.last_written.as_ref().is_some_and(|last| same_state(last, &status));
+        if unchanged && !due {
+            return;
+        }
+        match self.store.put(Kind::Status, &self.host, &status.to_json()) {
+            Ok(()) => {
+                self.seq += 1;
+                self.last_written = Some(status);
+            }
+            Err(error) => tracing::warn!("cannot report the status: {error}"),
+        }
+    }
+
+    /// The status as of now.
+    pub fn status(&self) -> Status {
+        let now = system();
+        let doc = self.accepted.as_ref().map(|accepted| &accepted.doc);
+        let peers = self
+            .live
+            .as_ref()
+            .map_or_else(Vec::new, |live| peer_statuses(doc, live, unix_seconds(now)));
+        let mut rotations = self.refused_orders.clone();
+        if rotations.is_empty() {
+            rotations.clone_from(&self.reports);
+        }
+        Status {
+            format: FORMAT,
+            host: self.host.clone(),
+            time: unix_seconds(now),
+            seq: self.seq,
+            corrected: self.corrected.clone(),
+            agent: AgentInfo {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                boot: self.boot.clone(),
+                interface: self.interface.clone(),
+                successor: self.successors,
+            },
+            applied: self.accepted.as_ref().filter(|a| a.applied).map(|a| a.doc.revision.clone()),
+            refused: self.refusal.clone(),
+            error: self.error.clone(),
+            policy_error: self.firewalls.error.clone(),
+            peers,
+            rotations,
+        }
+    }
+}
+
+/// Starts a handshake with each of `peers`: one datagram to its overlay address (the discard
+/// port), which the interface holds until the handshake is done.
+fn start_handshakes(peers: &[wgfabric_model::config::PeerConfig]) {
+    for peer in peers {
+        let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
+            continue;
+        };
+        let local: SocketAddr =
+            if address.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let sent =
+            UdpSocket::bind(local).and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
+        if let Err(error) = sent {
+            tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
+        }
+    }
+}
+
+/// Resolves the configured endpoints (names as wg does, when the configuration is loaded).
+pub(crate) fn resolve_endpoints(config: &HostConfig) -> BTreeMap<Name, SocketAddr> {
+    let mut resolved = BTreeMap::new();
+    for peer in &config.peers {
+        let Some(endpoint) = &peer.endpoint else { continue };
+        match (endpoint.host(), endpoint.port()).to_socket_addrs().map(|mut addrs| addrs.next()) {
+            Ok(Some(addr)) => {
+                resolved.insert(peer.name.clone(), addr);
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(peer = %peer.name, %endpoint, "endpoint does not resolve; the peer keeps the one it has");
+            }
+        }
+    }
+    resolved
+}

@@ -1,0 +1,206 @@
+//! From the inventory's rules to each host's [`Firewall`]: the chains of its
+//! `table inet wgfabric`, as data that desired states carry and [`super::nft`] writes out.
+//!
+//! Where each packet is judged:
+//!
+//! | host | chain | packets |
+//! |---|---|---|
+//! | every host | `input` | from the tunnel to the host itself |
+//! | relays, subnet routers | `forward` | from the tunnel through the host: to other peers, routed subnets, the internet |
+//!
+//! A relay judges by source address, which cryptokey routing binds to the peer's key: a spoke
+//! that widens its own AllowedIPs still sends from its own address, and the relay drops what
+//! that address may not reach. Each rule's sources and destinations become sets, so a table
+//! has as many rules as the policy, whatever the number of hosts.
+
+use serde::{Deserialize, Serialize};
+
+use super::{PortSpec, Protocol, Rule, Selector, Verdict};
+use crate::cidr::Cidr;
+use crate::config::HostConfig;
+use crate::inventory::{Inventory, Role};
+use crate::lock::Lock;
+use crate::names::Name;
+
+/// A host's firewall: what its `table inet wgfabric` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Firewall {
+    /// The tunnel interface.
+    pub interface: String,
+    /// The overlay prefixes: sources that may arrive only through the tunnel (anti-spoofing).
+    pub overlay: Vec<Cidr>,
+    /// Rules for packets from the tunnel to this host, first match wins, then drop; `None`
+    /// when the inventory has no policy (everything passes).
+    pub input: Option<Vec<FirewallRule>>,
+    /// Rules for packets from the tunnel that this host forwards; `None` when it forwards
+    /// nothing or the inventory has no policy.
+    pub forward: Option<Vec<FirewallRule>>,
+    /// Strict underlay input, when the host opts in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<Strict>,
+}
+
+/// One rule of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallRule {
+    /// The policy rule it comes from (counters and logs are named after it).
+    pub name: Name,
+    /// What it does.
+    pub verdict: Verdict,
+    /// Source prefixes.
+    pub from: Vec<Cidr>,
+    /// Destination prefixes; empty in `input`, where the destination is the host.
+    pub to: Vec<Cidr>,
+    /// Protocols and ports; empty for all traffic.
+    pub ports: Vec<PortSpec>,
+}
+
+/// Strict underlay input: on interfaces other than the tunnel and loopback, only replies, the
+/// WireGuard port, ICMP and the listed ports are let in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Strict {
+    /// The WireGuard listen port, if fixed.
+    pub wireguard_port: Option<u16>,
+    /// Other ports open on the underlay (SSH unless the inventory says otherwise).
+    pub open: Vec<PortSpec>,
+}
+
+/// The policy with every selector turned into prefixes, computed once per fabric.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    rules: Vec<ResolvedRule>,
+}
+
+#[derive(Debug, Clone)]
+struct ResolvedRule {
+    rule: Rule,
+    from: Vec<Cidr>,
+    to: Vec<Cidr>,
+}
+
+/// The prefixes a selector stands for.
+pub fn prefixes(inventory: &Inventory, lock: &Lock, selector: &Selector) -> Vec<Cidr> {
+    let host_addresses =
+        |name: &Name| lock.hosts.get(name).into_iter().flat_map(|a| a.addresses().map(Cidr::host));
+    let mut prefixes: Vec<Cidr> = match selector {
+        Selector::Any => vec![Cidr::default_route(true), Cidr::default_route(false)],
+        Selector::Host(name) => host_addresses(name).collect(),
+        Selector::Group(group) => inventory
+            .hosts
+            .values()
+            .filter(|host| host.groups.contains(group))
+            .flat_map(|host| host_addresses(&host.name))
+            .collect(),
+        Selector::External(name) => {
+            inventory.externals.get(name).map(|e| e.cidr).into_iter().collect()
+        }
+    };
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+}
+
+fn union(inventory: &Inventory, lock: &Lock, selectors: &[Selector]) -> Vec<Cidr> {
+    let mut all: Vec<Cidr> = selectors.iter().flat_map(|s| prefixes(inventory, lock, s)).collect();
+    all.sort();
+    all.dedup();
+    // Drop prefixes inside an earlier one: sorted, an enclosing prefix comes first.
+    let mut kept: Vec<Cidr> = Vec::with_capacity(all.len());
+    for cidr in all {
+        if !kept.last().is_some_and(|last: &Cidr| last.contains_net(&cidr)) {
+            kept.push(cidr);
+        }
+    }
+    kept
+}
+
+impl Resolved {
+    /// Resolves every rule of `inventory` against the addresses in `lock`.
+    pub fn new(inventory: &Inventory, lock: &Lock) -> Self {
+        let rules = inventory
+            .policy
+            .iter()
+            .map(|rule| ResolvedRule {
+                rule: rule.clone(),
+                from: union(inventory, lock, &rule.from),
+                to: union(inventory, lock, &rule.to),
+            })
+            .collect();
+        Self { rules }
+    }
+
+    /// The firewall of the host `config` describes, or `None` when it needs no table: the
+    /// inventory has no policy and the host did not ask for strict underlay input.
+    pub fn firewall(&self, inventory: &Inventory, config: &HostConfig) -> Option<Firewall> {
+        let host = inventory.hosts.get(&config.host)?;
+        let strict = host
+            .strict_input
+            .then(|| Strict { wireguard_port: config.listen_port, open: host.open_ports.clone() });
+        if self.rules.is_empty() && strict.is_none() {
+            return None;
+        }
+        let network = &inventory.networks[&config.network];
+        let own: Vec<Cidr> = config.addresses.iter().map(|a| Cidr::host(a.addr)).collect();
+        let enforced = !self.rules.is_empty();
+        let input = enforced.then(|| {
+            let mut rules = Vec::new();
+            if config.role == Role::Relay {
+                rules.push(probes(network.overlays().collect()));
+            }
+            rules.extend(
+                self.rules
+                    .iter()
+                    .filter(|r| r.to.iter().any(|to| own.iter().any(|addr| to.contains_net(addr))))
+                    .map(|r| r.chain_rule(Vec::new())),
+            );
+            rules
+        });
+        let forwards = config.role == Role::Relay || !config.routes.is_empty();
+        let forward = (enforced && forwards).then(|| {
+            self.rules
+                .iter()
+                .filter(|r| {
+                    config.role == Role::Relay
+                        || r.to
+                            .iter()
+                            .any(|to| config.routes.iter().any(|route| to.overlaps(route)))
+                })
+                .map(|r| r.chain_rule(r.to.clone()))
+                .collect()
+        });
+        Some(Firewall {
+            interface: config.interface.clone(),
+            overlay: network.overlays().collect(),
+            input,
+            forward,
+            strict,
+        })
+    }
+}
+
+impl ResolvedRule {
+    fn chain_rule(&self, to: Vec<Cidr>) -> FirewallRule {
+        FirewallRule {
+            name: self.rule.name.clone(),
+            verdict: self.rule.verdict,
+            from: self.from.clone(),
+            to,
+            ports: self.rule.ports.clone(),
+        }
+    }
+}
+
+/// The name of the relays' own rule, which lets the failover probes through.
+pub const PROBES: &str = "failover-probes";
+
+/// The relays' own rule: echo requests from the overlay, which failover monitors send to tell
+/// whether a relay is alive, always reach them.
+fn probes(overlay: Vec<Cidr>) -> FirewallRule {
+    FirewallRule {
+        name: PROBES.parse().expect("a valid name"),
+        verdict: Verdict::Allow,
+        from: overlay,
+        to: Vec::new(),
+        ports: vec![PortSpec { protocol: Protocol::Icmp, ports: None }],
+    }
+}
