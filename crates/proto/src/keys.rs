@@ -10,6 +10,8 @@
 
 use core::fmt;
 
+use aws_lc_rs::agreement;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::{DecodeError, DecodeSliceError, Engine as _};
 use rand_core::{CryptoRng, RngCore};
@@ -208,6 +210,58 @@ impl core::str::FromStr for PublicKey {
     }
 }
 
+/// A private key loaded for X25519, for keys used more than once (our static key, a
+/// handshake's ephemeral key): loading computes the public key, a third of a Diffie-Hellman,
+/// so it is done once per key rather than once per use.
+pub(crate) struct X25519Key {
+    key: agreement::PrivateKey,
+    public: PublicKey,
+}
+
+/// Why these AWS-LC calls cannot fail: every 32-byte string is a valid X25519 private key,
+/// and the lengths are fixed by the types.
+const X25519_INFALLIBLE: &str = "X25519 accepts any 32-byte private key";
+
+impl X25519Key {
+    /// Loads `private` (AWS-LC keeps a copy, which it wipes when this is dropped).
+    pub(crate) fn new(private: &PrivateKey) -> Self {
+        let key = agreement::PrivateKey::from_private_key(&agreement::X25519, &private.0)
+            .expect(X25519_INFALLIBLE);
+        let mut public = [0u8; KEY_LEN];
+        public.copy_from_slice(key.compute_public_key().expect(X25519_INFALLIBLE).as_ref());
+        Self { key, public: PublicKey(public) }
+    }
+
+    /// A fresh key from a cryptographically secure generator.
+    pub(crate) fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        Self::new(&PrivateKey::generate(rng))
+    }
+
+    /// The matching public key.
+    pub(crate) fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    /// X25519 with a peer's public key; `None` for an all-zero result, as
+    /// [`PrivateKey::diffie_hellman`].
+    pub(crate) fn diffie_hellman(&self, public: &PublicKey) -> Option<SharedSecret> {
+        let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, public.0);
+        // AWS-LC refuses an all-zero result, as WireGuard requires.
+        agreement::agree(&self.key, peer, (), |shared| {
+            let mut secret = SharedSecret([0; KEY_LEN]);
+            secret.0.copy_from_slice(shared);
+            Ok(secret)
+        })
+        .ok()
+    }
+}
+
+impl fmt::Debug for X25519Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("X25519Key").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
 /// A Curve25519 private key, always stored clamped.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct PrivateKey([u8; KEY_LEN]);
@@ -262,16 +316,13 @@ impl PrivateKey {
 
     /// The matching public key (what `wg pubkey` prints).
     pub fn public_key(&self) -> PublicKey {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
+        X25519Key::new(self).public_key()
     }
 
     /// X25519 with a peer's public key. `None` when the result is all zeros (a low-order point),
-    /// which WireGuard treats as a failed handshake.
+    /// which WireGuard treats as a failed handshake; that is the only check a public key needs.
     pub fn diffie_hellman(&self, public: &PublicKey) -> Option<SharedSecret> {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(public.0));
-        shared.was_contributory().then(|| SharedSecret(shared.to_bytes()))
+        X25519Key::new(self).diffie_hellman(public)
     }
 
     /// Whether this is the all-zero key the userspace API uses to mean "no key".
