@@ -144,7 +144,7 @@ fn the_interface_an_address_and_a_route_removed_by_hand_are_back_within_a_round(
     let prober = Prober::start(spaces.ns("s1"), &lab.address("s3"));
     wait_back(&lab, "s1", "s3", Duration::from_secs(5));
     let address = format!("{}/24", lab.address("s3"));
-    spaces.ns("s3").del_addr(&lab.interfaces["s3"], &address);
+    spaces.ns("s3").delete_address(&lab.interfaces["s3"], &address).unwrap();
     wait_back(&lab, "s1", "s3", bound + MARGIN);
     assert_within("address removed", prober.finish(), bound);
     let corrected = lab.status("s3").and_then(|s| s.corrected).expect("the status says so");
