@@ -10,8 +10,10 @@
 //!        └── get ──► Status (applied revision, peers, handshake ages, rotation reports) ──► store: status/HOST
 //! ```
 //!
-//! The loop wakes when the desired state changes, every status interval (10 s) to report
-//! handshake ages and repair drift (a restarted daemon gets its configuration back), and
+//! The loop wakes when the desired state changes, every status interval (5 s) to report
+//! handshake ages and repair drift (an address or a route removed by hand), every second to
+//! look whether the daemon or its interface was replaced (a restarted daemon gets its
+//! configuration, the endpoints its predecessor learned and fresh handshakes back), and
 //! every 50 ms while a rotating peer's new key has not taken over yet (a stock daemon needs
 //! the agent to move the allowed IPs; with wgfabricd the agent reports the handover at once).
 //! A desired state that does not parse, fails validation or whose keys do not match is
@@ -255,7 +257,7 @@ impl Agent {
                 }
             }
             let due = monotonic() >= next_status;
-            if fast || due || self.error.is_some() {
+            if fast || due || self.error.is_some() || self.daemon_replaced() {
                 self.sync();
             }
             self.report(due);
@@ -387,7 +389,9 @@ impl Agent {
     }
 
     fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), SyncError> {
-        self.notice_replacement();
+        let identity = Identity::of(self.device.socket(), &self.interface);
+        // The last snapshot of the daemon a restarted one replaced: what it had learned.
+        let replaced = self.notice_replacement(identity).then(|| self.live.clone()).flatten();
         let successors = match self.successors {
             Some(known) => known,
             None => {
@@ -465,6 +469,10 @@ impl Agent {
                 self.link = wanted;
             }
         }
+        if let Some(before) = replaced {
+            // After the link is back: the handshakes go out through it.
+            self.resume_sessions(&before, &live, doc)?;
+        }
         self.nudge_peers(doc);
         let firewall =
             self.firewalls.sync(self.host.as_str(), doc.config.firewall.as_ref(), &self.interface);
@@ -480,49 +488,66 @@ impl Agent {
         if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
             self.failover = FailoverTask::start(config, self.device.clone());
         }
+        // Only now: a round that failed half-way notices the replacement again.
+        self.identity = Some(identity);
         Ok(())
     }
 
+    /// Whether the daemon or the interface changed since the last sync: cheap enough (a
+    /// `stat` and a sysfs read) to look at every wake, so a restarted daemon is configured
+    /// within a second rather than at the next round.
+    fn daemon_replaced(&self) -> bool {
+        self.identity
+            .is_some_and(|known| Identity::of(self.device.socket(), &self.interface) != known)
+    }
+
     /// Forgets what the agent knows of the daemon and the link when either was replaced under
-    /// it, so this round probes the daemon again and puts the whole link back.
-    fn notice_replacement(&mut self) {
-        let now = Identity::of(self.device.socket(), &self.interface);
-        let Some(before) = self.identity.replace(now) else { return };
-        let Some(change) = now.change_from(&before) else { return };
+    /// it (`now` differs from the identity of the last complete sync), so this round probes
+    /// the daemon again and puts the whole link back. Returns whether they were.
+    fn notice_replacement(&mut self, now: Identity) -> bool {
+        let Some(before) = self.identity else { return false };
+        let Some(change) = now.change_from(&before) else { return false };
         let what =
             format!("{change}: capabilities probed again, addresses, MTU and link state restored");
         tracing::warn!(interface = %self.interface, "{what}");
         self.successors = None;
         self.link = Link::default();
         self.corrected = Some(Correction { time: unix_seconds(system()), what });
+        true
+    }
+
+    /// After a restarted daemon got its configuration back: gives it the endpoints its
+    /// predecessor had learned from peers that roam, and starts a handshake with every peer.
+    /// Its peers still hold sessions it has forgotten, and would only notice after seconds
+    /// without replies (or never, for a peer that only receives).
+    fn resume_sessions(
+        &self,
+        before: &DeviceSnapshot,
+        live: &DeviceSnapshot,
+        doc: &DesiredState,
+    ) -> Result<(), DeviceError> {
+        let request = reconcile::roamed_endpoints(before, live);
+        if !request.peers.is_empty() {
+            self.device.set(&request)?;
+            tracing::info!(
+                peers = request.peers.len(),
+                "endpoints learned before the restart given back"
+            );
+        }
+        start_handshakes(&doc.config.peers);
+        Ok(())
     }
 
     /// After this host switched keys (or switched back), starts a handshake with every peer
-    /// right away, rather than at the next packet: one datagram to each peer's overlay
-    /// address (the discard port), which the interface holds until the handshake is done.
+    /// right away, rather than at the next packet.
     fn nudge_peers(&mut self, doc: &DesiredState) {
         for order in &doc.rotations {
             let key = (order.id.clone(), order.phase);
-            if order.host != self.host
-                || !matches!(order.phase, Phase::Switch | Phase::Rollback)
-                || !self.nudged.insert(key)
+            if order.host == self.host
+                && matches!(order.phase, Phase::Switch | Phase::Rollback)
+                && self.nudged.insert(key)
             {
-                continue;
-            }
-            for peer in &doc.config.peers {
-                let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
-                    continue;
-                };
-                let local: SocketAddr = if address.is_ipv4() {
-                    ([0, 0, 0, 0], 0).into()
-                } else {
-                    ([0u16; 8], 0).into()
-                };
-                let sent = UdpSocket::bind(local)
-                    .and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
-                if let Err(error) = sent {
-                    tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
-                }
+                start_handshakes(&doc.config.peers);
             }
         }
     }
@@ -602,6 +627,23 @@ impl Agent {
             policy_error: self.firewalls.error.clone(),
             peers,
             rotations,
+        }
+    }
+}
+
+/// Starts a handshake with each of `peers`: one datagram to its overlay address (the discard
+/// port), which the interface holds until the handshake is done.
+fn start_handshakes(peers: &[wgfabric_model::config::PeerConfig]) {
+    for peer in peers {
+        let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
+            continue;
+        };
+        let local: SocketAddr =
+            if address.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let sent =
+            UdpSocket::bind(local).and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
+        if let Err(error) = sent {
+            tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
         }
     }
 }
