@@ -59,6 +59,10 @@ fn demo(prefix: &Prefix, args: &[&str]) -> Command {
         .args(["demo", "--prefix", &prefix.0, "--daemon"])
         .arg(daemon())
         .args(args)
+        // As a user runs the installed binary: without cargo's variables, which make the
+        // demo print `cargo run` lines.
+        .env_remove("CARGO")
+        .env_remove("CARGO_MANIFEST_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
