@@ -59,6 +59,10 @@ fn demo(prefix: &Prefix, args: &[&str]) -> Command {
         .args(["demo", "--prefix", &prefix.0, "--daemon"])
         .arg(daemon())
         .args(args)
+        // As a user runs the installed binary: without cargo's variables, which make the
+        // demo print `cargo run` lines.
+        .env_remove("CARGO")
+        .env_remove("CARGO_MANIFEST_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -84,6 +88,7 @@ fn a_run_cleans_up_after_a_crash_shows_every_path_and_fails_over_within_ten_seco
     assert!(stderr(&output).contains("removed 1 namespace(s)"), "{}", stderr(&output));
     assert!(sleeper.wait().is_ok(), "the leftover's process was killed");
 
+    util::shape::assert_shape("demo", &stdout(&output));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(summary["ok"], true);
     assert_eq!(summary["hosts"].as_array().unwrap().len(), 7);

@@ -153,7 +153,10 @@ fn pages_run_their_commands_and_show_what_they_print() {
 fn the_readme_starts_with_the_two_set_up_commands() {
     let readme = page("README.md");
     let first: Vec<&str> = readme.lines().take(2).collect();
-    assert_eq!(first, ["sudo cargo run --release --bin wgfabric -- demo", "sudo scripts/test"]);
+    assert_eq!(
+        first,
+        ["cargo build --release && sudo target/release/wgfabric demo", "sudo scripts/test"]
+    );
     // The first runs the demo verb (tested in tests/demo.rs); the second is the test suite.
     assert!(repo().join("scripts/test").exists());
 }
@@ -335,14 +338,14 @@ impl Drop for CreatedDirs {
 /// The hosts of a page, in order of first appearance, on one bridge: the first is 192.0.2.1.
 fn hosts(names: &[String], prefix: &str) -> (Netns, Vec<Host>) {
     let internet = Netns::create(&format!("{prefix}-internet")).unwrap();
-    internet.run(&["ip", "link", "add", "inet", "type", "bridge"]).unwrap();
-    internet.link_up("inet").unwrap();
+    internet.exec(&["ip", "link", "add", "inet", "type", "bridge"]).unwrap();
+    internet.link_up("inet", None).unwrap();
     let mut hosts = Vec::new();
     for (index, name) in names.iter().enumerate() {
         let ns = Netns::create(&format!("{prefix}-{name}")).unwrap();
         let port = format!("h{index}");
         veth(&ns, "uplink", &internet, &port).unwrap();
-        internet.run(&["ip", "link", "set", &port, "master", "inet"]).unwrap();
+        internet.exec(&["ip", "link", "set", &port, "master", "inet"]).unwrap();
         ns.add_address("uplink", &format!("192.0.2.{}/24", index + 1)).unwrap();
         let keeper = Command::new("ip")
             .args(["netns", "exec", ns.name(), "unshare", "--mount", "--propagation", "private"])

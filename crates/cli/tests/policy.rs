@@ -81,9 +81,9 @@ fn the_policy_is_enforced_at_the_relay_and_survives_a_cheating_spoke() {
     let s2_address = lab.address("s2");
     // The production LAN behind s2, which forwards into it: one machine, 10.99.2.1.
     let lan_host = Netns::new("wgfal");
-    veth(s2, "lan0", &lan_host, "lan1");
-    s2.add_addr("lan0", "10.99.2.254/24");
-    lan_host.add_addr("lan1", "10.99.2.1/24");
+    veth(s2, "lan0", &lan_host, "lan1").unwrap();
+    s2.add_address("lan0", "10.99.2.254/24").unwrap();
+    lan_host.add_address("lan1", "10.99.2.1/24").unwrap();
     lan_host.run(&["ip", "route", "add", "default", "via", "10.99.2.254"]);
     assert!(s3.ping(&s2_address, 1).all_answered(), "without a policy everything passes");
 
@@ -125,14 +125,14 @@ fn the_policy_is_enforced_at_the_relay_and_survives_a_cheating_spoke() {
 
     // Spoofed: an overlay source arriving on the relay's underlay is dropped there.
     let spoofed = format!("{s2_address}/32");
-    spaces.switch.add_addr("br0", &spoofed);
+    spaces.switch.add_address("br0", &spoofed).unwrap();
     let before = counted(spaces.ns("relay"), "antispoof");
     let _ = spaces
         .switch
         .command("ping")
         .args(["-c", "3", "-W", "1", "-I", &s2_address, "192.0.2.1"])
         .output();
-    spaces.switch.del_addr("br0", &spoofed);
+    spaces.switch.delete_address("br0", &spoofed).unwrap();
     assert!(
         counted(spaces.ns("relay"), "antispoof") >= before + 3,
         "spoofed sources counted and dropped"

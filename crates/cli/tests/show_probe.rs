@@ -24,7 +24,9 @@ fn keys(fabric: &Fabric, host: &str) -> (String, String) {
     (private.to_base64_secret(), private.public_key().to_base64())
 }
 
-fn json(output: &std::process::Output) -> Value {
+/// The JSON `output` printed, once it is checked against the shape `shape` of docs/cli.md.
+fn json(output: &std::process::Output, shape: &str) -> Value {
+    util::shape::assert_shape(shape, &stdout(output));
     serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
 }
 
@@ -57,7 +59,7 @@ fn probe_answers_through_the_tunnel_and_show_lists_the_peer_after_the_handshake(
     }
     assert!(text.contains("\n3 sent, 3 received, 0% loss\nrtt min/avg/max = "), "{text}");
 
-    let v6 = json(&probe(&[RELAY_V6, "-c", "2", "-i", "100ms", "--format", "json"]));
+    let v6 = json(&probe(&[RELAY_V6, "-c", "2", "-i", "100ms", "--format", "json"]), "probe");
     assert_eq!((v6["sent"].as_u64(), v6["received"].as_u64()), (Some(2), Some(2)), "{v6}");
     assert_eq!(v6["replies"][1]["outcome"], "answered");
     assert!(v6["rtt_ms"]["max"].as_f64().unwrap() > 0.0, "{v6}");
@@ -70,8 +72,10 @@ fn probe_answers_through_the_tunnel_and_show_lists_the_peer_after_the_handshake(
 
     let (spoke_secret, spoke_public) = keys(&fabric, "spoke");
     let (_, relay_public) = keys(&fabric, "relay");
-    let doc =
-        json(&fabric.wgfabric(&fabric.spoke_ns, &["show", &fabric.spoke_if, "--format", "json"]));
+    let doc = json(
+        &fabric.wgfabric(&fabric.spoke_ns, &["show", &fabric.spoke_if, "--format", "json"]),
+        "show",
+    );
     let interface = &doc["interfaces"][0];
     // The spoke has no port of its own: the daemon picked one.
     let port = interface["listening_port"].as_u64().unwrap();
@@ -117,7 +121,7 @@ fn probe_fails_cleanly_on_an_address_without_a_route() {
         &["probe", "203.0.113.9", "-c", "2", "-i", "100ms", "--format", "json"],
     );
     assert_code(&output, 1);
-    let report = json(&output);
+    let report = json(&output, "probe");
     assert_eq!(report["unreachable"], 2, "{report}");
     assert_eq!(report["received"], 0, "{report}");
     assert_eq!(report["loss_percent"], 100.0, "{report}");

@@ -46,8 +46,10 @@ fn snapshot(ns: &Netns) -> String {
     text
 }
 
-fn json(output: &Output) -> Value {
+/// The JSON `output` printed, once it is checked against the shape `shape` of docs/cli.md.
+fn json(output: &Output, shape: &str) -> Value {
     assert_code(output, 0);
+    util::shape::assert_shape(shape, &stdout(output));
     serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
 }
 
@@ -65,7 +67,7 @@ fn up_then_down_leaves_both_namespaces_as_they_were_and_prints_what_it_did() {
     let forwarding = format!("sysctl net.ipv4.conf.{}.forwarding changed (was 0)", fabric.relay_if);
     assert!(text.contains(&forwarding), "a relay forwards on its interface: {text}");
 
-    let up = json(&fabric.up_spoke(&["--format", "json"]));
+    let up = json(&fabric.up_spoke(&["--format", "json"]), "up");
     assert_eq!(up["format"], 1);
     assert_eq!(up["host"], "spoke");
     assert_eq!(up["interface"].as_str(), Some(fabric.spoke_if.as_str()));
@@ -94,7 +96,7 @@ fn up_then_down_leaves_both_namespaces_as_they_were_and_prints_what_it_did() {
     assert_code(&twice, 2);
     assert!(stderr(&twice).contains("is up already"), "{}", stderr(&twice));
 
-    let down = json(&fabric.down(&fabric.spoke_ns, &["--format", "json"]));
+    let down = json(&fabric.down(&fabric.spoke_ns, &["--format", "json"]), "down");
     assert_eq!(down["daemon_stopped"], true);
     assert_eq!(down["undone"], up);
     assert_code(&fabric.down(&fabric.relay_ns, &[]), 0);

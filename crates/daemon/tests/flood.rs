@@ -65,7 +65,7 @@ fn under_flood(
     assert!([PEER_ADDRESS, PEER_ADDRESS_V6].contains(&&*link.underlay_addr(Side::A).to_string()));
     let prefix = if underlay == Underlay::V4 { 24 } else { 64 };
     for source in sources.iter().filter(|s| **s != link.underlay_addr(Side::A)) {
-        link.a.add_addr(Link::device(Side::A), &format!("{source}/{prefix}"));
+        link.a.add_address(Link::device(Side::A), &format!("{source}/{prefix}")).unwrap();
     }
     if session == Session::Established {
         tunnel.assert_connects(&link, INNER_V4[1]);

@@ -13,8 +13,8 @@
 //! so that it can be undone ([`daemon_binary`] finds the daemon it starts).
 //!
 //! Every module here talks to the operating system; the decisions they carry out are made in
-//! `wgfabric-model`. [`namespace`] runs a socket or a command inside a network namespace,
-//! which the lab (`wgfabric-lab`) uses to run a whole fabric on one machine.
+//! `wgfabric-model`. [`namespace`] (`wgfabric-netns`) runs a socket or a command inside a
+//! network namespace.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -22,8 +22,10 @@ pub mod agent;
 pub mod daemon_binary;
 pub mod failover;
 pub mod hostup;
-pub mod namespace;
 pub mod netlink;
 pub mod nftables;
 pub mod probe;
 pub mod sysctl;
+
+/// Running code or a command inside a network namespace.
+pub use wgfabric_netns as namespace;

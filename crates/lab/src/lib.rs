@@ -8,4 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod demo;
-pub mod netns;
+
+/// The network-namespace helpers the lab builds with.
+pub use wgfabric_netns as netns;

@@ -3,15 +3,20 @@
 //! Private keys are stored clamped, exactly as `wg genkey` prints them and as the kernel and
 //! wireguard-go store what they are given, so `wg showconf` round-trips byte for byte. Base64 is
 //! the 44-character padded form of `wg`; hex (lowercase on output, either case on input) is the
-//! userspace API's form.
+//! userspace API's form. Only the canonical base64 of 32 bytes is accepted (one `=`, no stray
+//! bits), as `wg` accepts it.
+//!
+//! Both encodings run in constant time, as wireguard-tools' do: no branch or table lookup
+//! depends on a key's bytes (`base64ct`, `base16ct`).
 //!
 //! Secret types zeroize on drop, compare in constant time, redact themselves in `Debug` and
 //! have no `Display`: printing one takes an explicit `*_secret()` call that a reviewer can see.
 
 use core::fmt;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::{DecodeError, DecodeSliceError, Engine as _};
+use aws_lc_rs::agreement;
+
+use base64ct::{Base64, Encoding as _};
 use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -80,66 +85,58 @@ impl fmt::Display for KeyParseError {
 
 impl std::error::Error for KeyParseError {}
 
+/// Decodes the 44-character base64 form, in constant time for a well-formed key: no branch or
+/// table lookup depends on its bytes. Only text that is not a key is examined further, to say
+/// what is wrong with it.
 fn decode_base64(text: &str) -> Result<[u8; KEY_LEN], KeyParseError> {
     let text = text.trim();
+    let mut key = [0u8; KEY_LEN];
+    // `Base64` is the padded standard alphabet and refuses non-zero trailing bits, as `wg` does.
+    if text.len() == BASE64_LEN
+        && Base64::decode(text, &mut key).is_ok_and(|decoded| decoded.len() == KEY_LEN)
+    {
+        return Ok(key);
+    }
+    key.zeroize();
+    Err(diagnose_base64(text))
+}
+
+/// What is wrong with `text`, which did not decode to a key.
+fn diagnose_base64(text: &str) -> KeyParseError {
     let alphabet = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
     if let Some((index, character)) = text.chars().enumerate().find(|(_, c)| !alphabet(*c)) {
-        return Err(KeyParseError::Character { character, position: index + 1 });
+        return KeyParseError::Character { character, position: index + 1 };
     }
     if text.len() != BASE64_LEN {
-        return Err(KeyParseError::Length { characters: text.len() });
+        return KeyParseError::Length { characters: text.len() };
     }
-    // Room for what 44 characters can hold at most, so that a wrong count is reported rather
-    // than refused; the standard engine refuses non-zero trailing bits, as `wg` does.
-    let mut out = [0u8; BASE64_LEN / 4 * 3];
-    let result = match STANDARD.decode_slice(text, &mut out) {
-        Ok(KEY_LEN) => {
-            let mut key = [0u8; KEY_LEN];
-            key.copy_from_slice(&out[..KEY_LEN]);
-            Ok(key)
-        }
-        Ok(decoded) => Err(KeyParseError::Bytes { decoded }),
-        Err(DecodeSliceError::DecodeError(DecodeError::InvalidLastSymbol(..))) => {
-            Err(KeyParseError::TrailingBits)
-        }
-        Err(_) => Err(KeyParseError::Padding),
-    };
-    out.zeroize();
-    result
+    let unpadded = text.trim_end_matches('=');
+    if unpadded.contains('=') || text.len() - unpadded.len() > 2 {
+        return KeyParseError::Padding;
+    }
+    // Each character carries 6 bits; a partial byte at the end is not a byte.
+    let decoded = unpadded.len() * 6 / 8;
+    if decoded != KEY_LEN {
+        return KeyParseError::Bytes { decoded };
+    }
+    // 43 characters and one `=` that still did not decode: bits set past the 32nd byte.
+    KeyParseError::TrailingBits
 }
 
+/// Decodes 64 hex digits of either case, in constant time.
 fn decode_hex(text: &str) -> Result<[u8; KEY_LEN], KeyParseError> {
-    let text = text.as_bytes();
-    if text.len() != 2 * KEY_LEN {
-        return Err(KeyParseError::Hex);
+    let mut key = [0u8; KEY_LEN];
+    // The length check matters: the decoder fills a prefix of `key` from shorter text.
+    if text.len() == 2 * KEY_LEN && base16ct::mixed::decode(text, &mut key).is_ok() {
+        return Ok(key);
     }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(KeyParseError::Hex),
-    };
-    let mut out = [0u8; KEY_LEN];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Ok(hi), Ok(lo)) => *byte = hi << 4 | lo,
-            _ => {
-                out.zeroize();
-                return Err(KeyParseError::Hex);
-            }
-        }
-    }
-    Ok(out)
+    key.zeroize();
+    Err(KeyParseError::Hex)
 }
 
+/// Encodes in lowercase hex, in constant time.
 fn encode_hex(bytes: &[u8; KEY_LEN]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(2 * KEY_LEN);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
+    base16ct::lower::encode_string(bytes)
 }
 
 /// A Curve25519 public key: a peer's identity.
@@ -160,7 +157,8 @@ impl PublicKey {
     /// Parses the base64 form `wg pubkey` prints.
     ///
     /// # Errors
-    /// [`KeyParseError::Base64`] unless the text is 44 characters of canonical base64.
+    /// A [`KeyParseError`] saying what is wrong unless the text is 44 characters of canonical
+    /// base64 (leading and trailing whitespace aside).
     pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
         decode_base64(text).map(Self)
     }
@@ -175,7 +173,7 @@ impl PublicKey {
 
     /// The base64 form, as `wg` prints it.
     pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0)
+        Base64::encode_string(&self.0)
     }
 
     /// The lowercase hex form of the userspace API.
@@ -208,6 +206,58 @@ impl core::str::FromStr for PublicKey {
     }
 }
 
+/// A private key loaded for X25519, for keys used more than once (our static key, a
+/// handshake's ephemeral key): loading computes the public key, a third of a Diffie-Hellman,
+/// so it is done once per key rather than once per use.
+pub(crate) struct X25519Key {
+    key: agreement::PrivateKey,
+    public: PublicKey,
+}
+
+/// Why these AWS-LC calls cannot fail: every 32-byte string is a valid X25519 private key,
+/// and the lengths are fixed by the types.
+const X25519_INFALLIBLE: &str = "X25519 accepts any 32-byte private key";
+
+impl X25519Key {
+    /// Loads `private` (AWS-LC keeps a copy, which it wipes when this is dropped).
+    pub(crate) fn new(private: &PrivateKey) -> Self {
+        let key = agreement::PrivateKey::from_private_key(&agreement::X25519, &private.0)
+            .expect(X25519_INFALLIBLE);
+        let mut public = [0u8; KEY_LEN];
+        public.copy_from_slice(key.compute_public_key().expect(X25519_INFALLIBLE).as_ref());
+        Self { key, public: PublicKey(public) }
+    }
+
+    /// A fresh key from a cryptographically secure generator.
+    pub(crate) fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        Self::new(&PrivateKey::generate(rng))
+    }
+
+    /// The matching public key.
+    pub(crate) fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    /// X25519 with a peer's public key; `None` for an all-zero result, as
+    /// [`PrivateKey::diffie_hellman`].
+    pub(crate) fn diffie_hellman(&self, public: &PublicKey) -> Option<SharedSecret> {
+        let peer = agreement::UnparsedPublicKey::new(&agreement::X25519, public.0);
+        // AWS-LC refuses an all-zero result, as WireGuard requires.
+        agreement::agree(&self.key, peer, (), |shared| {
+            let mut secret = SharedSecret([0; KEY_LEN]);
+            secret.0.copy_from_slice(shared);
+            Ok(secret)
+        })
+        .ok()
+    }
+}
+
+impl fmt::Debug for X25519Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("X25519Key").field("public", &self.public).finish_non_exhaustive()
+    }
+}
+
 /// A Curve25519 private key, always stored clamped.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct PrivateKey([u8; KEY_LEN]);
@@ -232,7 +282,8 @@ impl PrivateKey {
     /// Parses the base64 form `wg genkey` prints.
     ///
     /// # Errors
-    /// [`KeyParseError::Base64`] unless the text is 44 characters of canonical base64.
+    /// A [`KeyParseError`] saying what is wrong unless the text is 44 characters of canonical
+    /// base64 (leading and trailing whitespace aside).
     pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
         decode_base64(text).map(Self::from_bytes)
     }
@@ -247,7 +298,7 @@ impl PrivateKey {
 
     /// The secret in base64. Named so that every place that reveals a key is easy to audit.
     pub fn to_base64_secret(&self) -> String {
-        STANDARD.encode(self.0)
+        Base64::encode_string(&self.0)
     }
 
     /// The secret in lowercase hex, for the userspace API's `get` answer.
@@ -262,16 +313,13 @@ impl PrivateKey {
 
     /// The matching public key (what `wg pubkey` prints).
     pub fn public_key(&self) -> PublicKey {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
+        X25519Key::new(self).public_key()
     }
 
     /// X25519 with a peer's public key. `None` when the result is all zeros (a low-order point),
-    /// which WireGuard treats as a failed handshake.
+    /// which WireGuard treats as a failed handshake; that is the only check a public key needs.
     pub fn diffie_hellman(&self, public: &PublicKey) -> Option<SharedSecret> {
-        let secret = x25519_dalek::StaticSecret::from(self.0);
-        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(public.0));
-        shared.was_contributory().then(|| SharedSecret(shared.to_bytes()))
+        X25519Key::new(self).diffie_hellman(public)
     }
 
     /// Whether this is the all-zero key the userspace API uses to mean "no key".
@@ -336,7 +384,8 @@ impl PresharedKey {
     /// Parses the base64 form.
     ///
     /// # Errors
-    /// [`KeyParseError::Base64`] unless the text is 44 characters of canonical base64.
+    /// A [`KeyParseError`] saying what is wrong unless the text is 44 characters of canonical
+    /// base64 (leading and trailing whitespace aside).
     pub fn from_base64(text: &str) -> Result<Self, KeyParseError> {
         decode_base64(text).map(Self)
     }
@@ -351,7 +400,7 @@ impl PresharedKey {
 
     /// The secret in base64.
     pub fn to_base64_secret(&self) -> String {
-        STANDARD.encode(self.0)
+        Base64::encode_string(&self.0)
     }
 
     /// The secret in lowercase hex.
@@ -456,6 +505,37 @@ mod tests {
         assert_eq!(PublicKey::from_hex(&hex.to_uppercase()).unwrap(), key);
         assert_eq!(PublicKey::from_hex(&hex[1..]), Err(KeyParseError::Hex));
         assert_eq!(PublicKey::from_hex(&format!("g{}", &hex[1..])), Err(KeyParseError::Hex));
+    }
+
+    #[test]
+    fn padding_beyond_two_is_refused() {
+        let text = format!("{}===", &WG_PUBLIC[..41]);
+        assert_eq!(PublicKey::from_base64(&text), Err(KeyParseError::Padding));
+    }
+
+    proptest::proptest! {
+        /// Every key survives both encodings, and `wg`'s form is what the encoder prints.
+        #[test]
+        fn encodings_round_trip(bytes in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let key = PresharedKey::from_bytes(bytes);
+            let text = key.to_base64_secret();
+            proptest::prop_assert_eq!(text.len(), BASE64_LEN);
+            proptest::prop_assert!(text.ends_with('=') && !text.ends_with("=="));
+            proptest::prop_assert_eq!(PresharedKey::from_base64(&text).unwrap(), key.clone());
+            let hex = key.to_hex_secret();
+            proptest::prop_assert_eq!(&hex, &hex.to_lowercase());
+            proptest::prop_assert_eq!(PresharedKey::from_hex(&hex).unwrap(), key);
+        }
+
+        /// Of the key-shaped strings, only canonical encodings are accepted: whatever parses
+        /// prints back exactly as it was written, and the rest set bits past the 32nd byte.
+        #[test]
+        fn only_canonical_base64_is_accepted(text in "[A-Za-z0-9+/]{43}=") {
+            match PublicKey::from_base64(&text) {
+                Ok(key) => proptest::prop_assert_eq!(key.to_base64(), text),
+                Err(error) => proptest::prop_assert_eq!(error, KeyParseError::TrailingBits),
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rand_core::{CryptoRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::{self, hash, kdf1, kdf2, kdf3, Secret};
-use crate::keys::{PresharedKey, PrivateKey, PublicKey, SharedSecret};
+use crate::keys::{PresharedKey, PrivateKey, PublicKey, SharedSecret, X25519Key};
 use crate::tai64n::Tai64n;
 use crate::wire::{self, Initiation, Response, INITIATION_LEN, RESPONSE_LEN};
 
@@ -28,6 +28,8 @@ pub(crate) const INITIAL_HASH: [u8; 32] = [
 /// The device's own static key and the values derived from it.
 pub(crate) struct Identity {
     pub(crate) private: PrivateKey,
+    /// `private`, loaded once for the Diffie-Hellman operations of every handshake.
+    agreement: X25519Key,
     pub(crate) public: PublicKey,
     /// H₀ mixed with our public key: the responder's starting hash.
     pub(crate) initial_hash: [u8; 32],
@@ -35,9 +37,10 @@ pub(crate) struct Identity {
 
 impl Identity {
     pub(crate) fn new(private: PrivateKey) -> Self {
-        let public = private.public_key();
+        let agreement = X25519Key::new(&private);
+        let public = agreement.public_key();
         let initial_hash = hash(&[&INITIAL_HASH, public.as_bytes()]);
-        Self { private, public, initial_hash }
+        Self { private, agreement, public, initial_hash }
     }
 }
 
@@ -64,7 +67,7 @@ impl PeerKeys {
 
     /// Recomputes the static-static secret after our private key changed.
     pub(crate) fn update_identity(&mut self, identity: Option<&Identity>) {
-        self.static_static = identity.and_then(|id| id.private.diffie_hellman(&self.remote));
+        self.static_static = identity.and_then(|id| id.agreement.diffie_hellman(&self.remote));
     }
 }
 
@@ -77,7 +80,7 @@ impl fmt::Debug for PeerKeys {
 /// The initiator's state between sending an initiation and receiving the response.
 pub(crate) struct InitiationState {
     pub(crate) local_index: u32,
-    ephemeral: PrivateKey,
+    ephemeral: X25519Key,
     hash: [u8; 32],
     chaining_key: Secret,
 }
@@ -128,7 +131,7 @@ pub enum HandshakeError {
     LowOrderKey,
 }
 
-fn dh(private: &PrivateKey, public: &PublicKey) -> Result<SharedSecret, HandshakeError> {
+fn dh(private: &X25519Key, public: &PublicKey) -> Result<SharedSecret, HandshakeError> {
     private.diffie_hellman(public).ok_or(HandshakeError::LowOrderKey)
 }
 
@@ -141,7 +144,7 @@ pub(crate) fn create_initiation<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<([u8; INITIATION_LEN], InitiationState), HandshakeError> {
     let static_static = peer.static_static.as_ref().ok_or(HandshakeError::LowOrderKey)?;
-    let ephemeral = PrivateKey::generate(rng);
+    let ephemeral = X25519Key::generate(rng);
     let ephemeral_public = ephemeral.public_key();
 
     // H₀ mixed with their public key: the initiator's starting hash. Computed here rather than
@@ -175,7 +178,7 @@ pub(crate) fn consume_initiation<'p>(
     let remote_ephemeral = PublicKey::from_bytes(*message.ephemeral);
     let mut h = hash(&[&identity.initial_hash, message.ephemeral]);
     let ck = kdf1(&INITIAL_CHAINING_KEY, message.ephemeral);
-    let (ck, key) = kdf2(&ck, dh(&identity.private, &remote_ephemeral)?.as_bytes());
+    let (ck, key) = kdf2(&ck, dh(&identity.agreement, &remote_ephemeral)?.as_bytes());
     let remote_static: Zeroizing<[u8; 32]> =
         crypto::open(&key, 0, message.encrypted_static, &h).ok_or(HandshakeError::Decrypt)?;
     h = hash(&[&h, message.encrypted_static]);
@@ -207,7 +210,7 @@ pub(crate) fn create_response<R: RngCore + CryptoRng>(
     local_index: u32,
     rng: &mut R,
 ) -> Result<([u8; RESPONSE_LEN], SessionKeys), HandshakeError> {
-    let ephemeral = PrivateKey::generate(rng);
+    let ephemeral = X25519Key::generate(rng);
     let ephemeral_public = ephemeral.public_key();
 
     let mut h = hash(&[&initiation.hash, ephemeral_public.as_bytes()]);
@@ -240,7 +243,7 @@ pub(crate) fn consume_response(
     let mut h = hash(&[&state.hash, message.ephemeral]);
     let ck = kdf1(&state.chaining_key, message.ephemeral);
     let ck = kdf1(&ck, dh(&state.ephemeral, &remote_ephemeral)?.as_bytes());
-    let ck = kdf1(&ck, dh(&identity.private, &remote_ephemeral)?.as_bytes());
+    let ck = kdf1(&ck, dh(&identity.agreement, &remote_ephemeral)?.as_bytes());
     let (ck, tau, key) = kdf3(&ck, peer.preshared.as_bytes_secret());
     h = hash(&[&h, &*tau]);
     let _: Zeroizing<[u8; 0]> =

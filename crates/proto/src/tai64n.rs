@@ -26,6 +26,22 @@ impl Tai64n {
         out[8..].copy_from_slice(&(since_epoch.subsec_nanos() & !WHITENER_MASK).to_be_bytes());
         Self(out)
     }
+
+    /// The next label after this one: one whitened slot (2^24 ns) later.
+    pub(crate) fn next(self) -> Self {
+        let (seconds, nanos) = self.0.split_at(8);
+        let seconds = u64::from_be_bytes(seconds.try_into().unwrap_or_default());
+        let nanos = u32::from_be_bytes(nanos.try_into().unwrap_or_default()) + (WHITENER_MASK + 1);
+        let (seconds, nanos) = if nanos >= 1_000_000_000 {
+            (seconds.wrapping_add(1), nanos - 1_000_000_000)
+        } else {
+            (seconds, nanos)
+        };
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&seconds.to_be_bytes());
+        out[8..].copy_from_slice(&(nanos & !WHITENER_MASK).to_be_bytes());
+        Self(out)
+    }
 }
 
 #[cfg(test)]
@@ -41,5 +57,14 @@ mod tests {
         // Within one 2^24 ns slot the label does not change.
         assert_eq!(a, Tai64n::from_unix(Duration::new(1_700_000_000, 1_000_000)));
         assert_eq!(&a.0[..8], &(0x4000_0000_0000_000a_u64 + 1_700_000_000).to_be_bytes());
+    }
+
+    #[test]
+    fn the_next_label_is_one_slot_later() {
+        let a = Tai64n::from_unix(Duration::new(1_700_000_000, 0));
+        assert_eq!(a.next(), Tai64n::from_unix(Duration::new(1_700_000_000, 1 << 24)));
+        let last = Tai64n::from_unix(Duration::new(1_700_000_000, 999_999_999));
+        assert_eq!(last.next(), Tai64n::from_unix(Duration::new(1_700_000_001, 0)));
+        assert!(last.next() > last);
     }
 }

@@ -26,15 +26,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod errno;
 mod error;
+mod heap;
 pub mod offload;
-mod os;
+mod sched;
 mod shutdown;
+mod sockopt;
 pub mod tun;
 pub mod udp;
 
 pub use error::Error;
-pub use os::{idle_policy_is_reversible, pin_current_thread, set_idle_policy, trim_heap};
+pub use heap::trim_heap;
+pub use sched::{idle_policy_is_reversible, pin_current_thread, set_idle_policy};
 pub use shutdown::{wait_readable, Shutdown};
 pub use tun::{Offloads, Tun, TunConfig, TunQueue};
 pub use udp::{LocalAddr, RecvBatch, RecvMeta, SendBatch, SendError, UdpSocket, UdpSockets};

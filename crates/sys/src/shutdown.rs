@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::os::{cvt, poll};
+use crate::errno::cvt;
 use crate::Error;
 
 /// A sticky, cloneable stop signal shared by the TUN queues and UDP sockets given it.
@@ -146,4 +146,21 @@ pub fn wait_readable(
         return Err(Error::Shutdown);
     }
     Ok(true)
+}
+
+/// Polls `fds`, retrying on `EINTR`; `timeout` `None` waits for ever. Returns how many
+/// descriptors have events (0 when the timeout passed).
+fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    // Rounded up, so that a short positive timeout still waits.
+    let millis = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
+    });
+    loop {
+        // SAFETY: the pointer and count describe the `fds` slice, borrowed for the call.
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        match cvt(ret) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result.map(|n| n as usize),
+        }
+    }
 }

@@ -12,8 +12,8 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use crate::errno::{context, cvt, cvt_len};
 use crate::offload::VNET_HDR_LEN;
-use crate::os::{context, cvt, cvt_len};
 use crate::{Error, Shutdown};
 
 /// Largest frame a queue returns with offloads on: a virtio-net header and a 64 KiB packet.

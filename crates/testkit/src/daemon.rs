@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use wgfabric_uapi::Device;
 
-use crate::netns::{run_command, CommandError, Netns};
-use crate::poll::wait_until;
 use crate::tools::{require_tool, Skip};
 use crate::wg::{WgConfig, WgDump};
+use wgfabric_netns::wait_until;
+use wgfabric_netns::{run_command, CommandError, Netns};
 
 /// A userspace WireGuard implementation that speaks the wireguard-go contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,9 +257,9 @@ impl<'ns> Daemon<'ns> {
     /// Sets the interface up with `addresses` (CIDRs) and MTU 1420.
     pub fn up(&self, addresses: &[&str]) {
         for cidr in addresses {
-            self.ns.add_addr(&self.interface, cidr);
+            self.ns.add_address(&self.interface, cidr).unwrap();
         }
-        self.ns.link_up(&self.interface, Some(1420));
+        self.ns.link_up(&self.interface, Some(1420)).unwrap();
     }
 
     /// Stops it now (as on drop) and waits for it; for restart scenarios.

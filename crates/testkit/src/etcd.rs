@@ -11,10 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::netns::{run_command, Netns};
 use crate::pki::{CertFiles, TestCa};
-use crate::poll::wait_until;
 use crate::tools::{require_tool, Skip};
+use wgfabric_netns::wait_until;
+use wgfabric_netns::{run_command, Netns};
 
 /// A running etcd. Dropping it kills the process and removes its data directory.
 #[derive(Debug)]

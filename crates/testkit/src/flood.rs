@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use wgfabric_proto::keys::PublicKey;
 
-use crate::netns::{Background, Netns};
 use crate::transfer::testkit_binary;
+use wgfabric_netns::{Background, Netns};
 
 /// Starts sending handshake initiations with a valid `mac1` for `key` from `sender` to
 /// `target`, `rate` a second for `seconds`, from 64 sockets spread over `sources` (addresses

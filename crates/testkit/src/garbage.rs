@@ -8,8 +8,8 @@ use std::path::Path;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use crate::netns::{Background, Netns};
 use crate::transfer::{netprobe_path, testkit_binary};
+use wgfabric_netns::{Background, Netns};
 
 /// How many garbage datagrams `netprobe` sends per second.
 pub const GARBAGE_PER_SECOND: u64 = 10_000;

@@ -19,10 +19,8 @@ mod daemon;
 mod etcd;
 mod flood;
 mod garbage;
-mod netns;
 mod password_store;
 mod pki;
-mod poll;
 pub mod scenarios;
 mod scrape;
 mod tools;
@@ -33,11 +31,12 @@ pub use daemon::{unique_interface_name, Daemon, Impl, SOCKET_DIR};
 pub use etcd::{Etcd, EtcdTls};
 pub use flood::flood_handshakes;
 pub use garbage::{garbage_relay, nonsense, spray_garbage, GARBAGE_PER_SECOND, MESSAGE_SHAPES};
-pub use netns::{run, run_command, veth, Background, CommandError, Netns};
 pub use password_store::PasswordStore;
 pub use pki::{CertFiles, TestCa};
-pub use poll::{wait_until, PingStats};
 pub use scrape::{metric_value, scrape, WithFlags};
 pub use tools::{assert_promtool_accepts, on_path, require, require_tool, Skip};
 pub use transfer::{netprobe_path, transfer};
 pub use wg::{keypair, preshared_key, DumpPeer, TempFile, WgConfig, WgDump, WgPeer};
+pub use wgfabric_netns::{
+    run, run_command, veth, wait_until, Background, CommandError, Netns, PingStats,
+};

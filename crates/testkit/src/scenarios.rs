@@ -101,9 +101,9 @@ impl Link {
             underlay,
             addrs: Mutex::new(addrs),
         };
-        veth(&link.a, Self::device(Side::A), &link.b, Self::device(Side::B));
+        veth(&link.a, Self::device(Side::A), &link.b, Self::device(Side::B)).unwrap();
         for side in [Side::A, Side::B] {
-            link.ns(side).add_addr(Self::device(side), &link.cidr(addrs[side.index()]));
+            link.ns(side).add_address(Self::device(side), &link.cidr(addrs[side.index()])).unwrap();
         }
         link
     }
@@ -135,8 +135,8 @@ impl Link {
     pub fn move_underlay(&self, side: Side, addr: IpAddr) {
         let mut addrs = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
         let ns = self.ns(side);
-        ns.del_addr(Self::device(side), &self.cidr(addrs[side.index()]));
-        ns.add_addr(Self::device(side), &self.cidr(addr));
+        ns.delete_address(Self::device(side), &self.cidr(addrs[side.index()])).unwrap();
+        ns.add_address(Self::device(side), &self.cidr(addr)).unwrap();
         addrs[side.index()] = addr;
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::daemon::Impl;
-use crate::netns::Netns;
+use wgfabric_netns::Netns;
 
 /// `GET /metrics` on `127.0.0.1:port` from inside `ns`, with bash's /dev/tcp (no HTTP client
 /// needed); the body, after checking the status and content type.

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use crate::netns::{run_command, CommandError, Netns};
+use wgfabric_netns::{run_command, CommandError, Netns};
 
 /// Where `netprobe` was built: `$WGFABRIC_NETPROBE`, else next to the running test's
 /// `deps/` directory (`target/debug/netprobe`).

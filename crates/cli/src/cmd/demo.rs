@@ -20,7 +20,7 @@ use super::{print, print_json, OutputFormat, FINDINGS};
 /// spokes failing over (and back), then removes everything. Needs root.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  sudo cargo run --release --bin wgfabric -- demo   # from a checkout\n  \
+    after_help = "Examples:\n  cargo build --release && sudo target/release/wgfabric demo   # from a checkout\n  \
 sudo wgfabric demo\n  \
 sudo wgfabric demo --keep      # leave it running; it says how to look around\n  \
 sudo wgfabric demo --clean     # remove what --keep (or a crashed run) left\n  \

@@ -44,21 +44,17 @@ impl ProgressLine {
     }
 }
 
-/// Reads a duration such as `500ms`, `30s`, `2m` or `1h` (a bare number is seconds).
+/// Reads a duration in humantime's grammar (`500ms`, `30s`, `2m`, `1h30m`, `1.5s`); a bare
+/// number is seconds, as it always was.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 =
-        number.parse().map_err(|_| format!("`{text}` is not a duration such as 30s"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("`{text}`: use ms, s, m or h")),
+    let bare_number = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let parsed = if bare_number {
+        humantime::parse_duration(&format!("{text}s"))
+    } else {
+        humantime::parse_duration(text)
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+    parsed.map_err(|error| format!("`{text}` is not a duration such as 30s: {error}"))
 }
 
 #[cfg(test)]
@@ -71,7 +67,11 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "soon", "-5s", "5x", "1.2.3", "."] {
+            let error = parse_duration(bad).unwrap_err();
+            assert!(error.contains(&format!("`{bad}`")), "{bad:?}: {error}");
+        }
     }
 }

@@ -13,6 +13,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod probe;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
@@ -61,15 +63,15 @@ impl Spaces {
     pub fn new() -> Self {
         let switch = Netns::new("wgfag");
         switch.run(&["ip", "link", "add", "br0", "type", "bridge"]);
-        switch.link_up("br0", None);
-        switch.add_addr("br0", &format!("{SWITCH_ADDRESS}/24"));
+        switch.link_up("br0", None).unwrap();
+        switch.add_address("br0", &format!("{SWITCH_ADDRESS}/24")).unwrap();
         let mut hosts = BTreeMap::new();
         for (index, name) in HOSTS.iter().enumerate() {
             let ns = Netns::new("wgfag");
             let port = format!("p{index}");
-            veth(&ns, "u0", &switch, &port);
+            veth(&ns, "u0", &switch, &port).unwrap();
             switch.run(&["ip", "link", "set", &port, "master", "br0"]);
-            ns.add_addr("u0", &format!("192.0.2.{}/24", index + 1));
+            ns.add_address("u0", &format!("192.0.2.{}/24", index + 1)).unwrap();
             hosts.insert(*name, ns);
         }
         Self { switch, hosts }
@@ -103,12 +105,26 @@ impl Agent {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Its process id (`ip netns exec` runs the agent in its place, in a mount namespace of
+    /// its own).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        }
         let stopped =
             wait_until(Duration::from_secs(3), || !matches!(self.child.try_wait(), Ok(None)));
         if !stopped {
@@ -129,6 +145,8 @@ pub struct Lab<'s> {
     /// `--source` of agents and of the controller.
     pub source: String,
     pub interfaces: BTreeMap<&'static str, String>,
+    /// The agents' `--status-interval`, unless they run at the default.
+    status_interval: Option<&'static str>,
     // Fields drop in order: agents first, then daemons, etcd, and the directory last.
     pub agents: BTreeMap<&'static str, Agent>,
     pub daemons: BTreeMap<&'static str, Daemon<'s>>,
@@ -151,6 +169,21 @@ impl<'s> Lab<'s> {
         source: Source,
         implementations: &[(&str, Impl)],
         central: &[&str],
+    ) -> Self {
+        Self::start_full(spaces, source, implementations, central, Some("2s"))
+    }
+
+    /// As [`Lab::start`], with agents that report and repair at the default interval.
+    pub fn start_at_default_rounds(spaces: &'s Spaces, source: Source) -> Self {
+        Self::start_full(spaces, source, &[], &[], None)
+    }
+
+    fn start_full(
+        spaces: &'s Spaces,
+        source: Source,
+        implementations: &[(&str, Impl)],
+        central: &[&str],
+        status_interval: Option<&'static str>,
     ) -> Self {
         let dir = Scratch::new();
         let identity = age::x25519::Identity::generate();
@@ -193,6 +226,7 @@ impl<'s> Lab<'s> {
             identity: identity_file,
             source,
             interfaces: BTreeMap::new(),
+            status_interval,
             agents: BTreeMap::new(),
             daemons: BTreeMap::new(),
             etcd,
@@ -221,15 +255,24 @@ impl<'s> Lab<'s> {
         lab
     }
 
-    fn start_agent(&mut self, host: &'static str) {
+    /// Starts `host`'s agent (again), its log appended to the one before.
+    pub fn start_agent(&mut self, host: &'static str) {
+        self.start_agent_with_env(host, &[]);
+    }
+
+    /// As [`Lab::start_agent`], with `env` added to the agent's environment.
+    pub fn start_agent_with_env(&mut self, host: &'static str, env: &[(&str, &str)]) {
         let log = self.dir.0.join(format!("agent-{host}.log"));
-        let file = File::create(&log).unwrap();
-        let child = self
-            .spaces
-            .ns(host)
-            .command(&wgfabric().display().to_string())
+        let file = File::options().create(true).append(true).open(&log).unwrap();
+        let mut command = self.spaces.ns(host).command(&wgfabric().display().to_string());
+        command
             .args(["agent", "--host", host, "--interface", &self.interfaces[host]])
-            .args(["--source", &self.source, "--status-interval", "2s"])
+            .args(["--source", &self.source]);
+        if let Some(interval) = self.status_interval {
+            command.args(["--status-interval", interval]);
+        }
+        command.envs(env.iter().copied());
+        let child = command
             .arg("--identity")
             .arg(&self.identity)
             .stdin(Stdio::null())
@@ -240,6 +283,18 @@ impl<'s> Lab<'s> {
         self.agents.insert(host, Agent { child, log });
     }
 
+    /// The agents' status interval: how long one round of repairs may take.
+    pub fn round(&self) -> Duration {
+        self.status_interval.map_or(Duration::from_secs(5), |interval| {
+            Duration::from_secs(interval.trim_end_matches('s').parse().unwrap())
+        })
+    }
+
+    /// The etcd of an etcd source.
+    pub fn etcd(&mut self) -> &mut Etcd {
+        self.etcd.as_mut().expect("the lab runs on etcd")
+    }
+
     /// The inventory.
     pub fn inventory(&self) -> PathBuf {
         self.dir.0.join("fabric.toml")
@@ -248,6 +303,18 @@ impl<'s> Lab<'s> {
     /// Runs `wgfabric ARGS -i INVENTORY --source SOURCE` where the source is reachable (the
     /// root namespace for a directory, the switch for etcd).
     pub fn controller(&self, args: &[&str]) -> Run {
+        let output = self.controller_command(args).output().unwrap();
+        Run { line: format!("wgfabric {}", args.join(" ")), output }
+    }
+
+    /// Runs `wgfabric ARGS` as [`Lab::controller`] does, asserts it succeeded, and returns
+    /// its standard output.
+    pub fn run_controller_ok(&self, args: &[&str]) -> String {
+        self.controller(args).success().stdout()
+    }
+
+    /// The command [`Lab::controller`] runs.
+    pub fn controller_command(&self, args: &[&str]) -> Command {
         let mut command = match self.etcd {
             Some(_) => self.spaces.switch.command(&wgfabric().display().to_string()),
             None => Command::new(wgfabric()),
@@ -257,12 +324,8 @@ impl<'s> Lab<'s> {
         if args[0] != "addresses" {
             command.args(["--source", &self.source]);
         }
-        let output = command
-            .env_remove("WGFABRIC_SOURCE")
-            .env_remove("WGFABRIC_INVENTORY")
-            .output()
-            .unwrap();
-        Run { line: format!("wgfabric {}", args.join(" ")), output }
+        command.env_remove("WGFABRIC_SOURCE").env_remove("WGFABRIC_INVENTORY");
+        command
     }
 
     /// A host's overlay IPv4 address.

@@ -65,14 +65,14 @@ impl Fabric {
 
         let relay_ns = Netns::new("wgf-upr");
         let spoke_ns = Netns::new("wgf-ups");
-        veth(&relay_ns, "under-r", &spoke_ns, "under-s");
+        veth(&relay_ns, "under-r", &spoke_ns, "under-s").unwrap();
         // An IPv4-only underlay: any IPv6 packet on it would be a leak.
         for (ns, dev) in [(&relay_ns, "under-r"), (&spoke_ns, "under-s")] {
             ns.run(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]);
         }
-        relay_ns.add_addr("under-r", &format!("{RELAY_UNDERLAY}/24"));
-        relay_ns.add_addr("lo", &format!("{OUTSIDE}/32"));
-        spoke_ns.add_addr("under-s", "192.0.2.2/24");
+        relay_ns.add_address("under-r", &format!("{RELAY_UNDERLAY}/24")).unwrap();
+        relay_ns.add_address("lo", &format!("{OUTSIDE}/32")).unwrap();
+        spoke_ns.add_address("under-s", "192.0.2.2/24").unwrap();
         spoke_ns.run(&["ip", "route", "add", "default", "via", RELAY_UNDERLAY]);
         Self { scratch, relay_ns, spoke_ns, spoke_if, relay_if }
     }

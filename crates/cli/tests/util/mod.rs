@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod hosts;
+pub mod shape;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

@@ -24,6 +24,7 @@ mod handshakes;
 mod inbound;
 mod lane;
 mod outbound;
+mod poll;
 mod send;
 mod timers;
 

@@ -42,6 +42,9 @@ pub(crate) struct Link {
     addresses: BTreeSet<IfAddr>,
     /// Routes into the interface in the main table.
     routes: BTreeSet<Cidr>,
+    /// The prefixes of the addresses, which the kernel routes into the interface by itself:
+    /// wanted, or as the kernel has them.
+    on_link: BTreeSet<Cidr>,
     mtu: Option<u16>,
     up: bool,
     /// Whether the interface forwards.
@@ -66,6 +69,11 @@ impl Link {
         let forwarding = config.role == Role::Relay || !config.routes.is_empty();
         Self {
             addresses: config.addresses.iter().copied().collect(),
+            on_link: config
+                .addresses
+                .iter()
+                .filter_map(|address| Cidr::new(address.addr, address.prefix).ok())
+                .collect(),
             routes: config
                 .tunnel_routes()
                 .into_iter()
@@ -97,6 +105,7 @@ impl Link {
             .filter(|route| route == &Route::via(route.destination, state.index))
             .map(|route| route.destination)
             .collect();
+        let on_link = netlink.kernel_routes(state.index)?.into_iter().collect();
         let mut forwarding = sysctl::read(&ipv4_forwarding(interface))? == "1";
         if addresses.iter().any(|address| address.addr.is_ipv6()) {
             let key = force_forwarding(interface);
@@ -110,6 +119,7 @@ impl Link {
         Ok(Self {
             addresses,
             routes,
+            on_link,
             mtu: u16::try_from(state.mtu).ok(),
             up: state.up,
             forwarding,
@@ -129,6 +139,9 @@ impl Link {
         drift.extend(
             wanted.routes.difference(&self.routes).map(|route| format!("route {route} missing")),
         );
+        drift.extend(
+            self.missing_on_link(wanted).into_iter().map(|route| format!("route {route} missing")),
+        );
         if wanted.mtu.is_some() && wanted.mtu != self.mtu {
             drift.push(format!(
                 "MTU {} instead of {}",
@@ -145,6 +158,20 @@ impl Link {
         drift
     }
 
+    /// The on-link routes of `wanted` that `self` (the live state) lost although it has their
+    /// address and is up: removed by hand. An address added, or a link set up, brings its
+    /// route back by itself.
+    fn missing_on_link(&self, wanted: &Self) -> BTreeSet<Cidr> {
+        if !self.up {
+            return BTreeSet::new();
+        }
+        self.addresses
+            .intersection(&wanted.addresses)
+            .filter_map(|address| Cidr::new(address.addr, address.prefix).ok())
+            .filter(|prefix| !self.on_link.contains(prefix) && !self.routes.contains(prefix))
+            .collect()
+    }
+
     /// Brings `interface` from `self` (what it has: [`Link::live`], or what was set before)
     /// to `wanted`. Returns the host-wide parameters it had to change (see the module's doc).
     ///
@@ -159,7 +186,10 @@ impl Link {
         let mut netlink = Netlink::open()?;
         let index = netlink.link(interface)?.index;
         let mut changes = sysctl::Changes::default();
-        for route in self.routes.difference(&wanted.routes) {
+        // An on-link route put back after it was removed by hand stays while its address does.
+        let removed =
+            self.routes.difference(&wanted.routes).filter(|r| !wanted.on_link.contains(r));
+        for route in removed {
             netlink.delete_route(&Route::via(*route, index), interface)?;
         }
         for address in self.addresses.difference(&wanted.addresses) {
@@ -173,7 +203,7 @@ impl Link {
             let up = (wanted.up != self.up).then_some(wanted.up);
             netlink.set_link(interface, mtu, up)?;
         }
-        for route in wanted.routes.difference(&self.routes) {
+        for route in wanted.routes.difference(&self.routes).chain(&self.missing_on_link(wanted)) {
             netlink.add_route(&Route::via(*route, index), interface)?;
         }
         if wanted.forwarding && (!self.forwarding || wanted.subnets != self.subnets) {
@@ -254,6 +284,7 @@ mod tests {
         Link {
             addresses: ["10.9.0.1/24", "fd09::1/64"].map(|a| a.parse().unwrap()).into(),
             routes: ["10.10.0.0/16", "fd10::/48"].map(|c| c.parse().unwrap()).into(),
+            on_link: ["10.9.0.0/24", "fd09::/64"].map(|c| c.parse().unwrap()).into(),
             mtu: Some(1380),
             up: true,
             forwarding: true,

@@ -10,8 +10,10 @@
 //!        └── get ──► Status (applied revision, peers, handshake ages, rotation reports) ──► store: status/HOST
 //! ```
 //!
-//! The loop wakes when the desired state changes, every status interval (10 s) to report
-//! handshake ages and repair drift (a restarted daemon gets its configuration back), and
+//! The loop wakes when the desired state changes, every status interval (5 s) to report
+//! handshake ages and repair drift (an address or a route removed by hand), every second to
+//! look whether the daemon or its interface was replaced (a restarted daemon gets its
+//! configuration, the endpoints its predecessor learned and fresh handshakes back), and
 //! every 50 ms while a rotating peer's new key has not taken over yet (a stock daemon needs
 //! the agent to move the allowed IPs; with wgfabricd the agent reports the handover at once).
 //! A desired state that does not parse, fails validation or whose keys do not match is
@@ -45,7 +47,7 @@ use std::time::Duration;
 use wgfabric_proto::uapi::DeviceSnapshot;
 
 pub use secrets::RngCoreCrypto;
-use wgfabric_uapi::Device;
+use wgfabric_uapi::{Device, DeviceError};
 
 use self::failover::FailoverTask;
 use self::firewall::Firewalls;
@@ -156,6 +158,17 @@ pub struct Agent {
     corrected: Option<Correction>,
 }
 
+/// Why a round could not bring the interface to the accepted state.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    /// The daemon's userspace API failed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Addresses, routes, link state or kernel parameters could not be read or set.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -244,7 +257,7 @@ impl Agent {
                 }
             }
             let due = monotonic() >= next_status;
-            if fast || due || self.error.is_some() {
+            if fast || due || self.error.is_some() || self.daemon_replaced() {
                 self.sync();
             }
             self.report(due);
@@ -291,7 +304,9 @@ impl Agent {
         self.seen = Some(bytes.clone());
         let doc = match DesiredState::from_json(&bytes, self.host.as_str()) {
             Ok(doc) => doc,
-            Err(invalid) => return self.refuse(invalid.revision, invalid.reason, &[]),
+            Err(invalid) => {
+                return self.refuse(invalid.revision, invalid.reason.to_string(), &[]);
+            }
         };
         let keys = match self.keys.resolve(&doc, &self.interface) {
             Ok(keys) => {
@@ -304,7 +319,7 @@ impl Agent {
             }
             Err(reason) => {
                 let orders = doc.rotations.clone();
-                return self.refuse(Some(doc.revision), reason, &orders);
+                return self.refuse(Some(doc.revision), reason.to_string(), &orders);
             }
         };
         tracing::info!(revision = %doc.revision, rotations = doc.rotations.len(), "desired state accepted");
@@ -356,6 +371,7 @@ impl Agent {
                 }
             }
             Err(error) => {
+                let error = error.to_string();
                 if self.error.as_ref() != Some(&error) {
                     tracing::error!("cannot sync the interface: {error}");
                 }
@@ -365,25 +381,27 @@ impl Agent {
         }
     }
 
-    fn try_sync(&mut self) -> Result<(), String> {
+    fn try_sync(&mut self) -> Result<(), SyncError> {
         let Some(mut accepted) = self.accepted.take() else { return Ok(()) };
         let result = self.sync_accepted(&mut accepted);
         self.accepted = Some(accepted);
         result
     }
 
-    fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), String> {
-        self.notice_replacement();
+    fn sync_accepted(&mut self, accepted: &mut Accepted) -> Result<(), SyncError> {
+        let identity = Identity::of(self.device.socket(), &self.interface);
+        // The last snapshot of the daemon a restarted one replaced: what it had learned.
+        let replaced = self.notice_replacement(identity).then(|| self.live.clone()).flatten();
         let successors = match self.successors {
             Some(known) => known,
             None => {
-                let known = self.device.supports_successors().map_err(|e| e.to_string())?;
+                let known = self.device.supports_successors()?;
                 tracing::info!(successor = known, "daemon capabilities");
                 *self.successors.insert(known)
             }
         };
         let doc = &accepted.doc;
-        let mut live = self.device.get().map_err(|e| e.to_string())?;
+        let mut live = self.device.get()?;
         let mut active = self.active_relay.clone();
         let plan_now = |live: &DeviceSnapshot, active: Option<&Name>| {
             let target = reconcile::target(
@@ -401,13 +419,13 @@ impl Agent {
                 // The monitor may have moved the routes since: plan again from where they are.
                 active = Some(task.stop());
                 self.active_relay.clone_from(&active);
-                live = self.device.get().map_err(|e| e.to_string())?;
+                live = self.device.get()?;
                 planned = plan_now(&live, active.as_ref()).unwrap_or_default();
             }
             let (request, changes) = planned;
             if !changes.is_empty() {
                 let handovers = reconcile::handovers(doc, &live, &request);
-                self.device.set(&request).map_err(|e| e.to_string())?;
+                self.device.set(&request)?;
                 for (host, first_handshake) in handovers {
                     let after = system().duration_since(first_handshake).unwrap_or_default();
                     tracing::info!(
@@ -422,7 +440,7 @@ impl Agent {
                 }
                 let audit_dir = self.keys.key_dir(doc);
                 self.record(&applied_notes(&self.host, &doc.revision, &changes), Some(audit_dir));
-                live = self.device.get().map_err(|e| e.to_string())?;
+                live = self.device.get()?;
             }
         }
         let mut config = active
@@ -435,10 +453,10 @@ impl Agent {
             // Every round against what the kernel has, not what was set last: the interface
             // may have been recreated, or changed by hand, in between.
             let wanted = Link::of(&config);
-            let live = Link::live(&self.interface).map_err(|e| e.to_string())?;
+            let live = Link::live(&self.interface)?;
             let drift = live.drift_from(&wanted);
             if !drift.is_empty() || wanted != self.link {
-                let changed = live.apply(&wanted, &self.interface).map_err(|e| e.to_string())?;
+                let changed = live.apply(&wanted, &self.interface)?;
                 for parameter in changed.list() {
                     tracing::info!(key = %parameter.key, before = %parameter.before, "kernel parameter changed");
                 }
@@ -450,6 +468,10 @@ impl Agent {
                 }
                 self.link = wanted;
             }
+        }
+        if let Some(before) = replaced {
+            // After the link is back: the handshakes go out through it.
+            self.resume_sessions(&before, &live, doc)?;
         }
         self.nudge_peers(doc);
         let firewall =
@@ -466,49 +488,66 @@ impl Agent {
         if self.run_failover && self.failover.is_none() && doc.rotations.is_empty() {
             self.failover = FailoverTask::start(config, self.device.clone());
         }
+        // Only now: a round that failed half-way notices the replacement again.
+        self.identity = Some(identity);
         Ok(())
     }
 
+    /// Whether the daemon or the interface changed since the last sync: cheap enough (a
+    /// `stat` and a sysfs read) to look at every wake, so a restarted daemon is configured
+    /// within a second rather than at the next round.
+    fn daemon_replaced(&self) -> bool {
+        self.identity
+            .is_some_and(|known| Identity::of(self.device.socket(), &self.interface) != known)
+    }
+
     /// Forgets what the agent knows of the daemon and the link when either was replaced under
-    /// it, so this round probes the daemon again and puts the whole link back.
-    fn notice_replacement(&mut self) {
-        let now = Identity::of(self.device.socket(), &self.interface);
-        let Some(before) = self.identity.replace(now) else { return };
-        let Some(change) = now.change_from(&before) else { return };
+    /// it (`now` differs from the identity of the last complete sync), so this round probes
+    /// the daemon again and puts the whole link back. Returns whether they were.
+    fn notice_replacement(&mut self, now: Identity) -> bool {
+        let Some(before) = self.identity else { return false };
+        let Some(change) = now.change_from(&before) else { return false };
         let what =
             format!("{change}: capabilities probed again, addresses, MTU and link state restored");
         tracing::warn!(interface = %self.interface, "{what}");
         self.successors = None;
         self.link = Link::default();
         self.corrected = Some(Correction { time: unix_seconds(system()), what });
+        true
+    }
+
+    /// After a restarted daemon got its configuration back: gives it the endpoints its
+    /// predecessor had learned from peers that roam, and starts a handshake with every peer.
+    /// Its peers still hold sessions it has forgotten, and would only notice after seconds
+    /// without replies (or never, for a peer that only receives).
+    fn resume_sessions(
+        &self,
+        before: &DeviceSnapshot,
+        live: &DeviceSnapshot,
+        doc: &DesiredState,
+    ) -> Result<(), DeviceError> {
+        let request = reconcile::roamed_endpoints(before, live);
+        if !request.peers.is_empty() {
+            self.device.set(&request)?;
+            tracing::info!(
+                peers = request.peers.len(),
+                "endpoints learned before the restart given back"
+            );
+        }
+        start_handshakes(&doc.config.peers);
+        Ok(())
     }
 
     /// After this host switched keys (or switched back), starts a handshake with every peer
-    /// right away, rather than at the next packet: one datagram to each peer's overlay
-    /// address (the discard port), which the interface holds until the handshake is done.
+    /// right away, rather than at the next packet.
     fn nudge_peers(&mut self, doc: &DesiredState) {
         for order in &doc.rotations {
             let key = (order.id.clone(), order.phase);
-            if order.host != self.host
-                || !matches!(order.phase, Phase::Switch | Phase::Rollback)
-                || !self.nudged.insert(key)
+            if order.host == self.host
+                && matches!(order.phase, Phase::Switch | Phase::Rollback)
+                && self.nudged.insert(key)
             {
-                continue;
-            }
-            for peer in &doc.config.peers {
-                let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
-                    continue;
-                };
-                let local: SocketAddr = if address.is_ipv4() {
-                    ([0, 0, 0, 0], 0).into()
-                } else {
-                    ([0u16; 8], 0).into()
-                };
-                let sent = UdpSocket::bind(local)
-                    .and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
-                if let Err(error) = sent {
-                    tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
-                }
+                start_handshakes(&doc.config.peers);
             }
         }
     }
@@ -588,6 +627,23 @@ impl Agent {
             policy_error: self.firewalls.error.clone(),
             peers,
             rotations,
+        }
+    }
+}
+
+/// Starts a handshake with each of `peers`: one datagram to its overlay address (the discard
+/// port), which the interface holds until the handshake is done.
+fn start_handshakes(peers: &[wgfabric_model::config::PeerConfig]) {
+    for peer in peers {
+        let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
+            continue;
+        };
+        let local: SocketAddr =
+            if address.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let sent =
+            UdpSocket::bind(local).and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
+        if let Err(error) = sent {
+            tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
         }
     }
 }

@@ -411,5 +411,20 @@ pub(crate) fn awaits_takeover(doc: &DesiredState, live: &DeviceSnapshot) -> bool
     })
 }
 
+/// The endpoints `before` (the device a restarted daemon replaced) had learned for peers
+/// that `live` has without one: a relay knows its spokes only by where they last wrote from,
+/// and without these it would wait for each to start a handshake again by itself.
+pub(crate) fn roamed_endpoints(before: &DeviceSnapshot, live: &DeviceSnapshot) -> SetRequest {
+    let mut request = SetRequest::default();
+    for peer in live.peers.iter().filter(|peer| peer.endpoint.is_none()) {
+        if let Some(endpoint) = live_peer(before, &peer.public_key).and_then(|old| old.endpoint) {
+            let mut update = PeerUpdate::new(peer.public_key);
+            update.endpoint = Some(endpoint);
+            request.peers.push(update);
+        }
+    }
+    request
+}
+
 #[cfg(test)]
 mod tests;

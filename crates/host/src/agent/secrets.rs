@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use rand_core::{CryptoRng, RngCore};
 use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 
+use wgfabric_model::error::Error as ModelError;
 use wgfabric_model::inventory::DEFAULT_KEY_DIR;
 use wgfabric_model::key_file::{generate_key_file, read_key_file};
-use wgfabric_model::key_source::DEFAULT_TIMEOUT as FETCH_TIMEOUT;
+use wgfabric_model::key_source::{KeySourceError, DEFAULT_TIMEOUT as FETCH_TIMEOUT};
 use wgfabric_model::names::Name;
 use wgfabric_model::sealed_keys::Identities;
 use wgfabric_store::state::{DesiredState, Phase, Sealed};
@@ -42,6 +43,71 @@ pub(crate) struct Keys {
     /// The key source the current key was fetched from (as the audit log names it), unless
     /// it came sealed.
     pub(crate) fetched_from: Option<String>,
+}
+
+/// Why the secrets of a desired state cannot be had here; never holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SecretsError {
+    /// A rotation of a key that comes from a source the agent cannot write to.
+    #[error(
+        "this host's key comes from {0}, where the agent cannot store a new key; rotate it in \
+         central mode (wgfabric rotate with keys sealed to --identity), or put the new key there \
+         and update public_key"
+    )]
+    NoKeyFile(String),
+    /// The key source failed.
+    #[error(transparent)]
+    Fetch(#[from] KeySourceError),
+    /// A key file could not be read or written.
+    #[error(transparent)]
+    KeyFile(ModelError),
+    /// The next key file could not become the key file.
+    #[error("committing {}: {source}", path.display())]
+    Commit {
+        /// The next key file.
+        path: PathBuf,
+        /// Why the rename failed.
+        source: std::io::Error,
+    },
+    /// A private key whose public key is not the inventory's.
+    #[error("the private key {location} belongs to {found}, but the inventory has {expected} for this host")]
+    NotTheInventorysKey {
+        /// Where the key came from: `from SOURCE` or `in FILE`.
+        location: String,
+        /// The key's public key.
+        found: PublicKey,
+        /// The inventory's public key for this host.
+        expected: PublicKey,
+    },
+    /// A rotation's new key that is not the one the rotation expects.
+    #[error("rotation {id}: the new key here is {found}, the rotation expects {expected}")]
+    NotTheRotationsKey {
+        /// The rotation.
+        id: String,
+        /// The new key here.
+        found: PublicKey,
+        /// The key in the rotation order.
+        expected: PublicKey,
+    },
+    /// A sealed key that belongs to another public key.
+    #[error("{what} belongs to {found}, not to {expected}")]
+    SealedKeyMismatch {
+        /// Which key.
+        what: String,
+        /// The sealed key's public key.
+        found: PublicKey,
+        /// The public key it should have.
+        expected: PublicKey,
+    },
+    /// A sealed key and no identity to open it.
+    #[error("{0} is sealed; start the agent with --identity FILE to open it")]
+    NoIdentity(String),
+    /// A sealed key the identity could not open.
+    #[error(transparent)]
+    Unseal(ModelError),
+    /// A sealed text that is not a key.
+    #[error("{0} does not hold a key")]
+    NotAKey(String),
 }
 
 /// Where an agent finds its host's secrets.
@@ -96,15 +162,8 @@ impl KeyRing {
     }
 
     /// The key file for `doc`, or why a rotation cannot work without one.
-    fn rotation_key_file(&self, doc: &DesiredState) -> Result<PathBuf, String> {
-        self.key_file(doc).ok_or_else(|| {
-            format!(
-                "this host's key comes from {}, where the agent cannot store a new key; rotate \
-                 it in central mode (wgfabric rotate with keys sealed to --identity), or put the \
-                 new key there and update public_key",
-                doc.config.key_source
-            )
-        })
+    fn rotation_key_file(&self, doc: &DesiredState) -> Result<PathBuf, SecretsError> {
+        self.key_file(doc).ok_or_else(|| SecretsError::NoKeyFile(doc.config.key_source.to_string()))
     }
 
     /// Gathers the secrets of `doc`, committing, generating or discarding the next key file
@@ -113,7 +172,11 @@ impl KeyRing {
     /// # Errors
     /// Why `doc` cannot be applied here (a key that does not match the inventory, sealed
     /// keys without an identity, an unreadable key file); never a secret.
-    pub(crate) fn resolve(&mut self, doc: &DesiredState, interface: &str) -> Result<Keys, String> {
+    pub(crate) fn resolve(
+        &mut self,
+        doc: &DesiredState,
+        interface: &str,
+    ) -> Result<Keys, SecretsError> {
         let config = &doc.config;
         let own_order = doc
             .rotations
@@ -132,16 +195,13 @@ impl KeyRing {
             }
             None => {
                 let source = &config.key_source;
-                let key = source
-                    .fetch(config.host.as_str(), interface, FETCH_TIMEOUT)
-                    .map_err(|e| e.to_string())?;
+                let key = source.fetch(config.host.as_str(), interface, FETCH_TIMEOUT)?;
                 if key.public_key() != config.public_key {
-                    return Err(format!(
-                        "the private key from {source} belongs to {}, but the inventory has {} \
-                         for this host",
-                        key.public_key(),
-                        config.public_key
-                    ));
+                    return Err(SecretsError::NotTheInventorysKey {
+                        location: format!("from {source}"),
+                        found: key.public_key(),
+                        expected: config.public_key,
+                    });
                 }
                 (key, Some(source.to_string()))
             }
@@ -158,13 +218,12 @@ impl KeyRing {
                     }
                     None => self.next_from_file(doc)?,
                 };
-                if order.new_key.is_some_and(|key| key != next.public_key()) {
-                    return Err(format!(
-                        "rotation {}: the new key here is {}, the rotation expects {}",
-                        order.id,
-                        next.public_key(),
-                        order.new_key.map(|k| k.to_base64()).unwrap_or_default()
-                    ));
+                if let Some(expected) = order.new_key.filter(|key| *key != next.public_key()) {
+                    return Err(SecretsError::NotTheRotationsKey {
+                        id: order.id.clone(),
+                        found: next.public_key(),
+                        expected,
+                    });
                 }
                 Some(next)
             }
@@ -187,37 +246,37 @@ impl KeyRing {
 
     /// The key in the key file, or in the next key file once the inventory has its public
     /// key (the rotation is done: the next file becomes the key file).
-    fn current_from_file(&self, doc: &DesiredState) -> Result<PrivateKey, String> {
+    fn current_from_file(&self, doc: &DesiredState) -> Result<PrivateKey, SecretsError> {
         let path = self.rotation_key_file(doc)?;
-        let expected = &doc.config.public_key;
-        let current = read_key_file(&path).map_err(|e| e.to_string())?;
-        if current.public_key() == *expected {
+        let expected = doc.config.public_key;
+        let current = read_key_file(&path).map_err(SecretsError::KeyFile)?;
+        if current.public_key() == expected {
             return Ok(current);
         }
         let next_path = next_key_file(&path);
         if next_path.exists() {
-            let next = read_key_file(&next_path).map_err(|e| e.to_string())?;
-            if next.public_key() == *expected {
+            let next = read_key_file(&next_path).map_err(SecretsError::KeyFile)?;
+            if next.public_key() == expected {
                 std::fs::rename(&next_path, &path)
-                    .map_err(|e| format!("committing {}: {e}", next_path.display()))?;
+                    .map_err(|source| SecretsError::Commit { path: next_path, source })?;
                 tracing::info!(key_file = %path.display(), public_key = %expected, "new private key committed");
                 return Ok(next);
             }
         }
-        Err(format!(
-            "the private key in {} belongs to {}, but the inventory has {expected} for this host",
-            path.display(),
-            current.public_key()
-        ))
+        Err(SecretsError::NotTheInventorysKey {
+            location: format!("in {}", path.display()),
+            found: current.public_key(),
+            expected,
+        })
     }
 
     /// The next key file's key, generated (0600) if there is none yet.
-    fn next_from_file(&mut self, doc: &DesiredState) -> Result<PrivateKey, String> {
+    fn next_from_file(&mut self, doc: &DesiredState) -> Result<PrivateKey, SecretsError> {
         let path = next_key_file(&self.rotation_key_file(doc)?);
         if path.exists() {
-            return read_key_file(&path).map_err(|e| e.to_string());
+            return read_key_file(&path).map_err(SecretsError::KeyFile);
         }
-        let key = generate_key_file(&mut self.rng, &path, false).map_err(|e| e.to_string())?;
+        let key = generate_key_file(&mut self.rng, &path, false).map_err(SecretsError::KeyFile)?;
         tracing::info!(key_file = %path.display(), public_key = %key.public_key(), "new private key generated");
         Ok(key)
     }
@@ -245,10 +304,14 @@ impl KeyRing {
         sealed: &Sealed,
         what: &str,
         expected: &PublicKey,
-    ) -> Result<PrivateKey, String> {
+    ) -> Result<PrivateKey, SecretsError> {
         let key = self.open(sealed, what, PrivateKey::from_base64)?;
         if key.public_key() != *expected {
-            return Err(format!("{what} belongs to {}, not to {expected}", key.public_key()));
+            return Err(SecretsError::SealedKeyMismatch {
+                what: what.to_owned(),
+                found: key.public_key(),
+                expected: *expected,
+            });
         }
         Ok(key)
     }
@@ -258,12 +321,12 @@ impl KeyRing {
         sealed: &Sealed,
         what: &str,
         parse: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<T, String> {
-        let identities = self.identities.as_ref().ok_or_else(|| {
-            format!("{what} is sealed; start the agent with --identity FILE to open it")
-        })?;
-        let text = identities.open(sealed.as_str().as_bytes(), what).map_err(|e| e.to_string())?;
-        parse(text.trim()).map_err(|_| format!("{what} does not hold a key"))
+    ) -> Result<T, SecretsError> {
+        let identities =
+            self.identities.as_ref().ok_or_else(|| SecretsError::NoIdentity(what.to_owned()))?;
+        let text =
+            identities.open(sealed.as_str().as_bytes(), what).map_err(SecretsError::Unseal)?;
+        parse(text.trim()).map_err(|_| SecretsError::NotAKey(what.to_owned()))
     }
 }
 
@@ -331,7 +394,11 @@ mod tests {
             "the same key when asked again"
         );
         doc.rotations[0].new_key = Some(PublicKey::from_bytes([1; 32]));
-        assert!(ring.resolve(&doc, "wg0").unwrap_err().contains("the rotation expects"));
+        assert!(ring
+            .resolve(&doc, "wg0")
+            .unwrap_err()
+            .to_string()
+            .contains("the rotation expects"));
 
         // Rolled back: the next key goes away, the old one stays.
         doc.rotations[0].phase = Phase::Rollback;
@@ -350,7 +417,7 @@ mod tests {
         assert_eq!(read_key_file(&key_file).unwrap(), next);
 
         // A key that belongs to nobody the inventory knows is refused.
-        let error = ring.resolve(&self::doc(old.public_key()), "wg0").unwrap_err();
+        let error = ring.resolve(&self::doc(old.public_key()), "wg0").unwrap_err().to_string();
         assert!(error.contains("but the inventory has"), "{error}");
         assert!(!error.contains(&old.to_base64_secret()));
         std::fs::remove_dir_all(dir).unwrap();
@@ -365,7 +432,7 @@ mod tests {
         let mut doc = doc(key.public_key());
         let peer = doc.config.peers[0].name.clone();
         doc.preshared_keys.insert(peer, Sealed::new("-----BEGIN AGE ENCRYPTED FILE-----"));
-        let error = ring(&key_file).resolve(&doc, "wg0").unwrap_err();
+        let error = ring(&key_file).resolve(&doc, "wg0").unwrap_err().to_string();
         assert!(error.contains("--identity"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -393,7 +460,7 @@ mod tests {
         // The inventory moved on to another key: refused, so the interface keeps its last one.
         let mut other_doc = self::doc(PrivateKey::generate(&mut rng).public_key());
         other_doc.config.key_source = doc.config.key_source.clone();
-        let error = ring.resolve(&other_doc, "wg0").unwrap_err();
+        let error = ring.resolve(&other_doc, "wg0").unwrap_err().to_string();
         assert!(error.contains("but the inventory has"), "{error}");
 
         // A rotation cannot store a new key in the secrets manager.
@@ -406,7 +473,7 @@ mod tests {
             sealed_new_key: None,
             preshared_keys: BTreeMap::new(),
         });
-        let error = ring.resolve(&doc, "wg0").unwrap_err();
+        let error = ring.resolve(&doc, "wg0").unwrap_err().to_string();
         assert!(error.contains("central mode"), "{error}");
     }
 }

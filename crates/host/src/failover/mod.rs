@@ -43,7 +43,7 @@ use std::time::Duration;
 use serde::Serialize;
 use wgfabric_proto::uapi::{AllowedIpChange, PeerUpdate, SetRequest};
 
-pub use live::{parse_dump, DumpError, LivePeer};
+pub use live::LivePeer;
 pub use watch::{watch, Event, WatchError};
 
 use wgfabric_model::config::{Failover, HostConfig};

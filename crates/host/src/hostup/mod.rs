@@ -204,9 +204,10 @@ pub fn up(
     if record.exists() {
         return Err(UpError::AlreadyUp { interface: interface.to_owned(), record });
     }
-    let keys = KeyRing::new(settings.key_file, settings.identities, rng)
-        .resolve(doc, interface)
-        .map_err(|reason| UpError::Key { host: config.host.to_string(), reason })?;
+    let keys =
+        KeyRing::new(settings.key_file, settings.identities, rng).resolve(doc, interface).map_err(
+            |reason| UpError::Key { host: config.host.to_string(), reason: reason.to_string() },
+        )?;
     let mut journal =
         Journal::create(record.clone(), Applied::new(config.host.clone(), interface.to_owned()))?;
     let device = Device::new(interface);

@@ -71,7 +71,7 @@ fn from_rendered(path: &Path, host: &Name) -> Result<DesiredState, UpError> {
         preshared_keys: BTreeMap::new(),
         rotations: Vec::new(),
     };
-    doc.validate(host.as_str()).map_err(source)?;
+    doc.validate(host.as_str()).map_err(|reason| source(reason.to_string()))?;
     Ok(doc)
 }
 

@@ -130,19 +130,45 @@ impl Netlink {
     /// # Errors
     /// [`NetlinkError`].
     pub fn routes(&mut self, table: u32) -> Result<Vec<Route>, NetlinkError> {
-        let mut routes = Vec::new();
+        let messages = self.route_messages()?;
+        Ok(messages.iter().filter_map(parse_route).filter(|route| route.table == table).collect())
+    }
+
+    /// The prefixes the kernel routes into interface `index` in the main table by itself, for
+    /// the interface's addresses: what [`Netlink::routes`] leaves out.
+    ///
+    /// # Errors
+    /// [`NetlinkError`].
+    pub fn kernel_routes(&mut self, index: u32) -> Result<Vec<Cidr>, NetlinkError> {
+        let mut prefixes = Vec::new();
+        for mut message in self.route_messages()? {
+            if message.header.protocol != RouteProtocol::Kernel {
+                continue;
+            }
+            // Read as any other route, whatever its metric.
+            message.header.protocol = RouteProtocol::Boot;
+            let Some(route) = parse_route(&message) else { continue };
+            if route.table == MAIN_TABLE && route.kind == (RouteKind::Unicast { interface: index })
+            {
+                prefixes.push(route.destination);
+            }
+        }
+        Ok(prefixes)
+    }
+
+    /// Every IPv4 and IPv6 route the kernel lists.
+    fn route_messages(&mut self) -> Result<Vec<RouteMessage>, NetlinkError> {
+        let mut messages = Vec::new();
         for ipv4 in [true, false] {
             let mut request = RouteMessage::default();
             request.header.address_family = address_family(ipv4);
             let answers = self.dump("list routes", RouteNetlinkMessage::GetRoute(request))?;
-            for answer in answers {
-                let RouteNetlinkMessage::NewRoute(message) = answer else { continue };
-                if let Some(route) = parse_route(&message).filter(|route| route.table == table) {
-                    routes.push(route);
-                }
-            }
+            messages.extend(answers.into_iter().filter_map(|answer| match answer {
+                RouteNetlinkMessage::NewRoute(message) => Some(message),
+                _ => None,
+            }));
         }
-        Ok(routes)
+        Ok(messages)
     }
 
     /// Whether `table` holds any route of either family, of any kind: a table number that is

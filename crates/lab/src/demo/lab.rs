@@ -146,7 +146,7 @@ impl LabHost {
     /// # Errors
     /// When the command fails.
     pub fn run(&self, argv: &[&str]) -> Result<String, Error> {
-        Ok(self.ns.run(argv)?)
+        Ok(self.ns.exec(argv)?)
     }
 
     /// The live state of its peers, from its daemon's userspace API.

@@ -109,9 +109,9 @@ impl Underlay {
                 self.ports += 1;
                 let port = format!("h{}", self.ports);
                 veth(host, UPLINK, nat, &port)?;
-                nat.run(&["ip", "link", "set", &port, "master", LAN_BRIDGE])?;
+                nat.exec(&["ip", "link", "set", &port, "master", LAN_BRIDGE])?;
                 host.add_address(UPLINK, &format!("{addr}/{UNDERLAY_PREFIX}"))?;
-                host.run(&["ip", "route", "add", "default", "via", &NAT_GATEWAY.to_string()])?;
+                host.exec(&["ip", "route", "add", "default", "via", &NAT_GATEWAY.to_string()])?;
                 Ok(())
             }
             (Site::BehindNat(_), None) => {
@@ -124,7 +124,7 @@ impl Underlay {
         self.ports += 1;
         let port = format!("h{}", self.ports);
         veth(host, UPLINK, &self.internet, &port)?;
-        self.internet.run(&["ip", "link", "set", &port, "master", BRIDGE])?;
+        self.internet.exec(&["ip", "link", "set", &port, "master", BRIDGE])?;
         host.add_address(UPLINK, &format!("{addr}/{UNDERLAY_PREFIX}"))?;
         Ok(())
     }
@@ -139,8 +139,8 @@ pub(crate) fn gateway(site: Site) -> Option<Ipv4Addr> {
 }
 
 fn bridge(ns: &Netns, name: &str) -> Result<(), CommandError> {
-    ns.run(&["ip", "link", "add", name, "type", "bridge"])?;
-    ns.link_up(name)
+    ns.exec(&["ip", "link", "add", name, "type", "bridge"])?;
+    ns.link_up(name, None)
 }
 
 /// Source NAT of everything leaving the office through `uplink`, loaded through the same
@@ -187,7 +187,7 @@ impl SubnetSite {
         let prefix = cidr.prefix_len();
         router.add_address(device, &format!("{gateway}/{prefix}"))?;
         ns.add_address(UPLINK, &format!("{target}/{prefix}"))?;
-        ns.run(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;
+        ns.exec(&["ip", "route", "add", "default", "via", &gateway.to_string()])?;
         Ok(Self { ns, target })
     }
 }

@@ -37,6 +37,7 @@ use crate::keys::PublicKey;
 use crate::noise::Identity;
 use crate::peer::{Endpoint, Peer, PeerId};
 use crate::session::Session;
+use crate::tai64n::Tai64n;
 
 pub use config::PeerInfo;
 pub use data::{Decapsulated, Encapsulated, NotReady, Outbound, Verdict};
@@ -268,6 +269,9 @@ pub struct Device {
     indices: HashMap<u32, IndexEntry>,
     rng: ChaCha20Rng,
     wall_clock: WallClock,
+    /// The timestamp of the last initiation sent: the next one is later, even when the wall
+    /// clock was stepped back (peers refuse an initiation that is not).
+    last_timestamp: Option<Tai64n>,
     mtu: usize,
     timer_queue: BinaryHeap<Reverse<(Instant, PeerId)>>,
     transmits: VecDeque<Transmit>,
@@ -316,6 +320,7 @@ impl Device {
             indices: HashMap::new(),
             rng,
             wall_clock: WallClock { at: now, since_epoch },
+            last_timestamp: None,
             mtu: DEFAULT_MTU,
             timer_queue: BinaryHeap::new(),
             transmits: VecDeque::new(),
@@ -324,7 +329,8 @@ impl Device {
         }
     }
 
-    /// Re-anchors the wall clock (call when the system clock may have been stepped).
+    /// Re-anchors the wall clock (call when the system clock may have been stepped). A step
+    /// back moves handshake times back, but never the timestamps of initiations.
     pub fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
         self.wall_clock = WallClock { at: now, since_epoch };
     }

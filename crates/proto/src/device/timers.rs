@@ -152,7 +152,9 @@ impl Device {
             self.indices.remove(&old.local_index);
         }
         let index = self.allocate_index(super::IndexEntry::Handshake(id));
-        let timestamp = Tai64n::from_unix(self.wall_clock.at(now));
+        let wall = Tai64n::from_unix(self.wall_clock.at(now));
+        let timestamp = self.last_timestamp.map_or(wall, |last| wall.max(last.next()));
+        self.last_timestamp = Some(timestamp);
         let Self { identity, slots, rng, .. } = self;
         let (Some(identity), Some(peer)) =
             (identity.as_ref(), slots[id.slot as usize].peer.as_mut())

@@ -25,10 +25,10 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use desired::{desired_states, DesiredState, Invalid};
+pub use desired::{desired_states, DesiredState, Invalid, InvalidReason, RotationProblem};
 pub use material::{psk_file_name, KeyMaterial, PSK_DIR};
 pub use rotation::{Phase, Role, RotationOrder, RotationReport, Takeover};
-pub use status::{AgentInfo, Correction, PeerStatus, Refusal, Status, StatusMark};
+pub use status::{AgentInfo, Correction, PeerStatus, Refusal, Status, StatusError, StatusMark};
 
 /// The version of both document formats; a reader refuses any other.
 pub const FORMAT: u32 = 1;

@@ -65,6 +65,18 @@ pub struct StatusMark {
     pub seq: u64,
 }
 
+/// Bytes that are not a status document this version reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// Not JSON of a status's shape.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A format this version does not read.
+    #[error("status format {0} (this wgfabric reads {FORMAT})")]
+    Format(u32),
+}
+
 impl Status {
     /// Where this status stands among its agent's writes.
     pub fn mark(&self) -> StatusMark {
@@ -130,11 +142,11 @@ impl Status {
     /// Reads a status document.
     ///
     /// # Errors
-    /// A message saying why it is not a status of this format.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
-        let status: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    /// [`StatusError`] when it is not a status of this format.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, StatusError> {
+        let status: Self = serde_json::from_slice(bytes)?;
         if status.format != FORMAT {
-            return Err(format!("status format {} (this wgfabric reads {FORMAT})", status.format));
+            return Err(StatusError::Format(status.format));
         }
         Ok(status)
     }

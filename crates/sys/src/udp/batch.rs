@@ -13,7 +13,7 @@ use std::ptr;
 
 use super::cmsg::{self, CmsgBuf, Encoder, CMSG_BUF_LEN};
 use super::{sockaddr, socket_addr, LocalAddr, UdpSocket};
-use crate::os::cvt;
+use crate::errno::cvt;
 use crate::Error;
 
 /// The most datagrams in one GSO message (`UDP_MAX_SEGMENTS` of older kernels).

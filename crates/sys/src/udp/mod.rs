@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use batch::{RecvBatch, RecvMeta, SendBatch, SendError};
 
-use crate::os::{context, cvt, get_int_opt, set_int_opt};
+use crate::errno::{context, cvt};
+use crate::sockopt::{get_int_opt, set_int_opt};
 use crate::Shutdown;
 
 /// Socket buffer size asked for, as wireguard-go does; capped by `net.core.*mem_max` unless

@@ -300,3 +300,24 @@ fn the_rotating_host_switches_its_key_and_preshared_keys() {
     let report = &reports(&doc, &keys, &synced, true)[0];
     assert_eq!((report.role, report.new_key), (Role::Rotating, Some(next.public_key())));
 }
+
+#[test]
+fn a_restarted_daemon_gets_the_endpoints_its_predecessor_learned() {
+    let doc = &docs()["relay-fra"];
+    let target = target(doc, &keys(1), &DeviceSnapshot::default(), &no_endpoints(), true, None);
+    let mut before = device_of(&target);
+    let roamed: SocketAddr = "198.51.100.7:40001".parse().unwrap();
+    let spoke = before.peers[0].public_key;
+    peer_mut(&mut before, &spoke).endpoint = Some(roamed);
+    // The new daemon, configured again: no endpoint for peers that roam.
+    let mut live = device_of(&target);
+    for peer in &mut live.peers {
+        peer.endpoint = None;
+    }
+    let request = roamed_endpoints(&before, &live);
+    let seeded: Vec<_> = request.peers.iter().map(|p| (p.public_key, p.endpoint)).collect();
+    assert!(seeded.contains(&(spoke, Some(roamed))), "{seeded:?}");
+    assert!(request.peers.iter().all(|p| p.endpoint.is_some() && p.allowed_ips.is_empty()));
+    // A peer that has an endpoint again keeps it.
+    assert!(roamed_endpoints(&before, &before).peers.is_empty());
+}

@@ -768,3 +768,24 @@ fn a_new_private_key_handshakes_without_waiting_out_the_rate_limit() {
 }
 
 mod soak;
+
+/// A wall clock stepped back an hour: B still takes A's next initiation, whose timestamp
+/// stays later than the last one B saw; handshake times follow the clock.
+#[test]
+fn initiations_stay_later_than_the_last_across_a_clock_stepped_back() {
+    let mut p = Pair::new();
+    p.send_from_a(1);
+    p.advance(REKEY_TIMEOUT);
+    let stepped_back = Duration::from_secs(1_700_000_000 - 3600);
+    p.a.set_wall_clock(p.now, stepped_back);
+    // A forgets its session (the peer removed by hand and put back): a fresh initiation.
+    p.a.remove_peer(p.peer_b());
+    let peer = p.a.add_peer(key(0x22).public_key()).unwrap();
+    p.a.set_endpoint(peer, p.b_addr);
+    p.a.add_allowed_ip(peer, "10.0.0.2/32".parse().unwrap());
+    p.send_from_a(2);
+    assert_eq!(p.b.stats().dropped(DropReason::HandshakeReplay), 0);
+    assert_eq!(p.b_inbox.len(), 2, "the packet after the step arrives");
+    let info = p.a.peer_info(p.peer_b()).unwrap();
+    assert_eq!(info.last_handshake, Some(stepped_back), "handshake times follow the clock");
+}

@@ -6,6 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+mod reason;
+
+pub use reason::{InvalidReason, RotationProblem};
+
 use super::{KeyMaterial, Phase, Revision, RotationOrder, Sealed, FORMAT};
 use wgfabric_model::cidr::Cidr;
 use wgfabric_model::config::HostConfig;
@@ -44,12 +48,12 @@ pub struct DesiredState {
 }
 
 /// A desired state an agent refuses: why, and its revision when it could be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Invalid {
     /// The document's revision, if readable.
     pub revision: Option<Revision>,
     /// What is wrong.
-    pub reason: String,
+    pub reason: InvalidReason,
 }
 
 /// The desired state of every host of `fabric`, without rotation orders, and the revision
@@ -104,10 +108,8 @@ impl DesiredState {
     /// [`Invalid`] when the bytes are not a desired state of this format, or it fails
     /// [`DesiredState::validate`].
     pub fn from_json(bytes: &[u8], host: &str) -> Result<Self, Invalid> {
-        let doc: Self = serde_json::from_slice(bytes).map_err(|e| Invalid {
-            revision: loose_revision(bytes),
-            reason: format!("not a desired state: {e}"),
-        })?;
+        let doc: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Invalid { revision: loose_revision(bytes), reason: e.into() })?;
         doc.validate(host)
             .map_err(|reason| Invalid { revision: Some(doc.revision.clone()), reason })?;
         Ok(doc)
@@ -126,110 +128,111 @@ impl DesiredState {
     ///
     /// # Errors
     /// The first problem found.
-    pub fn validate(&self, host: &str) -> Result<(), String> {
+    pub fn validate(&self, host: &str) -> Result<(), InvalidReason> {
         let config = &self.config;
         if self.format != FORMAT {
-            return Err(format!("format {} (this agent reads {FORMAT})", self.format));
+            return Err(InvalidReason::Format(self.format));
         }
         if config.host.as_str() != host {
-            return Err(format!("it is the desired state of `{}`, not of `{host}`", config.host));
+            return Err(InvalidReason::OtherHost {
+                owner: config.host.clone(),
+                host: host.to_owned(),
+            });
         }
         let firewall_interface = config.firewall.as_ref().map(|f| f.interface.as_str());
         if let Some(bad) = firewall_interface.filter(|name| !is_interface_name(name)) {
-            return Err(format!("firewall interface name `{}` is not valid", bad.escape_debug()));
+            return Err(InvalidReason::FirewallInterface(bad.to_owned()));
         }
         if !is_interface_name(&config.interface) {
-            return Err(format!(
-                "interface name `{}` is not 1 to 15 letters, digits, `-`, `_` or `.`",
-                config.interface.escape_debug()
-            ));
+            return Err(InvalidReason::InterfaceName(config.interface.clone()));
         }
         if config.addresses.is_empty() {
-            return Err("the interface has no address".into());
+            return Err(InvalidReason::NoAddress);
         }
         for address in &config.addresses {
-            let host = Cidr::host(address.addr);
-            if let Some(why) = host.special_use() {
-                return Err(format!("interface address {address} {why}"));
+            if let Some(why) = Cidr::host(address.addr).special_use() {
+                return Err(InvalidReason::SpecialAddress { address: *address, why });
             }
         }
-        let min_mtu =
+        let min =
             if config.addresses.iter().any(|a| a.addr.is_ipv6()) { MIN_MTU_V6 } else { MIN_MTU_V4 };
-        if config.mtu < min_mtu {
-            return Err(format!("MTU {} is below the minimum of {min_mtu}", config.mtu));
+        if config.mtu < min {
+            return Err(InvalidReason::Mtu { mtu: config.mtu, min });
         }
         check_peers(config)?;
         if let Some(name) =
             self.preshared_keys.keys().find(|name| config.peer(name.as_str()).is_none())
         {
-            return Err(format!("a preshared key for `{name}`, which is not a peer"));
+            return Err(InvalidReason::PresharedKeyForStranger(name.clone()));
         }
         let mut ids = BTreeSet::new();
         for order in &self.rotations {
             if !ids.insert(&order.id) {
-                return Err(format!("rotation {} is ordered twice", order.id));
+                return Err(InvalidReason::RotationTwice(order.id.clone()));
             }
-            check_order(config, order).map_err(|e| format!("rotation {}: {e}", order.id))?;
+            check_order(config, order)
+                .map_err(|problem| InvalidReason::Rotation { id: order.id.clone(), problem })?;
         }
         Ok(())
     }
 }
 
-fn check_peers(config: &HostConfig) -> Result<(), String> {
+fn check_peers(config: &HostConfig) -> Result<(), InvalidReason> {
     let mut keys = BTreeSet::new();
     let mut names = BTreeSet::new();
     let mut owners: BTreeMap<Cidr, &Name> = BTreeMap::new();
     for peer in &config.peers {
         if peer.public_key == config.public_key {
-            return Err(format!("peer `{}` has this host's own public key", peer.name));
+            return Err(InvalidReason::OwnKey(peer.name.clone()));
         }
         if !keys.insert(peer.public_key) || !names.insert(&peer.name) {
-            return Err(format!("peer `{}` ({}) appears twice", peer.name, peer.public_key));
+            return Err(InvalidReason::PeerTwice { name: peer.name.clone(), key: peer.public_key });
         }
         for cidr in &peer.allowed_ips {
-            if let Some(owner) = owners.insert(*cidr, &peer.name) {
-                return Err(format!(
-                    "allowed IP {cidr} is on both `{owner}` and `{}`; it can belong to one peer only",
-                    peer.name
-                ));
+            if let Some(first) = owners.insert(*cidr, &peer.name) {
+                return Err(InvalidReason::SharedAllowedIp {
+                    cidr: *cidr,
+                    first: first.clone(),
+                    second: peer.name.clone(),
+                });
             }
         }
     }
     Ok(())
 }
 
-fn check_order(config: &HostConfig, order: &RotationOrder) -> Result<(), String> {
+fn check_order(config: &HostConfig, order: &RotationOrder) -> Result<(), RotationProblem> {
     let needs_new_key = matches!(order.phase, Phase::Stage | Phase::Switch | Phase::Verify);
     if needs_new_key && order.new_key.is_none() {
-        return Err(format!("phase {} without the new key", order.phase.as_str()));
+        return Err(RotationProblem::NoNewKey(order.phase.as_str()));
     }
     if order.new_key == Some(order.old_key) {
-        return Err("the new key is the old key".into());
+        return Err(RotationProblem::SameKey);
     }
     if order.host == config.host {
         if order.old_key != config.public_key {
-            return Err("the old key is not this host's key".into());
+            return Err(RotationProblem::NotOurOldKey);
         }
         if let Some(name) =
             order.preshared_keys.keys().find(|name| config.peer(name.as_str()).is_none())
         {
-            return Err(format!("a preshared key for `{name}`, which is not a peer"));
+            return Err(RotationProblem::PresharedKeyForStranger(name.clone()));
         }
         return Ok(());
     }
     let Some(peer) = config.peer(order.host.as_str()) else {
-        return Err(format!("`{}` is neither this host nor one of its peers", order.host));
+        return Err(RotationProblem::Stranger(order.host.clone()));
     };
     if peer.public_key != order.old_key {
-        return Err(format!("the old key is not the key of `{}`", order.host));
+        return Err(RotationProblem::NotPeersOldKey(order.host.clone()));
     }
     if let Some(new_key) = order.new_key {
         if new_key == config.public_key || config.peers.iter().any(|p| p.public_key == new_key) {
-            return Err("the new key is already in use on this interface".into());
+            return Err(RotationProblem::NewKeyInUse);
         }
     }
     if order.preshared_keys.keys().any(|name| *name != config.host) {
-        return Err("a peer's order carries another host's preshared key".into());
+        return Err(RotationProblem::ForeignPresharedKey);
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
-//! Waiting for a condition with a deadline, and ping with its loss counted: tests never sleep
-//! and hope.
+//! Waiting for a condition with a deadline, and ping (iputils) from inside a namespace with
+//! its loss counted: tests never sleep and hope.
 
 use std::time::{Duration, Instant};
 
-use crate::netns::Netns;
+use crate::Netns;
 
 /// Polls `condition` every 20 ms until it holds (`true`) or `timeout` passes (`false`).
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
