@@ -111,7 +111,7 @@ impl InterfaceView {
     fn new(interface: String, device: &DeviceSnapshot) -> Self {
         let mut peers: Vec<PeerView> = device.peers.iter().map(PeerView::new).collect();
         // Stable: peers without a handshake keep the daemon's order, after the others.
-        peers.sort_by(|a, b| b.latest_handshake.cmp(&a.latest_handshake));
+        peers.sort_by_key(|peer| std::cmp::Reverse(peer.latest_handshake));
         Self {
             interface,
             public_key: device.private_key.as_ref().map(|key| key.public_key().to_base64()),
