@@ -448,7 +448,7 @@ fn route_outside(lab: &Lab<'_>, host: &str) -> String {
 #[ignore = "needs root and network namespaces"]
 fn a_policy_routing_rule_removed_by_hand_is_back_within_a_round() {
     let spaces = Spaces::new();
-    let mut lab = Lab::start_at_default_rounds(&spaces, Source::Directory);
+    let lab = Lab::start_at_default_rounds(&spaces, Source::Directory);
     let bound = lab.round() + MARGIN;
     let s3 = spaces.ns("s3");
     // A default route in the main table, which packets would take if the rules went.

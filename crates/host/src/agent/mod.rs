@@ -81,8 +81,8 @@ pub struct Settings {
     pub key_file: Option<PathBuf>,
     /// age identities that open sealed keys (central mode, preshared keys).
     pub identities: Option<Identities>,
-    /// Whether to manage addresses, MTU, link state and routes (off when wg-quick or
-    /// networkd brought the interface up).
+    /// Whether to manage addresses, MTU, link state, routes and full-tunnel policy routing
+    /// (off when wg-quick or networkd brought the interface up).
     pub manage_link: bool,
     /// Whether to run relay failover on hosts with several relays.
     pub failover: bool,
