@@ -1,8 +1,8 @@
 //! The fault matrix, on the lab fabric (one relay, three spokes, in network namespaces; root
 //! only). Every fault happens under a `ping -i 0.01` across the fabric and is held to a
 //! convergence time and a loss: daemons killed and restarted by their supervisor, agents
-//! killed mid-apply and mid-rotation, the interface deleted, an address and a route removed
-//! by hand, etcd down for a minute, the key's directory read-only during a rotation, and the
+//! killed mid-apply and mid-rotation, the interface deleted, an address, a route and a
+//! full tunnel's policy-routing rule removed by hand, etcd down for a minute, the key's directory read-only during a rotation, and the
 //! wall clock stepped an hour either way.
 //!
 //! Agents run at the default status interval (5 s), so "within a round" means what it means
@@ -433,4 +433,55 @@ fn the_wall_clock_stepped_an_hour_either_way_keeps_handshakes_rotations_and_audi
             .unwrap();
         assert!(verified.status.success(), "{log}: {}", String::from_utf8_lossy(&verified.stdout));
     }
+}
+
+/// An address outside the fabric, which a full tunnel sends into the tunnel.
+const OUTSIDE: &str = "203.0.113.1";
+
+/// The table `host`'s kernel looks up for a packet to [`OUTSIDE`]: the tunnel's while its
+/// policy routing holds, the main one (a leak) without it.
+fn route_outside(lab: &Lab<'_>, host: &str) -> String {
+    lab.spaces.ns(host).run(&["ip", "route", "get", OUTSIDE])
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_policy_routing_rule_removed_by_hand_is_back_within_a_round() {
+    let spaces = Spaces::new();
+    let lab = Lab::start_at_default_rounds(&spaces, Source::Directory);
+    let bound = lab.round() + MARGIN;
+    let s3 = spaces.ns("s3");
+    // A default route in the main table, which packets would take if the rules went.
+    s3.run(&["ip", "route", "add", "default", "dev", "u0"]);
+    let inventory = std::fs::read_to_string(lab.inventory()).unwrap();
+    let full = inventory.replace("[host.s3]\n", "[host.s3]\ntunnel = \"full\"\n");
+    std::fs::write(lab.inventory(), full).unwrap();
+    lab.controller(&["apply", "--timeout", "30s"]).success();
+    let tunnelled = wait_until(bound, || route_outside(&lab, "s3").contains("table 51820"));
+    assert!(tunnelled, "no full-tunnel policy routing: {}", route_outside(&lab, "s3"));
+    let mark = lab.dump("s3").fwmark;
+    assert_eq!(mark, 51820, "the device marks its own packets");
+
+    let prober = Prober::start(s3, &lab.address("s1"));
+    wait_back(&lab, "s3", "s1", Duration::from_secs(5));
+    s3.run(&["ip", "rule", "del", "not", "fwmark", "51820", "table", "51820"]);
+    let removed = Instant::now();
+    assert!(!route_outside(&lab, "s3").contains("table 51820"), "the rule was removed");
+    let back = wait_until(bound, || route_outside(&lab, "s3").contains("table 51820"));
+    let took = removed.elapsed();
+    eprintln!("FAULT policy-routing rule removed: restored {} ms after", took.as_millis());
+    assert!(back, "the rule is still missing after {bound:?}");
+    assert_no_loss("policy-routing rule removed", prober.finish());
+    let corrected = lab.status("s3").and_then(|s| s.corrected).expect("the status says so");
+    assert!(
+        corrected.what.contains("-4 rule not fwmark 0xca6c table 51820 missing"),
+        "{corrected:?}"
+    );
+
+    // The full tunnel given up: its policy routing goes with it.
+    std::fs::write(lab.inventory(), inventory).unwrap();
+    lab.controller(&["apply", "--timeout", "30s"]).success();
+    let gone = wait_until(bound, || !s3.run(&["ip", "rule"]).contains("51820"));
+    assert!(gone, "rules left: {}", s3.run(&["ip", "rule"]));
+    assert_eq!(lab.dump("s3").fwmark, 0, "the mark is cleared");
 }

@@ -52,7 +52,8 @@ pub(crate) struct Args {
     /// age identity file that opens sealed keys (central mode and preshared keys).
     #[arg(long, env = "WGFABRIC_AGE_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
-    /// Leave addresses, MTU, link state and routes alone (wg-quick or networkd manage them).
+    /// Leave addresses, MTU, link state, routes and full-tunnel policy routing alone (wg-quick
+    /// or networkd manage them).
     #[arg(long)]
     no_link: bool,
     /// Do not run relay failover, even with several relays.

@@ -5,8 +5,9 @@
 //!
 //! [`Link::live`] reads what the kernel has; [`Link::apply`] changes only what differs between
 //! two states, and removes what the first has and the second does not. Default routes
-//! (`0.0.0.0/0`, `::/0`, full tunnels) are never installed here: they need the policy
-//! routing that `wgfabric up` or networkd sets (run the agent with `--no-link` on such hosts).
+//! (`0.0.0.0/0`, `::/0`, full tunnels) never go into the main table: they go into the
+//! tunnel's own table with the policy routing that `wgfabric up` sets too
+//! ([`tunnel::Policy`]).
 //!
 //! Forwarding is switched on per interface, never for the whole host: IPv4 on the tunnel and,
 //! for a host that routes subnets, on the interfaces towards them (where the replies come in);
@@ -18,6 +19,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::hostup::tunnel::{self, Policy};
 use crate::netlink::{Netlink, NetlinkError, Route, MAIN_TABLE};
 use crate::sysctl::{self, SysctlError};
 use wgfabric_model::cidr::{Cidr, IfAddr};
@@ -52,6 +54,8 @@ pub(crate) struct Link {
     /// Subnets behind the host, whose interfaces forward too. Configuration, not state:
     /// [`Link::live`] leaves it empty.
     subnets: BTreeSet<Cidr>,
+    /// The full-tunnel table and its policy routing.
+    full_tunnel: Option<(u32, Policy)>,
 }
 
 /// `net/ipv6/conf/IFACE/force_forwarding`: per-interface IPv6 forwarding (Linux 6.17).
@@ -64,8 +68,12 @@ fn ipv4_forwarding(interface: &str) -> String {
 }
 
 impl Link {
-    /// What `config` needs on its interface.
-    pub(crate) fn of(config: &HostConfig) -> Self {
+    /// What `config` needs on its interface, with its default routes (if any) in `table`.
+    pub(crate) fn of(config: &HostConfig, table: Option<u32>) -> Self {
+        let defaults = tunnel::default_routes(config);
+        let full_tunnel = table
+            .filter(|_| !defaults.is_empty())
+            .map(|table| (table, Policy::wanted(table, &defaults)));
         let forwarding = config.role == Role::Relay || !config.routes.is_empty();
         Self {
             addresses: config.addresses.iter().copied().collect(),
@@ -87,15 +95,22 @@ impl Link {
             } else {
                 BTreeSet::new()
             },
+            full_tunnel,
         }
     }
 
+    /// The full-tunnel table, when there is one.
+    pub(crate) fn table(&self) -> Option<u32> {
+        self.full_tunnel.as_ref().map(|(table, _)| *table)
+    }
+
     /// What the kernel has on `interface` now: its addresses (but the link-local ones the
-    /// kernel made), MTU, state, the routes into it in the main table and whether it forwards.
+    /// kernel made), MTU, state, the routes into it in the main table, whether it forwards
+    /// and, with a `table`, the full-tunnel policy routing in it.
     ///
     /// # Errors
     /// [`NetlinkError::NoSuchInterface`] and the other failures to read.
-    pub(crate) fn live(interface: &str) -> Result<Self, LinkError> {
+    pub(crate) fn live(interface: &str, table: Option<u32>) -> Result<Self, LinkError> {
         let mut netlink = Netlink::open()?;
         let state = netlink.link(interface)?;
         let addresses: BTreeSet<IfAddr> = netlink.addresses(state.index)?.into_iter().collect();
@@ -116,6 +131,10 @@ impl Link {
             };
             forwarding &= v6 == "1";
         }
+        let full_tunnel = match table {
+            Some(table) => Some((table, Policy::live(&mut netlink, table, state.index)?)),
+            None => None,
+        };
         Ok(Self {
             addresses,
             routes,
@@ -124,7 +143,16 @@ impl Link {
             up: state.up,
             forwarding,
             subnets: BTreeSet::new(),
+            full_tunnel,
         })
+    }
+
+    /// The live policy in the table `wanted` has: none when `self` read another table.
+    fn policy_for(&self, table: u32) -> Policy {
+        match &self.full_tunnel {
+            Some((live, policy)) if *live == table => policy.clone(),
+            _ => Policy::default(),
+        }
     }
 
     /// What `self` (the live state) lacks or has wrong against `wanted`, in words; empty when
@@ -154,6 +182,9 @@ impl Link {
         }
         if wanted.forwarding && !self.forwarding {
             drift.push("forwarding off".to_owned());
+        }
+        if let Some((table, policy)) = &wanted.full_tunnel {
+            drift.extend(self.policy_for(*table).drift_from(policy));
         }
         drift
     }
@@ -186,6 +217,12 @@ impl Link {
         let mut netlink = Netlink::open()?;
         let index = netlink.link(interface)?.index;
         let mut changes = sysctl::Changes::default();
+        // A full tunnel given up, or moved to another table, goes first.
+        if let Some((table, policy)) = &self.full_tunnel {
+            if wanted.table() != Some(*table) {
+                policy.apply(&Policy::default(), &mut netlink, *table, index, interface)?;
+            }
+        }
         // An on-link route put back after it was removed by hand stays while its address does.
         let removed =
             self.routes.difference(&wanted.routes).filter(|r| !wanted.on_link.contains(r));
@@ -218,6 +255,9 @@ impl Link {
             if sysctl::exists(&key) {
                 sysctl::write(&key, "0")?;
             }
+        }
+        if let Some((table, policy)) = &wanted.full_tunnel {
+            self.policy_for(*table).apply(policy, &mut netlink, *table, index, interface)?;
         }
         Ok(changes)
     }
@@ -289,6 +329,7 @@ mod tests {
             up: true,
             forwarding: true,
             subnets: BTreeSet::new(),
+            full_tunnel: None,
         }
     }
 
@@ -298,13 +339,13 @@ mod tests {
         let ns = Netns::new("wgf-link");
         ns.run(&["ip", "link", "add", "wgt0", "type", "veth", "peer", "name", "wgt1"]);
         enter(Some(ns.name()), || {
-            let before = Link::live("wgt0").unwrap();
+            let before = Link::live("wgt0", None).unwrap();
             assert_eq!((before.up, before.addresses.len(), before.forwarding), (false, 0, false));
             before.apply(&wanted(), "wgt0").unwrap();
-            assert_eq!(Link::live("wgt0").unwrap(), wanted());
+            assert_eq!(Link::live("wgt0", None).unwrap(), wanted());
             // Back again: everything added is removed, forwarding is off.
             wanted().apply(&before, "wgt0").unwrap();
-            assert_eq!(Link::live("wgt0").unwrap(), before);
+            assert_eq!(Link::live("wgt0", None).unwrap(), before);
             Ok(())
         })
         .unwrap();
@@ -314,14 +355,56 @@ mod tests {
 
     #[test]
     #[ignore = "needs root and network namespaces"]
+    fn full_tunnel_policy_is_restored_and_removed() {
+        let ns = Netns::new("wgf-link");
+        ns.run(&["ip", "link", "add", "wgt0", "type", "veth", "peer", "name", "wgt1"]);
+        let defaults = ["0.0.0.0/0", "::/0"].map(|c| c.parse().unwrap());
+        let full =
+            Link { full_tunnel: Some((51820, Policy::wanted(51820, &defaults))), ..wanted() };
+        enter(Some(ns.name()), || {
+            let before = Link::live("wgt0", None).unwrap();
+            before.apply(&full, "wgt0").unwrap();
+            assert_eq!(Link::live("wgt0", Some(51820)).unwrap().drift_from(&full), [""; 0]);
+            Ok(())
+        })
+        .unwrap();
+        ns.run(&["ip", "-6", "rule", "del", "not", "fwmark", "51820", "table", "51820"]);
+        ns.run(&["ip", "route", "del", "default", "dev", "wgt0", "table", "51820"]);
+        enter(Some(ns.name()), || {
+            let live = Link::live("wgt0", Some(51820)).unwrap();
+            assert_eq!(
+                live.drift_from(&full),
+                [
+                    "full-tunnel route 0.0.0.0/0 missing",
+                    "-6 rule not fwmark 0xca6c table 51820 missing"
+                ]
+            );
+            live.apply(&full, "wgt0").unwrap();
+            let live = Link::live("wgt0", Some(51820)).unwrap();
+            assert_eq!(live.drift_from(&full), [""; 0]);
+            // The default route gone from the desired state: its policy goes too.
+            live.apply(&wanted(), "wgt0").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        for family in ["-4", "-6"] {
+            let rules = ns.run(&["ip", family, "rule"]);
+            assert!(!rules.contains("51820") && !rules.contains("suppress"), "{rules}");
+        }
+        let table = ns.run(&["ip", "route", "show", "table", "all", "dev", "wgt0"]);
+        assert!(!table.contains("51820"), "{table}");
+    }
+
+    #[test]
+    #[ignore = "needs root and network namespaces"]
     fn unknown_interfaces_and_conflicting_routes_are_named() {
         let ns = Netns::new("wgf-link");
         ns.run(&["ip", "link", "add", "wgt0", "type", "veth", "peer", "name", "wgt1"]);
         ns.run(&["ip", "route", "add", "10.10.0.0/16", "dev", "lo"]);
         enter(Some(ns.name()), || {
-            let missing = Link::live("wgt-missing").unwrap_err();
+            let missing = Link::live("wgt-missing", None).unwrap_err();
             assert_eq!(missing.to_string(), "no interface named `wgt-missing`");
-            let conflict = Link::live("wgt0").unwrap().apply(&wanted(), "wgt0").unwrap_err();
+            let conflict = Link::live("wgt0", None).unwrap().apply(&wanted(), "wgt0").unwrap_err();
             let text = conflict.to_string();
             assert!(text.starts_with("add route 10.10.0.0/16 dev wgt0: "), "{text}");
             assert!(text.contains("conflicts with one already there"), "{text}");

@@ -21,9 +21,12 @@
 //!
 //! The agent manages through the userspace API the private key, listen port and peers
 //! (keys, endpoints, keepalives, preshared keys, allowed IPs) and, over netlink (the `link` module),
-//! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. It leaves the firewall
-//! mark, DNS and full-tunnel policy routing to `wgfabric up` ([`crate::hostup`]), wg-quick or
-//! networkd.
+//! addresses, MTU, link state, routes into the tunnel and per-interface forwarding. A host
+//! whose desired state routes a default route into the tunnel also gets the full-tunnel
+//! policy routing `wgfabric up` sets ([`crate::hostup::tunnel`]): the firewall mark, the
+//! table's default routes, its rules and `src_valid_mark`, all read back every round and
+//! taken away again (but `src_valid_mark`) when the default route goes. DNS is left to
+//! `wgfabric up`, wg-quick or networkd.
 
 mod failover;
 mod firewall;
@@ -44,7 +47,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wgfabric_proto::uapi::DeviceSnapshot;
+use wgfabric_proto::uapi::{DeviceSnapshot, SetRequest};
 
 pub use secrets::RngCoreCrypto;
 use wgfabric_uapi::{Device, DeviceError};
@@ -54,6 +57,8 @@ use self::firewall::Firewalls;
 use self::identity::Identity;
 use self::link::Link;
 use self::report::{applied_notes, peer_statuses, same_state};
+use crate::hostup::tunnel;
+use crate::netlink::Netlink;
 use wgfabric_audit::note::Note;
 use wgfabric_audit::{Action, Audit, Timestamp, FILE_NAME};
 use wgfabric_model::config::HostConfig;
@@ -76,8 +81,8 @@ pub struct Settings {
     pub key_file: Option<PathBuf>,
     /// age identities that open sealed keys (central mode, preshared keys).
     pub identities: Option<Identities>,
-    /// Whether to manage addresses, MTU, link state and routes (off when wg-quick or
-    /// networkd brought the interface up).
+    /// Whether to manage addresses, MTU, link state, routes and full-tunnel policy routing
+    /// (off when wg-quick or networkd brought the interface up).
     pub manage_link: bool,
     /// Whether to run relay failover on hosts with several relays.
     pub failover: bool,
@@ -156,6 +161,8 @@ pub struct Agent {
     identity: Option<Identity>,
     /// The last drift found and corrected.
     corrected: Option<Correction>,
+    /// The full-tunnel table (and firewall mark) chosen, while the tunnel is full.
+    tunnel_table: Option<u32>,
 }
 
 /// Why a round could not bring the interface to the accepted state.
@@ -204,6 +211,7 @@ impl Agent {
             refused_orders: Vec::new(),
             error: None,
             link: Link::default(),
+            tunnel_table: None,
             failover: None,
             active_relay: None,
             live: None,
@@ -452,9 +460,11 @@ impl Agent {
         if self.manage_link {
             // Every round against what the kernel has, not what was set last: the interface
             // may have been recreated, or changed by hand, in between.
-            let wanted = Link::of(&config);
-            let live = Link::live(&self.interface)?;
-            let drift = live.drift_from(&wanted);
+            let table = self.full_tunnel_table(&config, live.fwmark)?;
+            let mut drift = self.sync_fwmark(table, live.fwmark)?;
+            let wanted = Link::of(&config, table);
+            let live = Link::live(&self.interface, table.or(self.link.table()))?;
+            drift.extend(live.drift_from(&wanted));
             if !drift.is_empty() || wanted != self.link {
                 let changed = live.apply(&wanted, &self.interface)?;
                 for parameter in changed.list() {
@@ -491,6 +501,47 @@ impl Agent {
         // Only now: a round that failed half-way notices the replacement again.
         self.identity = Some(identity);
         Ok(())
+    }
+
+    /// The table (and firewall mark) of a full tunnel, when `config` routes a default route
+    /// into the tunnel: the one chosen before, else the device's mark (`fwmark`), else a free
+    /// one. Remembered, because a restarted daemon forgets its mark while the table stays.
+    fn full_tunnel_table(
+        &mut self,
+        config: &HostConfig,
+        fwmark: u32,
+    ) -> Result<Option<u32>, LinkError> {
+        if tunnel::default_routes(config).is_empty() {
+            return Ok(None);
+        }
+        if let Some(table) = self.tunnel_table {
+            return Ok(Some(table));
+        }
+        let table = tunnel::choose_table(&mut Netlink::open()?, fwmark)?;
+        Ok(Some(*self.tunnel_table.insert(table)))
+    }
+
+    /// Sets the device's firewall mark to `table` (the device's own packets then bypass the
+    /// tunnel's rules), or clears the mark this agent set once the tunnel is no longer full.
+    /// Must come before the rules. Returns the drift it corrected.
+    fn sync_fwmark(&mut self, table: Option<u32>, fwmark: u32) -> Result<Vec<String>, DeviceError> {
+        let mark = match (table, self.link.table()) {
+            (Some(table), _) if table != fwmark => table,
+            (None, Some(before)) if before == fwmark => {
+                self.tunnel_table = None;
+                0
+            }
+            _ => return Ok(Vec::new()),
+        };
+        self.device.set(&SetRequest { fwmark: Some(mark), ..SetRequest::default() })?;
+        tracing::info!(interface = %self.interface, "firewall mark {mark:#x}");
+        // Drift when the mark was set before and the desired state did not change.
+        let was_set = self.link.table() == table && table.is_some();
+        Ok(if was_set {
+            vec![format!("fwmark {fwmark:#x} instead of {mark:#x}")]
+        } else {
+            Vec::new()
+        })
     }
 
     /// Whether the daemon or the interface changed since the last sync: cheap enough (a

@@ -33,6 +33,7 @@ pub use record::{Applied, DaemonUse, FwMark, LinkBefore, RECORD_FORMAT};
 pub use source::{HostSource, FABRIC_JSON};
 
 use self::record::Journal;
+use wgfabric_model::cidr::Cidr;
 use wgfabric_model::config::HostConfig;
 use wgfabric_model::inventory::{is_interface_name, Role};
 use wgfabric_model::sealed_keys::Identities;
@@ -40,7 +41,7 @@ use wgfabric_store::state::DesiredState;
 use wgfabric_uapi::{Device, DeviceError};
 
 use crate::agent::{forward, request_for, KeyRing, Keys, LinkError, RngCoreCrypto};
-use crate::netlink::{libc_errno, Netlink, NetlinkError, Route, MAIN_TABLE};
+use crate::netlink::{Netlink, NetlinkError, Route, MAIN_TABLE};
 use crate::sysctl::{self, SysctlError};
 
 /// Where the records of interfaces brought up are kept unless told otherwise.
@@ -217,7 +218,7 @@ pub fn up(
         let live = device.get()?;
         let mut request = request_for(doc, &keys, &live);
         let mut netlink = Netlink::open()?;
-        let full = config.tunnel_routes().iter().any(|cidr| cidr.is_default_route());
+        let full = !tunnel::default_routes(config).is_empty();
         let table =
             if full { Some(tunnel::choose_table(&mut netlink, live.fwmark)?) } else { None };
         if let Some(mark) = table.filter(|mark| *mark != live.fwmark) {
@@ -290,7 +291,7 @@ fn configure_link(
     let main = netlink.routes(MAIN_TABLE)?;
     for destination in config.tunnel_routes() {
         let route = match table.filter(|_| destination.is_default_route()) {
-            Some(table) => Route { table, ..Route::via(destination, link.index) },
+            Some(table) => tunnel::table_route(destination, table, link.index),
             None => Route::via(destination, link.index),
         };
         if main.contains(&route) {
@@ -312,15 +313,12 @@ fn configure_link(
         forwarded?;
     }
     let Some(table) = table else { return Ok(()) };
-    let defaults = config.tunnel_routes().into_iter().filter(|cidr| cidr.is_default_route());
-    let families: Vec<bool> = defaults.map(|cidr| cidr.is_ipv4()).collect();
+    let families: Vec<bool> = tunnel::default_routes(config).iter().map(Cidr::is_ipv4).collect();
     for &ipv4 in &families {
         for rule in tunnel::rules(table, ipv4) {
-            match netlink.add_rule(&rule) {
-                Ok(()) => journal.note(|applied| applied.rules.push(rule))?,
-                // Another tunnel's identical rule serves this one too, and stays its.
-                Err(error) if error.errno() == Some(libc_errno::EEXIST) => {}
-                Err(error) => return Err(error.into()),
+            // Another tunnel's identical rule serves this one too, and stays its.
+            if tunnel::add_rule(netlink, &rule)? {
+                journal.note(|applied| applied.rules.push(rule))?;
             }
         }
     }
