@@ -17,7 +17,7 @@ use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wgfabric_sys::{Error, UdpSocket};
+use wgfabric_sys::{set_precise_timers, Error, UdpSocket};
 
 use super::inbound::Inbound;
 use super::outbound::{transmit, Buffers};
@@ -42,6 +42,12 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
     let mut inbound = Inbound::new(queue, vnet, shared.tun.offloads().uso);
     let mut sockets = shared.sockets();
     let mut waiter = Waiter::new(busy_poll, Instant::now());
+    if !busy_poll.is_zero() {
+        // The waiter's timed sleeps end just before an expected packet.
+        if let Err(e) = set_precise_timers() {
+            tracing::debug!(error = %e, "lane timers keep the default slack");
+        }
+    }
     loop {
         let mut sent = false;
         let mtu = shared.mtu();
