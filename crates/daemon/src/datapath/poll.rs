@@ -6,17 +6,19 @@
 //! tunnel's round trip. Polling instead costs CPU time for as long as it lasts, so a lane
 //! polls only where it pays. It learns, separately for idle periods that follow a send to
 //! the network and those that follow a delivery to the TUN, how long the last one lasted and
-//! when the packets that ended the last three arrived (whether it polled or slept):
+//! the rhythm of the packets that end them (whether it polled or slept):
 //!
 //! - **A reply due soon.** A short idle period (at most the `--busy-poll` cap) is a
 //!   request/response exchange: the reply comes back within one tunnel round trip. The lane
 //!   polls at once, for twice the last gap plus [`SLACK`].
 //! - **A packet due at a known time.** Packets that arrive at a steady period (a health
-//!   check, a heartbeat, `ping`: two periods that agree within one part in [`STEADY`]) say
-//!   when the next one is due. The lane sleeps on a timer until just before then, early by
-//!   the timer's own measured lateness and by the periods' spread, and polls across the
-//!   expected arrival. The wake-up it pays is the timer's, off the packet's path, and the
-//!   poll lasts tens of microseconds per packet; the window must fit within the cap.
+//!   check, a heartbeat, `ping`) say when the next one is due: a [`Rhythm`] tracks their
+//!   period and phase the way a phase-locked loop does, and how far arrivals stray from it.
+//!   Once [`LOCKED`] arrivals in a row came within one part in [`STEADY`] of a period of
+//!   when they were due, the lane sleeps on a timer until just before the next is due, early
+//!   by the timer's own measured lateness and twice the arrivals' mean error, and polls
+//!   across the expected arrival. The wake-up it pays is the timer's, off the packet's path,
+//!   and the poll lasts tens of microseconds per packet; the window must fit within the cap.
 //! - **Backing off when polls come up empty.** A poll that ends without a packet doubles the
 //!   number of idle periods of its kind that sleep before the next try (up to
 //!   [`MAX_BACKOFF`]); a packet that arrives within the window resets it.
@@ -42,10 +44,13 @@ const SHARE: u32 = 10;
 const BURST: Duration = Duration::from_millis(5);
 /// Added to twice a short gap, for the jitter of a round trip.
 const SLACK: Duration = Duration::from_micros(20);
-/// Added to both sides of a periodic packet's window, beyond the periods' own spread.
+/// Added to both sides of a periodic packet's window, beyond twice the arrivals' mean error.
 const JITTER: Duration = Duration::from_micros(10);
-/// Two periods are steady when they differ by at most one part in `STEADY` of the last.
+/// An arrival keeps a rhythm when it comes within one part in `STEADY` of a period of when
+/// it was due.
 const STEADY: u32 = 50;
+/// Arrivals in a row that must keep a rhythm before the lane polls for the next.
+const LOCKED: u32 = 3;
 /// The most idle periods a lane sleeps through after polls that came up empty.
 const MAX_BACKOFF: u32 = 64;
 /// A gap this long between two polls means other threads are keeping this lane off its CPU:
@@ -70,6 +75,50 @@ struct Window {
     until: Instant,
 }
 
+/// Periodic arrivals, tracked like a phase-locked loop: each arrival's distance from when it
+/// was due corrects the phase by half and the period by an eighth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rhythm {
+    /// When the next packet is due.
+    due: Instant,
+    period: Duration,
+    /// How far arrivals were from when they were due, as a moving average.
+    error: Duration,
+    /// Arrivals in a row that kept the rhythm.
+    kept: u32,
+}
+
+impl Rhythm {
+    /// A rhythm guessed from one interval between two arrivals, the last at `arrival`.
+    fn start(arrival: Instant, period: Duration) -> Self {
+        Self { due: arrival + period, period, error: period / STEADY, kept: 0 }
+    }
+
+    /// Follows a packet that arrived at `arrival`, or starts again from the interval since
+    /// the last one if it strayed too far.
+    fn follow(self, arrival: Instant, since_last: Duration) -> Self {
+        let (late, miss) = match arrival.checked_duration_since(self.due) {
+            Some(late) => (true, late),
+            None => (false, self.due.saturating_duration_since(arrival)),
+        };
+        if miss > self.period / STEADY {
+            return Self::start(arrival, since_last);
+        }
+        let (phase, drift) = (miss / 2, miss / 8);
+        let (due, period) = if late {
+            (self.due + phase, self.period + drift)
+        } else {
+            (self.due - phase, self.period.saturating_sub(drift))
+        };
+        Self {
+            due: due + period,
+            period,
+            error: (self.error * 7 + miss) / 8,
+            kept: self.kept.saturating_add(1),
+        }
+    }
+}
+
 /// What the lane learnt about idle periods of one kind.
 #[derive(Debug, Default, Clone, Copy)]
 struct Pattern {
@@ -77,8 +126,8 @@ struct Pattern {
     last_gap: Option<Duration>,
     /// When the packet that ended it arrived.
     last_arrival: Option<Instant>,
-    /// The time between the last two such arrivals, and between the two before.
-    periods: [Option<Duration>; 2],
+    /// The rhythm of those packets, once two have arrived.
+    rhythm: Option<Rhythm>,
     /// Idle periods of this kind still to sleep through before polling again.
     skip: u32,
     /// The backoff after the next empty poll.
@@ -97,15 +146,10 @@ impl Pattern {
         if last_gap <= cap {
             return Some(Window { from: since, until: since + cap.min(last_gap * 2 + SLACK) });
         }
-        let [Some(period), Some(before)] = self.periods else { return None };
-        let spread = period.abs_diff(before);
-        if spread > period / STEADY {
-            return None;
-        }
-        let due = self.last_arrival? + period;
-        let margin = spread + JITTER;
-        let from = due.checked_sub(margin + lateness)?.max(since);
-        let until = due + margin;
+        let rhythm = self.rhythm.filter(|rhythm| rhythm.kept >= LOCKED)?;
+        let margin = rhythm.error * 2 + JITTER;
+        let from = rhythm.due.checked_sub(margin + lateness)?.max(since);
+        let until = rhythm.due + margin;
         (until > since && until.saturating_duration_since(from) <= cap)
             .then_some(Window { from, until })
     }
@@ -115,8 +159,13 @@ impl Pattern {
     fn learn(&mut self, since: Instant, arrival: Instant, window: Option<Window>, cap: Duration) {
         let gap = arrival.saturating_duration_since(since);
         self.last_gap = Some(gap);
-        let period = self.last_arrival.map(|last| arrival.saturating_duration_since(last));
-        self.periods = [period, self.periods[0]];
+        if let Some(last) = self.last_arrival {
+            let interval = arrival.saturating_duration_since(last);
+            self.rhythm = Some(match self.rhythm {
+                Some(rhythm) => rhythm.follow(arrival, interval),
+                None => Rhythm::start(arrival, interval),
+            });
+        }
         self.last_arrival = Some(arrival);
         match window {
             Some(window) if arrival > window.until => {
@@ -341,28 +390,34 @@ mod tests {
     #[test]
     fn steady_arrivals_poll_around_the_next_one() {
         let t = Instant::now();
-        // Arrivals 5,000 µs apart, then 5,004: the lane was busy 100 µs after each.
-        let (mut pattern, last) = seen(t, &[4_900, 4_900, 4_904], 100);
-        assert_eq!(pattern.periods, [Some(us(5_004)), Some(us(5_000))]);
+        // Arrivals 5,000 µs apart; the lane was busy 100 µs after each.
+        let (mut pattern, last) = seen(t, &[4_900; 5], 100);
+        let rhythm = pattern.rhythm.unwrap();
+        assert_eq!((rhythm.due, rhythm.period, rhythm.kept), (last + us(5_000), us(5_000), 3));
+        // The error decays from a 50th of the period: 100 → 87.5 → 76.6 → 67.0 µs.
+        assert_eq!(rhythm.error, Duration::from_nanos(66_991));
         let since = last + us(100);
-        // Due 5,004 µs after the last; early by the spread (4) + jitter (10) + lateness (10).
-        let due = last + us(5_004);
-        let window = Window { from: due - us(24), until: due + us(14) };
+        let early = rhythm.error * 2 + JITTER + LATE;
+        let window =
+            Window { from: rhythm.due - early, until: rhythm.due + rhythm.error * 2 + JITTER };
         assert_eq!(pattern.window(since, CAP, LATE), Some(window));
-        pattern.learn(since, due + us(3), Some(window), CAP);
+        pattern.learn(since, rhythm.due + us(8), Some(window), CAP);
         assert_eq!((pattern.backoff, pattern.skip), (0, 0), "the packet came within the window");
+        let rhythm = pattern.rhythm.unwrap();
+        // Late by 8 µs: the phase moves 4 µs and the period 1 µs later.
+        assert_eq!(rhythm.period, us(5_001));
+        assert_eq!(rhythm.due, last + us(5_000 + 4 + 5_001));
     }
 
     #[test]
     fn irregular_or_long_periods_sleep() {
         let t = Instant::now();
-        let (mut pattern, last) = seen(t, &[4_900, 4_900, 5_100], 100);
-        assert_eq!(pattern.window(last, CAP, LATE), None, "200 µs apart is over 2% of 5 ms");
-        // Steady, but a 2 s period's spread makes a window wider than the cap.
-        let (mut pattern, last) = seen(t, &[2_000_000, 2_000_000, 2_030_000], 0);
+        let (mut pattern, last) = seen(t, &[4_900, 4_900, 5_200, 4_900, 4_900], 100);
+        assert_eq!(pattern.rhythm.unwrap().kept, 1, "300 µs off is over 2% of 5 ms: start again");
         assert_eq!(pattern.window(last, CAP, LATE), None);
-        let (mut pattern, last) = seen(t, &[4_900, 4_900], 100);
-        assert_eq!(pattern.window(last, CAP, LATE), None, "one period says nothing of the next");
+        // Steady, but a 2 s period's error makes a window wider than the cap.
+        let (mut pattern, last) = seen(t, &[2_000_000; 5], 0);
+        assert_eq!(pattern.window(last, CAP, LATE), None);
     }
 
     #[test]
@@ -413,11 +468,12 @@ mod tests {
     fn a_window_is_cut_to_the_budget() {
         let t = Instant::now();
         let mut waiter = Waiter::new(CAP, t);
-        let (pattern, last) = seen(t, &[4_900, 4_900, 4_900], 100);
+        let (pattern, last) = seen(t, &[4_900; 5], 100);
         waiter.patterns = [pattern; 2];
         let since = last + us(100);
         waiter.budget = Budget { left: us(30), at: since };
-        let from = last + us(5_000) - JITTER - FIRST_LATENESS;
+        let rhythm = pattern.rhythm.unwrap();
+        let from = rhythm.due - rhythm.error * 2 - JITTER - FIRST_LATENESS;
         assert_eq!(waiter.window(since), Some(Window { from, until: from + us(30) }));
         waiter.budget.left = Duration::ZERO;
         assert_eq!(waiter.window(since), None, "no budget, no poll");
