@@ -86,23 +86,31 @@ struct Rhythm {
     error: Duration,
     /// Arrivals in a row that kept the rhythm.
     kept: u32,
+    /// Whether the last arrival strayed from it.
+    strayed: bool,
 }
 
 impl Rhythm {
     /// A rhythm guessed from one interval between two arrivals, the last at `arrival`.
     fn start(arrival: Instant, period: Duration) -> Self {
-        Self { due: arrival + period, period, error: period / STEADY, kept: 0 }
+        Self { due: arrival + period, period, error: period / STEADY, kept: 0, strayed: false }
     }
 
-    /// Follows a packet that arrived at `arrival`, or starts again from the interval since
-    /// the last one if it strayed too far.
+    /// Follows a packet that arrived at `arrival`. One that strays too far is taken for an
+    /// outlier (a packet held up, or one outside the rhythm) and leaves it as it was; a
+    /// second in a row starts it again from the interval since the last arrival.
     fn follow(self, arrival: Instant, since_last: Duration) -> Self {
         let (late, miss) = match arrival.checked_duration_since(self.due) {
             Some(late) => (true, late),
             None => (false, self.due.saturating_duration_since(arrival)),
         };
         if miss > self.period / STEADY {
-            return Self::start(arrival, since_last);
+            if self.strayed {
+                return Self::start(arrival, since_last);
+            }
+            // A late packet was the one due; an early one came on top of it.
+            let due = if late { self.due + self.period } else { self.due };
+            return Self { due, strayed: true, ..self };
         }
         let (phase, drift) = (miss / 2, miss / 8);
         let (due, period) = if late {
@@ -115,6 +123,7 @@ impl Rhythm {
             period,
             error: (self.error * 7 + miss) / 8,
             kept: self.kept.saturating_add(1),
+            strayed: false,
         }
     }
 }
@@ -412,8 +421,13 @@ mod tests {
     #[test]
     fn irregular_or_long_periods_sleep() {
         let t = Instant::now();
-        let (mut pattern, last) = seen(t, &[4_900, 4_900, 5_200, 4_900, 4_900], 100);
-        assert_eq!(pattern.rhythm.unwrap().kept, 1, "300 µs off is over 2% of 5 ms: start again");
+        // 300 µs late is more than 2% of 5 ms: an outlier that leaves the rhythm as it was.
+        let (pattern, _) = seen(t, &[4_900, 4_900, 4_900, 4_900, 5_200, 4_600, 4_900], 100);
+        let rhythm = pattern.rhythm.unwrap();
+        assert_eq!((rhythm.kept, rhythm.period, rhythm.strayed), (4, us(5_000), false));
+        // Two in a row start it again.
+        let (mut pattern, last) = seen(t, &[4_900, 4_900, 4_900, 5_200, 5_200, 4_900], 100);
+        assert_eq!(pattern.rhythm.unwrap().kept, 1);
         assert_eq!(pattern.window(last, CAP, LATE), None);
         // Steady, but a 2 s period's error makes a window wider than the cap.
         let (mut pattern, last) = seen(t, &[2_000_000; 5], 0);
