@@ -425,9 +425,10 @@ mod tests {
         let (pattern, _) = seen(t, &[4_900, 4_900, 4_900, 4_900, 5_200, 4_600, 4_900], 100);
         let rhythm = pattern.rhythm.unwrap();
         assert_eq!((rhythm.kept, rhythm.period, rhythm.strayed), (4, us(5_000), false));
-        // Two in a row start it again.
-        let (mut pattern, last) = seen(t, &[4_900, 4_900, 4_900, 5_200, 5_200, 4_900], 100);
-        assert_eq!(pattern.rhythm.unwrap().kept, 1);
+        // Two in a row start it again, from the 5,300 µs between them.
+        let (mut pattern, last) = seen(t, &[4_900, 4_900, 4_900, 5_200, 5_200], 100);
+        let rhythm = pattern.rhythm.unwrap();
+        assert_eq!((rhythm.kept, rhythm.period, rhythm.due), (0, us(5_300), last + us(5_300)));
         assert_eq!(pattern.window(last, CAP, LATE), None);
         // Steady, but a 2 s period's error makes a window wider than the cap.
         let (mut pattern, last) = seen(t, &[2_000_000; 5], 0);
