@@ -106,9 +106,30 @@ impl Shutdown {
     }
 }
 
+/// Which of the descriptors given to [`wait_readable`] are ready, by their index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ready(u8);
+
+impl Ready {
+    /// Every one of the first `count` descriptors (at most eight).
+    pub fn all(count: usize) -> Self {
+        Self(u8::try_from((1u16 << count.min(8)) - 1).unwrap_or(u8::MAX))
+    }
+
+    /// Whether no descriptor is ready.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether the descriptor at `index` is ready.
+    pub fn contains(self, index: usize) -> bool {
+        index < 8 && self.0 & (1 << index) != 0
+    }
+}
+
 /// Waits until one of `fds` is readable (or reports an error, left for the next read to
 /// return), one of `signals` is triggered, or `timeout` passes (`None`: no limit; zero: just
-/// look). Returns whether a descriptor is ready.
+/// look). Returns which descriptors are ready: none when the timeout passed.
 ///
 /// This is how one thread serves several descriptors (a TUN queue and its UDP sockets) with
 /// the non-blocking `try_*` calls.
@@ -121,7 +142,7 @@ pub fn wait_readable(
     fds: &[BorrowedFd<'_>],
     signals: &[&Shutdown],
     timeout: Option<Duration>,
-) -> Result<bool, Error> {
+) -> Result<Ready, Error> {
     const MAX: usize = 8;
     if fds.len() + signals.len() > MAX {
         return Err(Error::Io(io::Error::from_raw_os_error(libc::EINVAL)));
@@ -139,12 +160,13 @@ pub fn wait_readable(
     }
     let count = fds.len() + signals.len();
     if poll(&mut polled[..count], timeout)? == 0 {
-        return Ok(false);
+        return Ok(Ready::default());
     }
     if polled[fds.len()..count].iter().any(|p| !p.revents().is_empty()) {
         return Err(Error::Shutdown);
     }
-    Ok(true)
+    let ready = polled[..fds.len()].iter().enumerate().filter(|(_, p)| !p.revents().is_empty());
+    Ok(Ready(ready.fold(0, |mask, (index, _)| mask | 1 << index)))
 }
 
 /// Polls `fds`, retrying on `EINTR`; `timeout` `None` waits for ever. Returns how many

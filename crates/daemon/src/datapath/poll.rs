@@ -36,7 +36,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use wgfabric_sys::{set_idle_policy, wait_readable, Error, Shutdown};
+use wgfabric_sys::{set_idle_policy, wait_readable, Error, Ready, Shutdown};
 
 /// The share of wall time a lane may spend polling: one part in `SHARE`.
 const SHARE: u32 = 10;
@@ -259,13 +259,13 @@ impl Waiter {
         self.last = ending;
     }
 
-    /// Returns when one of `fds` is readable (or one of `signals` triggers), polling first
-    /// if that is likely to pay.
+    /// Returns which of `fds` are readable once one is (or an error once one of `signals`
+    /// triggers), polling first if that is likely to pay.
     pub(super) fn wait(
         &mut self,
         fds: &[BorrowedFd<'_>],
         signals: &[&Shutdown],
-    ) -> Result<(), Error> {
+    ) -> Result<Ready, Error> {
         let since = Instant::now();
         let idle = match self.idle {
             // Woken without work (a spurious wake-up or a retired socket): just sleep again.
@@ -275,21 +275,21 @@ impl Waiter {
                 let idle = Idle { since, after: self.last, window, ready: None };
                 if let Some(window) = window {
                     let woke = self.watch(fds, signals, since, window);
-                    if !matches!(woke, Ok(false)) {
+                    if !matches!(woke, Ok(ready) if ready.is_empty()) {
                         self.idle = Some(Idle { ready: Some(Instant::now()), ..idle });
-                        return woke.map(drop);
+                        return woke;
                     }
                 }
                 self.idle = Some(idle);
                 idle
             }
         };
-        let result = wait_readable(fds, signals, None).map(drop);
+        let result = wait_readable(fds, signals, None);
         self.idle = Some(Idle { ready: Some(Instant::now()), ..idle });
         result
     }
 
-    /// Sleeps until `window` opens, then polls until it closes: whether a descriptor turned
+    /// Sleeps until `window` opens, then polls until it closes: which descriptors turned
     /// readable meanwhile.
     fn watch(
         &mut self,
@@ -297,11 +297,12 @@ impl Waiter {
         signals: &[&Shutdown],
         since: Instant,
         window: Window,
-    ) -> Result<bool, Error> {
+    ) -> Result<Ready, Error> {
         let sleep = window.from.saturating_duration_since(since);
         if !sleep.is_zero() {
-            if wait_readable(fds, signals, Some(sleep))? {
-                return Ok(true);
+            let ready = wait_readable(fds, signals, Some(sleep))?;
+            if !ready.is_empty() {
+                return Ok(ready);
             }
             let late = Instant::now().saturating_duration_since(window.from);
             self.lateness = (self.lateness * 7 + late) / 8;
@@ -328,20 +329,20 @@ impl Waiter {
     }
 }
 
-/// Polls at idle priority until something is readable (true), until `until` or until the
-/// lane was kept off its CPU (false).
-fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result<bool, Error> {
+/// Polls at idle priority until something is readable, until `until` or until the lane was
+/// kept off its CPU (then nothing is).
+fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result<Ready, Error> {
     if let Err(e) = set_idle_policy(true) {
         tracing::debug!(error = %e, "not polling: cannot use SCHED_IDLE");
-        return Ok(false);
+        return Ok(Ready::default());
     }
     let mut turn = Instant::now();
     let polled = loop {
         match wait_readable(fds, signals, Some(Duration::ZERO)) {
-            Ok(false) => {
+            Ok(ready) if ready.is_empty() => {
                 let now = Instant::now();
                 if now >= until || now.duration_since(turn) > CONTENDED {
-                    break Ok(false);
+                    break Ok(ready);
                 }
                 turn = now;
                 std::thread::yield_now();
