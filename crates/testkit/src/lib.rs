@@ -19,6 +19,7 @@ mod daemon;
 mod etcd;
 mod flood;
 mod garbage;
+pub mod packet;
 mod password_store;
 mod pki;
 pub mod scenarios;
