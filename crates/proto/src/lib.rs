@@ -27,6 +27,10 @@
 //! (cryptokey routing), `uapi` (the userspace API text format).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(
+    test,
+    allow(clippy::disallowed_methods, reason = "tests start their virtual clocks at the real now")
+)]
 
 pub mod admission;
 pub mod allowed_ips;
