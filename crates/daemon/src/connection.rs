@@ -1,23 +1,24 @@
 //! One userspace API connection: any number of `get=1` and `set=1` requests, each answered
 //! and ended with `errno=N`, until the client closes it.
 //!
-//! A set request is read up to its blank line, parsed whole, and only then handed to the
-//! device, so a bad line changes nothing. Input that breaks the framing (an unknown
+//! A set request is parsed line by line as it is read, up to its blank line, and only then
+//! handed to the device, so a bad line changes nothing; its text is never held whole, so a
+//! million peers cost the parsed request, not hundreds of megabytes of text as well. Input that breaks the framing (an unknown
 //! operation, a line too long, bytes that are not UTF-8) closes the connection, as
 //! wireguard-go does, since the rest of the stream cannot be trusted to line up.
 
 use std::io::{self, BufRead, Read as _, Write};
 
 use wgfabric_proto::uapi::{
-    format_get, format_status, parse_set_resolving_scopes, UapiError, EINVAL, EPROTO,
+    format_get, format_status, SetParser, SetRequest, UapiError, EINVAL, EPROTO,
 };
 
 use crate::control::Control;
 
 /// The longest line accepted; real lines are under 200 bytes.
 const MAX_LINE: usize = 4096;
-/// The largest set request accepted: room for some hundred thousand peers.
-const MAX_SET_REQUEST: usize = 64 << 20;
+/// The largest set request accepted, in bytes of text: room for some four million peers.
+const MAX_SET_REQUEST: usize = 1 << 30;
 
 /// Answers requests read from `reader` on `writer` until end of input.
 ///
@@ -83,8 +84,8 @@ fn next_answer<C: Control + ?Sized>(
             _ => Err(broken(EINVAL, "get=1 must be followed by a blank line")),
         },
         "set=1" => {
-            let body = read_set_body(reader)?;
-            Ok(Some(format_status(set(control, body).err().as_ref())))
+            let parsed = read_set_request(reader)?;
+            Ok(Some(format_status(set(control, parsed).err().as_ref())))
         }
         _ => {
             let key: String = operation.split('=').next().unwrap_or("").chars().take(32).collect();
@@ -93,10 +94,10 @@ fn next_answer<C: Control + ?Sized>(
     }
 }
 
-fn set<C: Control + ?Sized>(control: &C, body: String) -> Result<(), UapiError> {
-    let parsed = parse_set_resolving_scopes(&body, &interface_index);
-    // The text of a large request is garbage now; free it before the device grows.
-    drop(body);
+fn set<C: Control + ?Sized>(
+    control: &C,
+    parsed: Result<SetRequest, UapiError>,
+) -> Result<(), UapiError> {
     let result = parsed.and_then(|request| {
         let peers = request.peers.len();
         control.set(request).map(|()| peers)
@@ -113,20 +114,29 @@ fn set<C: Control + ?Sized>(control: &C, body: String) -> Result<(), UapiError> 
     }
 }
 
-/// Reads the lines of a set request up to its blank line (or end of input), newline-terminated.
-fn read_set_body(reader: &mut impl BufRead) -> Result<String, Framing> {
-    let mut body = String::new();
+/// Reads and parses the lines of a set request up to its blank line (or end of input). After
+/// a bad line the rest of the request is read and dropped, so that the answer lines up with
+/// it, and the request is the error.
+fn read_set_request(reader: &mut impl BufRead) -> Result<Result<SetRequest, UapiError>, Framing> {
+    let mut parser = SetParser::new(&interface_index);
+    let mut error = None;
+    let mut size = 0;
     while let Some(line) = read_line(reader)? {
         if line.is_empty() {
             break;
         }
-        if body.len() + line.len() >= MAX_SET_REQUEST {
+        size += line.len() + 1;
+        if size > MAX_SET_REQUEST {
             return Err(broken(EPROTO, "set request too large"));
         }
-        body.push_str(&line);
-        body.push('\n');
+        if error.is_none() {
+            error = parser.line(&line).err();
+        }
     }
-    Ok(body)
+    Ok(match error {
+        Some(error) => Err(error),
+        None => Ok(parser.finish()),
+    })
 }
 
 /// Reads a line without its newline; `None` at end of input. A last line without a newline
