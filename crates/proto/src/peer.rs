@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn staging_is_bounded() {
-        let keys = PeerKeys::new(PublicKey::from_bytes([9; 32]), None);
+        let keys = PeerKeys::new(PublicKey::from_bytes([9; 32]));
         let mut peer = Peer::new(keys);
         for i in 0..MAX_STAGED_PACKETS {
             assert!(!peer.stage(&[i as u8]));
