@@ -43,6 +43,7 @@ pub mod ip;
 pub mod keys;
 mod noise;
 mod peer;
+mod peer_id;
 mod ratelimit;
 mod replay;
 pub mod session;
