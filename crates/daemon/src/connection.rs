@@ -10,7 +10,8 @@
 use std::io::{self, BufRead, Read as _, Write};
 
 use wgfabric_proto::uapi::{
-    format_get, format_status, SetParser, SetRequest, UapiError, EINVAL, EPROTO,
+    format_status, write_get_device, write_get_peer, SetParser, SetRequest, UapiError, EINVAL,
+    EPROTO,
 };
 
 use crate::control::Control;
@@ -30,22 +31,18 @@ pub(crate) fn serve<C: Control + ?Sized>(
     control: &C,
 ) -> io::Result<()> {
     loop {
-        let (answer, keep_open) = match next_answer(&mut reader, control) {
-            Ok(Some(answer)) => (answer, true),
-            Ok(None) => return Ok(()),
+        match answer_next(&mut reader, &mut writer, control) {
+            Ok(true) => writer.flush()?,
+            Ok(false) => return Ok(()),
             Err(Framing::Io(error)) => return Err(error),
             Err(Framing::Broken(error)) => {
                 tracing::warn!(%error, "closing a userspace API connection");
-                match error.errno() {
-                    0 => return Ok(()),
-                    _ => (format_status(Some(&error)), false),
+                if error.errno() != 0 {
+                    writer.write_all(format_status(Some(&error)).as_bytes())?;
+                    writer.flush()?;
                 }
+                return Ok(());
             }
-        };
-        writer.write_all(answer.as_bytes())?;
-        writer.flush()?;
-        if !keep_open {
-            return Ok(());
         }
     }
 }
@@ -67,31 +64,50 @@ fn broken(errno: i32, message: impl Into<String>) -> Framing {
     Framing::Broken(UapiError::new(errno, message))
 }
 
-/// Reads one request and computes its answer; `None` at end of input.
-fn next_answer<C: Control + ?Sized>(
+/// Reads one request and writes its answer; `false` at end of input.
+fn answer_next<C: Control + ?Sized>(
     reader: &mut impl BufRead,
+    writer: &mut impl Write,
     control: &C,
-) -> Result<Option<String>, Framing> {
+) -> Result<bool, Framing> {
     let Some(operation) = read_line(reader)? else {
-        return Ok(None);
+        return Ok(false);
     };
     match operation.as_str() {
         "get=1" => match read_line(reader)? {
-            Some(blank) if blank.is_empty() => Ok(Some(match control.get() {
-                Ok(device) => format_get(&device),
-                Err(error) => format_status(Some(&error)),
-            })),
+            Some(blank) if blank.is_empty() => {
+                write_get(writer, control)?;
+                Ok(true)
+            }
             _ => Err(broken(EINVAL, "get=1 must be followed by a blank line")),
         },
         "set=1" => {
             let parsed = read_set_request(reader)?;
-            Ok(Some(format_status(set(control, parsed).err().as_ref())))
+            writer.write_all(format_status(set(control, parsed).err().as_ref()).as_bytes())?;
+            Ok(true)
         }
         _ => {
             let key: String = operation.split('=').next().unwrap_or("").chars().take(32).collect();
             Err(broken(0, format!("unknown operation {key:?}")))
         }
     }
+}
+
+/// Writes the answer to `get=1` a page at a time, as the device hands the pages out.
+fn write_get<C: Control + ?Sized>(writer: &mut impl Write, control: &C) -> io::Result<()> {
+    let (mut text, mut first) = (String::new(), true);
+    control.get(&mut |page| {
+        if std::mem::take(&mut first) {
+            write_get_device(&mut text, page);
+        }
+        for peer in &page.peers {
+            write_get_peer(&mut text, peer);
+        }
+        writer.write_all(text.as_bytes())?;
+        text.clear();
+        Ok(())
+    })?;
+    writer.write_all(format_status(None).as_bytes())
 }
 
 fn set<C: Control + ?Sized>(
@@ -167,17 +183,18 @@ fn interface_index(name: &str) -> Option<u32> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use wgfabric_proto::uapi::{parse_get, DeviceSnapshot, SetRequest, EADDRINUSE};
+    use wgfabric_proto::uapi::{
+        format_get, parse_get, DeviceSnapshot, PeerSnapshot, SetRequest, EADDRINUSE,
+    };
 
     /// Records what was set; refuses port 1 as if it were in use.
     #[derive(Default)]
     struct Recorder(Mutex<Vec<SetRequest>>);
 
     impl Control for Recorder {
-        fn get(&self) -> Result<DeviceSnapshot, UapiError> {
-            let sets = self.0.lock().unwrap();
-            let port = sets.iter().rev().find_map(|r| r.listen_port).unwrap_or(0);
-            Ok(DeviceSnapshot { listen_port: port, ..DeviceSnapshot::default() })
+        fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+            let port = self.0.lock().unwrap().iter().rev().find_map(|r| r.listen_port);
+            page(&DeviceSnapshot { listen_port: port.unwrap_or(0), ..DeviceSnapshot::default() })
         }
 
         fn set(&self, request: SetRequest) -> Result<(), UapiError> {
@@ -193,6 +210,61 @@ mod tests {
         let mut output = Vec::new();
         serve(input, &mut output, control).unwrap();
         String::from_utf8(output).unwrap()
+    }
+
+    /// A device of seven peers that hands them out three at a time, counting the pages.
+    #[derive(Default)]
+    struct Paged(std::sync::atomic::AtomicUsize);
+
+    impl Paged {
+        fn whole() -> DeviceSnapshot {
+            let peers = (1..=7u8)
+                .map(|i| {
+                    let key = wgfabric_proto::keys::PrivateKey::from_bytes([i; 32]).public_key();
+                    PeerSnapshot { rx_bytes: i.into(), ..PeerSnapshot::new(key) }
+                })
+                .collect();
+            DeviceSnapshot { listen_port: 51820, fwmark: 7, peers, ..DeviceSnapshot::default() }
+        }
+    }
+
+    impl Control for Paged {
+        fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+            let whole = Self::whole();
+            let mut first = DeviceSnapshot { peers: Vec::new(), ..whole.clone() };
+            for peers in whole.peers.chunks(3) {
+                first.peers = peers.to_vec();
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                page(&first)?;
+                first = DeviceSnapshot::default();
+            }
+            Ok(())
+        }
+
+        fn set(&self, _: SetRequest) -> Result<(), UapiError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_get_answer_is_written_page_by_page_as_one_text() {
+        let control = Paged::default();
+        let mut output = Vec::new();
+        serve(&b"get=1\n\n"[..], &mut output, &control).unwrap();
+        assert_eq!(String::from_utf8(output).unwrap(), format_get(&Paged::whole()));
+        assert_eq!(control.0.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(control.snapshot(), Paged::whole());
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_ends_the_walk() {
+        let control = Paged::default();
+        // Room for the first page (3 of 7 peers) but not the second.
+        let mut room = vec![0u8; format_get(&Paged::whole()).len() / 2];
+        let error = serve(&b"get=1\n\n"[..], &mut room[..], &control).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WriteZero);
+        let pages = control.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pages, 2, "the second page failed to write and no third was read");
     }
 
     #[test]

@@ -272,8 +272,8 @@ impl<C: Control + ?Sized> Tracked<'_, C> {
 }
 
 impl<C: Control + ?Sized> Control for Tracked<'_, C> {
-    fn get(&self) -> Result<DeviceSnapshot, UapiError> {
-        self.working(C::get)
+    fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+        self.working(|control| control.get(page))
     }
 
     fn set(&self, request: SetRequest) -> Result<(), UapiError> {
@@ -352,8 +352,8 @@ mod tests {
     struct Fixed(std::sync::atomic::AtomicUsize);
 
     impl Control for Fixed {
-        fn get(&self) -> Result<DeviceSnapshot, UapiError> {
-            Ok(DeviceSnapshot { listen_port: 51820, ..DeviceSnapshot::default() })
+        fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+            page(&DeviceSnapshot { listen_port: 51820, ..DeviceSnapshot::default() })
         }
 
         fn set(&self, _: SetRequest) -> Result<(), UapiError> {

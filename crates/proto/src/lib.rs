@@ -54,8 +54,8 @@ pub mod wire;
 
 pub use cidr::Cidr;
 pub use device::{
-    Decapsulated, Device, DropReason, Encapsulated, Event, NotReady, Outbound, PeerInfo, Stats,
-    Transmit, Verdict, DEFAULT_MTU,
+    Decapsulated, Device, DropReason, Encapsulated, Event, NotReady, Outbound, PeerCursor,
+    PeerInfo, Stats, Transmit, Verdict, DEFAULT_MTU,
 };
 pub use noise::HandshakeError;
 pub use peer::{Endpoint, PeerId, PeerStats, SourceAddr};
