@@ -215,7 +215,9 @@ fn serve_within<C: Control + ?Sized>(
 ) -> io::Result<()> {
     let timed = Timed::new(stream, budget);
     let turns = Turns { timed, budget, ticket, answering: Cell::new(false) };
-    connection::serve(io::BufReader::new(&turns), &turns, &Tracked { control, ticket })
+    // Buffered, so a short answer leaves in one write; pages of a long one pass straight on.
+    let (reader, writer) = (io::BufReader::new(&turns), io::BufWriter::new(&turns));
+    connection::serve(reader, writer, &Tracked { control, ticket })
 }
 
 /// A connection's deadlines, restarted whenever it turns from reading a request to writing
