@@ -13,6 +13,8 @@
 //! that address may not reach. Each rule's sources and destinations become sets, so a table
 //! has as many rules as the policy, whatever the number of hosts.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 use super::{PortSpec, Protocol, Rule, Selector, Verdict};
@@ -175,6 +177,33 @@ impl Resolved {
             forward,
             strict,
         })
+    }
+}
+
+impl Resolved {
+    /// Whether the policy restricts any traffic between hosts with addresses `a` and `b`, in
+    /// either direction: there is a policy, and for some pair of their addresses the first
+    /// rule that matches is not an allow for all traffic (or no rule matches, and the packet
+    /// is dropped). Pairs the policy restricts keep to the relays, which enforce it.
+    pub fn restricts(&self, a: &[IpAddr], b: &[IpAddr]) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        // The first rule naming both addresses decides; one that names ports leaves other
+        // traffic to later rules, which is a restriction all the same.
+        let open = |from: IpAddr, to: IpAddr| {
+            self.rules
+                .iter()
+                .find(|rule| {
+                    rule.from.iter().any(|cidr| cidr.contains(from))
+                        && rule.to.iter().any(|cidr| cidr.contains(to))
+                })
+                .is_some_and(|rule| {
+                    rule.rule.verdict == Verdict::Allow && rule.rule.ports.is_empty()
+                })
+        };
+        let pairs = a.iter().flat_map(|x| b.iter().map(move |y| (*x, *y)));
+        pairs.filter(|(x, y)| x.is_ipv4() == y.is_ipv4()).any(|(x, y)| !open(x, y) || !open(y, x))
     }
 }
 
