@@ -678,6 +678,7 @@ impl Agent {
             policy_error: self.firewalls.error.clone(),
             peers,
             rotations,
+            paths: Vec::new(),
         }
     }
 }
