@@ -112,6 +112,13 @@ pub struct DirectPeer {
     pub never: Option<Never>,
 }
 
+/// Whether `ip` can be a LAN candidate: a unicast address another host can send to (not
+/// unspecified, loopback, multicast or the IPv4 broadcast address).
+pub fn is_lan_address(ip: IpAddr) -> bool {
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || broadcast)
+}
+
 impl DirectPaths {
     /// The peer named `name`.
     pub fn peer(&self, name: &str) -> Option<&DirectPeer> {

@@ -23,7 +23,7 @@ use crate::error::{Error, SourceError};
 use crate::host_path::HostPath;
 use crate::key_source::KeySource;
 use crate::names::Name;
-use crate::paths::DirectMode;
+use crate::paths::{is_lan_address, DirectMode};
 use crate::policy::{PortSpec, Protocol, Rule, Selector};
 use crate::toml_position::{Positions, SourceText};
 
@@ -251,7 +251,7 @@ impl Resolver<'_, '_> {
         }
         for addr in lan.get_ref() {
             let ip = *addr.get_ref();
-            if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || is_broadcast(ip) {
+            if !is_lan_address(ip) {
                 return self.error(
                     addr.span().start,
                     field("lan"),
@@ -483,11 +483,6 @@ fn overlay_problem(cidr: &Cidr) -> Option<String> {
     let max = if cidr.is_ipv4() { 30 } else { 126 };
     (cidr.prefix_len() > max)
         .then(|| format!("has no room for hosts; use a prefix of /{max} or shorter"))
-}
-
-/// Whether `ip` is the IPv4 limited broadcast address.
-fn is_broadcast(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
 }
 
 /// Whether `name` is usable as a Linux interface name (and as a file name).

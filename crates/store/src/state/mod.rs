@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 pub use desired::{desired_states, DesiredState, Invalid, InvalidReason, RotationProblem};
 pub use material::{psk_file_name, KeyMaterial, PSK_DIR};
 pub use paths::{
-    Candidates, Observed, ObservedPeer, PathDocError, PathMode, PathReason, PathStatus, Ready, TTL,
+    Candidates, Observed, ObservedPeer, PairSignal, PathDocError, PathMode, PathReason, PathStatus,
+    Stage, TTL,
 };
 pub use rotation::{Phase, Role, RotationOrder, RotationReport, Takeover};
 pub use status::{AgentInfo, Correction, PeerStatus, Refusal, Status, StatusError, StatusMark};

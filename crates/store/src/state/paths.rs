@@ -70,19 +70,34 @@ pub struct Candidates {
     /// Its LAN addresses, for hosts of its site only (empty for a host without a site).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lan: Vec<IpAddr>,
-    /// The peers it has a working direct peer with, ready to move their addresses to it.
+    /// Where it stands with each peer it is trying or using a direct path with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ready: Vec<Ready>,
+    pub pairs: Vec<PairSignal>,
 }
 
-/// A host's direct peer with `peer` completed its handshakes: the host moves the pair's
-/// addresses to it at the agreed instant (the later of both ends' `since`, plus a margin).
+/// One end's progress with a direct path, for the other end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ready {
+pub struct PairSignal {
     /// The peer host.
     pub peer: Name,
-    /// When this end became ready, in milliseconds since the Unix epoch.
+    /// How far this end is.
+    pub stage: Stage,
+    /// Since when, in milliseconds since the Unix epoch.
     pub since_ms: u64,
+}
+
+/// How far one end of a pair is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// It has the direct peer on its interface and tries candidates: the other end joins
+    /// at once, so that both send within the same window.
+    Trying,
+    /// Its direct peer completed a handshake: it moves the pair's addresses to it at the
+    /// later of both ends' `since_ms`, plus a margin, so both switch at one instant.
+    Ready,
+    /// It carries the pair's addresses on the direct peer.
+    Direct,
 }
 
 /// Where the traffic between a spoke and another stands, as its agent reports it in its
@@ -152,6 +167,14 @@ pub enum PathReason {
 }
 
 impl PathReason {
+    /// Whether the desired state keeps the pair relayed (not a condition met at run time).
+    pub const fn is_never(self) -> bool {
+        matches!(
+            self,
+            Self::Policy | Self::DirectNeverHost | Self::DirectNeverPeer | Self::DirectNeverNetwork
+        )
+    }
+
     /// The reason as shown.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -267,9 +290,9 @@ impl Candidates {
         serde_json::to_vec_pretty(self).expect("candidates serialize")
     }
 
-    /// When this host became ready with `peer`, if it is.
-    pub fn ready_with(&self, peer: &Name) -> Option<u64> {
-        self.ready.iter().find(|ready| ready.peer == *peer).map(|ready| ready.since_ms)
+    /// Where this host stands with `peer`, if it tries or uses a direct path with it.
+    pub fn signal(&self, peer: &Name) -> Option<&PairSignal> {
+        self.pairs.iter().find(|signal| signal.peer == *peer)
     }
 }
 
@@ -320,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn candidates_say_with_whom_a_host_is_ready() {
+    fn candidates_say_where_a_host_stands_with_each_peer() {
         let doc = Candidates {
             format: FORMAT,
             host: name("laptop-ana"),
@@ -328,11 +351,16 @@ mod tests {
             ttl: TTL,
             listen_port: 51820,
             lan: vec!["192.168.1.5".parse().unwrap()],
-            ready: vec![Ready { peer: name("laptop-ben"), since_ms: 49_500 }],
+            pairs: vec![PairSignal {
+                peer: name("laptop-ben"),
+                stage: Stage::Ready,
+                since_ms: 49_500,
+            }],
         };
         let read = Candidates::from_json(&doc.to_json(), &name("laptop-ana"), 60).unwrap();
-        assert_eq!(read.ready_with(&name("laptop-ben")), Some(49_500));
-        assert_eq!(read.ready_with(&name("ci-runner-1")), None);
+        let ben = read.signal(&name("laptop-ben")).unwrap();
+        assert_eq!((ben.stage, ben.since_ms), (Stage::Ready, 49_500));
+        assert_eq!(read.signal(&name("ci-runner-1")), None);
         assert!(Candidates::from_json(&doc.to_json(), &name("laptop-ben"), 60).is_err());
     }
 }
