@@ -298,6 +298,11 @@ impl Pair {
         }
     }
 
+    /// Whether the pair's traffic goes over the direct peer.
+    pub fn is_direct(&self) -> bool {
+        matches!(self.state, State::Direct { .. })
+    }
+
     /// The latest round-trip time over the tunnel to the peer.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt
