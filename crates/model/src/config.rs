@@ -121,6 +121,10 @@ impl HostConfig {
     pub fn with_active_relay(&self, relay: &str) -> Option<Self> {
         let failover = self.failover.as_ref()?;
         let next = failover.relays.iter().find(|name| name.as_str() == relay)?;
+        if *next == failover.active {
+            // Already there: taking the routes off the active relay would drop them.
+            return Some(self.clone());
+        }
         let mut moved = self.clone();
         for peer in &mut moved.peers {
             if peer.name == failover.active {

@@ -102,6 +102,21 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Starts `wgfabric ARGS` in `ns` with `env` added, its output appended to `log`.
+    pub fn spawn(ns: &Netns, args: &[&str], env: &[(&str, &str)], log: PathBuf) -> Self {
+        let file = File::options().create(true).append(true).open(&log).unwrap();
+        let child = ns
+            .command(&wgfabric().display().to_string())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -263,24 +278,14 @@ impl<'s> Lab<'s> {
     /// As [`Lab::start_agent`], with `env` added to the agent's environment.
     pub fn start_agent_with_env(&mut self, host: &'static str, env: &[(&str, &str)]) {
         let log = self.dir.0.join(format!("agent-{host}.log"));
-        let file = File::options().create(true).append(true).open(&log).unwrap();
-        let mut command = self.spaces.ns(host).command(&wgfabric().display().to_string());
-        command
-            .args(["agent", "--host", host, "--interface", &self.interfaces[host]])
-            .args(["--source", &self.source]);
+        let identity = self.identity.display().to_string();
+        let mut args = vec!["agent", "--host", host, "--interface", &self.interfaces[host]];
+        args.extend(["--source", &self.source, "--identity", &identity]);
         if let Some(interval) = self.status_interval {
-            command.args(["--status-interval", interval]);
+            args.extend(["--status-interval", interval]);
         }
-        command.envs(env.iter().copied());
-        let child = command
-            .arg("--identity")
-            .arg(&self.identity)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        self.agents.insert(host, Agent { child, log });
+        let agent = Agent::spawn(self.spaces.ns(host), &args, env, log);
+        self.agents.insert(host, agent);
     }
 
     /// The agents' status interval: how long one round of repairs may take.

@@ -79,6 +79,8 @@ fn failing_over_moves_only_the_failover_routes() {
     assert_eq!(allowed(&moved, "relay-fra").len(), 2);
     assert_eq!(moved.with_active_relay("relay-fra").unwrap(), config);
     assert!(config.with_active_relay("laptop-ben").is_none());
+    // Moving to the relay that already carries them (a monitor that failed back) keeps them.
+    assert_eq!(config.with_active_relay("relay-fra").unwrap(), config);
 }
 
 #[test]
