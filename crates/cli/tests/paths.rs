@@ -163,6 +163,7 @@ struct Fabric6<'u> {
     underlay: &'u Underlay,
     agents: BTreeMap<&'static str, Agent>,
     daemons: BTreeMap<&'static str, Daemon<'u>>,
+    interfaces: BTreeMap<&'static str, String>,
     dir: Scratch,
 }
 
@@ -184,27 +185,26 @@ impl<'u> Fabric6<'u> {
             text.push('\n');
         }
         std::fs::write(dir.0.join("fabric.toml"), text).unwrap();
-        let mut fabric = Self { underlay, agents: BTreeMap::new(), daemons: BTreeMap::new(), dir };
+        let mut fabric = Self {
+            underlay,
+            agents: BTreeMap::new(),
+            daemons: BTreeMap::new(),
+            interfaces: BTreeMap::new(),
+            dir,
+        };
         fabric.controller(&["addresses", "update"]);
         for host in HOSTS {
             let interface = unique_interface_name("wgfp");
-            let ns = underlay.ns(host);
-            fabric.daemons.insert(host, Daemon::start(ns, wgfabricd(), &interface));
-            let log = fabric.dir.0.join(format!("agent-{host}.log"));
-            let source = fabric.source();
-            let args = [
-                "agent",
-                "--host",
-                host,
-                "--interface",
-                &interface,
-                "--source",
-                &source,
-                "--status-interval",
-                ROUND,
-            ];
-            let env = [("WGFABRIC_LOG_FORMAT", "json")];
-            fabric.agents.insert(host, Agent::spawn(ns, &args, &env, log));
+            fabric.daemons.insert(host, Daemon::start(underlay.ns(host), wgfabricd(), &interface));
+            fabric.interfaces.insert(host, interface);
+        }
+        // The relays first, as in a fabric that exists: a spoke's first handshake finds them.
+        for relay in &HOSTS[..2] {
+            fabric.start_agent(relay);
+        }
+        fabric.controller(&["apply", "--host", "r1", "--host", "r2", "--timeout", "60s"]);
+        for spoke in &HOSTS[2..] {
+            fabric.start_agent(spoke);
         }
         fabric.controller(&["apply", "--timeout", "60s"]);
         for spoke in &HOSTS[2..] {
@@ -215,6 +215,24 @@ impl<'u> Fabric6<'u> {
             );
         }
         fabric
+    }
+
+    fn start_agent(&mut self, host: &'static str) {
+        let log = self.dir.0.join(format!("agent-{host}.log"));
+        let source = self.source();
+        let args = [
+            "agent",
+            "--host",
+            host,
+            "--interface",
+            &self.interfaces[host],
+            "--source",
+            &source,
+            "--status-interval",
+            ROUND,
+        ];
+        let env = [("WGFABRIC_LOG_FORMAT", "json")];
+        self.agents.insert(host, Agent::spawn(self.underlay.ns(host), &args, &env, log));
     }
 
     fn source(&self) -> String {
@@ -260,7 +278,7 @@ impl<'u> Fabric6<'u> {
 
     /// Pings `to` from `from` every 10 ms for `seconds`.
     fn ping(&self, from: &str, to: &str, seconds: u32) -> Background {
-        let line = format!("ping -n -q -i 0.01 -w {seconds} {}; exit 0", self.address(to));
+        let line = format!("ping -n -D -i 0.01 -w {seconds} {}; exit 0", self.address(to));
         self.underlay.ns(from).spawn(&["sh", "-c", &line])
     }
 }
@@ -269,8 +287,21 @@ fn key_file(dir: &Path, host: &str) -> PathBuf {
     dir.join(host).join("private.key")
 }
 
+/// How many pings were lost of how many sent, printing when each gap in the replies was
+/// (ping's `-D` time stamps) to tell a switch's loss from the machine's.
 fn lost(ping: Background) -> (u32, u32) {
-    let stats = lab::ping_stats(&ping.wait().unwrap());
+    let output = ping.wait().unwrap();
+    let mut last: Option<(u32, &str)> = None;
+    for line in output.lines() {
+        let seq = line.split("icmp_seq=").nth(1).and_then(|rest| rest.split(' ').next());
+        let Some(seq) = seq.and_then(|seq| seq.parse::<u32>().ok()) else { continue };
+        let stamp = line.split(']').next().unwrap_or_default().trim_start_matches('[');
+        if let Some((before, at)) = last.filter(|(before, _)| seq > before + 1) {
+            eprintln!("PATHS gap: {} pings lost after [{at}] (seq {before})", seq - before - 1);
+        }
+        last = Some((seq, stamp));
+    }
+    let stats = lab::ping_stats(&output);
     (stats.transmitted - stats.received, stats.transmitted)
 }
 
@@ -280,7 +311,9 @@ fn spokes_go_direct_through_nats_that_allow_it_and_say_why_not_otherwise() {
     let underlay = Underlay::build();
     let fabric = Fabric6::start(&underlay);
     let started = Instant::now();
-    let ping = fabric.ping("a", "b", 35);
+    let b = fabric.address("b");
+    assert!(underlay.ns("a").ping_until_reply(&b, Duration::from_secs(10)), "a reaches b");
+    let ping = fabric.ping("a", "b", 30);
     let direct = wait_until(Duration::from_secs(30), || {
         fabric.is_direct("a", "b") && fabric.is_direct("b", "a")
     });

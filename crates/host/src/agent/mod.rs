@@ -733,7 +733,7 @@ impl Agent {
             return false;
         };
         // Handshakes on the direct peers are read afresh while a pair is past relayed.
-        let busy = self.paths.wake().1;
+        let busy = self.paths.wake(unix_ms(now)).1;
         let fresh = if busy { self.device.get().ok() } else { None };
         let Some(live) = fresh.as_ref().or(self.live.as_ref()) else { return false };
         let cx = paths::Context {
@@ -746,14 +746,21 @@ impl Agent {
             own_key: &doc.config.public_key,
             now,
         };
-        self.paths.round(&cx)
+        let changed = self.paths.round(&cx);
+        if let Some(request) = self.paths.take_switch() {
+            // The sync that follows finds these already done.
+            if let Err(error) = self.device.set(&request) {
+                tracing::warn!("cannot move addresses to a direct peer: {error}");
+            }
+        }
+        changed
     }
 
     /// How long the loop may sleep for the direct paths: until a pair's deadline, and at
     /// most a probe interval while a pair is past relayed.
     fn paths_wait(&self) -> Duration {
-        let (deadline, busy) = self.paths.wake();
         let now = unix_ms(system());
+        let (deadline, busy) = self.paths.wake(now);
         let until =
             deadline.map_or(Duration::MAX, |at| Duration::from_millis(at.saturating_sub(now)));
         if busy {

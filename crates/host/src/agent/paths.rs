@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wgfabric_proto::keys::PublicKey;
-use wgfabric_proto::uapi::DeviceSnapshot;
+use wgfabric_proto::uapi::{AllowedIpChange, DeviceSnapshot, PeerUpdate, SetRequest};
 
 use crate::netlink::Netlink;
 use crate::paths::{candidates, Action, DirectTarget, Pair, Round, Sources};
@@ -37,10 +37,15 @@ use wgfabric_store::store::{Kind, Store};
 
 /// How often a spoke reads its peers' candidates.
 const READ_PEERS: Duration = Duration::from_secs(1);
+/// How often while a pair waits for its peer's readiness: the switch instant is agreed
+/// [`crate::paths::SWITCH_MARGIN`] after the later end is ready, and both ends must know it
+/// by then.
+const READ_PEERS_SWITCHING: Duration = Duration::from_millis(250);
 /// How often a spoke reads the relays' observations, and a relay its device for them.
 const READ_OBSERVED: Duration = Duration::from_secs(2);
-/// The least time between two writes of a changed candidates document.
-const MIN_PUBLISH: Duration = Duration::from_secs(1);
+/// The least time between two writes of a changed candidates document: a pair's stage
+/// changes a few times per attempt, and attempts are themselves rate-limited.
+const MIN_PUBLISH: Duration = Duration::from_millis(200);
 /// The least time between two writes of changed observations.
 const MIN_OBSERVE: Duration = Duration::from_secs(5);
 /// Documents are rewritten this often even unchanged: a third of their time to live.
@@ -74,6 +79,8 @@ pub(super) struct Paths {
     lan_read_ms: Option<u64>,
     targets: Vec<(Name, DirectTarget)>,
     probes: Option<ProbeTask>,
+    /// Peers whose addresses move to their direct peer this round.
+    switched: Vec<DirectPeer>,
     /// Overlay addresses of peers just demoted: a datagram through the relay re-opens this
     /// host's NAT mapping towards it, in case the mapping went with the direct path.
     nudges: Vec<IpAddr>,
@@ -97,7 +104,6 @@ impl Paths {
     pub(super) fn round(&mut self, cx: &Context<'_>) -> bool {
         let now_ms = unix_ms(cx.now);
         let now_s = now_ms / 1_000;
-        self.read(cx, now_ms);
         let results = self.probes.as_ref().map(ProbeTask::take).unwrap_or_default();
         self.pairs.retain(|name, _| cx.paths.peer(name.as_str()).is_some());
         for peer in &cx.paths.peers {
@@ -138,12 +144,18 @@ impl Paths {
                 peer: peer_doc.map(|doc| doc.signal(cx.host)),
             });
             while let Some(action) = pair.poll_action() {
-                log(peer, &action);
-                if matches!(action, Action::MoveBack(_)) {
-                    self.nudges.extend(peer.addresses.iter().map(|cidr| cidr.addr()));
+                log(peer, &action, now_ms);
+                match action {
+                    Action::MoveBack(_) => {
+                        self.nudges.extend(peer.addresses.iter().map(|cidr| cidr.addr()));
+                    }
+                    Action::MoveAddresses => self.switched.push(peer.clone()),
+                    _ => {}
                 }
             }
         }
+        // After the pairs: a switch due now is not held up by reading the store.
+        self.read(cx, now_ms);
         self.publish(cx, now_ms);
         self.probe(cx);
         let targets: Vec<(Name, DirectTarget)> = self
@@ -159,7 +171,9 @@ impl Paths {
     /// Reads the peers' candidates and the relays' observations when due.
     fn read(&mut self, cx: &Context<'_>, now_ms: u64) {
         let now_s = now_ms / 1_000;
-        if now_ms.saturating_sub(self.peers_read_ms) >= ms(READ_PEERS) {
+        let switching = self.pairs.values().any(|(_, pair)| pair.awaits_peer());
+        let every = if switching { READ_PEERS_SWITCHING } else { READ_PEERS };
+        if now_ms.saturating_sub(self.peers_read_ms) >= ms(every) {
             self.peers_read_ms = now_ms;
             self.peer_docs.clear();
             for peer in cx.paths.peers.iter().filter(|peer| peer.never.is_none()) {
@@ -273,10 +287,28 @@ impl Paths {
 
     /// The next instant a pair needs a round, in milliseconds since the Unix epoch, and
     /// whether a pair is past relayed (probe results then need a prompt round).
-    pub(super) fn wake(&self) -> (Option<u64>, bool) {
-        let deadline = self.pairs.values().filter_map(|(_, pair)| pair.deadline()).min();
+    pub(super) fn wake(&self, now_ms: u64) -> (Option<u64>, bool) {
+        let deadline = self.pairs.values().filter_map(|(_, pair)| pair.deadline(now_ms)).min();
         let busy = self.pairs.values().any(|(_, pair)| pair.target().is_some());
         (deadline, busy)
+    }
+
+    /// The request that moves the addresses of the peers switched this round to their
+    /// direct peers, and nothing else: sent at once, so that both ends switch within a
+    /// fraction of a millisecond of the agreed instant rather than after a whole sync.
+    pub(super) fn take_switch(&mut self) -> Option<SetRequest> {
+        let peers: Vec<PeerUpdate> = self
+            .switched
+            .drain(..)
+            .map(|peer| {
+                let mut update = PeerUpdate::new(peer.public_key);
+                update.update_only = true;
+                update.allowed_ips =
+                    peer.addresses.iter().map(|&cidr| AllowedIpChange::Add(cidr.into())).collect();
+                update
+            })
+            .collect();
+        (!peers.is_empty()).then(|| SetRequest { peers, ..SetRequest::default() })
     }
 
     /// Overlay addresses to send a datagram to, through the relay, after a demotion.
@@ -315,7 +347,7 @@ impl Paths {
 }
 
 /// A log line for every change of a direct path.
-fn log(peer: &DirectPeer, action: &Action) {
+fn log(peer: &DirectPeer, action: &Action, now_ms: u64) {
     let name = &peer.name;
     match action {
         Action::AddPeer(endpoint) => {
@@ -323,6 +355,10 @@ fn log(peer: &DirectPeer, action: &Action) {
         }
         Action::SetEndpoint(endpoint) => {
             tracing::info!(peer = %name, %endpoint, "direct path to {name}: trying {endpoint}");
+        }
+        Action::Agreed(at_ms) => {
+            let within = at_ms.saturating_sub(now_ms);
+            tracing::info!(peer = %name, at_ms, "direct path to {name}: both ends ready, switching in {within} ms");
         }
         Action::MoveAddresses => {
             tracing::info!(peer = %name, "direct path to {name}: direct");

@@ -86,6 +86,9 @@ pub enum Action {
     AddPeer(SocketAddr),
     /// Try another endpoint.
     SetEndpoint(SocketAddr),
+    /// Both ends are ready: the addresses move at this instant (milliseconds since the
+    /// Unix epoch).
+    Agreed(u64),
     /// Move the peer's addresses from the relay to the direct peer.
     MoveAddresses,
     /// Move them back to the relay.
@@ -214,6 +217,7 @@ impl Pair {
                         self.actions.push_back(Action::MoveAddresses);
                     } else if switch_at_ms != Some(at) {
                         self.state = State::Ready { since_ms, switch_at_ms: Some(at) };
+                        self.actions.push_back(Action::Agreed(at));
                     }
                 } else if now.saturating_sub(since_ms) > ms(READY_WAIT) {
                     self.fail(now, PathReason::ProbeFailed);
@@ -272,15 +276,17 @@ impl Pair {
         Some(PairSignal { peer: self.peer.clone(), stage, since_ms })
     }
 
-    /// When the pair next needs a round, in milliseconds since the Unix epoch: the agreed
-    /// switch instant, the end of a candidate's window, the end of a backoff.
-    pub fn deadline(&self) -> Option<u64> {
-        match self.state {
+    /// When, after `now_ms`, the pair next needs a round (milliseconds since the Unix
+    /// epoch): the agreed switch instant, the end of a candidate's window, the end of a
+    /// backoff. `None` when only new observations can move it.
+    pub fn deadline(&self, now_ms: u64) -> Option<u64> {
+        let at = match self.state {
             State::Relayed { retry_at_ms, .. } => Some(retry_at_ms),
             State::Trying { window_ms, .. } => Some(window_ms + ms(CANDIDATE_WINDOW)),
             State::Ready { switch_at_ms, .. } => switch_at_ms,
             State::Direct { .. } => None,
-        }
+        };
+        at.filter(|at| *at > now_ms && *at != u64::MAX)
     }
 
     /// Direct or relayed, why, and since when (milliseconds since the Unix epoch).
@@ -296,6 +302,12 @@ impl Pair {
             }
             State::Direct { since_ms, .. } => (PathMode::Direct, PathReason::Handshake, since_ms),
         }
+    }
+
+    /// Whether this end is ready and waits for the other, or for the agreed instant: the
+    /// peer's signal is then worth reading often.
+    pub fn awaits_peer(&self) -> bool {
+        matches!(self.state, State::Ready { .. })
     }
 
     /// Whether the pair's traffic goes over the direct peer.

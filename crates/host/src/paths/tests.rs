@@ -117,7 +117,7 @@ impl World {
                 return true;
             }
             let next = self.now + STEP;
-            let deadline = [self.a.deadline(), self.b.deadline()]
+            let deadline = [self.a.deadline(self.now), self.b.deadline(self.now)]
                 .into_iter()
                 .flatten()
                 .filter(|at| *at > self.now)
@@ -207,14 +207,14 @@ fn failed_attempts_back_off_doubling_and_say_when_they_failed() {
     assert_eq!(mode, PathMode::Relayed);
     assert_eq!(since, world.now, "probe failed at T");
     let first = world.now;
-    assert_eq!(world.a.deadline(), Some(first + FIRST_BACKOFF.as_millis() as u64));
+    assert_eq!(world.a.deadline(world.now), Some(first + FIRST_BACKOFF.as_millis() as u64));
     assert!(world.a.target().is_none(), "the direct peer is removed");
     // The next attempt starts after the backoff, fails again, and waits twice as long.
     let trying = |w: &World| w.a.mode().1 == PathReason::Trying;
     assert!(world.run_until(Duration::from_secs(90), trying));
     assert!(world.now >= first + FIRST_BACKOFF.as_millis() as u64, "not before the backoff");
     assert!(world.run_until(Duration::from_secs(30), failed));
-    assert_eq!(world.a.deadline(), Some(world.now + 2 * FIRST_BACKOFF.as_millis() as u64));
+    assert_eq!(world.a.deadline(world.now), Some(world.now + 2 * FIRST_BACKOFF.as_millis() as u64));
 }
 
 #[test]
@@ -302,6 +302,7 @@ fn reasons_say_why_a_pair_stays_relayed() {
         Round { now_ms: START, never: None, candidates: &none, handshake_ms: None, peer: None };
     pair.handle_round(&round);
     assert_eq!(pair.mode(), (PathMode::Relayed, PathReason::NoCandidate, START));
+    assert_eq!(pair.deadline(START), None, "nothing to wait for but candidates");
     round.candidates = &symmetric;
     round.now_ms += 1_000;
     pair.handle_round(&round);
@@ -309,6 +310,7 @@ fn reasons_say_why_a_pair_stays_relayed() {
     round.never = Some(Never::Policy);
     pair.handle_round(&round);
     assert_eq!(pair.mode().1, PathReason::Policy);
+    assert_eq!(pair.deadline(round.now_ms), None);
     assert!(pair.target().is_none() && pair.signal().is_none());
     // When the desired state lets the pair go direct, it tries at once.
     let list = CandidateList { endpoints: vec![addr("198.51.100.2:51820")], symmetric: false };
