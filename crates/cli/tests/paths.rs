@@ -47,7 +47,8 @@ enum Mapping {
 
 /// The namespaces and their underlay.
 struct Underlay {
-    inet: Netns,
+    /// The "internet": held so that its bridge outlives every host plugged into it.
+    _inet: Netns,
     hosts: BTreeMap<&'static str, Netns>,
     nats: BTreeMap<char, Netns>,
 }
@@ -100,7 +101,7 @@ impl Underlay {
             ns.run(&["ip", "route", "add", "default", "via", &format!("{lan}.1")]);
             hosts.insert(host, ns);
         }
-        Self { inet, hosts, nats }
+        Self { _inet: inet, hosts, nats }
     }
 
     fn ns(&self, host: &str) -> &Netns {
