@@ -344,7 +344,8 @@ fn spokes_go_direct_through_nats_that_allow_it_and_say_why_not_otherwise() {
     assert_eq!((path.mode, path.via.as_ref().map(|r| r.as_str())), (PathMode::Relayed, Some("r1")));
     assert!(underlay.ns("a").ping(&fabric.address("c"), 3).all_answered(), "relayed all the same");
 
-    // The paths verb says the same.
+    // The paths verb says the same, in the shape docs/cli.md shows.
+    util::shape::assert_shape("paths", &fabric.controller(&["paths", "--format", "json"]));
     let shown = fabric.controller(&["paths"]);
     assert!(
         shown.lines().any(|l| l.contains("a") && l.contains("c") && l.contains("symmetric-nat")),

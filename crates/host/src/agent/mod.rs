@@ -729,9 +729,14 @@ impl Agent {
             self.observer.round(&self.host, &self.device, self.store.as_ref(), now);
             return false;
         }
-        let Some(paths) = doc.config.paths.as_ref().filter(|_| doc.rotations.is_empty()) else {
-            return false;
-        };
+        let Some(paths) = doc.config.paths.as_ref() else { return false };
+        if !doc.rotations.is_empty() {
+            // Direct peers are keyed by the keys a rotation changes: set aside until it ends.
+            self.paths.stop();
+            let had = !self.paths.keys().is_empty();
+            self.paths = Paths::default();
+            return had;
+        }
         // Handshakes on the direct peers are read afresh while a pair is past relayed.
         let busy = self.paths.wake(unix_ms(now)).1;
         let fresh = if busy { self.device.get().ok() } else { None };
