@@ -29,7 +29,7 @@ use util::Scratch;
 use wgfabric_model::key_file::generate_key_file;
 use wgfabric_model::Fabric;
 use wgfabric_store::state::{PathMode, PathReason, PathStatus, Status};
-use wgfabric_testkit::{unique_interface_name, veth, wait_until, Background, Daemon, Netns};
+use wgfabric_testkit::{unique_interface_name, veth, wait_until, Background, Daemon, Impl, Netns};
 
 /// Every host, relays first.
 const HOSTS: [&str; 6] = ["r1", "r2", "a", "b", "c", "d"];
@@ -169,7 +169,9 @@ struct Fabric6<'u> {
 }
 
 impl<'u> Fabric6<'u> {
-    fn start(underlay: &'u Underlay) -> Self {
+    /// Daemons (wgfabricd, or `implementations` for some hosts), the relays' agents and
+    /// their desired states, then the spokes'.
+    fn start(underlay: &'u Underlay, implementations: &[(&str, Impl)]) -> Self {
         let dir = Scratch::new();
         let mut text = String::from("[network.lab]\nipv4 = \"10.99.0.0/24\"\n\n");
         for host in HOSTS {
@@ -196,7 +198,12 @@ impl<'u> Fabric6<'u> {
         fabric.controller(&["addresses", "update"]);
         for host in HOSTS {
             let interface = unique_interface_name("wgfp");
-            fabric.daemons.insert(host, Daemon::start(underlay.ns(host), wgfabricd(), &interface));
+            let implementation = implementations
+                .iter()
+                .find(|(name, _)| *name == host)
+                .map_or_else(wgfabricd, |(_, implementation)| implementation.clone());
+            let daemon = Daemon::start(underlay.ns(host), implementation, &interface);
+            fabric.daemons.insert(host, daemon);
             fabric.interfaces.insert(host, interface);
         }
         // The relays first, as in a fabric that exists: a spoke's first handshake finds them.
@@ -310,7 +317,7 @@ fn lost(ping: Background) -> (u32, u32) {
 #[ignore = "needs root, network namespaces and nftables"]
 fn spokes_go_direct_through_nats_that_allow_it_and_say_why_not_otherwise() {
     let underlay = Underlay::build();
-    let fabric = Fabric6::start(&underlay);
+    let fabric = Fabric6::start(&underlay, &[]);
     let started = Instant::now();
     let b = fabric.address("b");
     assert!(underlay.ns("a").ping_until_reply(&b, Duration::from_secs(10)), "a reaches b");
@@ -357,7 +364,7 @@ fn spokes_go_direct_through_nats_that_allow_it_and_say_why_not_otherwise() {
 #[ignore = "needs root, network namespaces and nftables"]
 fn a_direct_path_whose_nat_mappings_go_is_relayed_again_within_a_second() {
     let underlay = Underlay::build();
-    let fabric = Fabric6::start(&underlay);
+    let fabric = Fabric6::start(&underlay, &[]);
     let direct = wait_until(Duration::from_secs(30), || {
         fabric.is_direct("a", "b") && fabric.is_direct("b", "a")
     });
@@ -379,4 +386,21 @@ fn a_direct_path_whose_nat_mappings_go_is_relayed_again_within_a_second() {
     assert!(lost <= 100, "{lost} pings lost: more than 1 s");
     let path = fabric.path("a", "b").unwrap();
     assert_eq!(path.reason, PathReason::Demoted);
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, nftables and wireguard-go"]
+fn a_wireguard_go_spoke_goes_direct_under_the_agent() {
+    if Impl::WireguardGo.require().is_err() {
+        return;
+    }
+    let underlay = Underlay::build();
+    let fabric = Fabric6::start(&underlay, &[("b", Impl::WireguardGo)]);
+    let direct = wait_until(Duration::from_secs(30), || {
+        fabric.is_direct("a", "b") && fabric.is_direct("b", "a")
+    });
+    assert!(direct, "a and b not direct: {:?} {:?}", fabric.path("a", "b"), fabric.path("b", "a"));
+    assert!(underlay.ns("b").ping(&fabric.address("a"), 5).all_answered());
+    let path = fabric.path("b", "a").unwrap();
+    assert_eq!(path.endpoint.map(|e| e.ip().to_string()).as_deref(), Some("192.0.2.11"));
 }

@@ -435,11 +435,14 @@ impl Run {
     }
 }
 
-/// The lab's inventory: one relay, three spokes with a keepalive, key files in `dir`, and
-/// `recipient` for sealed keys.
+/// The lab's inventory: one relay, three spokes with a keepalive that never go direct, key
+/// files in `dir`, and `recipient` for sealed keys.
 fn inventory(dir: &Path, keys: &BTreeMap<&str, PublicKey>, recipient: &str) -> String {
+    // Spokes keep to the relay: the scenarios here measure the relay path, and direct paths
+    // have their own tests (tests/paths.rs).
     let mut text = format!(
-        "[keys]\nrecipients = [\"{recipient}\"]\n\n[network.lab]\nipv4 = \"10.88.0.0/24\"\n\n"
+        "[keys]\nrecipients = [\"{recipient}\"]\n\n[network.lab]\nipv4 = \"10.88.0.0/24\"\n\
+         direct = \"never\"\n\n"
     );
     for host in HOSTS {
         text.push_str(&format!("[host.{host}]\n"));
