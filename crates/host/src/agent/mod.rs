@@ -275,8 +275,12 @@ impl Agent {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
-            let due = monotonic() >= next_status;
             let paths_changed = self.paths_round();
+            // Just before a direct path's agreed switch, the loop stays free for it.
+            if self.paths.switch_imminent(unix_ms(system())) && !paths_changed {
+                continue;
+            }
+            let due = monotonic() >= next_status;
             if fast || due || paths_changed || self.error.is_some() || self.daemon_replaced() {
                 self.sync();
                 self.nudge_demoted();

@@ -52,6 +52,9 @@ const MIN_OBSERVE: Duration = Duration::from_secs(5);
 const REFRESH: Duration = Duration::from_secs(TTL / 3);
 /// How often the host's own LAN addresses are read again.
 const READ_LAN: Duration = Duration::from_secs(30);
+/// Before an agreed switch, how long the agent does nothing that may take long (a sync, a
+/// write to the store), so that its loop is free to switch at the instant.
+const SWITCH_GUARD: Duration = Duration::from_millis(500);
 /// How often direct paths are probed, and how long a probe waits.
 const PROBE_DIRECT: Duration = Duration::from_millis(200);
 /// Relayed pairs are probed once every this many direct rounds (5 s), for their RTT.
@@ -154,9 +157,11 @@ impl Paths {
                 }
             }
         }
-        // After the pairs: a switch due now is not held up by reading the store.
-        self.read(cx, now_ms);
-        self.publish(cx, now_ms);
+        // After the pairs, and never just before a switch: the store may be slow.
+        if !self.switch_imminent(now_ms) {
+            self.read(cx, now_ms);
+            self.publish(cx, now_ms);
+        }
         self.probe(cx);
         let targets: Vec<(Name, DirectTarget)> = self
             .pairs
@@ -283,6 +288,15 @@ impl Paths {
             .iter()
             .filter_map(|(name, _)| self.pairs.get(name).map(|(key, _)| *key))
             .collect()
+    }
+
+    /// Whether an agreed switch is due within [`SWITCH_GUARD`] of `now_ms`: the loop then
+    /// holds back work that may take long.
+    pub(super) fn switch_imminent(&self, now_ms: u64) -> bool {
+        self.pairs
+            .values()
+            .filter_map(|(_, pair)| pair.switch_at())
+            .any(|at| at > now_ms && at - now_ms <= ms(SWITCH_GUARD))
     }
 
     /// The next instant a pair needs a round, in milliseconds since the Unix epoch, and

@@ -304,6 +304,14 @@ impl Pair {
         }
     }
 
+    /// The agreed instant the addresses move at, once both ends are ready.
+    pub fn switch_at(&self) -> Option<u64> {
+        match self.state {
+            State::Ready { switch_at_ms, .. } => switch_at_ms,
+            _ => None,
+        }
+    }
+
     /// Whether this end is ready and waits for the other, or for the agreed instant: the
     /// peer's signal is then worth reading often.
     pub fn awaits_peer(&self) -> bool {
