@@ -404,3 +404,39 @@ fn a_wireguard_go_spoke_goes_direct_under_the_agent() {
     let path = fabric.path("b", "a").unwrap();
     assert_eq!(path.endpoint.map(|e| e.ip().to_string()).as_deref(), Some("192.0.2.11"));
 }
+
+/// The average round-trip time of `count` pings from `from` to `to`, in milliseconds.
+fn average_rtt(underlay: &Underlay, fabric: &Fabric6<'_>, from: &str, to: &str) -> f64 {
+    let address = fabric.address(to);
+    let output = underlay.ns(from).run(&["ping", "-n", "-q", "-c", "10", "-i", "0.2", &address]);
+    let line = output.lines().find(|line| line.starts_with("rtt ")).expect("an rtt line");
+    let values = line.split('=').nth(1).unwrap().trim().trim_end_matches(" ms");
+    values.split('/').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, nftables and tc"]
+fn a_direct_path_skips_the_relays_detour() {
+    let underlay = Underlay::build();
+    // 20 ms on every packet a relay sends: a relayed round trip crosses a relay twice.
+    for relay in ["r1", "r2"] {
+        let netem = ["tc", "qdisc", "add", "dev", "u0", "root", "netem", "delay", "20ms"];
+        if let Err(error) = underlay.ns(relay).exec(&netem) {
+            eprintln!("skipped: this kernel has no netem ({error})");
+            return;
+        }
+    }
+    let fabric = Fabric6::start(&underlay, &[]);
+    let direct = wait_until(Duration::from_secs(30), || {
+        fabric.is_direct("a", "b")
+            && fabric.path("a", "c").is_some_and(|p| p.reason == PathReason::SymmetricNat)
+    });
+    assert!(direct, "{:?} {:?}", fabric.path("a", "b"), fabric.path("a", "c"));
+    let (direct, relayed) =
+        (average_rtt(&underlay, &fabric, "a", "b"), average_rtt(&underlay, &fabric, "a", "c"));
+    eprintln!(
+        "PATHS rtt with 20 ms on the relays' links: direct {direct:.2} ms, relayed {relayed:.2} ms"
+    );
+    assert!(relayed >= 40.0, "relayed {relayed} ms");
+    assert!(direct < 20.0, "direct {direct} ms");
+}

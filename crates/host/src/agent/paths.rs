@@ -82,6 +82,8 @@ pub(super) struct Paths {
     lan_read_ms: Option<u64>,
     targets: Vec<(Name, DirectTarget)>,
     probes: Option<ProbeTask>,
+    /// Whether the last write to the store failed (its warning is logged once).
+    failing: bool,
     /// Peers whose addresses move to their direct peer this round.
     switched: Vec<DirectPeer>,
     /// Overlay addresses of peers just demoted: a datagram through the relay re-opens this
@@ -157,8 +159,10 @@ impl Paths {
                 }
             }
         }
-        // After the pairs, and never just before a switch: the store may be slow.
-        if !self.switch_imminent(now_ms) {
+        // After the pairs, and never just before a switch: the store may be slow. A host
+        // whose every pair stays relayed has nothing to read or offer.
+        let any = cx.paths.peers.iter().any(|peer| peer.never.is_none());
+        if any && !self.switch_imminent(now_ms) {
             self.read(cx, now_ms);
             self.publish(cx, now_ms);
         }
@@ -241,8 +245,16 @@ impl Paths {
         }
         doc.time = now_ms / 1_000;
         match cx.store.put(Kind::Candidates, cx.host, &doc.to_json()) {
-            Ok(()) => self.published = Some((doc, now_ms)),
-            Err(error) => tracing::warn!("cannot publish direct-path candidates: {error}"),
+            Ok(()) => {
+                self.published = Some((doc, now_ms));
+                self.failing = false;
+            }
+            // Once per outage: the store is retried every round.
+            Err(error) if !self.failing => {
+                self.failing = true;
+                tracing::warn!("cannot publish direct-path candidates: {error}");
+            }
+            Err(_) => {}
         }
     }
 
@@ -410,6 +422,8 @@ fn own_lan_addresses(tunnel: &str) -> Vec<IpAddr> {
 pub(super) struct Observer {
     published: Option<(Vec<ObservedPeer>, u64)>,
     read_ms: u64,
+    /// Whether the last write to the store failed (its warning is logged once).
+    failing: bool,
 }
 
 impl Observer {
@@ -455,8 +469,15 @@ impl Observer {
         }
         let doc = Observed { format: FORMAT, relay: host.clone(), time: now_s, ttl: TTL, peers };
         match store.put(Kind::Observed, host, &doc.to_json()) {
-            Ok(()) => self.published = Some((doc.peers, now_ms)),
-            Err(error) => tracing::warn!("cannot publish observed endpoints: {error}"),
+            Ok(()) => {
+                self.published = Some((doc.peers, now_ms));
+                self.failing = false;
+            }
+            Err(error) if !self.failing => {
+                self.failing = true;
+                tracing::warn!("cannot publish observed endpoints: {error}");
+            }
+            Err(_) => {}
         }
     }
 }
