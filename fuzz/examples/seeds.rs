@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use wgfabric_audit::{Action, Audit, Entry, Fingerprint, Timestamp};
 use wgfabric_model::render::{setconf, wg_quick};
 use wgfabric_model::{Fabric, Inventory, Lock};
-use wgfabric_fuzz::datagram::{self, b_again, c_device, delivery, ipv4, Setup};
+use wgfabric_fuzz::datagram::{self, b_again, c_device, delivery, Setup};
 use wgfabric_proto::keys::PrivateKey;
 use wgfabric_proto::wire::{DATA_HEADER_LEN, INITIATION_LEN};
 use wgfabric_proto::{Encapsulated, Endpoint};
+use wgfabric_testkit::packet::ipv4;
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let dir = dir.join(target);

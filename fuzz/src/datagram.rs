@@ -35,6 +35,7 @@ use wgfabric_proto::wire::{
     TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE,
 };
 use wgfabric_proto::{Decapsulated, Device, Encapsulated, Endpoint, PeerId, Session};
+use wgfabric_testkit::packet::ipv4;
 
 /// The wall clock at the base instant (handshake timestamps).
 const EPOCH: Duration = Duration::from_secs(1_700_000_000);
@@ -66,18 +67,6 @@ pub fn base() -> Instant {
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().expect("a literal socket address")
-}
-
-pub fn ipv4(src: [u8; 4], dst: [u8; 4], payload: usize) -> Vec<u8> {
-    let total = 20 + payload;
-    let mut p = vec![0u8; total];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p
 }
 
 /// HASH(parts...) of the whitepaper: BLAKE2s-256.

@@ -2,6 +2,7 @@
 //! passes `promtool check metrics`, and a real Prometheus server scraping it on loopback
 //! answers PromQL queries over its HTTP API with the expected series (and loads the alert
 //! rules of deploy/prometheus/).
+#![allow(clippy::disallowed_methods, reason = "a system test waits in real time")]
 
 mod util;
 

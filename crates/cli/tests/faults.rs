@@ -9,6 +9,7 @@
 //! on a real host; only the clock test, with several faults in a row, runs them at 2 s. The
 //! figures in docs/faults.md come from these tests (`--no-capture`
 //! prints them).
+#![allow(clippy::disallowed_methods, reason = "a system test measures convergence in real time")]
 
 mod lab;
 mod util;

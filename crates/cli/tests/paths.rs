@@ -14,6 +14,8 @@
 //! Each NAT router drops unsolicited packets to itself, as home routers do, so a hole is
 //! punched only by packets from inside. `--no-capture` prints the figures docs/paths.md
 //! quotes.
+#![allow(clippy::disallowed_methods, reason = "a system test measures convergence in real time")]
+#![allow(clippy::disallowed_types, reason = "a system test generates real keys")]
 
 mod lab;
 mod util;

@@ -79,12 +79,12 @@ pub(crate) struct Args {
     pin_cpus: bool,
 
     /// The longest an idle lane polls for its next packet instead of sleeping: 1ms, 500us,
-    /// at most 5ms, or 0 to always sleep. A lane polls only while it pays: after an idle
-    /// period of the same kind (after a send, after a receive) no longer than this, for twice
-    /// that period; polls that come up empty make it sleep through more idle periods before
-    /// it tries again. Cost: at most 10% of one CPU per lane, at idle priority, spent only on
-    /// request/response traffic; each poll that pays saves a thread wake-up (tens of
-    /// microseconds on a VM).
+    /// at most 5ms, or 0 to always sleep. A lane polls only while it pays: at once for a
+    /// reply due within this long (twice the last such gap), and just before packets that
+    /// keep a steady period (pings, health checks) are due, waking on a precise timer; polls
+    /// that come up empty make it back off. Cost: at most 10% of one CPU per lane, at idle
+    /// priority; see docs/PERFORMANCE.md for the CPU time per round trip it costs and the
+    /// latency it saves (a thread wake-up, tens of microseconds on a VM, per packet).
     #[arg(
         long,
         value_name = "DURATION",

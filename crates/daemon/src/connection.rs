@@ -1,23 +1,25 @@
 //! One userspace API connection: any number of `get=1` and `set=1` requests, each answered
 //! and ended with `errno=N`, until the client closes it.
 //!
-//! A set request is read up to its blank line, parsed whole, and only then handed to the
-//! device, so a bad line changes nothing. Input that breaks the framing (an unknown
+//! A set request is parsed line by line as it is read, up to its blank line, and only then
+//! handed to the device, so a bad line changes nothing; its text is never held whole, so a
+//! million peers cost the parsed request, not hundreds of megabytes of text as well. Input that breaks the framing (an unknown
 //! operation, a line too long, bytes that are not UTF-8) closes the connection, as
 //! wireguard-go does, since the rest of the stream cannot be trusted to line up.
 
 use std::io::{self, BufRead, Read as _, Write};
 
 use wgfabric_proto::uapi::{
-    format_get, format_status, parse_set_resolving_scopes, UapiError, EINVAL, EPROTO,
+    format_status, write_get_device, write_get_peer, SetParser, SetRequest, UapiError, EINVAL,
+    EPROTO,
 };
 
 use crate::control::Control;
 
 /// The longest line accepted; real lines are under 200 bytes.
 const MAX_LINE: usize = 4096;
-/// The largest set request accepted: room for some hundred thousand peers.
-const MAX_SET_REQUEST: usize = 64 << 20;
+/// The largest set request accepted, in bytes of text: room for some four million peers.
+const MAX_SET_REQUEST: usize = 1 << 30;
 
 /// Answers requests read from `reader` on `writer` until end of input.
 ///
@@ -29,22 +31,18 @@ pub(crate) fn serve<C: Control + ?Sized>(
     control: &C,
 ) -> io::Result<()> {
     loop {
-        let (answer, keep_open) = match next_answer(&mut reader, control) {
-            Ok(Some(answer)) => (answer, true),
-            Ok(None) => return Ok(()),
+        match answer_next(&mut reader, &mut writer, control) {
+            Ok(true) => writer.flush()?,
+            Ok(false) => return Ok(()),
             Err(Framing::Io(error)) => return Err(error),
             Err(Framing::Broken(error)) => {
                 tracing::warn!(%error, "closing a userspace API connection");
-                match error.errno() {
-                    0 => return Ok(()),
-                    _ => (format_status(Some(&error)), false),
+                if error.errno() != 0 {
+                    writer.write_all(format_status(Some(&error)).as_bytes())?;
+                    writer.flush()?;
                 }
+                return Ok(());
             }
-        };
-        writer.write_all(answer.as_bytes())?;
-        writer.flush()?;
-        if !keep_open {
-            return Ok(());
         }
     }
 }
@@ -66,25 +64,27 @@ fn broken(errno: i32, message: impl Into<String>) -> Framing {
     Framing::Broken(UapiError::new(errno, message))
 }
 
-/// Reads one request and computes its answer; `None` at end of input.
-fn next_answer<C: Control + ?Sized>(
+/// Reads one request and writes its answer; `false` at end of input.
+fn answer_next<C: Control + ?Sized>(
     reader: &mut impl BufRead,
+    writer: &mut impl Write,
     control: &C,
-) -> Result<Option<String>, Framing> {
+) -> Result<bool, Framing> {
     let Some(operation) = read_line(reader)? else {
-        return Ok(None);
+        return Ok(false);
     };
     match operation.as_str() {
         "get=1" => match read_line(reader)? {
-            Some(blank) if blank.is_empty() => Ok(Some(match control.get() {
-                Ok(device) => format_get(&device),
-                Err(error) => format_status(Some(&error)),
-            })),
+            Some(blank) if blank.is_empty() => {
+                write_get(writer, control)?;
+                Ok(true)
+            }
             _ => Err(broken(EINVAL, "get=1 must be followed by a blank line")),
         },
         "set=1" => {
-            let body = read_set_body(reader)?;
-            Ok(Some(format_status(set(control, body).err().as_ref())))
+            let parsed = read_set_request(reader)?;
+            writer.write_all(format_status(set(control, parsed).err().as_ref()).as_bytes())?;
+            Ok(true)
         }
         _ => {
             let key: String = operation.split('=').next().unwrap_or("").chars().take(32).collect();
@@ -93,10 +93,27 @@ fn next_answer<C: Control + ?Sized>(
     }
 }
 
-fn set<C: Control + ?Sized>(control: &C, body: String) -> Result<(), UapiError> {
-    let parsed = parse_set_resolving_scopes(&body, &interface_index);
-    // The text of a large request is garbage now; free it before the device grows.
-    drop(body);
+/// Writes the answer to `get=1` a page at a time, as the device hands the pages out.
+fn write_get<C: Control + ?Sized>(writer: &mut impl Write, control: &C) -> io::Result<()> {
+    let (mut text, mut first) = (String::new(), true);
+    control.get(&mut |page| {
+        if std::mem::take(&mut first) {
+            write_get_device(&mut text, page);
+        }
+        for peer in &page.peers {
+            write_get_peer(&mut text, peer);
+        }
+        writer.write_all(text.as_bytes())?;
+        text.clear();
+        Ok(())
+    })?;
+    writer.write_all(format_status(None).as_bytes())
+}
+
+fn set<C: Control + ?Sized>(
+    control: &C,
+    parsed: Result<SetRequest, UapiError>,
+) -> Result<(), UapiError> {
     let result = parsed.and_then(|request| {
         let peers = request.peers.len();
         control.set(request).map(|()| peers)
@@ -113,20 +130,29 @@ fn set<C: Control + ?Sized>(control: &C, body: String) -> Result<(), UapiError> 
     }
 }
 
-/// Reads the lines of a set request up to its blank line (or end of input), newline-terminated.
-fn read_set_body(reader: &mut impl BufRead) -> Result<String, Framing> {
-    let mut body = String::new();
+/// Reads and parses the lines of a set request up to its blank line (or end of input). After
+/// a bad line the rest of the request is read and dropped, so that the answer lines up with
+/// it, and the request is the error.
+fn read_set_request(reader: &mut impl BufRead) -> Result<Result<SetRequest, UapiError>, Framing> {
+    let mut parser = SetParser::new(&interface_index);
+    let mut error = None;
+    let mut size = 0;
     while let Some(line) = read_line(reader)? {
         if line.is_empty() {
             break;
         }
-        if body.len() + line.len() >= MAX_SET_REQUEST {
+        size += line.len() + 1;
+        if size > MAX_SET_REQUEST {
             return Err(broken(EPROTO, "set request too large"));
         }
-        body.push_str(&line);
-        body.push('\n');
+        if error.is_none() {
+            error = parser.line(&line).err();
+        }
     }
-    Ok(body)
+    Ok(match error {
+        Some(error) => Err(error),
+        None => Ok(parser.finish()),
+    })
 }
 
 /// Reads a line without its newline; `None` at end of input. A last line without a newline
@@ -157,17 +183,18 @@ fn interface_index(name: &str) -> Option<u32> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use wgfabric_proto::uapi::{parse_get, DeviceSnapshot, SetRequest, EADDRINUSE};
+    use wgfabric_proto::uapi::{
+        format_get, parse_get, DeviceSnapshot, PeerSnapshot, SetRequest, EADDRINUSE,
+    };
 
     /// Records what was set; refuses port 1 as if it were in use.
     #[derive(Default)]
     struct Recorder(Mutex<Vec<SetRequest>>);
 
     impl Control for Recorder {
-        fn get(&self) -> Result<DeviceSnapshot, UapiError> {
-            let sets = self.0.lock().unwrap();
-            let port = sets.iter().rev().find_map(|r| r.listen_port).unwrap_or(0);
-            Ok(DeviceSnapshot { listen_port: port, ..DeviceSnapshot::default() })
+        fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+            let port = self.0.lock().unwrap().iter().rev().find_map(|r| r.listen_port);
+            page(&DeviceSnapshot { listen_port: port.unwrap_or(0), ..DeviceSnapshot::default() })
         }
 
         fn set(&self, request: SetRequest) -> Result<(), UapiError> {
@@ -183,6 +210,61 @@ mod tests {
         let mut output = Vec::new();
         serve(input, &mut output, control).unwrap();
         String::from_utf8(output).unwrap()
+    }
+
+    /// A device of seven peers that hands them out three at a time, counting the pages.
+    #[derive(Default)]
+    struct Paged(std::sync::atomic::AtomicUsize);
+
+    impl Paged {
+        fn whole() -> DeviceSnapshot {
+            let peers = (1..=7u8)
+                .map(|i| {
+                    let key = wgfabric_proto::keys::PrivateKey::from_bytes([i; 32]).public_key();
+                    PeerSnapshot { rx_bytes: i.into(), ..PeerSnapshot::new(key) }
+                })
+                .collect();
+            DeviceSnapshot { listen_port: 51820, fwmark: 7, peers, ..DeviceSnapshot::default() }
+        }
+    }
+
+    impl Control for Paged {
+        fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+            let whole = Self::whole();
+            let mut first = DeviceSnapshot { peers: Vec::new(), ..whole.clone() };
+            for peers in whole.peers.chunks(3) {
+                first.peers = peers.to_vec();
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                page(&first)?;
+                first = DeviceSnapshot::default();
+            }
+            Ok(())
+        }
+
+        fn set(&self, _: SetRequest) -> Result<(), UapiError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_get_answer_is_written_page_by_page_as_one_text() {
+        let control = Paged::default();
+        let mut output = Vec::new();
+        serve(&b"get=1\n\n"[..], &mut output, &control).unwrap();
+        assert_eq!(String::from_utf8(output).unwrap(), format_get(&Paged::whole()));
+        assert_eq!(control.0.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(control.snapshot(), Paged::whole());
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_ends_the_walk() {
+        let control = Paged::default();
+        // Room for the first page (3 of 7 peers) but not the second.
+        let mut room = vec![0u8; format_get(&Paged::whole()).len() / 2];
+        let error = serve(&b"get=1\n\n"[..], &mut room[..], &control).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WriteZero);
+        let pages = control.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(pages, 2, "the second page failed to write and no third was read");
     }
 
     #[test]

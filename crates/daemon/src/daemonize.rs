@@ -6,12 +6,11 @@
 //! process leaves locks held by threads that no longer exist), and the child does all the
 //! work; it reports "ready" or its error over a socket pair the parent waits on.
 //!
-//! This is the only module of the daemon with `unsafe`: raw `fork`, `setsid`, `dup2` and
-//! `umask` calls, each commented.
+//! This is the only module of the daemon with `unsafe`: the raw `fork`, which rustix leaves
+//! out on purpose; `setsid`, `dup2` and `umask` go through rustix.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
-use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context as _};
@@ -65,11 +64,8 @@ pub(crate) fn detach() -> anyhow::Result<Readiness> {
         -1 => Err(io::Error::last_os_error()).context("fork"),
         0 => {
             drop(parent_end);
-            // SAFETY: setsid has no memory-safety preconditions; a forked child is never a
-            // process group leader, so it succeeds.
-            if unsafe { libc::setsid() } == -1 {
-                return Err(io::Error::last_os_error()).context("setsid");
-            }
+            // A forked child is never a process group leader, so this succeeds.
+            rustix::process::setsid().map_err(io::Error::from).context("setsid")?;
             redirect_stdio_to_null()?;
             Ok(Readiness(Some(child_end)))
         }
@@ -98,20 +94,15 @@ fn wait_for_report(channel: &mut UnixStream) -> i32 {
 fn redirect_stdio_to_null() -> anyhow::Result<()> {
     let null: File =
         OpenOptions::new().read(true).write(true).open("/dev/null").context("opening /dev/null")?;
-    for target in 0..=2 {
-        // SAFETY: both descriptors are valid for the duration of the call; replacing 0, 1
-        // and 2 is safe because std's handles to them refer to the numbers, not to state
-        // that the swap could invalidate.
-        if unsafe { libc::dup2(null.as_raw_fd(), target) } == -1 {
-            return Err(io::Error::last_os_error()).context("redirecting stdio to /dev/null");
-        }
-    }
-    Ok(())
+    rustix::stdio::dup2_stdin(&null)
+        .and_then(|()| rustix::stdio::dup2_stdout(&null))
+        .and_then(|()| rustix::stdio::dup2_stderr(&null))
+        .map_err(io::Error::from)
+        .context("redirecting stdio to /dev/null")
 }
 
 /// Makes every file the daemon creates (the socket above all) private to root from the start,
 /// rather than fixing permissions after a window in which others could connect.
 pub(crate) fn restrict_umask() {
-    // SAFETY: umask only swaps an integer in the process's kernel state and cannot fail.
-    unsafe { libc::umask(0o077) };
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }

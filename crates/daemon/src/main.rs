@@ -9,6 +9,11 @@
 //!   Prometheus ──GET /metrics──► metrics (--metrics ADDR:PORT) ──► driver
 //! ```
 #![deny(unsafe_code)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "the daemon is the I/O edge that gives the protocol core the time and randomness"
+)]
 
 mod cli;
 mod connection;

@@ -1,8 +1,7 @@
 //! `--metrics ADDR:PORT`: Prometheus metrics of the live device on `GET /metrics`.
 //!
-//! Each scrape reads the device twice under its lock, once for the `get=1` view (the same
-//! bytes and handshake times `wg show` reports) and once for the counters only this daemon
-//! keeps, and renders them through `wgfabric-metrics`, so the names match what
+//! Each scrape reads the device's `get=1` view (the same bytes and handshake times `wg show`
+//! reports; under its lock a page of peers at a time) and the counters only this daemon keeps, and renders them through `wgfabric-metrics`, so the names match what
 //! `wgfabric exporter` prints for any userspace implementation.
 
 use std::net::SocketAddr;
@@ -35,17 +34,11 @@ pub(crate) fn serve(server: MetricsServer, driver: Arc<dyn Driver>) -> anyhow::R
 }
 
 fn scrape(driver: &dyn Driver) -> String {
-    let snapshot = match driver.get() {
-        Ok(snapshot) => Some(snapshot),
-        Err(error) => {
-            tracing::warn!(%error, "reading the device for metrics");
-            None
-        }
-    };
+    let snapshot = driver.snapshot();
     let counters = driver.counters();
     let interface = Interface {
         name: driver.interface_name(),
-        snapshot: snapshot.as_ref(),
+        snapshot: Some(&snapshot),
         counters: Some(&counters),
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();

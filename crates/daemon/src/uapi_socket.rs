@@ -215,7 +215,9 @@ fn serve_within<C: Control + ?Sized>(
 ) -> io::Result<()> {
     let timed = Timed::new(stream, budget);
     let turns = Turns { timed, budget, ticket, answering: Cell::new(false) };
-    connection::serve(io::BufReader::new(&turns), &turns, &Tracked { control, ticket })
+    // Buffered, so a short answer leaves in one write; pages of a long one pass straight on.
+    let (reader, writer) = (io::BufReader::new(&turns), io::BufWriter::new(&turns));
+    connection::serve(reader, writer, &Tracked { control, ticket })
 }
 
 /// A connection's deadlines, restarted whenever it turns from reading a request to writing
@@ -272,8 +274,8 @@ impl<C: Control + ?Sized> Tracked<'_, C> {
 }
 
 impl<C: Control + ?Sized> Control for Tracked<'_, C> {
-    fn get(&self) -> Result<DeviceSnapshot, UapiError> {
-        self.working(C::get)
+    fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+        self.working(|control| control.get(page))
     }
 
     fn set(&self, request: SetRequest) -> Result<(), UapiError> {
@@ -352,8 +354,8 @@ mod tests {
     struct Fixed(std::sync::atomic::AtomicUsize);
 
     impl Control for Fixed {
-        fn get(&self) -> Result<DeviceSnapshot, UapiError> {
-            Ok(DeviceSnapshot { listen_port: 51820, ..DeviceSnapshot::default() })
+        fn get(&self, page: &mut dyn FnMut(&DeviceSnapshot) -> io::Result<()>) -> io::Result<()> {
+            page(&DeviceSnapshot { listen_port: 51820, ..DeviceSnapshot::default() })
         }
 
         fn set(&self, _: SetRequest) -> Result<(), UapiError> {

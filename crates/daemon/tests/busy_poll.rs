@@ -1,6 +1,7 @@
 //! Busy polling (`--busy-poll`, on by default) is adaptive and capped: lanes poll only while
 //! replies keep coming back within the window, never more than a tenth of a CPU each, and
 //! once traffic stops every lane sleeps, so a quiet tunnel costs no CPU.
+#![allow(clippy::disallowed_methods, reason = "a system test measures in real time")]
 
 mod common;
 

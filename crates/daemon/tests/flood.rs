@@ -3,6 +3,7 @@
 //! from the peer's own, and the sessions already up keep flowing. `scripts/flood-bench` makes
 //! the same measurement against other implementations, at full rate and over many runs; this
 //! is its short form, with margins for a loaded CI machine.
+#![allow(clippy::disallowed_methods, reason = "a system test measures in real time")]
 
 mod common;
 

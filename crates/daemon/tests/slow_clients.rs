@@ -3,6 +3,7 @@
 //! second; clients of the userspace API socket that connect and say nothing, or stop halfway
 //! through a request, do not lock the stock `wg` out, and the unfinished requests of those
 //! closed to make room change nothing.
+#![allow(clippy::disallowed_methods, reason = "a system test measures in real time")]
 
 mod common;
 

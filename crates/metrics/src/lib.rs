@@ -15,6 +15,10 @@
 //! keys, and no family reads them except to derive the interface's public key.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the exporter serves HTTP and bounds its clients in real time"
+)]
 
 pub mod exporter;
 pub mod exposition;

@@ -1,6 +1,7 @@
 //! The metrics server under a slow-loris attack on loopback: a hundred connections that send
 //! part of a request line and then a byte every 500 ms, or nothing at all, do not keep a
 //! scrape from being answered within a second, with a valid exposition.
+#![allow(clippy::disallowed_methods, reason = "a system test measures in real time")]
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};

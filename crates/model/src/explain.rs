@@ -6,11 +6,11 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::fabric::firewall::prefixes;
 use crate::fabric::Fabric;
 use crate::inventory::Role;
 use crate::names::Name;
-use crate::policy::compile::{prefixes, PROBES};
-use crate::policy::{PortSpec, Protocol, Verdict};
+use crate::policy::{PortSpec, Protocol, Verdict, PROBES};
 
 /// The answer to "may SRC reach DST?".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

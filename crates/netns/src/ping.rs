@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::Netns;
 
 /// Polls `condition` every 20 ms until it holds (`true`) or `timeout` passes (`false`).
+#[expect(clippy::disallowed_methods, reason = "tests wait in real time")]
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -44,33 +44,10 @@ pub(crate) fn source_and_len(packet: &[u8]) -> Option<(IpAddr, usize)> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    use wgfabric_testkit::packet::{ipv4, ipv6};
+
     use super::*;
-
-    /// A minimal IPv4 packet from `src` to `dst` carrying `payload` bytes.
-    pub(crate) fn ipv4(src: [u8; 4], dst: [u8; 4], payload: usize) -> Vec<u8> {
-        let total = 20 + payload;
-        let mut p = vec![0u8; total];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        p[8] = 64;
-        p[9] = 17;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        p
-    }
-
-    /// A minimal IPv6 packet.
-    pub(crate) fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, payload: usize) -> Vec<u8> {
-        let mut p = vec![0u8; 40 + payload];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
-        p[6] = 17;
-        p[7] = 64;
-        p[8..24].copy_from_slice(&src.octets());
-        p[24..40].copy_from_slice(&dst.octets());
-        p
-    }
 
     #[test]
     fn parses_both_families() {

@@ -27,6 +27,10 @@
 //! (cryptokey routing), `uapi` (the userspace API text format).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(
+    test,
+    allow(clippy::disallowed_methods, reason = "tests start their virtual clocks at the real now")
+)]
 
 pub mod admission;
 pub mod allowed_ips;
@@ -39,6 +43,7 @@ pub mod ip;
 pub mod keys;
 mod noise;
 mod peer;
+mod peer_id;
 mod ratelimit;
 mod replay;
 pub mod session;
@@ -49,8 +54,8 @@ pub mod wire;
 
 pub use cidr::Cidr;
 pub use device::{
-    Decapsulated, Device, DropReason, Encapsulated, Event, NotReady, Outbound, PeerInfo, Stats,
-    Transmit, Verdict, DEFAULT_MTU,
+    Decapsulated, Device, DropReason, Encapsulated, Event, NotReady, Outbound, PeerCursor,
+    PeerInfo, Stats, Transmit, Verdict, DEFAULT_MTU,
 };
 pub use noise::HandshakeError;
 pub use peer::{Endpoint, PeerId, PeerStats, SourceAddr};

@@ -5,6 +5,7 @@
 //! here (see `cookie`): these functions see the message bytes before `mac1`.
 
 use core::fmt;
+use std::sync::OnceLock;
 
 use rand_core::{CryptoRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
@@ -50,24 +51,32 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// What the handshake needs to know about one peer, precomputed when keys change.
+/// What the handshake needs to know about one peer.
 pub(crate) struct PeerKeys {
     pub(crate) remote: PublicKey,
     pub(crate) preshared: PresharedKey,
-    /// DH(our static, their static); `None` when we have no key or theirs is a low-order point.
-    pub(crate) static_static: Option<SharedSecret>,
+    /// DH(our static, their static), computed by the first handshake that needs it and kept
+    /// until our private key changes: `None` inside when theirs is a low-order point. Computing
+    /// it when a peer is configured made loading a million peers cost a million
+    /// Diffie-Hellman operations, most of them for peers that never connect.
+    static_static: OnceLock<Option<SharedSecret>>,
 }
 
 impl PeerKeys {
-    pub(crate) fn new(remote: PublicKey, identity: Option<&Identity>) -> Self {
-        let mut keys = Self { remote, preshared: PresharedKey::zero(), static_static: None };
-        keys.update_identity(identity);
-        keys
+    pub(crate) fn new(remote: PublicKey) -> Self {
+        Self { remote, preshared: PresharedKey::zero(), static_static: OnceLock::new() }
     }
 
-    /// Recomputes the static-static secret after our private key changed.
-    pub(crate) fn update_identity(&mut self, identity: Option<&Identity>) {
-        self.static_static = identity.and_then(|id| id.agreement.diffie_hellman(&self.remote));
+    /// Forgets the static-static secret after our private key changed.
+    pub(crate) fn identity_changed(&mut self) {
+        self.static_static = OnceLock::new();
+    }
+
+    /// DH(our static, their static) under `identity`, computed once.
+    fn static_static(&self, identity: &Identity) -> Result<&SharedSecret, HandshakeError> {
+        let secret =
+            self.static_static.get_or_init(|| identity.agreement.diffie_hellman(&self.remote));
+        secret.as_ref().ok_or(HandshakeError::LowOrderKey)
     }
 }
 
@@ -143,7 +152,7 @@ pub(crate) fn create_initiation<R: RngCore + CryptoRng>(
     timestamp: Tai64n,
     rng: &mut R,
 ) -> Result<([u8; INITIATION_LEN], InitiationState), HandshakeError> {
-    let static_static = peer.static_static.as_ref().ok_or(HandshakeError::LowOrderKey)?;
+    let static_static = peer.static_static(identity)?;
     let ephemeral = X25519Key::generate(rng);
     let ephemeral_public = ephemeral.public_key();
 
@@ -185,7 +194,7 @@ pub(crate) fn consume_initiation<'p>(
 
     let peer =
         find_peer(&PublicKey::from_bytes(*remote_static)).ok_or(HandshakeError::UnknownPeer)?;
-    let static_static = peer.static_static.as_ref().ok_or(HandshakeError::LowOrderKey)?;
+    let static_static = peer.static_static(identity)?;
     let (ck, key) = kdf2(&ck, static_static.as_bytes());
     let timestamp: Zeroizing<[u8; 12]> =
         crypto::open(&key, 0, message.encrypted_timestamp, &h).ok_or(HandshakeError::Decrypt)?;
@@ -270,11 +279,29 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
         let a = Identity::new(PrivateKey::generate(&mut rng));
         let b = Identity::new(PrivateKey::generate(&mut rng));
-        let mut a_sees_b = PeerKeys::new(b.public, Some(&a));
-        let mut b_sees_a = PeerKeys::new(a.public, Some(&b));
+        let mut a_sees_b = PeerKeys::new(b.public);
+        let mut b_sees_a = PeerKeys::new(a.public);
         a_sees_b.preshared = PresharedKey::from_bytes(psk);
         b_sees_a.preshared = PresharedKey::from_bytes(psk);
         (a, b, a_sees_b, b_sees_a, rng)
+    }
+
+    #[test]
+    fn the_static_secret_is_computed_at_the_first_handshake_and_forgotten_with_our_key() {
+        let (a, b, mut a_sees_b, _, mut rng) = setup([0; 32]);
+        assert!(a_sees_b.static_static.get().is_none(), "nothing computed when configured");
+        let ts = Tai64n::from_unix(core::time::Duration::from_secs(1_000));
+        create_initiation(&a, &a_sees_b, 1, ts, &mut rng).unwrap();
+        assert!(a_sees_b.static_static.get().is_some());
+        // Our key changes: the secret cached under the old one must not be used.
+        let a2 = Identity::new(PrivateKey::generate(&mut rng));
+        a_sees_b.identity_changed();
+        assert!(a_sees_b.static_static.get().is_none());
+        let b_sees_a2 = PeerKeys::new(a2.public);
+        let (init, _) = create_initiation(&a2, &a_sees_b, 2, ts, &mut rng).unwrap();
+        let parsed = Initiation::parse(&init).unwrap();
+        let consumed = consume_initiation(&b, &parsed, |k| (*k == a2.public).then_some(&b_sees_a2));
+        assert!(consumed.is_ok(), "the initiation under the new key decrypts");
     }
 
     #[test]

@@ -14,24 +14,10 @@ use crate::constants::{MAX_STAGED_PACKETS, REJECT_AFTER_TIME};
 use crate::cookie::CookieJar;
 use crate::keys::PublicKey;
 use crate::noise::{InitiationState, PeerKeys};
+pub use crate::peer_id::PeerId;
 use crate::session::Session;
 use crate::tai64n::Tai64n;
 use crate::timers::TimerTable;
-
-/// A handle to a peer of a [`Device`](crate::Device). Handles of removed peers never match a
-/// later peer, even one that reuses the slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId {
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
-}
-
-impl PeerId {
-    #[cfg(test)]
-    pub(crate) fn for_tests(slot: u32) -> Self {
-        Self { slot, generation: 0 }
-    }
-}
 
 /// The local address and interface a peer's packets arrived on, used as the source of replies
 /// (as the kernel's "sticky" source address does), so multi-homed hosts answer from the
@@ -268,7 +254,7 @@ mod tests {
 
     #[test]
     fn staging_is_bounded() {
-        let keys = PeerKeys::new(PublicKey::from_bytes([9; 32]), None);
+        let keys = PeerKeys::new(PublicKey::from_bytes([9; 32]));
         let mut peer = Peer::new(keys);
         for i in 0..MAX_STAGED_PACKETS {
             assert!(!peer.stage(&[i as u8]));

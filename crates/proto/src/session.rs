@@ -14,7 +14,7 @@ use ring::aead::Aad;
 
 use crate::constants::{REJECT_AFTER_MESSAGES, REKEY_AFTER_MESSAGES};
 use crate::crypto::{aead_key, nonce, Secret, TAG_LEN};
-use crate::peer::PeerId;
+use crate::peer_id::PeerId;
 use crate::replay::ReplayWindow;
 use crate::wire::{DataHeader, DATA_HEADER_LEN, DATA_MIN_LEN};
 

@@ -34,10 +34,12 @@ use crate::cidr::Cidr;
 mod get;
 mod set;
 
-pub use get::{format_get, parse_get, DeviceSnapshot, PeerSnapshot};
+pub use get::{
+    format_get, parse_get, write_get_device, write_get_peer, DeviceSnapshot, PeerSnapshot,
+};
 pub use set::{
     format_set, parse_set, parse_set_resolving_scopes, AllowedIpChange, PeerUpdate,
-    PrivateKeyUpdate, SetRequest,
+    PrivateKeyUpdate, SetParser, SetRequest,
 };
 
 /// Where `wg(8)` and the userspace implementations keep their API sockets, one

@@ -2,6 +2,7 @@
 //!
 //! Full handshakes and transport data both ways, each side initiating, with and without a
 //! preshared key, and forced cookie exchanges in both directions.
+#![allow(clippy::disallowed_methods, reason = "the fixture starts its clock at the real now")]
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use wgfabric_proto::keys::{PresharedKey, PrivateKey, PublicKey};
 use wgfabric_proto::session::sealed_len;
 use wgfabric_proto::wire::DATA_HEADER_LEN;
 use wgfabric_proto::{Decapsulated, Device, Encapsulated, Endpoint};
+use wgfabric_testkit::packet::ipv4;
 
 const OURS: &str = "192.0.2.1:51820";
 const THEIRS: &str = "192.0.2.2:51821";
@@ -25,15 +27,9 @@ struct Fixture {
     theirs: Tunn,
 }
 
+/// An IPv4 packet carrying `payload`.
 fn ipv4_packet(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let total = 20 + payload.len();
-    let mut p = vec![0u8; total];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
+    let mut p = ipv4(src, dst, payload.len());
     p[20..].copy_from_slice(payload);
     // IPv4 header checksum, as a real stack would send.
     let sum = p[..20].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();

@@ -38,7 +38,9 @@ pub mod udp;
 
 pub use error::Error;
 pub use heap::trim_heap;
-pub use sched::{idle_policy_is_reversible, pin_current_thread, set_idle_policy};
-pub use shutdown::{wait_readable, Shutdown};
+pub use sched::{
+    idle_policy_is_reversible, pin_current_thread, set_idle_policy, set_precise_timers,
+};
+pub use shutdown::{wait_readable, Ready, Shutdown};
 pub use tun::{Offloads, Tun, TunConfig, TunQueue};
 pub use udp::{LocalAddr, RecvBatch, RecvMeta, SendBatch, SendError, UdpSocket, UdpSockets};

@@ -5,12 +5,13 @@
 //! too) and makes the eventfd readable for good, so every poller wakes, now and later.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::errno::cvt;
+use rustix::event::{eventfd, EventfdFlags, PollFd, PollFlags, Timespec};
+
 use crate::Error;
 
 /// A sticky, cloneable stop signal shared by the TUN queues and UDP sockets given it.
@@ -30,10 +31,7 @@ impl Shutdown {
     ///
     /// If the eventfd cannot be created.
     pub fn new() -> io::Result<Self> {
-        // SAFETY: eventfd takes no pointers; the result is checked before use.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-        let event = unsafe { OwnedFd::from_raw_fd(fd) };
+        let event = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         Ok(Self(Arc::new(Inner { triggered: AtomicBool::new(false), event })))
     }
 
@@ -41,10 +39,9 @@ impl Shutdown {
     /// [`Error::Shutdown`].
     pub fn trigger(&self) {
         self.0.triggered.store(true, Ordering::SeqCst);
-        let one: u64 = 1;
-        // SAFETY: writes the 8 bytes of `one`, which outlives the call. The write can only fail
-        // if the counter would overflow, and then the eventfd is readable anyway.
-        unsafe { libc::write(self.0.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // This can only fail if the counter would overflow, and then the eventfd is readable
+        // anyway.
+        let _ = rustix::io::write(&self.0.event, &1u64.to_ne_bytes());
     }
 
     /// Whether [`Self::trigger`] was called.
@@ -98,21 +95,41 @@ impl Shutdown {
     /// Blocks until `fd` reports `events` (or an error, left for the next call to return)
     /// or the signal is triggered.
     fn wait(&self, fd: BorrowedFd<'_>, events: libc::c_short) -> Result<(), Error> {
-        let mut fds = [
-            libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 },
-            libc::pollfd { fd: self.0.event.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        ];
+        // poll(2)'s event bits fit in 16 bits.
+        let events = PollFlags::from_bits_truncate(events as u16);
+        let mut fds = [PollFd::new(&fd, events), PollFd::new(&self.0.event, PollFlags::IN)];
         poll(&mut fds, None)?;
-        if fds[1].revents != 0 {
+        if !fds[1].revents().is_empty() {
             return Err(Error::Shutdown);
         }
         Ok(())
     }
 }
 
+/// Which of the descriptors given to [`wait_readable`] are ready, by their index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ready(u8);
+
+impl Ready {
+    /// Every one of the first `count` descriptors (at most eight).
+    pub fn all(count: usize) -> Self {
+        Self(u8::try_from((1u16 << count.min(8)) - 1).unwrap_or(u8::MAX))
+    }
+
+    /// Whether no descriptor is ready.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether the descriptor at `index` is ready.
+    pub fn contains(self, index: usize) -> bool {
+        index < 8 && self.0 & (1 << index) != 0
+    }
+}
+
 /// Waits until one of `fds` is readable (or reports an error, left for the next read to
 /// return), one of `signals` is triggered, or `timeout` passes (`None`: no limit; zero: just
-/// look). Returns whether a descriptor is ready.
+/// look). Returns which descriptors are ready: none when the timeout passed.
 ///
 /// This is how one thread serves several descriptors (a TUN queue and its UDP sockets) with
 /// the non-blocking `try_*` calls.
@@ -125,7 +142,7 @@ pub fn wait_readable(
     fds: &[BorrowedFd<'_>],
     signals: &[&Shutdown],
     timeout: Option<Duration>,
-) -> Result<bool, Error> {
+) -> Result<Ready, Error> {
     const MAX: usize = 8;
     if fds.len() + signals.len() > MAX {
         return Err(Error::Io(io::Error::from_raw_os_error(libc::EINVAL)));
@@ -133,34 +150,38 @@ pub fn wait_readable(
     if signals.iter().any(|s| s.is_triggered()) {
         return Err(Error::Shutdown);
     }
-    let mut polled = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX];
-    let watched = fds.iter().copied().chain(signals.iter().map(|s| s.event_fd()));
-    for (slot, fd) in polled.iter_mut().zip(watched) {
-        *slot = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut watched = fds.iter().copied().chain(signals.iter().map(|s| s.event_fd()));
+    let Some(first) = watched.next() else {
+        return Err(Error::Io(io::Error::from_raw_os_error(libc::EINVAL)));
+    };
+    let mut polled = [(); MAX].map(|()| PollFd::from_borrowed_fd(first, PollFlags::IN));
+    for (slot, fd) in polled.iter_mut().skip(1).zip(watched) {
+        *slot = PollFd::from_borrowed_fd(fd, PollFlags::IN);
     }
     let count = fds.len() + signals.len();
     if poll(&mut polled[..count], timeout)? == 0 {
-        return Ok(false);
+        return Ok(Ready::default());
     }
-    if polled[fds.len()..count].iter().any(|p| p.revents != 0) {
+    if polled[fds.len()..count].iter().any(|p| !p.revents().is_empty()) {
         return Err(Error::Shutdown);
     }
-    Ok(true)
+    let ready = polled[..fds.len()].iter().enumerate().filter(|(_, p)| !p.revents().is_empty());
+    Ok(Ready(ready.fold(0, |mask, (index, _)| mask | 1 << index)))
 }
 
 /// Polls `fds`, retrying on `EINTR`; `timeout` `None` waits for ever. Returns how many
 /// descriptors have events (0 when the timeout passed).
-fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
-    // Rounded up, so that a short positive timeout still waits.
-    let millis = timeout.map_or(-1, |t| {
-        libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
-    });
+fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    // ppoll(2) keeps nanoseconds: a lane's timed sleep must not be rounded to milliseconds.
+    let timeout = match timeout.map(Timespec::try_from) {
+        Some(Ok(timeout)) => Some(timeout),
+        // Longer than `time_t` seconds: as good as for ever.
+        Some(Err(_)) | None => None,
+    };
     loop {
-        // SAFETY: the pointer and count describe the `fds` slice, borrowed for the call.
-        let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
-        match cvt(ret) {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            result => return result.map(|n| n as usize),
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            result => return result.map_err(io::Error::from),
         }
     }
 }

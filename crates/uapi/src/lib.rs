@@ -185,6 +185,7 @@ impl Device {
     /// # Errors
     /// [`DeviceError::Io`] when the exchange breaks off or outlasts the timeout
     /// ([`std::io::ErrorKind::TimedOut`]), or the answer is not UTF-8 or too long.
+    #[expect(clippy::disallowed_methods, reason = "the exchange is bounded in real time")]
     pub fn exchange(&self, request: &[u8]) -> Result<Zeroizing<String>, DeviceError> {
         let io = |cause| DeviceError::Io { socket: self.socket.clone(), cause };
         let deadline = Instant::now() + self.timeout;

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use wgfabric_audit::verify::verify;
 use wgfabric_audit::{Filter, Record, Timestamp, FILE_NAME};
 
-use super::{print, print_json, OutputFormat, FINDINGS};
+use super::{print, print_json, InventoryFile, OutputFormat, FINDINGS};
 
 /// Check or read the audit log: every key generated, decrypted or rotated, every
 /// configuration written or applied, every peer added or removed, with who and when.
@@ -41,22 +41,13 @@ struct LogArgs {
     /// The audit log [default: audit.jsonl beside the inventory].
     #[arg(long, env = "WGFABRIC_AUDIT_LOG", value_name = "FILE")]
     log: Option<PathBuf>,
-    /// The inventory, whose directory holds the log by default.
-    #[arg(
-        short,
-        long,
-        env = "WGFABRIC_INVENTORY",
-        default_value = "fabric.toml",
-        value_name = "FILE"
-    )]
-    inventory: PathBuf,
+    #[command(flatten)]
+    inventory: InventoryFile,
 }
 
 impl LogArgs {
     fn path(&self) -> PathBuf {
-        self.log.clone().unwrap_or_else(|| {
-            self.inventory.parent().map(|dir| dir.join(FILE_NAME)).unwrap_or(FILE_NAME.into())
-        })
+        self.log.clone().unwrap_or_else(|| self.inventory.dir().join(FILE_NAME))
     }
 
     fn read(&self) -> anyhow::Result<(PathBuf, String)> {

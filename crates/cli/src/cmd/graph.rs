@@ -17,29 +17,17 @@ pub(crate) struct Args {
     #[command(flatten)]
     inventory: InventoryArgs,
     /// Output syntax.
-    #[arg(long, value_enum, default_value_t = Syntax::Dot)]
-    format: Syntax,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    format: GraphFormat,
     /// Write to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Syntax {
-    /// Graphviz DOT.
-    Dot,
-    /// Mermaid flowchart.
-    Mermaid,
-}
-
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (fabric, _) = args.inventory.load()?;
     let configs: Vec<_> = fabric.host_configs().collect();
-    let format = match args.format {
-        Syntax::Dot => GraphFormat::Dot,
-        Syntax::Mermaid => GraphFormat::Mermaid,
-    };
-    let text = graph(&fabric, &configs, format);
+    let text = graph(&fabric, &configs, args.format);
     match &args.out {
         Some(path) => write_atomically(path, text.as_bytes(), PUBLIC_MODE)?,
         None => print(&text)?,

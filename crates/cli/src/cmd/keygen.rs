@@ -11,8 +11,8 @@ use wgfabric_model::sealed_keys::KeyStore;
 use wgfabric_model::Inventory;
 use wgfabric_proto::keys::PrivateKey;
 
-use super::print;
 use super::trail::AuditLogArgs;
+use super::{print, InventoryFile};
 
 /// Generate a host's key pair. The private key is written 0600 and never printed; standard
 /// output gets only the public key, standard error the line to paste into the inventory.
@@ -35,15 +35,9 @@ pub(crate) struct Args {
     /// Encrypt the key into the inventory's key store instead of writing it in clear.
     #[arg(long)]
     central: bool,
-    /// The inventory (central mode only).
-    #[arg(
-        short,
-        long,
-        env = "WGFABRIC_INVENTORY",
-        default_value = "fabric.toml",
-        value_name = "FILE"
-    )]
-    inventory: PathBuf,
+    // The inventory is read in central mode only.
+    #[command(flatten)]
+    inventory: InventoryFile,
     /// Replace an existing key (the host is cut off until the inventory has the new public key).
     #[arg(long)]
     force: bool,
@@ -54,7 +48,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let host: wgfabric_model::names::Name = args.host.parse()?;
     let (mut trail, public, previous, path) = if args.central {
-        let inventory = Inventory::load(&args.inventory)?;
+        let inventory = Inventory::load(args.inventory.path())?;
         let trail = args.audit.open(&inventory.dir())?;
         let store = KeyStore::new(&inventory)?;
         // The key the inventory knows is the one this replaces.

@@ -123,10 +123,10 @@ impl Cli {
     }
 }
 
-/// Where the inventory is, shared by every verb that reads it.
+/// The inventory option, for every verb that reads the inventory or files beside it.
 #[derive(Debug, Args)]
-pub(crate) struct InventoryArgs {
-    /// The inventory; its lock file is fabric.lock beside it.
+pub(crate) struct InventoryFile {
+    /// The inventory; its lock file (fabric.lock), rendered/ and audit.jsonl are beside it.
     #[arg(
         short,
         long,
@@ -136,6 +136,25 @@ pub(crate) struct InventoryArgs {
         value_name = "FILE"
     )]
     inventory: PathBuf,
+}
+
+impl InventoryFile {
+    pub(crate) fn path(&self) -> &Path {
+        &self.inventory
+    }
+
+    /// The directory of the inventory, for defaults relative to it.
+    pub(crate) fn dir(&self) -> PathBuf {
+        self.inventory.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+/// Where the inventory is and how its lock file is treated, shared by every verb that loads
+/// the fabric.
+#[derive(Debug, Args)]
+pub(crate) struct InventoryArgs {
+    #[command(flatten)]
+    file: InventoryFile,
     /// Fail instead of assigning addresses to new hosts (for CI: the lock must be up to date).
     #[arg(long, global = true)]
     locked: bool,
@@ -146,9 +165,9 @@ impl InventoryArgs {
     /// changed (and so should be written by verbs that write).
     pub(crate) fn load(&self) -> anyhow::Result<(Fabric, bool)> {
         if self.locked {
-            return Ok((Fabric::load_locked(&self.inventory)?, false));
+            return Ok((Fabric::load_locked(self.path())?, false));
         }
-        Ok(Fabric::load(&self.inventory)?)
+        Ok(Fabric::load(self.path())?)
     }
 
     /// Loads the fabric as [`Self::load`] does, but refuses it while `wgfabric check` reports
@@ -165,7 +184,7 @@ impl InventoryArgs {
         if has_errors(&findings) {
             match format {
                 OutputFormat::Human => {
-                    eprint!("{}", findings_text(&findings, &self.inventory.display().to_string()));
+                    eprint!("{}", findings_text(&findings, &self.path().display().to_string()));
                 }
                 OutputFormat::Json => print_json(&Report::of(&findings))?,
             }
@@ -175,16 +194,16 @@ impl InventoryArgs {
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.inventory
+        self.file.path()
     }
 
     pub(crate) fn lock_path(&self) -> PathBuf {
-        Lock::path_for(&self.inventory)
+        Lock::path_for(self.path())
     }
 
     /// The directory of the inventory, for defaults relative to it.
     pub(crate) fn dir(&self) -> PathBuf {
-        self.inventory.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.file.dir()
     }
 
     /// rendered/ beside the inventory: where `render` writes and `plan` looks by default, and

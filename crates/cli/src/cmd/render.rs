@@ -38,7 +38,7 @@ pub(crate) struct Args {
     out: Option<PathBuf>,
     /// Formats to produce (repeat for several) [default: all with --out, wg-quick otherwise].
     #[arg(long, value_enum)]
-    format: Vec<FormatArg>,
+    format: Vec<Format>,
     /// How findings that stop the render are printed: text on standard error, or JSON on
     /// standard output as `wgfabric check --format json` prints them.
     #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
@@ -50,52 +50,19 @@ pub(crate) struct Args {
     audit: AuditLogArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum FormatArg {
-    /// wg-quick's HOST/IFACE.conf.
-    WgQuick,
-    /// systemd-networkd's HOST/50-IFACE.netdev and .network.
-    Networkd,
-    /// `wg setconf` form: HOST/IFACE.setconf.
-    Setconf,
-    /// nft -f form of the host's firewall: HOST/nftables.conf (hosts with a policy).
-    Nftables,
-    /// fabric.json: every host's desired configuration.
-    Json,
-    /// terraform.json: flat object of strings for Terraform's external data source.
-    Terraform,
-    /// ansible-inventory.yml.
-    Ansible,
-}
-
-impl From<FormatArg> for Format {
-    fn from(format: FormatArg) -> Self {
-        match format {
-            FormatArg::WgQuick => Self::WgQuick,
-            FormatArg::Networkd => Self::Networkd,
-            FormatArg::Nftables => Self::Nftables,
-            FormatArg::Setconf => Self::Setconf,
-            FormatArg::Json => Self::Json,
-            FormatArg::Terraform => Self::Terraform,
-            FormatArg::Ansible => Self::Ansible,
-        }
-    }
-}
-
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (fabric, lock_changed) = args.inventory.load_checked("rendering", args.message_format)?;
     if args.identity.is_some() && args.out.is_none() {
         bail!("--identity inlines private keys: give --out DIR, outside the repository, so they land in files created 0600");
     }
-    let fabric_wide_only =
-        !args.format.is_empty() && args.format.iter().all(|f| !Format::from(*f).is_per_host());
+    let fabric_wide_only = !args.format.is_empty() && args.format.iter().all(|f| !f.is_per_host());
     let out = match (&args.out, &args.host) {
         (Some(out), _) => Some(out.clone()),
         (None, Some(_)) => None,
         (None, None) if fabric_wide_only => None,
         (None, None) => Some(args.inventory.rendered_dir()),
     };
-    let mut formats: Vec<Format> = args.format.iter().copied().map(Format::from).collect();
+    let mut formats = args.format.clone();
     if formats.is_empty() {
         formats = if out.is_none() { vec![Format::WgQuick] } else { Format::ALL.to_vec() };
     }

@@ -81,22 +81,29 @@ impl Inbound {
         }
     }
 
-    /// Receives what is queued on `socket` without waiting and delivers it to `tun`; returns
-    /// whether there was anything.
+    /// Receives what is queued on `socket` without waiting and delivers it to `tun`.
     pub(super) fn poll(
         &mut self,
         shared: &Shared,
         socket: &UdpSocket,
         tun: &TunQueue,
-    ) -> Result<bool, Error> {
+    ) -> Result<Received, Error> {
         let count = socket.try_recv(&mut self.recv, &mut self.bufs, &mut self.metas)?;
-        if count == 0 {
-            return Ok(false);
+        if count > 0 {
+            decrypt(shared, self, count);
+            deliver(shared, tun, self);
         }
-        decrypt(shared, self, count);
-        deliver(shared, tun, self);
-        Ok(true)
+        Ok(Received { any: count > 0, drained: count < MESSAGES })
     }
+}
+
+/// What one receive found on a socket.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Received {
+    /// Whether there was anything.
+    pub(super) any: bool,
+    /// Whether the socket's queue was empty by the end: the batch was not full.
+    pub(super) drained: bool,
 }
 
 /// Decrypts and judges the transport data of the `count` messages just received.

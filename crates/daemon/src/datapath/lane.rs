@@ -17,7 +17,7 @@ use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wgfabric_sys::{Error, UdpSocket};
+use wgfabric_sys::{set_precise_timers, Error, UdpSocket};
 
 use super::inbound::Inbound;
 use super::outbound::{transmit, Buffers};
@@ -42,34 +42,55 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
     let mut inbound = Inbound::new(queue, vnet, shared.tun.offloads().uso);
     let mut sockets = shared.sockets();
     let mut waiter = Waiter::new(busy_poll, Instant::now());
+    if !busy_poll.is_zero() {
+        // The waiter's timed sleeps end just before an expected packet.
+        if let Err(e) = set_precise_timers() {
+            tracing::debug!(error = %e, "lane timers keep the default slack");
+        }
+    }
+    // Which descriptors may have packets waiting. A descriptor is read again only when poll
+    // says it is ready, when its last read filled a batch, or (the TUN) after a delivery,
+    // whose answer the local stack may have queued already: a lane about to sleep makes no
+    // reads that can only fail.
+    let mut tun_ready = true;
+    let mut udp_ready = [true; 2];
     loop {
         let mut sent = false;
         let mtu = shared.mtu();
-        for _ in 0..FRAMES_PER_TURN {
-            match tun.try_read(&mut outbound.frame) {
-                Ok(Some(n)) => {
-                    outbound.add_frame(n, vnet, mtu);
-                    sent = true;
-                    if outbound.is_full() {
-                        break;
+        if std::mem::take(&mut tun_ready) {
+            let mut frames = 0;
+            while frames < FRAMES_PER_TURN && !outbound.is_full() {
+                match tun.try_read(&mut outbound.frame) {
+                    Ok(Some(n)) => {
+                        outbound.add_frame(n, vnet, mtu);
+                        sent = true;
+                        frames += 1;
                     }
+                    Ok(None) => break,
+                    Err(e) => match stop(shared, e) {
+                        Some(Stop::InterfaceGone) => return interface_gone(shared),
+                        Some(Stop::Shutdown) => return,
+                        None => break,
+                    },
                 }
-                Ok(None) => break,
-                Err(e) => match stop(shared, e) {
-                    Some(Stop::InterfaceGone) => return interface_gone(shared),
-                    Some(Stop::Shutdown) => return,
-                    None => break,
-                },
             }
+            // Stopped for a turn, not because the queue ran dry.
+            tun_ready = frames == FRAMES_PER_TURN || outbound.is_full();
         }
         if sent {
             transmit(shared, &mut outbound);
         }
         let mut received = false;
         let mut retired = false;
-        for socket in udp(&sockets, queue) {
+        for (ready, socket) in udp_ready.iter_mut().zip(udp(&sockets, queue)) {
+            if !std::mem::take(ready) {
+                continue;
+            }
             match inbound.poll(shared, socket, tun) {
-                Ok(got) => received |= got,
+                Ok(batch) => {
+                    received |= batch.any;
+                    *ready = !batch.drained;
+                }
                 Err(Error::Shutdown) if shared.io_shutdown.is_triggered() => return,
                 Err(Error::Shutdown) => retired = true,
                 Err(e) => tracing::warn!(error = %e, "receiving from the UDP socket failed"),
@@ -78,9 +99,13 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
         if retired {
             // The listen port changed: switch to the new sockets.
             sockets = shared.sockets();
+            udp_ready = [true; 2];
         }
+        tun_ready |= received;
         if sent || received {
             waiter.worked(if received { Ending::Received } else { Ending::Sent });
+        }
+        if tun_ready || udp_ready.contains(&true) {
             continue;
         }
         let mut fds = [tun.as_fd(); 3];
@@ -90,10 +115,21 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
             watched += 1;
         }
         match waiter.wait(&fds[..watched], &[&shared.io_shutdown, &sockets.retire]) {
-            Ok(()) => {}
+            Ok(ready) => {
+                tun_ready = ready.contains(0);
+                for (index, flag) in udp_ready.iter_mut().enumerate() {
+                    *flag = ready.contains(index + 1);
+                }
+            }
             Err(Error::Shutdown) if shared.io_shutdown.is_triggered() => return,
-            Err(Error::Shutdown) => sockets = shared.sockets(),
-            Err(e) => tracing::warn!(error = %e, "waiting for packets failed"),
+            Err(Error::Shutdown) => {
+                sockets = shared.sockets();
+                (tun_ready, udp_ready) = (true, [true; 2]);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for packets failed");
+                (tun_ready, udp_ready) = (true, [true; 2]);
+            }
         }
     }
 }

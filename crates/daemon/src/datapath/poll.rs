@@ -4,14 +4,21 @@
 //! Waking a sleeping thread takes an interrupt to its CPU, and on a virtual machine whose CPU
 //! has halted, a trip through the hypervisor: tens of microseconds, a large part of a
 //! tunnel's round trip. Polling instead costs CPU time for as long as it lasts, so a lane
-//! polls only where it pays:
+//! polls only where it pays. It learns, separately for idle periods that follow a send to
+//! the network and those that follow a delivery to the TUN, how long the last one lasted and
+//! the rhythm of the packets that end them (whether it polled or slept):
 //!
-//! - **Only when the next packet is due soon.** A lane learns, separately for idle periods
-//!   that follow a send to the network and those that follow a delivery to the TUN, how long
-//!   the last one lasted (whether it polled or slept through it). A request/response exchange
-//!   shows as short gaps after sends: the reply comes back within one tunnel round trip. The
-//!   lane polls for twice the last gap of the same kind (plus [`SLACK`]), and not at all when
-//!   that gap exceeded the `--busy-poll` cap.
+//! - **A reply due soon.** A short idle period (at most the `--busy-poll` cap) is a
+//!   request/response exchange: the reply comes back within one tunnel round trip. The lane
+//!   polls at once, for twice the last gap plus [`SLACK`].
+//! - **A packet due at a known time.** Packets that arrive at a steady period (a health
+//!   check, a heartbeat, `ping`) say when the next one is due: a [`Rhythm`] tracks their
+//!   period and phase the way a phase-locked loop does, and how far arrivals stray from it.
+//!   Once [`LOCKED`] arrivals in a row came within one part in [`STEADY`] of a period of
+//!   when they were due, the lane sleeps on a timer until just before the next is due, early
+//!   by the timer's own measured lateness and twice the arrivals' mean error, and polls
+//!   across the expected arrival. The wake-up it pays is the timer's, off the packet's path,
+//!   and the poll lasts tens of microseconds per packet; the window must fit within the cap.
 //! - **Backing off when polls come up empty.** A poll that ends without a packet doubles the
 //!   number of idle periods of its kind that sleep before the next try (up to
 //!   [`MAX_BACKOFF`]); a packet that arrives within the window resets it.
@@ -29,19 +36,28 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use wgfabric_sys::{set_idle_policy, wait_readable, Error, Shutdown};
+use wgfabric_sys::{set_idle_policy, wait_readable, Error, Ready, Shutdown};
 
 /// The share of wall time a lane may spend polling: one part in `SHARE`.
 const SHARE: u32 = 10;
 /// The most polling time a lane can save up while it sleeps.
 const BURST: Duration = Duration::from_millis(5);
-/// Added to twice the last gap, for the jitter of a round trip.
+/// Added to twice a short gap, for the jitter of a round trip.
 const SLACK: Duration = Duration::from_micros(20);
+/// Added to both sides of a periodic packet's window, beyond twice the arrivals' mean error.
+const JITTER: Duration = Duration::from_micros(10);
+/// An arrival keeps a rhythm when it comes within one part in `STEADY` of a period of when
+/// it was due.
+const STEADY: u32 = 50;
+/// Arrivals in a row that must keep a rhythm before the lane polls for the next.
+const LOCKED: u32 = 3;
 /// The most idle periods a lane sleeps through after polls that came up empty.
 const MAX_BACKOFF: u32 = 64;
 /// A gap this long between two polls means other threads are keeping this lane off its CPU:
 /// at idle priority it would notice a packet late, while a sleeping lane is woken at once.
 const CONTENDED: Duration = Duration::from_micros(50);
+/// What the lane assumes of its timer's lateness before it has measured any.
+const FIRST_LATENESS: Duration = Duration::from_micros(20);
 
 /// What a lane did last before it went idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +68,75 @@ pub(super) enum Ending {
     Received,
 }
 
+/// When to poll: sleep until `from` (at once if it has passed), poll until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    from: Instant,
+    until: Instant,
+}
+
+/// Periodic arrivals, tracked like a phase-locked loop: each arrival's distance from when it
+/// was due corrects the phase by half and the period by an eighth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rhythm {
+    /// When the next packet is due.
+    due: Instant,
+    period: Duration,
+    /// How far arrivals were from when they were due, as a moving average.
+    error: Duration,
+    /// Arrivals in a row that kept the rhythm.
+    kept: u32,
+    /// Whether the last arrival strayed from it.
+    strayed: bool,
+}
+
+impl Rhythm {
+    /// A rhythm guessed from one interval between two arrivals, the last at `arrival`.
+    fn start(arrival: Instant, period: Duration) -> Self {
+        Self { due: arrival + period, period, error: period / STEADY, kept: 0, strayed: false }
+    }
+
+    /// Follows a packet that arrived at `arrival`. One that strays too far is taken for an
+    /// outlier (a packet held up, or one outside the rhythm) and leaves it as it was; a
+    /// second in a row starts it again from the interval since the last arrival.
+    fn follow(self, arrival: Instant, since_last: Duration) -> Self {
+        let (late, miss) = match arrival.checked_duration_since(self.due) {
+            Some(late) => (true, late),
+            None => (false, self.due.saturating_duration_since(arrival)),
+        };
+        if miss > self.period / STEADY {
+            if self.strayed {
+                return Self::start(arrival, since_last);
+            }
+            // A late packet was the one due; an early one came on top of it.
+            let due = if late { self.due + self.period } else { self.due };
+            return Self { due, strayed: true, ..self };
+        }
+        let (phase, drift) = (miss / 2, miss / 8);
+        let (due, period) = if late {
+            (self.due + phase, self.period + drift)
+        } else {
+            (self.due - phase, self.period.saturating_sub(drift))
+        };
+        Self {
+            due: due + period,
+            period,
+            error: (self.error * 7 + miss) / 8,
+            kept: self.kept.saturating_add(1),
+            strayed: false,
+        }
+    }
+}
+
 /// What the lane learnt about idle periods of one kind.
 #[derive(Debug, Default, Clone, Copy)]
 struct Pattern {
     /// How long the last idle period of this kind lasted.
     last_gap: Option<Duration>,
+    /// When the packet that ended it arrived.
+    last_arrival: Option<Instant>,
+    /// The rhythm of those packets, once two have arrived.
+    rhythm: Option<Rhythm>,
     /// Idle periods of this kind still to sleep through before polling again.
     skip: u32,
     /// The backoff after the next empty poll.
@@ -64,26 +144,46 @@ struct Pattern {
 }
 
 impl Pattern {
-    /// How long to poll at the start of an idle period of this kind, if at all.
-    fn window(&mut self, cap: Duration) -> Option<Duration> {
-        let gap = self.last_gap.filter(|gap| *gap <= cap)?;
+    /// When to poll in an idle period of this kind that begins `since`, if at all, given the
+    /// polling `cap` and how late the lane's timer tends to fire.
+    fn window(&mut self, since: Instant, cap: Duration, lateness: Duration) -> Option<Window> {
+        let last_gap = self.last_gap?;
         if self.skip > 0 {
             self.skip -= 1;
             return None;
         }
-        Some(cap.min(gap * 2 + SLACK))
+        if last_gap <= cap {
+            return Some(Window { from: since, until: since + cap.min(last_gap * 2 + SLACK) });
+        }
+        let rhythm = self.rhythm.filter(|rhythm| rhythm.kept >= LOCKED)?;
+        let margin = rhythm.error * 2 + JITTER;
+        let from = rhythm.due.checked_sub(margin + lateness)?.max(since);
+        let until = rhythm.due + margin;
+        (until > since && until.saturating_duration_since(from) <= cap)
+            .then_some(Window { from, until })
     }
 
-    /// Learns from an idle period of `gap`, which polled for the first `polled` of it (if it
-    /// did).
-    fn learn(&mut self, gap: Duration, polled: Option<Duration>, cap: Duration) {
+    /// Learns from an idle period that began `since` and ended with a packet at `arrival`,
+    /// and had `window` to poll in (if it had).
+    fn learn(&mut self, since: Instant, arrival: Instant, window: Option<Window>, cap: Duration) {
+        let gap = arrival.saturating_duration_since(since);
         self.last_gap = Some(gap);
-        match polled {
-            Some(window) if gap > window => {
+        if let Some(last) = self.last_arrival {
+            let interval = arrival.saturating_duration_since(last);
+            self.rhythm = Some(match self.rhythm {
+                Some(rhythm) => rhythm.follow(arrival, interval),
+                None => Rhythm::start(arrival, interval),
+            });
+        }
+        self.last_arrival = Some(arrival);
+        match window {
+            Some(window) if arrival > window.until => {
                 self.backoff = (self.backoff * 2).clamp(1, MAX_BACKOFF);
                 self.skip = self.backoff;
             }
-            Some(_) => self.backoff = 0,
+            Some(window) if arrival >= window.from => self.backoff = 0,
+            // Came before its window opened: nothing spent, nothing proven.
+            Some(_) => {}
             // A short gap slept through: polling would have paid.
             None if gap <= cap => {
                 self.backoff = 0;
@@ -119,7 +219,7 @@ impl Budget {
 struct Idle {
     since: Instant,
     after: Ending,
-    polled: Option<Duration>,
+    window: Option<Window>,
     /// When a descriptor turned readable, if one has.
     ready: Option<Instant>,
 }
@@ -130,6 +230,8 @@ pub(super) struct Waiter {
     cap: Duration,
     patterns: [Pattern; 2],
     budget: Budget,
+    /// How late the lane's timed sleeps end, as a moving average.
+    lateness: Duration,
     last: Ending,
     idle: Option<Idle>,
 }
@@ -141,6 +243,7 @@ impl Waiter {
             cap,
             patterns: [Pattern::default(); 2],
             budget: Budget { left: Duration::ZERO, at: now },
+            lateness: FIRST_LATENESS,
             last: Ending::Received,
             idle: None,
         }
@@ -149,55 +252,76 @@ impl Waiter {
     /// Notes that the lane just did work ending in `ending`, which closes an idle period.
     pub(super) fn worked(&mut self, ending: Ending) {
         if let Some(idle) = self.idle.take() {
-            let gap = idle.ready.unwrap_or_else(Instant::now).saturating_duration_since(idle.since);
+            let arrival = idle.ready.unwrap_or_else(Instant::now);
             let cap = self.cap;
-            self.pattern(idle.after).learn(gap, idle.polled, cap);
+            self.pattern(idle.after).learn(idle.since, arrival, idle.window, cap);
         }
         self.last = ending;
     }
 
-    /// Returns when one of `fds` is readable (or one of `signals` triggers), polling first
-    /// if that is likely to pay.
+    /// Returns which of `fds` are readable once one is (or an error once one of `signals`
+    /// triggers), polling first if that is likely to pay.
     pub(super) fn wait(
         &mut self,
         fds: &[BorrowedFd<'_>],
         signals: &[&Shutdown],
-    ) -> Result<(), Error> {
-        let now = Instant::now();
+    ) -> Result<Ready, Error> {
+        let since = Instant::now();
         let idle = match self.idle {
             // Woken without work (a spurious wake-up or a retired socket): just sleep again.
             Some(idle) => idle,
             None => {
-                let window = self.window(now);
-                let mut idle = Idle { since: now, after: self.last, polled: None, ready: None };
+                let window = self.window(since);
+                let idle = Idle { since, after: self.last, window, ready: None };
                 if let Some(window) = window {
-                    let polled = poll(fds, signals, now + window);
-                    let end = Instant::now();
-                    let spent = end.saturating_duration_since(now);
-                    self.budget.spend(spent);
-                    idle.polled = Some(spent);
-                    if !matches!(polled, Ok(false)) {
-                        self.idle = Some(Idle { ready: Some(end), ..idle });
-                        return polled.map(drop);
+                    let woke = self.watch(fds, signals, since, window);
+                    if !matches!(woke, Ok(ready) if ready.is_empty()) {
+                        self.idle = Some(Idle { ready: Some(Instant::now()), ..idle });
+                        return woke;
                     }
                 }
                 self.idle = Some(idle);
                 idle
             }
         };
-        let result = wait_readable(fds, signals, None).map(drop);
+        let result = wait_readable(fds, signals, None);
         self.idle = Some(Idle { ready: Some(Instant::now()), ..idle });
         result
     }
 
-    /// How long to poll for at the start of an idle period that begins at `now`.
-    fn window(&mut self, now: Instant) -> Option<Duration> {
+    /// Sleeps until `window` opens, then polls until it closes: which descriptors turned
+    /// readable meanwhile.
+    fn watch(
+        &mut self,
+        fds: &[BorrowedFd<'_>],
+        signals: &[&Shutdown],
+        since: Instant,
+        window: Window,
+    ) -> Result<Ready, Error> {
+        let sleep = window.from.saturating_duration_since(since);
+        if !sleep.is_zero() {
+            let ready = wait_readable(fds, signals, Some(sleep))?;
+            if !ready.is_empty() {
+                return Ok(ready);
+            }
+            let late = Instant::now().saturating_duration_since(window.from);
+            self.lateness = (self.lateness * 7 + late) / 8;
+        }
+        let start = Instant::now();
+        let polled = poll(fds, signals, window.until);
+        self.budget.spend(Instant::now().saturating_duration_since(start));
+        polled
+    }
+
+    /// When to poll in an idle period that begins at `now`, within the budget.
+    fn window(&mut self, now: Instant) -> Option<Window> {
         if self.cap.is_zero() {
             return None;
         }
-        let cap = self.cap;
-        let window = self.pattern(self.last).window(cap)?;
-        Some(window.min(self.budget.available(now))).filter(|w| !w.is_zero())
+        let (cap, lateness) = (self.cap, self.lateness);
+        let window = self.pattern(self.last).window(now, cap, lateness)?;
+        let until = window.until.min(window.from + self.budget.available(now));
+        (until > window.from).then_some(Window { until, ..window })
     }
 
     fn pattern(&mut self, ending: Ending) -> &mut Pattern {
@@ -205,20 +329,20 @@ impl Waiter {
     }
 }
 
-/// Polls at idle priority until something is readable (true), until `until` or until the
-/// lane was kept off its CPU (false).
-fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result<bool, Error> {
+/// Polls at idle priority until something is readable, until `until` or until the lane was
+/// kept off its CPU (then nothing is).
+fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result<Ready, Error> {
     if let Err(e) = set_idle_policy(true) {
         tracing::debug!(error = %e, "not polling: cannot use SCHED_IDLE");
-        return Ok(false);
+        return Ok(Ready::default());
     }
     let mut turn = Instant::now();
     let polled = loop {
         match wait_readable(fds, signals, Some(Duration::ZERO)) {
-            Ok(false) => {
+            Ok(ready) if ready.is_empty() => {
                 let now = Instant::now();
                 if now >= until || now.duration_since(turn) > CONTENDED {
-                    break Ok(false);
+                    break Ok(ready);
                 }
                 turn = now;
                 std::thread::yield_now();
@@ -239,25 +363,93 @@ mod tests {
     use super::*;
 
     const CAP: Duration = Duration::from_millis(1);
+    const LATE: Duration = Duration::from_micros(10);
 
     fn us(n: u64) -> Duration {
         Duration::from_micros(n)
     }
 
+    /// A pattern that has seen idle periods of these gaps, each starting when the last ended
+    /// plus `busy`; returns it and when the last one ended.
+    fn seen(start: Instant, gaps: &[u64], busy: u64) -> (Pattern, Instant) {
+        let mut pattern = Pattern::default();
+        let mut now = start;
+        for &gap in gaps {
+            let since = now + us(busy);
+            now = since + us(gap);
+            pattern.learn(since, now, None, CAP);
+        }
+        (pattern, now)
+    }
+
     #[test]
     fn polls_for_twice_a_short_gap_and_not_after_a_long_one() {
+        let t = Instant::now();
         let mut pattern = Pattern::default();
-        assert_eq!(pattern.window(CAP), None, "nothing learnt yet");
-        pattern.learn(us(60), None, CAP);
-        assert_eq!(pattern.window(CAP), Some(us(140)));
-        pattern.learn(us(5_000), Some(us(140)), CAP);
-        assert_eq!(pattern.window(CAP), None, "the last gap exceeded the cap");
-        pattern.learn(us(800), None, CAP);
-        assert_eq!(pattern.window(CAP), Some(CAP), "a short gap slept through: poll again");
+        assert_eq!(pattern.window(t, CAP, LATE), None, "nothing learnt yet");
+        pattern.learn(t, t + us(60), None, CAP);
+        let window = Window { from: t, until: t + us(140) };
+        assert_eq!(pattern.window(t, CAP, LATE), Some(window));
+        pattern.learn(t, t + us(5_000), Some(window), CAP);
+        assert_eq!(pattern.window(t, CAP, LATE), None, "the last gap exceeded the cap");
+        pattern.learn(t, t + us(800), None, CAP);
+        let window = Window { from: t, until: t + CAP };
+        assert_eq!(pattern.window(t, CAP, LATE), Some(window), "a short gap slept through");
+    }
+
+    #[test]
+    fn steady_arrivals_poll_around_the_next_one() {
+        let t = Instant::now();
+        // Arrivals 5,000 µs apart; the lane was busy 100 µs after each.
+        let (mut pattern, last) = seen(t, &[4_900; 5], 100);
+        let rhythm = pattern.rhythm.unwrap();
+        assert_eq!((rhythm.due, rhythm.period, rhythm.kept), (last + us(5_000), us(5_000), 3));
+        // The error decays from a 50th of the period: 100 → 87.5 → 76.6 → 67.0 µs.
+        assert_eq!(rhythm.error, Duration::from_nanos(66_991));
+        let since = last + us(100);
+        let early = rhythm.error * 2 + JITTER + LATE;
+        let window =
+            Window { from: rhythm.due - early, until: rhythm.due + rhythm.error * 2 + JITTER };
+        assert_eq!(pattern.window(since, CAP, LATE), Some(window));
+        pattern.learn(since, rhythm.due + us(8), Some(window), CAP);
+        assert_eq!((pattern.backoff, pattern.skip), (0, 0), "the packet came within the window");
+        let rhythm = pattern.rhythm.unwrap();
+        // Late by 8 µs: the phase moves 4 µs and the period 1 µs later.
+        assert_eq!(rhythm.period, us(5_001));
+        assert_eq!(rhythm.due, last + us(5_000 + 4 + 5_001));
+    }
+
+    #[test]
+    fn irregular_or_long_periods_sleep() {
+        let t = Instant::now();
+        // 300 µs late is more than 2% of 5 ms: an outlier that leaves the rhythm as it was.
+        let (pattern, _) = seen(t, &[4_900, 4_900, 4_900, 4_900, 5_200, 4_600, 4_900], 100);
+        let rhythm = pattern.rhythm.unwrap();
+        assert_eq!((rhythm.kept, rhythm.period, rhythm.strayed), (4, us(5_000), false));
+        // Two in a row start it again, from the 5,300 µs between them.
+        let (mut pattern, last) = seen(t, &[4_900, 4_900, 4_900, 5_200, 5_200], 100);
+        let rhythm = pattern.rhythm.unwrap();
+        assert_eq!((rhythm.kept, rhythm.period, rhythm.due), (0, us(5_300), last + us(5_300)));
+        assert_eq!(pattern.window(last, CAP, LATE), None);
+        // Steady, but a 2 s period's error makes a window wider than the cap.
+        let (mut pattern, last) = seen(t, &[2_000_000; 5], 0);
+        assert_eq!(pattern.window(last, CAP, LATE), None);
+    }
+
+    #[test]
+    fn a_packet_before_the_window_is_no_verdict_and_one_after_backs_off() {
+        let t = Instant::now();
+        let window = Some(Window { from: t + us(4_960), until: t + us(5_080) });
+        let mut pattern = Pattern { backoff: 4, ..Pattern::default() };
+        pattern.learn(t, t + us(3_000), window, CAP);
+        assert_eq!((pattern.backoff, pattern.skip), (4, 0), "nothing was spent");
+        pattern.learn(t, t + us(6_000), window, CAP);
+        assert_eq!((pattern.backoff, pattern.skip), (8, 8), "the window came up empty");
     }
 
     #[test]
     fn empty_polls_back_off_exponentially_up_to_a_limit() {
+        let t = Instant::now();
         let mut pattern = Pattern::default();
         let mut skipped = Vec::new();
         for _ in 0..10 {
@@ -265,16 +457,16 @@ mod tests {
             pattern.last_gap = Some(us(50));
             let mut count = 0;
             let window = loop {
-                match pattern.window(CAP) {
+                match pattern.window(t, CAP, LATE) {
                     Some(window) => break window,
                     None => count += 1,
                 }
             };
             skipped.push(count);
-            pattern.learn(window + us(1), Some(window), CAP);
+            pattern.learn(t, window.until + us(1), Some(window), CAP);
         }
         assert_eq!(skipped, [0, 1, 2, 4, 8, 16, 32, 64, 64, 64]);
-        pattern.learn(us(50), Some(us(120)), CAP);
+        pattern.learn(t, t + us(50), Some(Window { from: t, until: t + us(120) }), CAP);
         assert_eq!(pattern.backoff, 0, "a poll that paid resets the backoff");
     }
 
@@ -289,24 +481,40 @@ mod tests {
     }
 
     #[test]
+    fn a_window_is_cut_to_the_budget() {
+        let t = Instant::now();
+        let mut waiter = Waiter::new(CAP, t);
+        let (pattern, last) = seen(t, &[4_900; 5], 100);
+        waiter.patterns = [pattern; 2];
+        let since = last + us(100);
+        waiter.budget = Budget { left: us(30), at: since };
+        let rhythm = pattern.rhythm.unwrap();
+        let from = rhythm.due - rhythm.error * 2 - JITTER - FIRST_LATENESS;
+        assert_eq!(waiter.window(since), Some(Window { from, until: from + us(30) }));
+        waiter.budget.left = Duration::ZERO;
+        assert_eq!(waiter.window(since), None, "no budget, no poll");
+    }
+
+    #[test]
     fn a_zero_cap_never_polls() {
-        let now = Instant::now();
-        let mut waiter = Waiter::new(Duration::ZERO, now);
-        waiter.patterns = [Pattern { last_gap: Some(Duration::ZERO), skip: 0, backoff: 0 }; 2];
+        let t = Instant::now();
+        let mut waiter = Waiter::new(Duration::ZERO, t);
+        let pattern = Pattern { last_gap: Some(Duration::ZERO), ..Pattern::default() };
+        waiter.patterns = [pattern; 2];
         waiter.budget.left = BURST;
-        assert_eq!(waiter.window(now), None);
+        assert_eq!(waiter.window(t), None);
     }
 
     #[test]
     fn each_kind_of_idle_period_is_learnt_apart() {
-        let now = Instant::now();
-        let mut waiter = Waiter::new(CAP, now);
-        waiter.budget.left = BURST;
-        waiter.pattern(Ending::Sent).learn(us(50), None, CAP);
-        waiter.pattern(Ending::Received).learn(us(4_950), None, CAP);
+        let t = Instant::now();
+        let mut waiter = Waiter::new(CAP, t);
+        waiter.budget = Budget { left: BURST, at: t };
+        waiter.pattern(Ending::Sent).learn(t, t + us(50), None, CAP);
+        waiter.pattern(Ending::Received).learn(t, t + us(4_950), None, CAP);
         waiter.last = Ending::Sent;
-        assert_eq!(waiter.window(now), Some(us(120)));
+        assert_eq!(waiter.window(t), Some(Window { from: t, until: t + us(120) }));
         waiter.last = Ending::Received;
-        assert_eq!(waiter.window(now), None);
+        assert_eq!(waiter.window(t), None);
     }
 }

@@ -7,6 +7,7 @@
 use wgfabric_proto::{Endpoint, PeerId};
 use wgfabric_sys::{Error, LocalAddr, SendBatch, SendError};
 
+use super::events::emit_all;
 use super::{Outbox, Shared, Sockets};
 
 /// Sends `datagrams` to `endpoint`; returns how many went out.
@@ -52,9 +53,7 @@ where
 
 /// Sends what the device produced (from lane `lane`'s sockets) and logs its events.
 pub(super) fn flush(shared: &Shared, lane: usize, batch: &mut SendBatch, outbox: Outbox) {
-    for event in &outbox.events {
-        event.emit();
-    }
+    emit_all(&outbox.events);
     if outbox.transmits.is_empty() {
         return;
     }

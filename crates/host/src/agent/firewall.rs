@@ -3,11 +3,11 @@
 //! takes the last good table away.
 
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::nftables;
 use wgfabric_audit::note::Note;
 use wgfabric_audit::Action;
+use wgfabric_model::fingerprint::Fingerprint;
 use wgfabric_model::policy::nft::Table;
 use wgfabric_model::policy::Firewall;
 
@@ -52,9 +52,8 @@ impl Firewalls {
             Ok(()) => {
                 let detail = match (&batch, wanted) {
                     (Some(batch), Some(firewall)) => {
-                        let digest = Sha256::digest(batch.to_string().as_bytes());
-                        let hex: String =
-                            digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                        let fingerprint = Fingerprint::of_contents(batch.to_string().as_bytes());
+                        let hex = fingerprint.as_str();
                         let rules = |chain: &Option<Vec<_>>| chain.as_ref().map_or(0, Vec::len);
                         tracing::info!(table = %hex, "firewall loaded: table inet wgfabric");
                         format!(

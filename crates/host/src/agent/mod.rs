@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use wgfabric_proto::uapi::{DeviceSnapshot, SetRequest};
 
-pub use secrets::RngCoreCrypto;
+pub use secrets::{RngCoreCrypto, SecretsError};
 use wgfabric_uapi::{Device, DeviceError};
 
 use self::failover::FailoverTask;

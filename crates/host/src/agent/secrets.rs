@@ -47,7 +47,8 @@ pub(crate) struct Keys {
 
 /// Why the secrets of a desired state cannot be had here; never holds a secret.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SecretsError {
+#[non_exhaustive]
+pub enum SecretsError {
     /// A rotation of a key that comes from a source the agent cannot write to.
     #[error(
         "this host's key comes from {0}, where the agent cannot store a new key; rotate it in \

@@ -30,17 +30,18 @@ use std::path::{Path, PathBuf};
 use wgfabric_proto::uapi::SetRequest;
 
 pub use record::{Applied, DaemonUse, FwMark, LinkBefore, RECORD_FORMAT};
-pub use source::{HostSource, FABRIC_JSON};
+pub use source::{DesiredStateError, HostSource, FABRIC_JSON};
 
 use self::record::Journal;
 use wgfabric_model::cidr::Cidr;
 use wgfabric_model::config::HostConfig;
 use wgfabric_model::inventory::{is_interface_name, Role};
+use wgfabric_model::names::Name;
 use wgfabric_model::sealed_keys::Identities;
 use wgfabric_store::state::DesiredState;
 use wgfabric_uapi::{Device, DeviceError};
 
-use crate::agent::{forward, request_for, KeyRing, Keys, LinkError, RngCoreCrypto};
+use crate::agent::{forward, request_for, KeyRing, Keys, LinkError, RngCoreCrypto, SecretsError};
 use crate::netlink::{Netlink, NetlinkError, Route, MAIN_TABLE};
 use crate::sysctl::{self, SysctlError};
 
@@ -51,16 +52,19 @@ pub const DEFAULT_STATE_DIR: &str = "/run/wgfabric";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpError {
-    /// The desired state could not be read.
-    #[error("{0}")]
-    Source(String),
+    /// The interface name asked for is not one.
+    #[error(
+        "`{}` is not an interface name (1 to 15 letters, digits, `-`, `_` or `.`)",
+        .0.escape_debug()
+    )]
+    InterfaceName(String),
     /// The private key could not be fetched, or is not the host's.
     #[error("the private key of `{host}`: {reason}")]
     Key {
         /// The host.
-        host: String,
+        host: Name,
         /// Why.
-        reason: String,
+        reason: SecretsError,
     },
     /// The daemon is missing, would not start or would not stop.
     #[error("{0}")]
@@ -81,6 +85,14 @@ pub enum UpError {
         path: PathBuf,
         /// What went wrong.
         cause: String,
+    },
+    /// A record that does not parse as one.
+    #[error("{}", located(.path, .cause))]
+    MalformedRecord {
+        /// The record.
+        path: PathBuf,
+        /// Where and why it does not parse.
+        cause: serde_json::Error,
     },
     /// The interface was brought up already.
     #[error(
@@ -184,12 +196,7 @@ pub fn up(
 ) -> Result<Applied, UpError> {
     let renamed;
     let doc = match settings.interface {
-        Some(name) if !is_interface_name(&name) => {
-            return Err(UpError::Source(format!(
-                "`{}` is not an interface name (1 to 15 letters, digits, `-`, `_` or `.`)",
-                name.escape_debug()
-            )))
-        }
+        Some(name) if !is_interface_name(&name) => return Err(UpError::InterfaceName(name)),
         Some(name) => {
             renamed = DesiredState {
                 config: HostConfig { interface: name, ..doc.config.clone() },
@@ -205,10 +212,9 @@ pub fn up(
     if record.exists() {
         return Err(UpError::AlreadyUp { interface: interface.to_owned(), record });
     }
-    let keys =
-        KeyRing::new(settings.key_file, settings.identities, rng).resolve(doc, interface).map_err(
-            |reason| UpError::Key { host: config.host.to_string(), reason: reason.to_string() },
-        )?;
+    let keys = KeyRing::new(settings.key_file, settings.identities, rng)
+        .resolve(doc, interface)
+        .map_err(|reason| UpError::Key { host: config.host.clone(), reason })?;
     let mut journal =
         Journal::create(record.clone(), Applied::new(config.host.clone(), interface.to_owned()))?;
     let device = Device::new(interface);

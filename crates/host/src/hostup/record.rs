@@ -13,7 +13,7 @@ use wgfabric_model::cidr::IfAddr;
 use wgfabric_model::files::{write_atomically, SECRET_MODE};
 use wgfabric_model::names::Name;
 
-use super::{located, UpError};
+use super::UpError;
 use crate::netlink::route::describe;
 use crate::netlink::{Route, Rule};
 use crate::sysctl::Changed;
@@ -190,7 +190,7 @@ impl Journal {
             Err(error) => return Err(UpError::Record { path, cause: error.to_string() }),
         };
         let applied: Applied = serde_json::from_slice(&bytes)
-            .map_err(|error| UpError::Source(located(&path, &error)))?;
+            .map_err(|cause| UpError::MalformedRecord { path: path.clone(), cause })?;
         if applied.format != RECORD_FORMAT {
             return Err(UpError::Record {
                 path,

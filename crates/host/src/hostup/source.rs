@@ -7,13 +7,68 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use wgfabric_model::config::HostConfig;
 use wgfabric_model::names::Name;
-use wgfabric_store::state::{DesiredState, Revision, FORMAT};
-use wgfabric_store::store::{Kind, Store};
+use wgfabric_store::state::{DesiredState, InvalidReason, Revision, FORMAT};
+use wgfabric_store::store::{Kind, Store, StoreError};
 
-use super::{located, UpError};
+use super::located;
 
 /// The fabric-wide document of a render directory that holds every host's configuration.
 pub const FABRIC_JSON: &str = "fabric.json";
+
+/// Why a host's desired state could not be had. Never holds a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DesiredStateError {
+    /// A render directory's `fabric.json` could not be read.
+    #[error(
+        "{}: {cause} (render the fabric with `wgfabric render --out DIR`, whose {FABRIC_JSON} \
+         holds every host)",
+        path.display()
+    )]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        cause: std::io::Error,
+    },
+    /// `fabric.json` does not parse.
+    #[error("{}", located(.path, .cause))]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Where and why it does not parse.
+        cause: serde_json::Error,
+    },
+    /// `fabric.json` has no such host.
+    #[error("{}: no host named `{host}`", path.display())]
+    NoSuchHost {
+        /// The file.
+        path: PathBuf,
+        /// The host asked for.
+        host: Name,
+    },
+    /// The source of truth could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The source of truth has no desired state for the host.
+    #[error("{store}: no desired state for `{host}` (publish one with `wgfabric apply`)")]
+    NotPublished {
+        /// The source of truth, as it describes itself.
+        store: String,
+        /// The host.
+        host: Name,
+    },
+    /// The desired state is one the agent would refuse.
+    #[error("{place}: the desired state of `{host}`: {reason}")]
+    Invalid {
+        /// The file or source of truth it came from.
+        place: String,
+        /// The host.
+        host: Name,
+        /// What is wrong with it.
+        reason: InvalidReason,
+    },
+}
 
 /// Where a host's desired state comes from.
 #[derive(Debug)]
@@ -28,9 +83,9 @@ impl HostSource {
     /// The desired state of `host`, validated as the agent validates it.
     ///
     /// # Errors
-    /// [`UpError::Source`] naming the file (and line and column) or the store, and what is
-    /// wrong.
-    pub fn desired_state(&self, host: &Name) -> Result<DesiredState, UpError> {
+    /// A [`DesiredStateError`] naming the file (and line and column) or the store, and what
+    /// is wrong.
+    pub fn desired_state(&self, host: &Name) -> Result<DesiredState, DesiredStateError> {
         match self {
             Self::Rendered(dir) => from_rendered(&dir.join(FABRIC_JSON), host),
             Self::Store(store) => from_store(store.as_ref(), host),
@@ -49,18 +104,13 @@ struct RenderedHost {
     config: HostConfig,
 }
 
-fn from_rendered(path: &Path, host: &Name) -> Result<DesiredState, UpError> {
-    let source = |reason: String| UpError::Source(format!("{}: {reason}", path.display()));
-    let text = std::fs::read(path).map_err(|error| {
-        source(format!(
-            "{error} (render the fabric with `wgfabric render --out DIR`, whose {FABRIC_JSON} \
-             holds every host)"
-        ))
-    })?;
-    let mut fabric: FabricJson =
-        serde_json::from_slice(&text).map_err(|error| UpError::Source(located(path, &error)))?;
+fn from_rendered(path: &Path, host: &Name) -> Result<DesiredState, DesiredStateError> {
+    let text = std::fs::read(path)
+        .map_err(|cause| DesiredStateError::Unreadable { path: path.to_owned(), cause })?;
+    let mut fabric: FabricJson = serde_json::from_slice(&text)
+        .map_err(|cause| DesiredStateError::Malformed { path: path.to_owned(), cause })?;
     let Some(rendered) = fabric.hosts.remove(host) else {
-        return Err(source(format!("no host named `{host}`")));
+        return Err(DesiredStateError::NoSuchHost { path: path.to_owned(), host: host.clone() });
     };
     let doc = DesiredState {
         format: FORMAT,
@@ -71,22 +121,22 @@ fn from_rendered(path: &Path, host: &Name) -> Result<DesiredState, UpError> {
         preshared_keys: BTreeMap::new(),
         rotations: Vec::new(),
     };
-    doc.validate(host.as_str()).map_err(|reason| source(reason.to_string()))?;
+    doc.validate(host.as_str()).map_err(|reason| DesiredStateError::Invalid {
+        place: path.display().to_string(),
+        host: host.clone(),
+        reason,
+    })?;
     Ok(doc)
 }
 
-fn from_store(store: &dyn Store, host: &Name) -> Result<DesiredState, UpError> {
-    let where_ = store.describe();
-    let bytes = store
-        .get(Kind::Desired, host)
-        .map_err(|error| UpError::Source(error.to_string()))?
-        .ok_or_else(|| {
-            UpError::Source(format!(
-                "{where_}: no desired state for `{host}` (publish one with `wgfabric apply`)"
-            ))
-        })?;
-    DesiredState::from_json(&bytes, host.as_str()).map_err(|invalid| {
-        UpError::Source(format!("{where_}: the desired state of `{host}`: {}", invalid.reason))
+fn from_store(store: &dyn Store, host: &Name) -> Result<DesiredState, DesiredStateError> {
+    let not_published =
+        || DesiredStateError::NotPublished { store: store.describe(), host: host.clone() };
+    let bytes = store.get(Kind::Desired, host)?.ok_or_else(not_published)?;
+    DesiredState::from_json(&bytes, host.as_str()).map_err(|invalid| DesiredStateError::Invalid {
+        place: store.describe(),
+        host: host.clone(),
+        reason: invalid.reason,
     })
 }
 

@@ -26,9 +26,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Finds `wgfabricd` as `wgfabric up` does ([`wgfabric_host::daemon_binary`]).
 ///
 /// # Errors
-/// [`Error::Setup`] saying where it looked and how to build it.
+/// [`Error::Daemon`] saying where it looked and how to build it.
 pub fn locate_daemon(explicit: Option<&Path>) -> Result<PathBuf, Error> {
-    daemon_binary::locate_daemon(explicit).map_err(|error| Error::Setup(error.to_string()))
+    Ok(daemon_binary::locate_daemon(explicit)?)
 }
 
 /// The cargo arguments that select the profile this executable was built with.
@@ -77,7 +77,7 @@ impl Daemon {
         interface: &str,
         log: &Path,
     ) -> Result<Self, Error> {
-        let io_error = |e: std::io::Error| Error::Setup(format!("{}: {e}", log.display()));
+        let io_error = |cause| Error::File { path: log.to_owned(), cause };
         let out = File::create(log).map_err(io_error)?;
         let err = out.try_clone().map_err(io_error)?;
         let mut command = ns.command(&binary.to_string_lossy());
@@ -87,8 +87,8 @@ impl Daemon {
             .stdout(out)
             .stderr(err)
             .process_group(0);
-        let line = describe(&command);
-        let child = command.spawn().map_err(|e| Error::Setup(format!("starting `{line}`: {e}")))?;
+        let child =
+            command.spawn().map_err(|cause| Error::Spawn { command: describe(&command), cause })?;
         let mut daemon = Self {
             child: Some(child),
             interface: interface.to_owned(),

@@ -289,8 +289,9 @@ impl Lab {
     /// each host once its daemon is configured.
     ///
     /// # Errors
-    /// [`Error::Setup`] when a tool is missing or a daemon does not start;
-    /// [`Error::Command`] when a step fails. Whatever was built is torn down again.
+    /// [`Error::Setup`] when a tool is missing or a daemon does not start, [`Error::Spawn`]
+    /// or [`Error::File`] when it cannot be started or logged; [`Error::Command`] when a step
+    /// fails. Whatever was built is torn down again.
     pub fn build<R: RngCore + CryptoRng>(
         fabric: &Fabric,
         settings: Settings,
@@ -312,13 +313,13 @@ impl Lab {
             host.public_key = key.public_key();
             if let Some(endpoint) = &host.endpoint {
                 let moved = format!("{}:{}", site.address(), endpoint.port());
-                host.endpoint = Some(moved.parse().map_err(|e| Error::Setup(format!("{e}")))?);
+                host.endpoint = Some(moved.parse()?);
             }
             plan.push((site, key));
         }
         let fabric = Fabric::new(inventory, fabric.lock().clone())?;
         std::fs::create_dir_all(&settings.run_dir)
-            .map_err(|e| Error::Setup(format!("{}: {e}", settings.run_dir.display())))?;
+            .map_err(|cause| Error::File { path: settings.run_dir.clone(), cause })?;
         let run_dir = RunDir(Some(settings.run_dir.clone()));
         let mut underlay = Underlay::build(&settings.prefix, private > 0)?;
         let mut hosts = Vec::with_capacity(plan.len());
@@ -374,12 +375,12 @@ impl Lab {
     /// The host named `name`.
     ///
     /// # Errors
-    /// [`Error::Setup`] if there is none.
+    /// [`Error::NoSuchHost`] if there is none.
     pub fn host(&self, name: &str) -> Result<&LabHost, Error> {
         self.hosts
             .iter()
             .find(|host| host.name().as_str() == name)
-            .ok_or_else(|| Error::Setup(format!("no host `{name}` in the lab")))
+            .ok_or_else(|| Error::NoSuchHost(name.to_owned()))
     }
 
     /// The routed subnets with their stand-in hosts.
@@ -390,7 +391,7 @@ impl Lab {
     /// Kills `name`'s daemon with SIGKILL, as a crash would; returns when it was sent.
     ///
     /// # Errors
-    /// [`Error::Setup`] if there is no such host.
+    /// [`Error::NoSuchHost`] if there is no such host.
     pub fn kill(&mut self, name: &str) -> Result<std::time::Instant, Error> {
         let index = self.index(name)?;
         let at = now();
@@ -417,7 +418,7 @@ impl Lab {
         self.hosts
             .iter()
             .position(|host| host.name().as_str() == name)
-            .ok_or_else(|| Error::Setup(format!("no host `{name}` in the lab")))
+            .ok_or_else(|| Error::NoSuchHost(name.to_owned()))
     }
 
     /// Leaves everything running: namespaces, daemons and logs stay until

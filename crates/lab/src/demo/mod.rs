@@ -55,10 +55,36 @@ pub const DEFAULT_PREFIX: &str = "wgfdemo";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The machine is not ready (not root, a tool missing, a daemon that would not start)
-    /// or another run is in the way.
+    /// The machine or the run is not as the demo needs it (not root, a tool missing, a
+    /// daemon that died, a milestone not reached in time, another run in the way); the
+    /// message says what and how to fix it.
     #[error("{0}")]
     Setup(String),
+    /// `wgfabricd` was not found.
+    #[error(transparent)]
+    Daemon(#[from] wgfabric_host::daemon_binary::MissingDaemon),
+    /// A file of the run (a log, the pid file, the run directory) could not be written.
+    #[error("{}: {cause}", path.display())]
+    File {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        cause: std::io::Error,
+    },
+    /// A program could not be started.
+    #[error("starting `{command}`: {cause}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// What the system said.
+        cause: std::io::Error,
+    },
+    /// A host the lab does not have.
+    #[error("no host `{0}` in the lab")]
+    NoSuchHost(String),
+    /// An endpoint moved onto the demo's underlay does not parse.
+    #[error(transparent)]
+    Endpoint(#[from] wgfabric_model::endpoint::EndpointError),
     /// A command building or driving the fabric failed.
     #[error(transparent)]
     Command(#[from] CommandError),
@@ -186,7 +212,7 @@ pub fn ensure_nftables(install: bool, reporter: &mut dyn Reporter) -> Result<&'s
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())
         .output()
-        .map_err(|error| Error::Setup(format!("cannot run apt-get: {error}")))?;
+        .map_err(|cause| Error::Spawn { command: "apt-get install nftables".into(), cause })?;
     if !apt.status.success() || !on_path("nft") {
         let said = String::from_utf8_lossy(&apt.stderr);
         return Err(Error::Setup(format!(

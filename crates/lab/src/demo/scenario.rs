@@ -106,7 +106,7 @@ fn steps<R: RngCore + CryptoRng>(
     let pid_file = settings.run_dir().join("pid");
     std::fs::create_dir_all(settings.run_dir())
         .and_then(|()| std::fs::write(&pid_file, format!("{}\n", std::process::id())))
-        .map_err(|e| Error::Setup(format!("{}: {e}", pid_file.display())))?;
+        .map_err(|cause| Error::File { path: pid_file.clone(), cause })?;
     let total = fabric.inventory().hosts.len();
     reporter.step(&format!(
         "building the example fabric: {total} hosts in namespaces {}-*, wgfabricd on each",

@@ -13,10 +13,13 @@
 //! The failover routes of a host are its network's overlay prefixes and the routes of every
 //! non-relay host it does not peer with directly, or `0.0.0.0/0` and `::/0` for a full tunnel.
 
+pub(crate) mod firewall;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
+use self::firewall::Resolved;
 use crate::cidr::{Cidr, IfAddr};
 use crate::config::{Failover, HostConfig, PeerConfig};
 use crate::error::Error;
@@ -24,7 +27,6 @@ use crate::inventory::{Host, Inventory, Role, Topology, Tunnel};
 use crate::lock::{Assignment, Lock};
 use crate::names::Name;
 use crate::paths::{DirectMode, DirectPaths, DirectPeer, Never};
-use crate::policy::compile::Resolved;
 
 /// An inventory whose every host has addresses.
 #[derive(Debug, Clone)]

@@ -77,19 +77,18 @@ pub(super) fn check(inventory: &Inventory, findings: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lint::tests::inventory_with;
+    use crate::lint::tests::findings_of;
 
     /// An overlay that holds an external which itself holds a route collides with both, and
     /// both are reported at once.
     #[test]
     fn nested_collisions_are_all_reported() {
-        let inventory = inventory_with(
+        let findings = findings_of(
+            check,
             "[network.n]\nipv4 = \"10.0.0.0/8\"\n\
              [external.vpc]\ncidr = \"10.1.0.0/16\"\nhost = \"router\"\n\
              [host.router]\nroutes = [\"10.1.2.0/24\"]\n",
         );
-        let mut findings = Vec::new();
-        check(&inventory, &mut findings);
         let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
         assert_eq!(
             messages,

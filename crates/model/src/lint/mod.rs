@@ -198,6 +198,13 @@ pub(super) mod tests {
         Inventory::parse(Path::new("fabric.toml"), &keyed).unwrap()
     }
 
+    /// What `rule` alone finds in the inventory [`inventory_with`] makes of `text`.
+    pub(crate) fn findings_of(rule: Rule, text: &str) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        rule(&inventory_with(text), &mut findings);
+        findings
+    }
+
     #[test]
     fn findings_point_at_the_field_or_its_table() {
         let inventory = inventory_with(

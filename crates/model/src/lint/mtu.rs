@@ -80,16 +80,14 @@ fn check_host(host: &Host, minimum: u16, inner: &str) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lint::tests::inventory_with;
+    use crate::lint::tests::findings_of;
 
     fn findings(host: &str, ipv6: bool) -> Vec<Finding> {
         let network = if ipv6 { "ipv6 = \"fd00::/64\"\n" } else { "" };
-        let inventory = inventory_with(&format!(
-            "[network.n]\nipv4 = \"10.0.0.0/24\"\n{network}\n[host.a]\n{host}"
-        ));
-        let mut findings = Vec::new();
-        check(&inventory, &mut findings);
-        findings
+        findings_of(
+            check,
+            &format!("[network.n]\nipv4 = \"10.0.0.0/24\"\n{network}\n[host.a]\n{host}"),
+        )
     }
 
     /// Every fix the rule suggests is possible: an mtu it names lies in the valid range, and

@@ -79,12 +79,11 @@ impl Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lint::tests::inventory_with;
+    use crate::lint::tests::findings_of;
 
     fn fix_for(text: &str) -> String {
-        let inventory = inventory_with(&format!("[network.n]\nipv4 = \"10.0.0.0/24\"\n{text}"));
-        let mut findings = Vec::new();
-        check(&inventory, &mut findings);
+        let mut findings =
+            findings_of(check, &format!("[network.n]\nipv4 = \"10.0.0.0/24\"\n{text}"));
         assert_eq!(findings.len(), 1, "{findings:?}");
         findings.remove(0).fix
     }
@@ -104,12 +103,11 @@ mod tests {
     /// Following the fix clears the finding.
     #[test]
     fn following_the_fix_clears_the_finding() {
-        let fixed = inventory_with(
+        let findings = findings_of(
+            check,
             "[network.n]\nipv4 = \"10.0.0.0/24\"\n[defaults]\nkeepalive = 25\n\
              [host.r]\nrole = \"relay\"\nnat = true\nkeepalive = 25\n[host.s]\nnat = true\n",
         );
-        let mut findings = Vec::new();
-        check(&fixed, &mut findings);
         assert!(findings.is_empty(), "{findings:?}");
     }
 }

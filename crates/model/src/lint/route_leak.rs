@@ -147,19 +147,18 @@ fn check_route(externals: &Externals<'_>, host: &Host, route: Cidr) -> Vec<Findi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lint::tests::inventory_with;
+    use crate::lint::tests::findings_of;
 
     #[test]
     fn every_problem_of_a_route_is_reported_at_once() {
-        let inventory = inventory_with(
+        let findings = findings_of(
+            check,
             "[network.n]\nipv4 = \"10.0.0.0/24\"\n\
              [external.a]\ncidr = \"172.16.1.0/24\"\nhost = \"other\"\n\
              [external.b]\ncidr = \"172.16.2.0/24\"\n\
              [external.c]\ncidr = \"172.16.3.0/24\"\nhost = \"router\"\n\
              [host.router]\nroutes = [\"172.16.0.0/16\"]\n[host.other]\n",
         );
-        let mut findings = Vec::new();
-        check(&inventory, &mut findings);
         let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
         assert_eq!(findings.len(), 3, "{messages:#?}");
         assert!(messages[0].contains("covers external `a`"), "{messages:#?}");

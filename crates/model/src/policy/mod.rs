@@ -14,10 +14,10 @@
 //! ports = ["tcp/22", "tcp/443"]
 //! ```
 //!
-//! [`compile`] turns the rules into each host's [`Firewall`]: what its `table inet wgfabric`
+//! The fabric turns the rules into each host's [`Firewall`]: what its `table inet wgfabric`
 //! holds. [`nft`] writes that table for the kernel, and [`crate::explain`] answers "may A reach B?".
 
-pub mod compile;
+pub mod firewall;
 pub mod nft;
 
 use core::fmt;
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::names::Name;
 use crate::serde_text::serde_as_text;
 
-pub use compile::{Firewall, FirewallRule, Strict};
+pub use firewall::{Firewall, FirewallRule, Strict, PROBES};
 
 /// What a rule does with the packets it matches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

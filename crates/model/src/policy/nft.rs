@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::compile::{Firewall, FirewallRule};
+use super::firewall::{Firewall, FirewallRule};
 use super::{PortSpec, Protocol, Verdict};
 use crate::cidr::Cidr;
 

@@ -12,6 +12,7 @@ use crate::inventory::Role;
 
 /// Graph output syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum GraphFormat {
     /// Graphviz DOT (`dot -Tsvg`).
     Dot,

@@ -43,6 +43,7 @@ use crate::sealed_keys::{Identities, KeyStore};
 
 /// An output format of `render`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum Format {
     /// `HOST/IFACE.conf` for `wg-quick up`.

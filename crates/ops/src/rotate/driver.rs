@@ -59,9 +59,52 @@ pub enum RotateError {
     /// The inventory, lock or key store failed.
     #[error(transparent)]
     Fleet(#[from] Error),
-    /// The fabric is not in a state to rotate.
-    #[error("{0}")]
-    NotReady(String),
+    /// Another rotation is under way.
+    #[error(
+        "rotation {id} of {host} is under way; wait for it to end, or run \
+         `wgfabric apply --force` to abandon it"
+    )]
+    InFlight {
+        /// The rotation.
+        id: String,
+        /// Its rotating host.
+        host: Name,
+    },
+    /// Some involved hosts do not run the inventory's revision yet.
+    #[error(
+        "not every involved host runs revision {revision} of the inventory: {}; run \
+         `wgfabric apply` first",
+        lagging(.store, .behind)
+    )]
+    Behind {
+        /// The revision the rotation starts from.
+        revision: Revision,
+        /// The source of truth, as it describes itself.
+        store: String,
+        /// Each host behind, and what it runs instead.
+        behind: Vec<(Name, Lag)>,
+    },
+}
+
+/// What an involved host runs instead of the revision a rotation starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lag {
+    /// No agent reports for it.
+    NoAgent,
+    /// Its agent runs this revision, or none.
+    Runs(Option<Revision>),
+}
+
+/// The hosts behind, as [`RotateError::Behind`] lists them.
+fn lagging(store: &str, behind: &[(Name, Lag)]) -> String {
+    let host = |(host, lag): &(Name, Lag)| match lag {
+        Lag::NoAgent => format!("{host} (no agent reports to {store})"),
+        Lag::Runs(revision) => {
+            format!("{host} (runs {})", revision.as_ref().map_or("nothing", Revision::as_str))
+        }
+    };
+    behind.iter().map(host).collect::<Vec<_>>().join(", ")
 }
 
 /// Rotates the keys of `hosts` (in order), publishing to `store`; the inventory at
@@ -71,7 +114,7 @@ pub enum RotateError {
 /// (run `wgfabric apply` first) and no other rotation may be under way.
 ///
 /// # Errors
-/// [`RotateError::NotReady`] before anything changed; store and file errors as they come
+/// [`RotateError::InFlight`] or [`RotateError::Behind`] before anything changed; store and file errors as they come
 /// (rotations under way then stay published for the agents; `wgfabric apply --force` takes
 /// every host back to the inventory's keys).
 pub fn rotate<R: RngCore + CryptoRng>(
@@ -137,10 +180,7 @@ impl<'a> Driver<'a> {
 
     fn check_ready(&self, hosts: &[Name]) -> Result<(), RotateError> {
         if let Some((id, host)) = rotations_in_flight(self.store)?.into_iter().next() {
-            return Err(RotateError::NotReady(format!(
-                "rotation {id} of {host} is under way; wait for it to end, or run \
-                 `wgfabric apply --force` to abandon it"
-            )));
+            return Err(RotateError::InFlight { id, host });
         }
         let statuses = statuses(self.store)?;
         let mut involved: Vec<Name> = Vec::new();
@@ -151,23 +191,25 @@ impl<'a> Driver<'a> {
         }
         involved.sort();
         involved.dedup();
-        let behind: Vec<String> = involved
-            .iter()
-            .filter_map(|host| match statuses.get(host) {
-                None => Some(format!("{host} (no agent reports to {})", self.store.describe())),
-                Some(status) if status.applied.as_ref() != Some(&self.revision) => Some(format!(
-                    "{host} (runs {})",
-                    status.applied.as_ref().map_or("nothing", Revision::as_str)
-                )),
-                Some(_) => None,
+        let behind: Vec<(Name, Lag)> = involved
+            .into_iter()
+            .filter_map(|host| {
+                let lag = match statuses.get(&host) {
+                    None => Lag::NoAgent,
+                    Some(status) if status.applied.as_ref() != Some(&self.revision) => {
+                        Lag::Runs(status.applied.clone())
+                    }
+                    Some(_) => return None,
+                };
+                Some((host, lag))
             })
             .collect();
         if !behind.is_empty() {
-            return Err(RotateError::NotReady(format!(
-                "not every involved host runs revision {} of the inventory: {}; run `wgfabric apply` first",
-                self.revision,
-                behind.join(", ")
-            )));
+            return Err(RotateError::Behind {
+                revision: self.revision.clone(),
+                store: self.store.describe(),
+                behind,
+            });
         }
         Ok(())
     }

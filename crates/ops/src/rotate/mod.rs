@@ -6,5 +6,5 @@ pub mod driver;
 pub mod inventory_edit;
 pub mod machine;
 
-pub use driver::{rotate, RotateError, Settings};
+pub use driver::{rotate, Lag, RotateError, Settings};
 pub use machine::{Event, Outcome, Plan, Rotation, Step, Timeouts};

@@ -63,9 +63,8 @@ impl Device {
         self.identity = identity;
         let ids: Vec<PeerId> = self.by_key.values().copied().collect();
         for id in ids {
-            let identity = self.identity.as_ref();
             let Some(peer) = self.slots[id.slot as usize].peer.as_mut() else { continue };
-            peer.keys.update_identity(identity);
+            peer.keys.identity_changed();
             // An initiation under the old key says nothing about the new one: the next
             // packet may start a handshake at once rather than REKEY_TIMEOUT later.
             peer.last_initiation_sent = None;
@@ -103,7 +102,7 @@ impl Device {
         if self.public_key() == Some(public_key) {
             return None;
         }
-        let peer = Peer::new(PeerKeys::new(public_key, self.identity.as_ref()));
+        let peer = Peer::new(PeerKeys::new(public_key));
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(Slot::default());
             (self.slots.len() - 1) as u32

@@ -41,6 +41,7 @@ use crate::tai64n::Tai64n;
 
 pub use config::PeerInfo;
 pub use data::{Decapsulated, Encapsulated, NotReady, Outbound, Verdict};
+pub use uapi::PeerCursor;
 
 /// A datagram the device wants sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use super::Device;
+use super::{Device, PeerInfo};
+use crate::peer::PeerId;
 use crate::uapi::{
     AllowedIpChange, DeviceSnapshot, PeerSnapshot, PeerUpdate, PrivateKeyUpdate, SetRequest,
 };
@@ -82,39 +83,77 @@ impl Device {
     /// The device as `get=1` reports it, peers in slot order (creation order, with freed slots
     /// reused). `listen_port` and `fwmark` are left 0 for the caller to fill in.
     pub fn snapshot(&self) -> DeviceSnapshot {
-        let mut ids: Vec<_> = self.peer_ids().collect();
-        ids.sort_unstable();
-        let peers = ids
-            .into_iter()
-            .filter_map(|id| self.peer_info(id))
-            .map(|info| PeerSnapshot {
-                public_key: info.public_key,
-                preshared_key: (!info.preshared_key.is_zero()).then_some(info.preshared_key),
-                endpoint: info.endpoint.map(|e| e.addr),
-                last_handshake_time: info.last_handshake,
-                rx_bytes: info.stats.rx_bytes,
-                tx_bytes: info.stats.tx_bytes,
-                persistent_keepalive_interval: info.persistent_keepalive,
-                allowed_ips: info.allowed_ips,
-                protocol_version: crate::constants::PROTOCOL_VERSION,
-                successor_of: info.successor_of,
-            })
-            .collect();
-        DeviceSnapshot {
-            private_key: self.private_key().cloned(),
-            listen_port: 0,
-            fwmark: 0,
-            peers,
+        let mut device = self.snapshot_device();
+        let mut cursor = Some(PeerCursor::default());
+        while let Some(from) = cursor {
+            cursor = self.snapshot_peers(from, usize::MAX, &mut device.peers);
+        }
+        device
+    }
+
+    /// The device's own part of [`Device::snapshot`], without peers.
+    pub fn snapshot_device(&self) -> DeviceSnapshot {
+        DeviceSnapshot { private_key: self.private_key().cloned(), ..DeviceSnapshot::default() }
+    }
+
+    /// Appends up to `max` peers to `out`, from `from` on, in the order of
+    /// [`Device::snapshot`]; returns where the next page starts, or `None` after the last peer.
+    ///
+    /// A caller that reads a large device page by page (taking its lock once per page) sees
+    /// each peer as it was when its page was read. A peer removed before its page is not
+    /// listed; one added meanwhile is listed if it took a slot after `from`.
+    pub fn snapshot_peers(
+        &self,
+        from: PeerCursor,
+        max: usize,
+        out: &mut Vec<PeerSnapshot>,
+    ) -> Option<PeerCursor> {
+        let mut listed = 0;
+        for (index, slot) in self.slots.iter().enumerate().skip(from.0) {
+            if listed == max {
+                return Some(PeerCursor(index));
+            }
+            if slot.peer.is_none() {
+                continue;
+            }
+            // Slots are numbered by u32 when created (see `add_peer`).
+            let id = PeerId { slot: index as u32, generation: slot.generation };
+            out.extend(self.peer_info(id).map(PeerSnapshot::from));
+            listed += 1;
+        }
+        None
+    }
+}
+
+impl From<PeerInfo> for PeerSnapshot {
+    fn from(info: PeerInfo) -> Self {
+        Self {
+            public_key: info.public_key,
+            preshared_key: (!info.preshared_key.is_zero()).then_some(info.preshared_key),
+            endpoint: info.endpoint.map(|e| e.addr),
+            last_handshake_time: info.last_handshake,
+            rx_bytes: info.stats.rx_bytes,
+            tx_bytes: info.stats.tx_bytes,
+            persistent_keepalive_interval: info.persistent_keepalive,
+            allowed_ips: info.allowed_ips,
+            protocol_version: crate::constants::PROTOCOL_VERSION,
+            successor_of: info.successor_of,
         }
     }
 }
+
+/// Where a paged read of the peers ([`Device::snapshot_peers`]) resumes. The default starts
+/// at the first peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCursor(usize);
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::PeerCursor;
     use crate::keys::PrivateKey;
-    use crate::uapi::{format_get, parse_get, parse_set};
+    use crate::uapi::{format_get, parse_get, parse_set, write_get_device, write_get_peer};
     use crate::Device;
 
     fn device() -> (Device, Instant) {
@@ -199,5 +238,39 @@ mod tests {
         let remove = format!("public_key={}\nallowed_ip=-10.0.0.0/24\n", pub_hex(2));
         dev.apply(now, &parse_set(&remove).unwrap());
         assert!(dev.snapshot().peers[0].allowed_ips.is_empty());
+    }
+
+    #[test]
+    fn pages_of_peers_add_up_to_the_snapshot() {
+        let (mut dev, now) = device();
+        let mut request = format!("private_key={}\n", hex(1));
+        for seed in 2..=8 {
+            request += &format!("public_key={}\nallowed_ip=10.0.0.{seed}/32\n", pub_hex(seed));
+        }
+        dev.apply(now, &parse_set(&request).unwrap());
+        // A hole in the slots: the third peer goes.
+        dev.apply(now, &parse_set(&format!("public_key={}\nremove=true\n", pub_hex(4))).unwrap());
+        let whole = dev.snapshot();
+        assert_eq!(whole.peers.len(), 6);
+
+        let mut paged = dev.snapshot_device();
+        let mut cursor = Some(PeerCursor::default());
+        let mut pages = 0;
+        while let Some(from) = cursor {
+            let before = paged.peers.len();
+            cursor = dev.snapshot_peers(from, 2, &mut paged.peers);
+            assert!(paged.peers.len() - before <= 2, "a page holds at most `max` peers");
+            pages += 1;
+        }
+        assert_eq!(paged, whole);
+        assert_eq!(pages, 3, "six peers in pages of two");
+
+        let mut text = String::new();
+        write_get_device(&mut text, &paged);
+        for peer in &paged.peers {
+            write_get_peer(&mut text, peer);
+        }
+        text += "errno=0\n\n";
+        assert_eq!(text, format_get(&whole));
     }
 }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{
-    parse_allowed_ip, parse_decimal, parse_endpoint, split_line, status_result, write_line, Shown,
-    UapiError, EPROTO,
+    format_status, parse_allowed_ip, parse_decimal, parse_endpoint, split_line, status_result,
+    write_line, Shown, UapiError, EPROTO,
 };
 use crate::cidr::Cidr;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
@@ -72,40 +72,52 @@ impl PeerSnapshot {
 /// Writes the complete answer to `get=1`, ending with `errno=0` and the blank line.
 ///
 /// Keys and their order are those of wireguard-go, so the output can be compared with it.
+/// A server that answers page by page writes the same text with [`write_get_device`], then
+/// [`write_get_peer`] for each peer, then `errno=0` and the blank line.
 pub fn format_get(device: &DeviceSnapshot) -> String {
     let mut out = String::new();
+    write_get_device(&mut out, device);
+    for peer in &device.peers {
+        write_get_peer(&mut out, peer);
+    }
+    out.push_str(&format_status(None));
+    out
+}
+
+/// Appends the device's own lines of a `get=1` answer to `out` (`device.peers` is ignored).
+pub fn write_get_device(out: &mut String, device: &DeviceSnapshot) {
     if let Some(key) = &device.private_key {
-        write_line(&mut out, "private_key", key.to_hex_secret());
+        write_line(out, "private_key", key.to_hex_secret());
     }
     if device.listen_port != 0 {
-        write_line(&mut out, "listen_port", device.listen_port);
+        write_line(out, "listen_port", device.listen_port);
     }
     if device.fwmark != 0 {
-        write_line(&mut out, "fwmark", device.fwmark);
+        write_line(out, "fwmark", device.fwmark);
     }
-    for peer in &device.peers {
-        write_line(&mut out, "public_key", peer.public_key.to_hex());
-        let psk = peer.preshared_key.clone().unwrap_or_else(PresharedKey::zero);
-        write_line(&mut out, "preshared_key", psk.to_hex_secret());
-        write_line(&mut out, "protocol_version", peer.protocol_version);
-        if let Some(endpoint) = peer.endpoint {
-            write_line(&mut out, "endpoint", endpoint);
-        }
-        let handshake = peer.last_handshake_time.unwrap_or_default();
-        write_line(&mut out, "last_handshake_time_sec", handshake.as_secs());
-        write_line(&mut out, "last_handshake_time_nsec", handshake.subsec_nanos());
-        write_line(&mut out, "tx_bytes", peer.tx_bytes);
-        write_line(&mut out, "rx_bytes", peer.rx_bytes);
-        write_line(&mut out, "persistent_keepalive_interval", peer.persistent_keepalive_interval);
-        for ip in &peer.allowed_ips {
-            write_line(&mut out, "allowed_ip", ip);
-        }
-        if let Some(predecessor) = &peer.successor_of {
-            write_line(&mut out, "successor_of", predecessor.to_hex());
-        }
+}
+
+/// Appends one peer's lines of a `get=1` answer to `out`.
+pub fn write_get_peer(out: &mut String, peer: &PeerSnapshot) {
+    write_line(out, "public_key", peer.public_key.to_hex());
+    let psk = peer.preshared_key.clone().unwrap_or_else(PresharedKey::zero);
+    write_line(out, "preshared_key", psk.to_hex_secret());
+    write_line(out, "protocol_version", peer.protocol_version);
+    if let Some(endpoint) = peer.endpoint {
+        write_line(out, "endpoint", endpoint);
     }
-    out.push_str("errno=0\n\n");
-    out
+    let handshake = peer.last_handshake_time.unwrap_or_default();
+    write_line(out, "last_handshake_time_sec", handshake.as_secs());
+    write_line(out, "last_handshake_time_nsec", handshake.subsec_nanos());
+    write_line(out, "tx_bytes", peer.tx_bytes);
+    write_line(out, "rx_bytes", peer.rx_bytes);
+    write_line(out, "persistent_keepalive_interval", peer.persistent_keepalive_interval);
+    for ip in &peer.allowed_ips {
+        write_line(out, "allowed_ip", ip);
+    }
+    if let Some(predecessor) = &peer.successor_of {
+        write_line(out, "successor_of", predecessor.to_hex());
+    }
 }
 
 /// Reads an answer to `get=1` from any implementation (wireguard-go, boringtun, the kernel's

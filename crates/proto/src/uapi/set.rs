@@ -118,24 +118,13 @@ pub fn parse_set_resolving_scopes(
     body: &str,
     scope_index: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<SetRequest, UapiError> {
-    let mut request = SetRequest::default();
+    let mut parser = SetParser::new(scope_index);
     let mut lines = body.split_terminator('\n').enumerate().map(|(i, line)| (i + 1, line));
-    for (line_no, line) in lines.by_ref() {
+    for (_, line) in lines.by_ref() {
         if line.is_empty() {
             break;
         }
-        let (key, value) = split_line(line_no, line)?;
-        let invalid = |what: &str| UapiError::at(line_no, EINVAL, format!("{key}: {what}"));
-        if key == "public_key" {
-            let key = PublicKey::from_hex(value).map_err(|e| invalid(&e.to_string()))?;
-            request.peers.push(PeerUpdate::new(key));
-            continue;
-        }
-        let Some(peer) = request.peers.last_mut() else {
-            apply_device_line(&mut request, key, value).map_err(|what| invalid(&what))?;
-            continue;
-        };
-        apply_peer_line(peer, key, value, scope_index).map_err(|what| invalid(&what))?;
+        parser.line(line)?;
     }
     if let Some((line_no, _)) = lines.find(|(_, line)| !line.is_empty()) {
         return Err(UapiError::at(
@@ -144,7 +133,56 @@ pub fn parse_set_resolving_scopes(
             "text after the blank line that ends the request",
         ));
     }
-    Ok(request)
+    Ok(parser.finish())
+}
+
+/// A set request parsed a line at a time, so that a large one (a million peers) never has to
+/// be held as text: the daemon feeds it each line as it reads it.
+pub struct SetParser<'a> {
+    request: SetRequest,
+    line_no: usize,
+    scope_index: &'a dyn Fn(&str) -> Option<u32>,
+}
+
+impl core::fmt::Debug for SetParser<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SetParser").field("line_no", &self.line_no).finish_non_exhaustive()
+    }
+}
+
+impl<'a> SetParser<'a> {
+    /// A parser for one request, looking up named IPv6 scopes with `scope_index`.
+    pub fn new(scope_index: &'a dyn Fn(&str) -> Option<u32>) -> Self {
+        Self { request: SetRequest::default(), line_no: 0, scope_index }
+    }
+
+    /// Parses the next line of the body (without its newline; not the blank line that ends
+    /// the request).
+    ///
+    /// # Errors
+    /// As [`parse_set`], with this line's number. The request is then worthless: read the
+    /// rest of it and answer with the error.
+    pub fn line(&mut self, line: &str) -> Result<(), UapiError> {
+        self.line_no += 1;
+        let line_no = self.line_no;
+        let (key, value) = split_line(line_no, line)?;
+        let invalid = |what: &str| UapiError::at(line_no, EINVAL, format!("{key}: {what}"));
+        if key == "public_key" {
+            let key = PublicKey::from_hex(value).map_err(|e| invalid(&e.to_string()))?;
+            self.request.peers.push(PeerUpdate::new(key));
+            return Ok(());
+        }
+        match self.request.peers.last_mut() {
+            None => apply_device_line(&mut self.request, key, value),
+            Some(peer) => apply_peer_line(peer, key, value, self.scope_index),
+        }
+        .map_err(|what| invalid(&what))
+    }
+
+    /// The request parsed so far: the whole of it once every line was fed.
+    pub fn finish(self) -> SetRequest {
+        self.request
+    }
 }
 
 const PEER_KEYS: [&str; 9] = [

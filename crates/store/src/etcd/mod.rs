@@ -19,6 +19,7 @@
 //! [`WatchMessage::Compacted`] says.
 
 mod auth;
+mod tls;
 mod transport;
 mod watch;
 mod wire;
@@ -29,6 +30,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 pub use auth::Credentials;
+pub use tls::TlsError;
 pub use transport::{ClientCertificate, TlsFiles, MAX_ANSWER};
 pub use watch::WatchStream;
 
@@ -56,7 +58,7 @@ pub enum Error {
     Timeout(&'static str),
     /// The TLS files could not be used, or the handshake failed.
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(TlsError),
     /// etcd answered with an error.
     #[error("{message} (HTTP {status})")]
     Server {
@@ -89,9 +91,23 @@ pub enum Error {
         /// The bound, [`MAX_ANSWER`].
         limit: usize,
     },
-    /// The answer was not what the gateway sends.
-    #[error("malformed answer: {0}")]
-    Protocol(String),
+    /// An answer, or a watch message, that is not the JSON the gateway sends.
+    #[error("malformed answer: {what}: {cause}")]
+    Malformed {
+        /// The call (`/v3/kv/range`) or `watch stream`.
+        what: String,
+        /// What the JSON parser said.
+        cause: serde_json::Error,
+    },
+    /// A key or value that is not base64.
+    #[error("malformed answer: base64: {0}")]
+    Base64(base64::DecodeError),
+    /// etcd reported an error on a watch stream.
+    #[error("the watch failed: {0}")]
+    WatchFailed(String),
+    /// HTTP failed in a way none of the other variants describes.
+    #[error("HTTP: {0}")]
+    Http(ureq::Error),
     /// The server ended a stream.
     #[error("the server closed the connection")]
     Closed,
@@ -234,7 +250,7 @@ impl Client {
         path: &str,
         request: &serde_json::Value,
     ) -> Result<T, Error> {
-        let body = serde_json::to_vec(request).map_err(|e| Error::Protocol(e.to_string()))?;
+        let body = request.to_string().into_bytes();
         self.authorized(|token| {
             let (status, answer) = self.transport.post(path, &body, token)?;
             decode(path, status, &answer)
@@ -296,8 +312,7 @@ impl Client {
         if prefix {
             create["range_end"] = b64(&prefix_end(key)).into();
         }
-        let body = serde_json::to_vec(&json!({ "create_request": create }))
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let body = json!({ "create_request": create }).to_string().into_bytes();
         self.authorized(|token| {
             let (agent, stream) = self.transport.open_stream("/v3/watch", &body, token)?;
             let transport = self.transport.clone();

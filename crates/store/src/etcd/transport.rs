@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::{AlertDescription, CertificateError};
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 use ureq::{Agent, Body, Timeout};
 use zeroize::Zeroizing;
 
+use super::tls::TlsError;
 use super::{wire, Error};
 
 /// The largest answer accepted: a unary body, or one message of a watch. Ranges over every
@@ -143,36 +143,27 @@ impl Transport {
         request.send(body).map_err(|e| match e {
             // Hanging up on a fresh TLS connection is how etcd refuses a client certificate
             // when its alert loses the race with our request.
-            ureq::Error::Io(e) if self.tls.is_some() && is_hang_up(&e) => Error::Tls(format!(
-                "etcd hung up on the connection: {}",
-                self.client_cert_problem(false)
-            )),
+            ureq::Error::Io(e) if self.tls.is_some() && is_hang_up(&e) => {
+                Error::Tls(TlsError::ClientCertificate { hung_up: true, client: self.client() })
+            }
             e => self.error(e),
         })
     }
 
-    /// What is wrong with our client certificate when etcd wants one: `sure` when etcd said
-    /// so, else a likely cause.
-    fn client_cert_problem(&self, sure: bool) -> String {
-        let (require, refuse) =
-            if sure { ("requires", "refuses") } else { ("may require", "may refuse") };
-        match self.tls.as_ref().and_then(|tls| tls.client.as_ref()) {
-            None => format!("it {require} a client certificate, and none was given"),
-            Some(client) => format!(
-                "it {refuse} the client certificate in {} (is it signed by a CA etcd trusts?)",
-                client.cert.display()
-            ),
-        }
+    /// The client certificate, if one is given.
+    fn client(&self) -> Option<PathBuf> {
+        self.tls.as_ref().and_then(|tls| tls.client.as_ref()).map(|client| client.cert.clone())
     }
 
     /// What went wrong, in an operator's words.
     pub(super) fn error(&self, error: ureq::Error) -> Error {
         match error {
-            ureq::Error::Io(e) => match e.get_ref().and_then(|e| e.downcast_ref()) {
-                Some(tls) => Error::Tls(self.tls_problem(tls)),
+            ureq::Error::Io(e) => match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+            {
+                Some(tls) => self.tls_error(tls.clone()),
                 None => Error::Io(e),
             },
-            ureq::Error::Rustls(e) => Error::Tls(self.tls_problem(&e)),
+            ureq::Error::Rustls(e) => self.tls_error(e),
             ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => {
                 Error::Timeout("connecting")
             }
@@ -184,45 +175,13 @@ impl Transport {
             ureq::Error::BodyExceedsLimit(_) | ureq::Error::LargeResponseHeader(..) => {
                 Error::TooLarge { limit: MAX_ANSWER }
             }
-            other => Error::Protocol(other.to_string()),
+            other => Error::Http(other),
         }
     }
 
-    fn tls_problem(&self, error: &rustls::Error) -> String {
-        let ca = self.tls.as_ref().map_or_else(String::new, |tls| tls.ca.display().to_string());
-        match error {
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-                format!("etcd's certificate is not signed by the CA in {ca}")
-            }
-            rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            ) => format!(
-                "etcd's certificate is not valid for {} (not among its subject alternative names)",
-                self.host
-            ),
-            rustls::Error::InvalidCertificate(
-                CertificateError::Expired | CertificateError::ExpiredContext { .. },
-            ) => "etcd's certificate has expired".into(),
-            rustls::Error::InvalidCertificate(
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
-            ) => "etcd's certificate is not valid yet (is this host's clock right?)".into(),
-            rustls::Error::InvalidCertificate(_) => {
-                format!("etcd's certificate does not verify against the CA in {ca}")
-            }
-            rustls::Error::AlertReceived(
-                AlertDescription::CertificateRequired
-                | AlertDescription::BadCertificate
-                | AlertDescription::UnknownCA
-                | AlertDescription::CertificateUnknown,
-            ) => format!("etcd ended the handshake: {}", self.client_cert_problem(true)),
-            rustls::Error::AlertReceived(alert) => {
-                format!("etcd ended the handshake (TLS alert {})", u8::from(*alert))
-            }
-            rustls::Error::NoApplicationProtocol | rustls::Error::PeerIncompatible(_) => {
-                "etcd and this client share no TLS version or cipher suite".into()
-            }
-            other => other.to_string(),
-        }
+    fn tls_error(&self, error: rustls::Error) -> Error {
+        let ca = self.tls.as_ref().map_or_else(PathBuf::new, |tls| tls.ca.clone());
+        Error::Tls(TlsError::from_rustls(error, &ca, &self.host, self.client().as_deref()))
     }
 }
 
@@ -257,7 +216,7 @@ fn tls_config(tls: &TlsFiles) -> Result<TlsConfig, Error> {
 fn read_pem(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
     std::fs::read(path)
         .map(Zeroizing::new)
-        .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))
+        .map_err(|cause| Error::Tls(TlsError::Read { path: path.to_owned(), cause }))
 }
 
 fn certificates(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
@@ -267,11 +226,12 @@ fn certificates(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
         match item {
             Ok(PemItem::Certificate(certificate)) => certificates.push(certificate),
             Ok(_) => {}
-            Err(e) => return Err(Error::Tls(format!("{}: {}", path.display(), pem_problem(&e)))),
+            Err(cause) => return Err(Error::Tls(TlsError::Pem { path: path.to_owned(), cause })),
         }
     }
     if certificates.is_empty() {
-        return Err(Error::Tls(format!("{}: no PEM certificate in it", path.display())));
+        let what = "certificate";
+        return Err(Error::Tls(TlsError::Missing { path: path.to_owned(), what }));
     }
     Ok(certificates)
 }
@@ -282,15 +242,8 @@ fn private_key(path: &Path) -> Result<PrivateKey<'static>, Error> {
         match item {
             Ok(PemItem::PrivateKey(key)) => return Ok(key),
             Ok(_) => {}
-            Err(e) => return Err(Error::Tls(format!("{}: {}", path.display(), pem_problem(&e)))),
+            Err(cause) => return Err(Error::Tls(TlsError::Pem { path: path.to_owned(), cause })),
         }
     }
-    Err(Error::Tls(format!("{}: no PEM private key in it", path.display())))
-}
-
-fn pem_problem(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Pem(_) => "malformed PEM".into(),
-        other => other.to_string(),
-    }
+    Err(Error::Tls(TlsError::Missing { path: path.to_owned(), what: "private key" }))
 }

@@ -147,7 +147,7 @@ mod tests {
 
     fn pumped(bytes: Vec<u8>) -> Vec<Result<WatchMessage, String>> {
         let (sender, receiver) = sync_channel(64);
-        pump(Cursor::new(bytes), &sender, &|e| Error::Protocol(e.to_string()));
+        pump(Cursor::new(bytes), &sender, &Error::Http);
         drop(sender);
         receiver.iter().map(|message| message.map_err(|e| e.to_string())).collect()
     }

@@ -18,7 +18,7 @@ pub(super) fn decode<T: for<'de> Deserialize<'de>>(
     if status != 200 {
         return Err(server_error(status, body));
     }
-    serde_json::from_slice(body).map_err(|e| Error::Protocol(format!("{path}: {e}")))
+    serde_json::from_slice(body).map_err(|cause| Error::Malformed { what: path.to_owned(), cause })
 }
 
 /// etcd's error: its message, or the body's text when it is not the gateway's JSON.
@@ -46,7 +46,7 @@ pub(super) fn b64(bytes: &[u8]) -> String {
 }
 
 fn unb64(text: &str) -> Result<Vec<u8>, Error> {
-    STANDARD.decode(text).map_err(|e| Error::Protocol(format!("base64: {e}")))
+    STANDARD.decode(text).map_err(Error::Base64)
 }
 
 /// The first key after every key that starts with `prefix`: the prefix with its last byte
@@ -154,7 +154,9 @@ pub(super) fn next_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, E
             body.drain(..used);
             envelope.into_message().map(Some)
         }
-        Some(Err(e)) if !e.is_eof() => Err(Error::Protocol(format!("watch stream: {e}"))),
+        Some(Err(cause)) if !cause.is_eof() => {
+            Err(Error::Malformed { what: "watch stream".into(), cause })
+        }
         _ => Ok(None),
     }
 }
@@ -190,7 +192,7 @@ impl WatchEnvelope {
     fn into_message(self) -> Result<WatchMessage, Error> {
         let Some(result) = self.result else {
             let message = self.error.map_or_else(|| "empty message".into(), |e| e.message);
-            return Err(Error::Protocol(format!("watch: {message}")));
+            return Err(Error::WatchFailed(message));
         };
         if result.compact_revision > 0 {
             return Ok(WatchMessage::Compacted { revision: result.compact_revision });

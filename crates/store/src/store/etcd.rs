@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{Kind, Store, StoreError, Watch};
+use super::{Kind, SpecError, Store, StoreError, Watch};
 use crate::etcd::{Client, Error, Security, WatchMessage, WatchStream};
 use wgfabric_model::names::Name;
 use wgfabric_model::wallclock::monotonic;
@@ -29,7 +29,7 @@ impl EtcdStore {
     /// [`StoreError::Spec`] when the endpoint is not `HOST:PORT` or a TLS file is unusable.
     pub fn new(endpoint: &str, prefix: &str, security: &Security) -> Result<Self, StoreError> {
         let client = Client::new(endpoint, security)
-            .map_err(|e| StoreError::Spec(format!("etcd endpoint `{endpoint}`: {e}")))?;
+            .map_err(|cause| SpecError::Etcd { endpoint: endpoint.to_owned(), cause })?;
         Ok(Self { client, prefix: prefix.trim_end_matches('/').to_owned() })
     }
 
@@ -172,9 +172,7 @@ impl Watch for EtcdWatch {
                 }
                 Some(WatchMessage::Canceled(reason)) => {
                     self.stream = None;
-                    return Err(self
-                        .store
-                        .error(Error::Protocol(format!("watch canceled: {reason}"))));
+                    return Err(self.store.error(Error::Canceled(reason)));
                 }
             }
         }

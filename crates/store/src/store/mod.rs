@@ -76,9 +76,36 @@ pub enum StoreError {
         /// What failed.
         cause: crate::etcd::Error,
     },
-    /// A source specification that names no store.
-    #[error("{0}")]
-    Spec(String),
+    /// A source specification that names no store that can be opened.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+}
+
+/// Why a `--source` names no store that can be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// The source is empty.
+    #[error("an empty source")]
+    Empty,
+    /// etcd settings given for a directory.
+    #[error("{0}: etcd's TLS files and user apply to etcd:// and etcds:// sources only")]
+    EtcdSettings(String),
+    /// An `etcds://` source without a CA.
+    #[error("{0}: etcds:// needs the CA certificate that signs etcd's (--etcd-cacert)")]
+    NoCa(String),
+    /// TLS files given for an `etcd://` source.
+    #[error("{0}: TLS files given for a plain-HTTP etcd:// source (use etcds://)")]
+    PlainWithTls(String),
+    /// The etcd client could not be made: the endpoint is not `HOST:PORT`, or a TLS file is
+    /// unusable.
+    #[error("etcd endpoint `{endpoint}`: {cause}")]
+    Etcd {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        cause: crate::etcd::Error,
+    },
 }
 
 /// Desired states and statuses by host.
@@ -134,25 +161,15 @@ pub fn open(spec: &str, etcd: &Security) -> Result<Box<dyn Store>, StoreError> {
     let (tls, rest) = match (spec.strip_prefix("etcds://"), spec.strip_prefix("etcd://")) {
         (Some(rest), _) => (true, rest),
         (None, Some(rest)) => (false, rest),
-        (None, None) if spec.is_empty() => return Err(StoreError::Spec("an empty source".into())),
+        (None, None) if spec.is_empty() => return Err(SpecError::Empty.into()),
         (None, None) if etcd.tls.is_some() || etcd.credentials.is_some() => {
-            return Err(StoreError::Spec(format!(
-                "{spec}: etcd's TLS files and user apply to etcd:// and etcds:// sources only"
-            )));
+            return Err(SpecError::EtcdSettings(spec.to_owned()).into());
         }
         (None, None) => return Ok(Box::new(DirStore::new(PathBuf::from(spec)))),
     };
     match (tls, &etcd.tls) {
-        (true, None) => {
-            return Err(StoreError::Spec(format!(
-                "{spec}: etcds:// needs the CA certificate that signs etcd's (--etcd-cacert)"
-            )));
-        }
-        (false, Some(_)) => {
-            return Err(StoreError::Spec(format!(
-                "{spec}: TLS files given for a plain-HTTP etcd:// source (use etcds://)"
-            )));
-        }
+        (true, None) => return Err(SpecError::NoCa(spec.to_owned()).into()),
+        (false, Some(_)) => return Err(SpecError::PlainWithTls(spec.to_owned()).into()),
         _ => {}
     }
     let (endpoint, prefix) = match rest.split_once('/') {

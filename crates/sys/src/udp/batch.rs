@@ -166,14 +166,17 @@ impl SendBatch {
         }
     }
 
-    /// Points each `mmsghdr` at its datagrams, the destination and its control messages.
-    fn prepare(
-        &mut self,
-        name: &mut libc::sockaddr_storage,
-        name_len: libc::socklen_t,
-        src: Option<&LocalAddr>,
-    ) {
-        for ((msg, hdr), cmsg) in self.messages.iter().zip(&mut self.hdrs).zip(&mut self.cmsgs) {
+    /// Points each `mmsghdr` at its datagrams, its destination and its control messages.
+    fn prepare(&mut self, destination: &mut Destination<'_>) {
+        for (i, msg) in self.messages.iter().enumerate() {
+            let (name, name_len, src) = match destination {
+                Destination::All { name, name_len, src } => (ptr::from_mut(*name), *name_len, *src),
+                Destination::Each => {
+                    let (name, name_len, src) = &mut self.names[i];
+                    (ptr::from_mut(name), *name_len, src.as_ref())
+                }
+            };
+            let cmsg = &mut self.cmsgs[i];
             let mut encoder = Encoder::new(cmsg);
             if let Some(src) = src {
                 encoder.source(src);
@@ -183,32 +186,12 @@ impl SendBatch {
                 encoder.segment_size(msg.segment_size as u16);
             }
             let control_len = encoder.len();
+            let hdr = &mut self.hdrs[i];
             hdr.msg_len = 0;
-            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            hdr.msg_hdr.msg_name = name.cast();
             hdr.msg_hdr.msg_namelen = name_len;
             hdr.msg_hdr.msg_iov = self.iovs[msg.first_iov..].as_mut_ptr();
             hdr.msg_hdr.msg_iovlen = msg.count as _;
-            hdr.msg_hdr.msg_control =
-                if control_len == 0 { ptr::null_mut() } else { cmsg.0.as_mut_ptr().cast() };
-            hdr.msg_hdr.msg_controllen = control_len as _;
-            hdr.msg_hdr.msg_flags = 0;
-        }
-    }
-
-    /// Points each `mmsghdr` at its one datagram, its own destination and its source.
-    fn prepare_each(&mut self) {
-        let parts = self.messages.iter().zip(&mut self.hdrs).zip(&mut self.cmsgs);
-        for (((msg, hdr), cmsg), (name, name_len, src)) in parts.zip(&mut self.names) {
-            let mut encoder = Encoder::new(cmsg);
-            if let Some(src) = src {
-                encoder.source(src);
-            }
-            let control_len = encoder.len();
-            hdr.msg_len = 0;
-            hdr.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
-            hdr.msg_hdr.msg_namelen = *name_len;
-            hdr.msg_hdr.msg_iov = self.iovs[msg.first_iov..].as_mut_ptr();
-            hdr.msg_hdr.msg_iovlen = 1;
             hdr.msg_hdr.msg_control =
                 if control_len == 0 { ptr::null_mut() } else { cmsg.0.as_mut_ptr().cast() };
             hdr.msg_hdr.msg_controllen = control_len as _;
@@ -221,6 +204,18 @@ impl SendBatch {
         self.iovs.clear();
         self.names.clear();
     }
+}
+
+/// Where the messages of a send go.
+enum Destination<'a> {
+    /// All to one address, from one source address if given ([`UdpSocket::send`]).
+    All {
+        name: &'a mut libc::sockaddr_storage,
+        name_len: libc::socklen_t,
+        src: Option<&'a LocalAddr>,
+    },
+    /// Each to its own, as the batch's `names` list them ([`UdpSocket::send_each`]).
+    Each,
 }
 
 /// A send that stopped early.
@@ -350,7 +345,8 @@ impl UdpSocket {
                 }
                 datagrams.next();
             }
-            self.flush(batch, &mut name, name_len, src, &mut sent)
+            let mut destination = Destination::All { name: &mut name, name_len, src };
+            self.flush(batch, &mut destination, &mut sent)
                 .map_err(|error| SendError { sent, error })?;
         }
         Ok(())
@@ -381,19 +377,13 @@ impl UdpSocket {
                 let (name, name_len) = sockaddr(&dst);
                 batch.names.push((name, name_len, src));
             }
-            batch.prepare_each();
-            let fd = self.fd.as_raw_fd();
+            batch.prepare(&mut Destination::Each);
             let mut done = 0;
             while done < batch.messages.len() {
-                let pending = batch.messages.len() - done;
-                let hdrs = batch.hdrs[done..].as_mut_ptr();
-                let result = self.shutdown.retry(self.fd.as_fd(), libc::POLLOUT, || {
-                    // SAFETY: the `pending` headers from `done` were just prepared and point
-                    // at the caller's datagrams and the batch's names, iovecs and control
-                    // buffers, all borrowed for this call.
-                    cvt(unsafe { libc::sendmmsg(fd, hdrs, pending as _, 0) }).map(|n| n as usize)
-                });
-                match result {
+                // SAFETY: the batch was just prepared: its headers point at the caller's
+                // datagrams and the batch's names, iovecs and control buffers, all borrowed
+                // for this call.
+                match unsafe { self.send_prepared(batch, done) } {
                     Ok(n) => {
                         sent += n;
                         done += n;
@@ -410,24 +400,16 @@ impl UdpSocket {
     fn flush(
         &self,
         batch: &mut SendBatch,
-        name: &mut libc::sockaddr_storage,
-        name_len: libc::socklen_t,
-        src: Option<&LocalAddr>,
+        destination: &mut Destination<'_>,
         sent: &mut usize,
     ) -> Result<(), Error> {
-        batch.prepare(name, name_len, src);
-        let fd = self.fd.as_raw_fd();
+        batch.prepare(destination);
         let mut done = 0;
         while done < batch.messages.len() {
-            let pending = batch.messages.len() - done;
-            let hdrs = batch.hdrs[done..].as_mut_ptr();
-            let result = self.shutdown.retry(self.fd.as_fd(), libc::POLLOUT, || {
-                // SAFETY: the `pending` headers from `done` were just prepared and point at
-                // the caller's datagrams, the batch's iovecs and control buffers, and `name`,
-                // all borrowed for this call.
-                cvt(unsafe { libc::sendmmsg(fd, hdrs, pending as _, 0) }).map(|n| n as usize)
-            });
-            match result {
+            // SAFETY: the batch was (re)prepared in this call: its headers point at the
+            // caller's datagrams, the batch's iovecs and control buffers, and the destination,
+            // all borrowed for this call.
+            match unsafe { self.send_prepared(batch, done) } {
                 Ok(n) => {
                     *sent += batch.messages[done..done + n].iter().map(|m| m.count).sum::<usize>();
                     done += n;
@@ -437,9 +419,9 @@ impl UdpSocket {
                         self.disable_gso();
                     }
                     batch.split_from(done);
-                    batch.prepare(name, name_len, src);
+                    batch.prepare(destination);
                 }
-                Err(Error::Io(err)) if src.is_some() && is_source_unavailable(&err) => {
+                Err(Error::Io(err)) if has_source(destination) && is_source_unavailable(&err) => {
                     return Err(Error::SourceUnavailable(err));
                 }
                 Err(err) => return Err(err),
@@ -447,6 +429,29 @@ impl UdpSocket {
         }
         Ok(())
     }
+
+    /// One `sendmmsg` of the batch's messages from `done` on, waiting while the socket buffer
+    /// is full; returns how many the kernel took.
+    ///
+    /// # Safety
+    ///
+    /// The headers from `done` on must have been prepared since the batch last changed, and
+    /// everything they point at (datagrams, names, iovecs, control buffers) must be alive.
+    unsafe fn send_prepared(&self, batch: &mut SendBatch, done: usize) -> Result<usize, Error> {
+        let fd = self.fd.as_raw_fd();
+        let pending = batch.messages.len() - done;
+        let hdrs = batch.hdrs[done..].as_mut_ptr();
+        self.shutdown.retry(self.fd.as_fd(), libc::POLLOUT, || {
+            // SAFETY: the caller guarantees the `pending` headers from `done` point at live
+            // memory of their true lengths.
+            cvt(unsafe { libc::sendmmsg(fd, hdrs, pending as _, 0) }).map(|n| n as usize)
+        })
+    }
+}
+
+/// Whether a send names its source address: only then can the kernel refuse it as gone.
+fn has_source(destination: &Destination<'_>) -> bool {
+    matches!(destination, Destination::All { src: Some(_), .. })
 }
 
 /// `EIO`: the device cannot checksum (GSO is off for the socket from then on); `EMSGSIZE`

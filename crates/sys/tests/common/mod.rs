@@ -1,6 +1,7 @@
 //! Helpers for the tests that need root: network namespaces with drop guards, and an
 //! independent checksum implementation to judge what the crate produces.
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
+#![allow(clippy::disallowed_methods, reason = "system tests wait in real time")]
 
 use std::fs::File;
 use std::os::fd::AsRawFd;

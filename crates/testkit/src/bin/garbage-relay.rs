@@ -16,6 +16,7 @@
 //! body, every message type at a wrong length) with transport data that names the receiver
 //! index of a live session, learned from the relayed traffic, under a wrong tag. The relay
 //! keeps relaying until it is killed.
+#![allow(clippy::disallowed_methods, reason = "test tooling runs in real time")]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;

@@ -17,6 +17,7 @@
 //! each costs the receiver a Diffie-Hellman unless it is turned away first. Their `mac2` is
 //! zero: the flooder never reads the cookie replies. Every second, and on exit, it prints
 //! `sent N in S.SSS s (R/s)`, so a flood stopped early still tells what rate it reached.
+#![allow(clippy::disallowed_methods, reason = "test tooling runs in real time")]
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::ExitCode;

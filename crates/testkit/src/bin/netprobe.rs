@@ -12,6 +12,7 @@
 //!
 //! The stream and the nonsense are ChaCha8 output from SEED, so both ends agree without sharing
 //! data and a failure can be replayed.
+#![allow(clippy::disallowed_methods, reason = "test tooling runs in real time")]
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::constants::*;
-use crate::ip::tests::ipv4;
 use crate::keys::{PresharedKey, PrivateKey};
 use crate::session::sealed_len;
 use crate::wire::{self, DATA_HEADER_LEN};
 use crate::Cidr;
+use wgfabric_testkit::packet::ipv4;
 
 const A_ADDR: &str = "192.0.2.1:51820";
 const B_ADDR: &str = "198.51.100.2:51820";

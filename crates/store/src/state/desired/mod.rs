@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 mod reason;
 
@@ -14,6 +13,7 @@ use super::{KeyMaterial, Phase, Revision, RotationOrder, Sealed, FORMAT};
 use wgfabric_model::cidr::Cidr;
 use wgfabric_model::config::HostConfig;
 use wgfabric_model::fabric::Fabric;
+use wgfabric_model::fingerprint::Fingerprint;
 use wgfabric_model::inventory::is_interface_name;
 use wgfabric_model::names::Name;
 
@@ -86,15 +86,14 @@ pub fn desired_states(
             (doc.config.host.clone(), doc)
         })
         .collect();
-    let mut hash = Sha256::new();
+    let mut applied = Vec::new();
     for doc in docs.values() {
         // What an agent applies; the revision, commit and orders are not part of it.
-        let applied = (&doc.config, &doc.sealed_private_key, &doc.preshared_keys);
-        hash.update(serde_json::to_vec(&applied).expect("a configuration serializes"));
-        hash.update(b"\n");
+        let parts = (&doc.config, &doc.sealed_private_key, &doc.preshared_keys);
+        serde_json::to_writer(&mut applied, &parts).expect("a configuration serializes");
+        applied.push(b'\n');
     }
-    let digest: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let revision = Revision::new(digest);
+    let revision = Revision::new(Fingerprint::of_contents(&applied).into_string());
     for doc in docs.values_mut() {
         doc.revision = revision.clone();
     }

@@ -1,75 +1,19 @@
-//! From the inventory's rules to each host's [`Firewall`]: the chains of its
-//! `table inet wgfabric`, as data that desired states carry and [`super::nft`] writes out.
-//!
-//! Where each packet is judged:
-//!
-//! | host | chain | packets |
-//! |---|---|---|
-//! | every host | `input` | from the tunnel to the host itself |
-//! | relays, subnet routers | `forward` | from the tunnel through the host: to other peers, routed subnets, the internet |
-//!
-//! A relay judges by source address, which cryptokey routing binds to the peer's key: a spoke
-//! that widens its own AllowedIPs still sends from its own address, and the relay drops what
-//! that address may not reach. Each rule's sources and destinations become sets, so a table
-//! has as many rules as the policy, whatever the number of hosts.
+//! From the inventory's `[[policy]]` rules to each host's [`Firewall`]: every selector is
+//! resolved to prefixes once per fabric, then each host takes the rules that concern it.
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-
-use super::{PortSpec, Protocol, Rule, Selector, Verdict};
 use crate::cidr::Cidr;
 use crate::config::HostConfig;
 use crate::inventory::{Inventory, Role};
 use crate::lock::Lock;
 use crate::names::Name;
-
-/// A host's firewall: what its `table inet wgfabric` holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Firewall {
-    /// The tunnel interface.
-    pub interface: String,
-    /// The overlay prefixes: sources that may arrive only through the tunnel (anti-spoofing).
-    pub overlay: Vec<Cidr>,
-    /// Rules for packets from the tunnel to this host, first match wins, then drop; `None`
-    /// when the inventory has no policy (everything passes).
-    pub input: Option<Vec<FirewallRule>>,
-    /// Rules for packets from the tunnel that this host forwards; `None` when it forwards
-    /// nothing or the inventory has no policy.
-    pub forward: Option<Vec<FirewallRule>>,
-    /// Strict underlay input, when the host opts in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strict: Option<Strict>,
-}
-
-/// One rule of a chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirewallRule {
-    /// The policy rule it comes from (counters and logs are named after it).
-    pub name: Name,
-    /// What it does.
-    pub verdict: Verdict,
-    /// Source prefixes.
-    pub from: Vec<Cidr>,
-    /// Destination prefixes; empty in `input`, where the destination is the host.
-    pub to: Vec<Cidr>,
-    /// Protocols and ports; empty for all traffic.
-    pub ports: Vec<PortSpec>,
-}
-
-/// Strict underlay input: on interfaces other than the tunnel and loopback, only replies, the
-/// WireGuard port, ICMP and the listed ports are let in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Strict {
-    /// The WireGuard listen port, if fixed.
-    pub wireguard_port: Option<u16>,
-    /// Other ports open on the underlay (SSH unless the inventory says otherwise).
-    pub open: Vec<PortSpec>,
-}
+use crate::policy::firewall::probes;
+use crate::policy::{Firewall, FirewallRule, Rule, Selector, Strict, Verdict};
 
 /// The policy with every selector turned into prefixes, computed once per fabric.
 #[derive(Debug, Clone, Default)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     rules: Vec<ResolvedRule>,
 }
 
@@ -81,7 +25,7 @@ struct ResolvedRule {
 }
 
 /// The prefixes a selector stands for.
-pub fn prefixes(inventory: &Inventory, lock: &Lock, selector: &Selector) -> Vec<Cidr> {
+pub(crate) fn prefixes(inventory: &Inventory, lock: &Lock, selector: &Selector) -> Vec<Cidr> {
     let host_addresses =
         |name: &Name| lock.hosts.get(name).into_iter().flat_map(|a| a.addresses().map(Cidr::host));
     let mut prefixes: Vec<Cidr> = match selector {
@@ -118,7 +62,7 @@ fn union(inventory: &Inventory, lock: &Lock, selectors: &[Selector]) -> Vec<Cidr
 
 impl Resolved {
     /// Resolves every rule of `inventory` against the addresses in `lock`.
-    pub fn new(inventory: &Inventory, lock: &Lock) -> Self {
+    pub(crate) fn new(inventory: &Inventory, lock: &Lock) -> Self {
         let rules = inventory
             .policy
             .iter()
@@ -133,7 +77,7 @@ impl Resolved {
 
     /// The firewall of the host `config` describes, or `None` when it needs no table: the
     /// inventory has no policy and the host did not ask for strict underlay input.
-    pub fn firewall(&self, inventory: &Inventory, config: &HostConfig) -> Option<Firewall> {
+    pub(crate) fn firewall(&self, inventory: &Inventory, config: &HostConfig) -> Option<Firewall> {
         let host = inventory.hosts.get(&config.host)?;
         let strict = host
             .strict_input
@@ -185,7 +129,7 @@ impl Resolved {
     /// either direction: there is a policy, and for some pair of their addresses the first
     /// rule that matches is not an allow for all traffic (or no rule matches, and the packet
     /// is dropped). Pairs the policy restricts keep to the relays, which enforce it.
-    pub fn restricts(&self, a: &[IpAddr], b: &[IpAddr]) -> bool {
+    pub(crate) fn restricts(&self, a: &[IpAddr], b: &[IpAddr]) -> bool {
         if self.rules.is_empty() {
             return false;
         }
@@ -216,20 +160,5 @@ impl ResolvedRule {
             to,
             ports: self.rule.ports.clone(),
         }
-    }
-}
-
-/// The name of the relays' own rule, which lets the failover probes through.
-pub const PROBES: &str = "failover-probes";
-
-/// The relays' own rule: echo requests from the overlay, which failover monitors send to tell
-/// whether a relay is alive, always reach them.
-fn probes(overlay: Vec<Cidr>) -> FirewallRule {
-    FirewallRule {
-        name: PROBES.parse().expect("a valid name"),
-        verdict: Verdict::Allow,
-        from: overlay,
-        to: Vec::new(),
-        ports: vec![PortSpec { protocol: Protocol::Icmp, ports: None }],
     }
 }
