@@ -278,8 +278,12 @@ mod tests {
                     conn.read_exact(&mut byte).unwrap();
                     request.push(byte[0]);
                 }
+                // The client may hang up as soon as it has read `errno=`, before the blank
+                // line that follows: a write that fails then is no failure of the test.
                 for piece in answer.as_bytes().chunks(5) {
-                    conn.write_all(piece).unwrap();
+                    if conn.write_all(piece).is_err() {
+                        break;
+                    }
                 }
                 requests.push(String::from_utf8(request).unwrap());
             }
