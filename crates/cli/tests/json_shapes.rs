@@ -2,7 +2,7 @@
 //! the verbs that need no root here, run on the example fabric with changes that bring out
 //! each kind of element; `agent --once` and `rotate` on the lab fabric (root); `demo` in
 //! tests/demo.rs, `up` and `down` in tests/up_down.rs, `show` and `probe` in
-//! tests/show_probe.rs.
+//! tests/show_probe.rs, `paths` in tests/paths.rs.
 
 mod lab;
 mod util;
@@ -13,7 +13,7 @@ use util::shape::{assert_shape, documented, matches};
 use util::{assert_code, stdout, Scratch};
 
 /// The shapes checked in other test files, where their verb already runs.
-const CHECKED_ELSEWHERE: &[&str] = &["demo", "up", "down", "show", "probe"];
+const CHECKED_ELSEWHERE: &[&str] = &["demo", "up", "down", "show", "probe", "paths"];
 
 /// The shapes this file checks.
 const CHECKED_HERE: &[&str] = &[

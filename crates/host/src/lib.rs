@@ -24,6 +24,7 @@ pub mod failover;
 pub mod hostup;
 pub mod netlink;
 pub mod nftables;
+pub mod paths;
 pub mod probe;
 pub mod sysctl;
 

@@ -16,6 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::inventory::{Role, Tunnel};
 use crate::key_source::KeySource;
 use crate::names::Name;
+use crate::paths::DirectPaths;
 use crate::policy::Firewall;
 
 /// One host's desired WireGuard interface. Contains no secret.
@@ -55,6 +56,9 @@ pub struct HostConfig {
     /// strict underlay input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<Firewall>,
+    /// The other spokes this spoke may try direct paths with (spokes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<DirectPaths>,
 }
 
 /// One peer of a host's interface.
@@ -117,6 +121,10 @@ impl HostConfig {
     pub fn with_active_relay(&self, relay: &str) -> Option<Self> {
         let failover = self.failover.as_ref()?;
         let next = failover.relays.iter().find(|name| name.as_str() == relay)?;
+        if *next == failover.active {
+            // Already there: taking the routes off the active relay would drop them.
+            return Some(self.clone());
+        }
         let mut moved = self.clone();
         for peer in &mut moved.peers {
             if peer.name == failover.active {

@@ -46,6 +46,7 @@ pub mod key_source;
 pub mod lint;
 pub mod lock;
 pub mod names;
+pub mod paths;
 pub mod policy;
 pub mod render;
 pub mod sealed_keys;

@@ -226,6 +226,7 @@ mod tests {
             corrected: None,
             peers: Vec::new(),
             rotations: Vec::new(),
+            paths: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ mod genkey;
 mod genpsk;
 mod graph;
 mod keygen;
+mod paths;
 mod plan;
 mod probe;
 mod progress;
@@ -84,6 +85,7 @@ enum Command {
     Down(down::Args),
     Show(show::Args),
     Probe(probe::Args),
+    Paths(paths::Args),
 }
 
 impl Cli {
@@ -116,6 +118,7 @@ impl Cli {
             Command::Down(args) => down::run(args),
             Command::Show(args) => show::run(args),
             Command::Probe(args) => probe::run(args),
+            Command::Paths(args) => paths::run(args),
         }
     }
 }

@@ -106,6 +106,21 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Starts `wgfabric ARGS` in `ns` with `env` added, its output appended to `log`.
+    pub fn spawn(ns: &Netns, args: &[&str], env: &[(&str, &str)], log: PathBuf) -> Self {
+        let file = File::options().create(true).append(true).open(&log).unwrap();
+        let child = ns
+            .command(&wgfabric().display().to_string())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -267,24 +282,14 @@ impl<'s> Lab<'s> {
     /// As [`Lab::start_agent`], with `env` added to the agent's environment.
     pub fn start_agent_with_env(&mut self, host: &'static str, env: &[(&str, &str)]) {
         let log = self.dir.0.join(format!("agent-{host}.log"));
-        let file = File::options().create(true).append(true).open(&log).unwrap();
-        let mut command = self.spaces.ns(host).command(&wgfabric().display().to_string());
-        command
-            .args(["agent", "--host", host, "--interface", &self.interfaces[host]])
-            .args(["--source", &self.source]);
+        let identity = self.identity.display().to_string();
+        let mut args = vec!["agent", "--host", host, "--interface", &self.interfaces[host]];
+        args.extend(["--source", &self.source, "--identity", &identity]);
         if let Some(interval) = self.status_interval {
-            command.args(["--status-interval", interval]);
+            args.extend(["--status-interval", interval]);
         }
-        command.envs(env.iter().copied());
-        let child = command
-            .arg("--identity")
-            .arg(&self.identity)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        self.agents.insert(host, Agent { child, log });
+        let agent = Agent::spawn(self.spaces.ns(host), &args, env, log);
+        self.agents.insert(host, agent);
     }
 
     /// The agents' status interval: how long one round of repairs may take.
@@ -434,11 +439,14 @@ impl Run {
     }
 }
 
-/// The lab's inventory: one relay, three spokes with a keepalive, key files in `dir`, and
-/// `recipient` for sealed keys.
+/// The lab's inventory: one relay, three spokes with a keepalive that never go direct, key
+/// files in `dir`, and `recipient` for sealed keys.
 fn inventory(dir: &Path, keys: &BTreeMap<&str, PublicKey>, recipient: &str) -> String {
+    // Spokes keep to the relay: the scenarios here measure the relay path, and direct paths
+    // have their own tests (tests/paths.rs).
     let mut text = format!(
-        "[keys]\nrecipients = [\"{recipient}\"]\n\n[network.lab]\nipv4 = \"10.88.0.0/24\"\n\n"
+        "[keys]\nrecipients = [\"{recipient}\"]\n\n[network.lab]\nipv4 = \"10.88.0.0/24\"\n\
+         direct = \"never\"\n\n"
     );
     for host in HOSTS {
         text.push_str(&format!("[host.{host}]\n"));

@@ -43,6 +43,11 @@ impl FailoverTask {
         Some(Self { stop, active, thread })
     }
 
+    /// The relay carrying the failover routes now.
+    pub(crate) fn active(&self) -> Name {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Stops the monitor and returns the relay carrying the failover routes.
     pub(crate) fn stop(self) -> Name {
         self.stop.store(true, Ordering::Relaxed);

@@ -32,6 +32,7 @@ mod failover;
 mod firewall;
 mod identity;
 mod link;
+mod paths;
 mod reconcile;
 mod report;
 mod secrets;
@@ -56,6 +57,7 @@ use self::failover::FailoverTask;
 use self::firewall::Firewalls;
 use self::identity::Identity;
 use self::link::Link;
+use self::paths::{unix_ms, Observer, Paths};
 use self::report::{applied_notes, peer_statuses, same_state};
 use crate::hostup::tunnel;
 use crate::netlink::Netlink;
@@ -163,6 +165,10 @@ pub struct Agent {
     corrected: Option<Correction>,
     /// The full-tunnel table (and firewall mark) chosen, while the tunnel is full.
     tunnel_table: Option<u32>,
+    /// A spoke's direct paths to the other spokes.
+    paths: Paths,
+    /// What a relay publishes of where it sees its peers.
+    observer: Observer,
 }
 
 /// Why a round could not bring the interface to the accepted state.
@@ -227,6 +233,8 @@ impl Agent {
             seq: 0,
             identity: None,
             corrected: None,
+            paths: Paths::default(),
+            observer: Observer::default(),
         }
     }
 
@@ -254,8 +262,11 @@ impl Agent {
         while !stop.load(Ordering::Relaxed) {
             let fast = self.awaits_takeover();
             let until_status = next_status.saturating_duration_since(monotonic());
-            let timeout =
-                if fast { self.takeover_poll } else { until_status.min(Duration::from_secs(1)) };
+            let timeout = if fast {
+                self.takeover_poll
+            } else {
+                until_status.min(Duration::from_secs(1)).min(self.paths_wait())
+            };
             match watch.wait(timeout) {
                 Ok(changed) if changed.contains(&self.host) => self.reload(),
                 Ok(_) => {}
@@ -264,9 +275,15 @@ impl Agent {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
+            let paths_changed = self.paths_round();
+            // Just before a direct path's agreed switch, the loop stays free for it.
+            if self.paths.switch_imminent(unix_ms(system())) && !paths_changed {
+                continue;
+            }
             let due = monotonic() >= next_status;
-            if fast || due || self.error.is_some() || self.daemon_replaced() {
+            if fast || due || paths_changed || self.error.is_some() || self.daemon_replaced() {
                 self.sync();
+                self.nudge_demoted();
             }
             self.report(due);
             if due {
@@ -276,6 +293,7 @@ impl Agent {
         if let Some(task) = self.failover.take() {
             task.stop();
         }
+        self.paths.stop();
         tracing::info!(host = %self.host, "agent stopped; the interface keeps its configuration");
         Ok(())
     }
@@ -411,8 +429,12 @@ impl Agent {
         let doc = &accepted.doc;
         let mut live = self.device.get()?;
         let mut active = self.active_relay.clone();
+        let direct = match &doc.config.paths {
+            Some(paths) if doc.rotations.is_empty() => self.paths.targets(paths),
+            _ => Vec::new(),
+        };
         let plan_now = |live: &DeviceSnapshot, active: Option<&Name>| {
-            let target = reconcile::target(
+            let mut target = reconcile::target(
                 doc,
                 &accepted.keys,
                 live,
@@ -420,10 +442,14 @@ impl Agent {
                 successors,
                 active,
             );
+            reconcile::add_direct(&mut target, &direct);
             reconcile::changes(&target, live)
         };
         if let Some(mut planned) = plan_now(&live, active.as_ref()) {
-            if let Some(task) = self.failover.take() {
+            // Direct peers hold no relay's prefix: the failover monitor may keep running,
+            // and a switch to a direct path happens at its agreed instant.
+            let direct_only = reconcile::only_peers(&planned.1, &self.paths.keys());
+            if let Some(task) = self.failover.take_if(|_| !direct_only) {
                 // The monitor may have moved the routes since: plan again from where they are.
                 active = Some(task.stop());
                 self.active_relay.clone_from(&active);
@@ -678,6 +704,87 @@ impl Agent {
             policy_error: self.firewalls.error.clone(),
             peers,
             rotations,
+            paths: match (&self.live, doc) {
+                (Some(live), Some(doc)) if doc.config.paths.is_some() => {
+                    let relay = self.active_relay().or(doc
+                        .config
+                        .failover
+                        .as_ref()
+                        .map(|f| f.active.clone()));
+                    self.paths.statuses(live, relay.as_ref())
+                }
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// The relay carrying the failover routes, as the monitor last moved them.
+    fn active_relay(&self) -> Option<Name> {
+        self.failover.as_ref().map(FailoverTask::active).or_else(|| self.active_relay.clone())
+    }
+
+    /// Runs a round of direct paths (a spoke) or of observations (a relay). Returns whether
+    /// the direct peers the interface should have changed.
+    fn paths_round(&mut self) -> bool {
+        let Some(accepted) = &self.accepted else { return false };
+        let now = system();
+        let doc = &accepted.doc;
+        if doc.config.role == wgfabric_model::inventory::Role::Relay {
+            self.observer.round(&self.host, &self.device, self.store.as_ref(), now);
+            return false;
+        }
+        let Some(paths) = doc.config.paths.as_ref() else { return false };
+        if !doc.rotations.is_empty() {
+            // Direct peers are keyed by the keys a rotation changes: set aside until it ends.
+            self.paths.stop();
+            let had = !self.paths.keys().is_empty();
+            self.paths = Paths::default();
+            return had;
+        }
+        // Handshakes on the direct peers are read afresh while a pair is past relayed.
+        let busy = self.paths.wake(unix_ms(now)).1;
+        let fresh = if busy { self.device.get().ok() } else { None };
+        let Some(live) = fresh.as_ref().or(self.live.as_ref()) else { return false };
+        let cx = paths::Context {
+            host: &self.host,
+            interface: &self.interface,
+            paths,
+            endpoints: &accepted.endpoints,
+            live,
+            store: self.store.as_ref(),
+            own_key: &doc.config.public_key,
+            now,
+        };
+        let changed = self.paths.round(&cx);
+        if let Some(request) = self.paths.take_switch() {
+            // The sync that follows finds these already done.
+            if let Err(error) = self.device.set(&request) {
+                tracing::warn!("cannot move addresses to a direct peer: {error}");
+            }
+        }
+        changed
+    }
+
+    /// How long the loop may sleep for the direct paths: until a pair's deadline, and at
+    /// most a probe interval while a pair is past relayed.
+    fn paths_wait(&self) -> Duration {
+        let now = unix_ms(system());
+        let (deadline, busy) = self.paths.wake(now);
+        let until =
+            deadline.map_or(Duration::MAX, |at| Duration::from_millis(at.saturating_sub(now)));
+        if busy {
+            until.min(Duration::from_millis(200))
+        } else {
+            until
+        }
+    }
+
+    /// After a demotion, sends a datagram to the peer through the relay: it re-opens this
+    /// host's NAT mapping towards the relay, in case a NAT flush took it with the direct
+    /// path, so that the relay can reach this host again at once.
+    fn nudge_demoted(&mut self) {
+        for addr in self.paths.take_nudges() {
+            nudge(addr);
         }
     }
 }
@@ -686,16 +793,19 @@ impl Agent {
 /// port), which the interface holds until the handshake is done.
 fn start_handshakes(peers: &[wgfabric_model::config::PeerConfig]) {
     for peer in peers {
-        let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) else {
-            continue;
-        };
-        let local: SocketAddr =
-            if address.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-        let sent =
-            UdpSocket::bind(local).and_then(|socket| socket.send_to(b"", (address.addr(), 9)));
-        if let Err(error) = sent {
-            tracing::debug!(peer = %peer.name, "handshake nudge not sent: {error}");
+        if let Some(address) = peer.allowed_ips.iter().find(|cidr| cidr.is_host()) {
+            nudge(address.addr());
         }
+    }
+}
+
+/// Sends an empty datagram to `addr`'s discard port, through the tunnel.
+fn nudge(addr: std::net::IpAddr) {
+    let local: SocketAddr =
+        if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let sent = UdpSocket::bind(local).and_then(|socket| socket.send_to(b"", (addr, 9)));
+    if let Err(error) = sent {
+        tracing::debug!(%addr, "nudge not sent: {error}");
     }
 }
 

@@ -28,9 +28,11 @@ use wgfabric_proto::uapi::{
 };
 
 use super::secrets::Keys;
+use crate::paths::DirectTarget;
 use wgfabric_model::cidr::Cidr;
 use wgfabric_model::config::{HostConfig, PeerConfig};
 use wgfabric_model::names::Name;
+use wgfabric_model::paths::DirectPeer;
 use wgfabric_model::render::join_cidrs;
 use wgfabric_store::state::{DesiredState, Phase, Role, RotationReport, Takeover};
 
@@ -166,6 +168,38 @@ pub(crate) fn target(
         peers.push(successor);
     }
     Target { private_key, listen_port: config.listen_port, peers }
+}
+
+/// Adds the direct peers of the spokes this host has a direct path with (or tries one):
+/// each with its candidate endpoint (or the one it roamed to, once it answered), a
+/// keepalive, and the spoke's overlay addresses once both ends switched to it.
+pub(crate) fn add_direct(target: &mut Target, direct: &[(&DirectPeer, DirectTarget)]) {
+    for (peer, wanted) in direct {
+        target.peers.push(TargetPeer {
+            name: peer.name.clone(),
+            public_key: peer.public_key,
+            endpoint: wanted.endpoint.map_or(TargetEndpoint::Roaming, TargetEndpoint::Fixed),
+            keepalive: wanted.keepalive,
+            allowed_ips: if wanted.carries {
+                peer.addresses.iter().copied().collect()
+            } else {
+                BTreeSet::new()
+            },
+            preshared_key: None,
+            successor_of: None,
+        });
+    }
+}
+
+/// Whether `changes` touch only peers with one of `keys`: direct peers, whose changes leave
+/// the relays' allowed IPs (the failover monitor's) alone.
+pub(crate) fn only_peers(changes: &[Change], keys: &BTreeSet<PublicKey>) -> bool {
+    changes.iter().all(|change| match change {
+        Change::PeerAdded { public_key, .. }
+        | Change::PeerRemoved { public_key, .. }
+        | Change::PeerChanged { public_key, .. } => keys.contains(public_key),
+        Change::PrivateKey { .. } | Change::ListenPort { .. } => false,
+    })
 }
 
 /// `peer` as its configuration has it, with no rotation in flight.

@@ -10,7 +10,8 @@ use wgfabric_model::cidr::Cidr;
 use wgfabric_model::names::Name;
 use wgfabric_store::state::{DesiredState, PeerStatus, Revision, Status};
 
-/// Whether two statuses say the same, apart from time, counters and handshake ages.
+/// Whether two statuses say the same, apart from time, counters, handshake ages and
+/// round-trip times.
 pub(super) fn same_state(a: &Status, b: &Status) -> bool {
     let shape = |status: &Status| -> Vec<_> {
         status
@@ -21,9 +22,17 @@ pub(super) fn same_state(a: &Status, b: &Status) -> bool {
             })
             .collect()
     };
+    let paths = |status: &Status| -> Vec<_> {
+        status
+            .paths
+            .iter()
+            .map(|path| (path.peer.clone(), path.mode, path.reason, path.since, path.endpoint))
+            .collect()
+    };
     (&a.applied, &a.refused, &a.error, &a.policy_error, &a.corrected, &a.rotations, &a.agent)
         == (&b.applied, &b.refused, &b.error, &b.policy_error, &b.corrected, &b.rotations, &b.agent)
         && shape(a) == shape(b)
+        && paths(a) == paths(b)
 }
 
 /// The live peers, named after the desired state (a rotating peer's new key by its host).

@@ -131,12 +131,22 @@ impl Netlink {
     /// # Errors
     /// [`NetlinkError`].
     pub fn addresses(&mut self, index: u32) -> Result<Vec<IfAddr>, NetlinkError> {
+        let all = self.all_addresses()?;
+        Ok(all.into_iter().filter(|(at, _)| *at == index).map(|(_, address)| address).collect())
+    }
+
+    /// Every address of every interface but link-local ones, with the interface's index, in
+    /// the kernel's order.
+    ///
+    /// # Errors
+    /// [`NetlinkError`].
+    pub fn all_addresses(&mut self) -> Result<Vec<(u32, IfAddr)>, NetlinkError> {
         let answers = self
             .dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
         let mut addresses = Vec::new();
         for answer in answers {
             let RouteNetlinkMessage::NewAddress(message) = answer else { continue };
-            if message.header.index != index || message.header.scope == AddressScope::Link {
+            if message.header.scope == AddressScope::Link {
                 continue;
             }
             // IFA_LOCAL is the address itself; IFA_ADDRESS is the peer's on point-to-point
@@ -150,7 +160,8 @@ impl Netlink {
                 _ => None,
             });
             if let Some(addr) = local.or(address) {
-                addresses.push(IfAddr { addr, prefix: message.header.prefix_len });
+                let prefix = message.header.prefix_len;
+                addresses.push((message.header.index, IfAddr { addr, prefix }));
             }
         }
         Ok(addresses)

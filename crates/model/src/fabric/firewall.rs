@@ -1,13 +1,15 @@
 //! From the inventory's `[[policy]]` rules to each host's [`Firewall`]: every selector is
 //! resolved to prefixes once per fabric, then each host takes the rules that concern it.
 
+use std::net::IpAddr;
+
 use crate::cidr::Cidr;
 use crate::config::HostConfig;
 use crate::inventory::{Inventory, Role};
 use crate::lock::Lock;
 use crate::names::Name;
 use crate::policy::firewall::probes;
-use crate::policy::{Firewall, FirewallRule, Rule, Selector, Strict};
+use crate::policy::{Firewall, FirewallRule, Rule, Selector, Strict, Verdict};
 
 /// The policy with every selector turned into prefixes, computed once per fabric.
 #[derive(Debug, Clone, Default)]
@@ -119,6 +121,33 @@ impl Resolved {
             forward,
             strict,
         })
+    }
+}
+
+impl Resolved {
+    /// Whether the policy restricts any traffic between hosts with addresses `a` and `b`, in
+    /// either direction: there is a policy, and for some pair of their addresses the first
+    /// rule that matches is not an allow for all traffic (or no rule matches, and the packet
+    /// is dropped). Pairs the policy restricts keep to the relays, which enforce it.
+    pub(crate) fn restricts(&self, a: &[IpAddr], b: &[IpAddr]) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        // The first rule naming both addresses decides; one that names ports leaves other
+        // traffic to later rules, which is a restriction all the same.
+        let open = |from: IpAddr, to: IpAddr| {
+            self.rules
+                .iter()
+                .find(|rule| {
+                    rule.from.iter().any(|cidr| cidr.contains(from))
+                        && rule.to.iter().any(|cidr| cidr.contains(to))
+                })
+                .is_some_and(|rule| {
+                    rule.rule.verdict == Verdict::Allow && rule.rule.ports.is_empty()
+                })
+        };
+        let pairs = a.iter().flat_map(|x| b.iter().map(move |y| (*x, *y)));
+        pairs.filter(|(x, y)| x.is_ipv4() == y.is_ipv4()).any(|(x, y)| !open(x, y) || !open(y, x))
     }
 }
 

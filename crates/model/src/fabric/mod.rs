@@ -16,6 +16,7 @@
 pub(crate) mod firewall;
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::path::Path;
 
 use self::firewall::Resolved;
@@ -25,6 +26,7 @@ use crate::error::Error;
 use crate::inventory::{Host, Inventory, Role, Topology, Tunnel};
 use crate::lock::{Assignment, Lock};
 use crate::names::Name;
+use crate::paths::{DirectMode, DirectPaths, DirectPeer, Never};
 
 /// An inventory whose every host has addresses.
 #[derive(Debug, Clone)]
@@ -212,9 +214,52 @@ impl Fabric {
             failover,
             peers,
             firewall: None,
+            paths: self.direct_paths(host),
         };
         config.firewall = self.policy.firewall(&self.inventory, &config);
         config
+    }
+
+    /// What a spoke's agent needs to try direct paths: every other spoke of its network,
+    /// with the reason a pair never goes direct. `None` for relays and mesh members, which
+    /// peer directly already or forward.
+    fn direct_paths(&self, host: &Host) -> Option<DirectPaths> {
+        if host.role != Role::Spoke {
+            return None;
+        }
+        let network = self.inventory.network_of(host);
+        let own: Vec<IpAddr> = self.lock.hosts[&host.name].addresses().collect();
+        let peers = self
+            .inventory
+            .hosts
+            .values()
+            .filter(|peer| {
+                peer.network == host.network && peer.role == Role::Spoke && peer.name != host.name
+            })
+            .map(|peer| {
+                let addresses: Vec<IpAddr> = self.lock.hosts[&peer.name].addresses().collect();
+                let never = if network.direct == DirectMode::Never {
+                    Some(Never::Network)
+                } else if host.direct == DirectMode::Never {
+                    Some(Never::Host)
+                } else if peer.direct == DirectMode::Never {
+                    Some(Never::Peer)
+                } else if self.policy.restricts(&own, &addresses) {
+                    Some(Never::Policy)
+                } else {
+                    None
+                };
+                DirectPeer {
+                    name: peer.name.clone(),
+                    public_key: peer.public_key,
+                    addresses: addresses.into_iter().map(Cidr::host).collect(),
+                    endpoint: peer.endpoint.clone(),
+                    site: peer.site.clone(),
+                    never,
+                }
+            })
+            .collect();
+        Some(DirectPaths { site: host.site.clone(), lan: host.lan.clone(), peers })
     }
 
     /// `peer` as seen from `host`: its own addresses and routes.

@@ -79,6 +79,8 @@ fn failing_over_moves_only_the_failover_routes() {
     assert_eq!(allowed(&moved, "relay-fra").len(), 2);
     assert_eq!(moved.with_active_relay("relay-fra").unwrap(), config);
     assert!(config.with_active_relay("laptop-ben").is_none());
+    // Moving to the relay that already carries them (a monitor that failed back) keeps them.
+    assert_eq!(config.with_active_relay("relay-fra").unwrap(), config);
 }
 
 #[test]
@@ -211,4 +213,52 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn spokes_learn_which_spokes_they_may_go_direct_with() {
+    let fabric = example();
+    let ana = fabric.host_config("laptop-ana").unwrap();
+    let paths = ana.paths.as_ref().expect("a spoke has direct paths");
+    let reasons: Vec<(&str, Option<&str>)> =
+        paths.peers.iter().map(|p| (p.name.as_str(), p.never.map(Never::as_str))).collect();
+    // Engineers reach everything both ways; the CI runner may not open connections to Ana,
+    // and only relays would hold it to that.
+    assert_eq!(
+        reasons,
+        [
+            ("ci-runner-1", Some("policy")),
+            ("k8s-node-1", Some("policy")),
+            ("laptop-ben", None),
+            ("router-aws", Some("policy")),
+        ]
+    );
+    let ben = paths.peer("laptop-ben").unwrap();
+    let addresses: Vec<String> = ben.addresses.iter().map(ToString::to_string).collect();
+    assert!(addresses.iter().all(|a| a.ends_with("/32") || a.ends_with("/128")), "{addresses:?}");
+    assert_eq!(addresses.len(), 2);
+    assert!(fabric.host_config("relay-fra").unwrap().paths.is_none());
+}
+
+#[test]
+fn direct_never_and_an_open_policy_decide_each_pair() {
+    let open = EXAMPLE.split("[[policy]]").next().unwrap();
+    let text = open.replace("groups = [\"ci\"]", "groups = [\"ci\"]\ndirect = \"never\"");
+    let inventory = Inventory::parse(Path::new("fabric.toml"), &text).unwrap();
+    let lock = Lock::default().update(&inventory).unwrap();
+    let fabric = Fabric::new(inventory, lock).unwrap();
+    let ana = fabric.host_config("laptop-ana").unwrap();
+    let never = |config: &HostConfig, peer: &str| {
+        config.paths.as_ref().unwrap().peer(peer).unwrap().never.map(Never::as_str)
+    };
+    assert_eq!(never(&ana, "k8s-node-1"), None, "no policy: every pair may go direct");
+    assert_eq!(never(&ana, "ci-runner-1"), Some("direct-never-peer"));
+    let ci = fabric.host_config("ci-runner-1").unwrap();
+    assert_eq!(never(&ci, "laptop-ana"), Some("direct-never-host"));
+
+    let text = open.replace("interface = \"wg0\"", "interface = \"wg0\"\ndirect = \"never\"");
+    let inventory = Inventory::parse(Path::new("fabric.toml"), &text).unwrap();
+    let lock = Lock::default().update(&inventory).unwrap();
+    let ana = Fabric::new(inventory, lock).unwrap().host_config("laptop-ana").unwrap();
+    assert_eq!(never(&ana, "laptop-ben"), Some("direct-never-network"));
 }

@@ -11,6 +11,7 @@ mod model;
 mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use model::{External, Host, Inventory, KeySettings, Network, Role, Topology, Tunnel};
@@ -22,6 +23,7 @@ use crate::error::{Error, SourceError};
 use crate::host_path::HostPath;
 use crate::key_source::KeySource;
 use crate::names::Name;
+use crate::paths::{is_lan_address, DirectMode};
 use crate::policy::{PortSpec, Protocol, Rule, Selector};
 use crate::toml_position::{Positions, SourceText};
 
@@ -126,6 +128,7 @@ impl Resolver<'_, '_> {
                     );
                 }
             }
+            let lan = self.direct_knobs(&name, role, &host)?;
             let host = Host {
                 network: network.name.clone(),
                 role,
@@ -153,6 +156,9 @@ impl Resolver<'_, '_> {
                 open_ports: host.open_ports.unwrap_or_else(|| {
                     vec![PortSpec { protocol: Protocol::Tcp, ports: Some((22, 22)) }]
                 }),
+                direct: host.direct.map_or(DirectMode::Auto, Spanned::into_inner),
+                site: host.site.map(Spanned::into_inner),
+                lan,
                 line: self.source.line(span.start),
                 name: name.into_inner(),
             };
@@ -207,6 +213,53 @@ impl Resolver<'_, '_> {
             policy,
             positions: Positions::default(),
         })
+    }
+
+    /// Checks a host's direct-path knobs (`direct`, `site`, `lan`: spokes only; `lan` needs a
+    /// `site` and unicast addresses) and returns its LAN addresses.
+    fn direct_knobs(
+        &self,
+        name: &Spanned<Name>,
+        role: Role,
+        host: &RawHost,
+    ) -> Result<Vec<IpAddr>, SourceError> {
+        let field = |key: &str| format!("host.{}.{key}", name.get_ref());
+        if role != Role::Spoke {
+            let knobs = [
+                ("direct", host.direct.as_ref().map(|d| d.span().start)),
+                ("site", host.site.as_ref().map(|s| s.span().start)),
+                ("lan", host.lan.as_ref().map(|l| l.span().start)),
+            ];
+            if let Some((key, Some(offset))) = knobs.into_iter().find(|(_, at)| at.is_some()) {
+                return self.error(
+                    offset,
+                    field(key),
+                    format!(
+                        "direct paths are between spokes, and this host is a {}; remove `{key}`",
+                        role.as_str()
+                    ),
+                );
+            }
+        }
+        let Some(lan) = &host.lan else { return Ok(Vec::new()) };
+        if host.site.is_none() {
+            return self.error(
+                lan.span().start,
+                field("lan"),
+                "LAN addresses are offered to hosts of the same site only; set `site` too".into(),
+            );
+        }
+        for addr in lan.get_ref() {
+            let ip = *addr.get_ref();
+            if !is_lan_address(ip) {
+                return self.error(
+                    addr.span().start,
+                    field("lan"),
+                    format!("{ip} is not a unicast address another host can reach"),
+                );
+            }
+        }
+        Ok(lan.get_ref().iter().map(|addr| *addr.get_ref()).collect())
     }
 
     /// A host's routed subnets, refusing special-use ranges: a default route is the `tunnel`
@@ -350,7 +403,15 @@ impl Resolver<'_, '_> {
             Some(interface) => interface.into_inner(),
             None => DEFAULT_INTERFACE.to_owned(),
         };
-        Ok(Network { name, ipv4, ipv6, topology: raw.topology, interface, line })
+        Ok(Network {
+            name,
+            ipv4,
+            ipv6,
+            topology: raw.topology,
+            interface,
+            direct: raw.direct,
+            line,
+        })
     }
 
     fn host_network<'n>(

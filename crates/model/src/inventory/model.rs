@@ -2,6 +2,7 @@
 //! rest of the controller never looks at raw input.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use crate::cidr::Cidr;
 use crate::endpoint::Endpoint;
 use crate::key_source::KeySource;
 use crate::names::{Name, Text};
+use crate::paths::DirectMode;
 use crate::policy::{PortSpec, Rule};
 use crate::toml_position::Positions;
 
@@ -112,6 +114,8 @@ pub struct Network {
     pub topology: Topology,
     /// Interface name on every host (default `wg0`).
     pub interface: String,
+    /// Whether its spokes may try direct paths (default auto).
+    pub direct: DirectMode,
     /// Line of its table in the inventory.
     pub line: usize,
 }
@@ -161,6 +165,12 @@ pub struct Host {
     pub strict_input: bool,
     /// Ports open on the underlay under `strict_input` (default: `tcp/22`).
     pub open_ports: Vec<PortSpec>,
+    /// Whether this spoke tries direct paths to other spokes (default auto).
+    pub direct: DirectMode,
+    /// Its site: hosts of one site offer each other their LAN addresses.
+    pub site: Option<Name>,
+    /// LAN addresses to offer same-site hosts, instead of its interfaces' addresses.
+    pub lan: Vec<IpAddr>,
     /// Line of its table in the inventory.
     pub line: usize,
 }

@@ -3,6 +3,7 @@
 //! their line. Cross-references and defaults are resolved in the parent module.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -15,6 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::host_path::HostPath;
 use crate::key_source::KeySource;
 use crate::names::{Name, Text};
+use crate::paths::DirectMode;
 use crate::policy::{PortSpec, Selector, Verdict};
 
 #[derive(Deserialize)]
@@ -72,6 +74,8 @@ pub(super) struct RawNetwork {
     #[serde(default)]
     pub(super) topology: Topology,
     pub(super) interface: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) direct: DirectMode,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +104,9 @@ pub(super) struct RawHost {
     #[serde(default)]
     pub(super) strict_input: bool,
     pub(super) open_ports: Option<Vec<PortSpec>>,
+    pub(super) direct: Option<Spanned<DirectMode>>,
+    pub(super) site: Option<Spanned<Name>>,
+    pub(super) lan: Option<Spanned<Vec<Spanned<IpAddr>>>>,
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! Tests of reading the inventory: defaults, and errors that name the file, line and field.
 
 use super::*;
+use crate::paths::DirectMode;
 use wgfabric_proto::keys::PrivateKey;
 
 fn key(seed: u8) -> String {
@@ -167,4 +168,40 @@ fn free_text_is_one_line() {
         format!("{}\n[external.vpc]\ncidr = \"10.0.0.0/16\"\ndescription = \"a\\nb\"\n", base());
     let err = parse(&text).unwrap_err();
     assert_eq!(err.field, "external.vpc.description");
+}
+
+#[test]
+fn direct_path_knobs_default_to_auto_and_are_checked() {
+    let inventory = parse(&base()).unwrap();
+    let laptop = &inventory.hosts["laptop"];
+    assert_eq!((laptop.direct, &laptop.site, laptop.lan.len()), (DirectMode::Auto, &None, 0));
+    assert_eq!(inventory.networks["corp"].direct, DirectMode::Auto);
+
+    let text = base().replace(
+        "nat = true",
+        "nat = true\ndirect = \"never\"\nsite = \"office\"\nlan = [\"192.168.1.5\", \"fd00::5\"]",
+    );
+    let laptop = &parse(&text).unwrap().hosts["laptop"];
+    assert_eq!(laptop.direct, DirectMode::Never);
+    assert_eq!(laptop.site.as_ref().map(Name::as_str), Some("office"));
+    assert_eq!(laptop.lan.len(), 2);
+    let never =
+        parse(&base().replace("ipv6 = \"fd77::/64\"", "ipv6 = \"fd77::/64\"\ndirect = \"never\""));
+    assert_eq!(never.unwrap().networks["corp"].direct, DirectMode::Never);
+
+    let err =
+        parse(&base().replace("role = \"relay\"", "role = \"relay\"\nsite = \"dc\"")).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (7, "host.relay-a.site"));
+    assert!(err.message.contains("between spokes"), "{}", err.message);
+    let err = parse(&base().replace("nat = true", "lan = [\"192.168.1.5\"]")).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (11, "host.laptop.lan"));
+    assert!(err.message.contains("set `site`"), "{}", err.message);
+    let err = parse(
+        &base().replace("nat = true", "site = \"a\"\nlan = [\"192.168.1.5\", \"224.0.0.1\"]"),
+    )
+    .unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (12, "host.laptop.lan"));
+    assert!(err.message.contains("224.0.0.1 is not a unicast"), "{}", err.message);
+    let err = parse(&base().replace("nat = true", "direct = \"sometimes\"")).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (11, "host.laptop.direct"));
 }

@@ -18,6 +18,7 @@
 
 mod desired;
 mod material;
+mod paths;
 mod rotation;
 mod status;
 
@@ -27,6 +28,10 @@ use serde::{Deserialize, Serialize};
 
 pub use desired::{desired_states, DesiredState, Invalid, InvalidReason, RotationProblem};
 pub use material::{psk_file_name, KeyMaterial, PSK_DIR};
+pub use paths::{
+    Candidates, Observed, ObservedPeer, PairSignal, PathDocError, PathMode, PathReason, PathStatus,
+    Stage, TTL,
+};
 pub use rotation::{Phase, Role, RotationOrder, RotationReport, Takeover};
 pub use status::{AgentInfo, Correction, PeerStatus, Refusal, Status, StatusError, StatusMark};
 

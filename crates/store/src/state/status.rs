@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use wgfabric_proto::keys::PublicKey;
 
-use super::{Revision, RotationReport, FORMAT};
+use super::{PathStatus, Revision, RotationReport, FORMAT};
 use wgfabric_model::cidr::Cidr;
 use wgfabric_model::names::Name;
 
@@ -45,6 +45,9 @@ pub struct Status {
     /// The rotations this host takes part in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rotations: Vec<RotationReport>,
+    /// A spoke's paths to the other spokes: direct or relayed, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathStatus>,
 }
 
 /// What the agent found drifted on the live interface, and corrected.

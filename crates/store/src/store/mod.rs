@@ -37,6 +37,10 @@ pub enum Kind {
     Desired,
     /// Statuses, written by agents.
     Status,
+    /// What each relay's socket observes of its peers, written by relays' agents.
+    Observed,
+    /// What each spoke offers for direct paths, written by spokes' agents.
+    Candidates,
 }
 
 impl Kind {
@@ -45,6 +49,8 @@ impl Kind {
         match self {
             Self::Desired => "desired",
             Self::Status => "status",
+            Self::Observed => "observed",
+            Self::Candidates => "candidates",
         }
     }
 }

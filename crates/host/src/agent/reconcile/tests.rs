@@ -321,3 +321,46 @@ fn a_restarted_daemon_gets_the_endpoints_its_predecessor_learned() {
     // A peer that has an endpoint again keeps it.
     assert!(roamed_endpoints(&before, &before).peers.is_empty());
 }
+
+#[test]
+fn a_direct_peer_gets_the_addresses_only_when_it_carries_them() {
+    let docs = docs();
+    let doc = &docs[&name("laptop-ana")];
+    let ben = doc.config.paths.as_ref().unwrap().peer("laptop-ben").unwrap();
+    let base = target(doc, &keys(1), &DeviceSnapshot::default(), &no_endpoints(), true, None);
+    let synced = device_of(&base);
+    let endpoint: SocketAddr = "198.51.100.2:51820".parse().unwrap();
+    let trying = DirectTarget { endpoint: Some(endpoint), keepalive: 25, carries: false };
+
+    let mut wanted = base.clone();
+    add_direct(&mut wanted, &[(ben, trying)]);
+    let (request, made) = changes(&wanted, &synced).unwrap();
+    assert_eq!(request.peers.len(), 1, "only the direct peer: {request:?}");
+    let added = &request.peers[0];
+    assert_eq!((added.public_key, added.endpoint), (ben.public_key, Some(endpoint)));
+    assert_eq!(added.persistent_keepalive_interval, Some(25));
+    assert!(added.allowed_ips.is_empty(), "the relay keeps the addresses until the switch");
+    let direct_keys = BTreeSet::from([ben.public_key]);
+    assert!(only_peers(&made, &direct_keys));
+
+    // The switch: the /32 and /128 are added to the direct peer; the relay's overlay prefix
+    // stays where it is, and a roamed endpoint is left alone.
+    let mut live = device_of(&wanted);
+    peer_mut(&mut live, &ben.public_key).endpoint = Some("198.51.100.2:40001".parse().unwrap());
+    let carrying = DirectTarget { endpoint: None, keepalive: 25, carries: true };
+    let mut wanted = base.clone();
+    add_direct(&mut wanted, &[(ben, carrying)]);
+    let (request, made) = changes(&wanted, &live).unwrap();
+    assert_eq!(request.peers.len(), 1, "{request:?}");
+    assert_eq!(request.peers[0].endpoint, None, "the roamed endpoint is not overwritten");
+    assert_eq!(request.peers[0].allowed_ips.len(), 2);
+    assert!(!request.peers[0].replace_allowed_ips);
+    assert!(only_peers(&made, &direct_keys));
+
+    // Demoted: the direct peer goes, and the relay's prefix covers the spoke again.
+    let live = device_of(&wanted);
+    let (request, made) = changes(&base, &live).unwrap();
+    assert!(request.peers.iter().all(|p| p.public_key == ben.public_key && p.remove));
+    assert!(only_peers(&made, &direct_keys));
+    assert!(!only_peers(&made, &BTreeSet::new()));
+}

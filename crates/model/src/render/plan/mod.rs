@@ -20,6 +20,7 @@ use crate::cidr::Cidr;
 use crate::config::{Failover, HostConfig, PeerConfig};
 use crate::diff::{diff_peers, FieldChange, PeerChange, PeerState};
 use crate::names::Name;
+use crate::paths::DirectPaths;
 use crate::policy::{FirewallRule, Strict};
 
 /// A setting that changes, both sides written as the inventory would write them (lists
@@ -192,6 +193,7 @@ fn host_settings(config: &HostConfig) -> Vec<Setting> {
         failover,
         peers,
         firewall,
+        paths,
     } = config;
     let (relays, active, failover_routes) = match failover {
         Some(Failover { relays, active, routes }) => (list(relays), text(active), list(routes)),
@@ -217,7 +219,23 @@ fn host_settings(config: &HostConfig) -> Vec<Setting> {
         ("firewall_forward", firewall.as_ref().and_then(|f| chain(f.forward.as_deref()))),
         ("firewall_strict", firewall.as_ref().and_then(|f| f.strict.as_ref()).map(strict)),
         ("firewall_antispoof", firewall.as_ref().and_then(|f| list(&f.overlay))),
+        ("site", paths.as_ref().and_then(|p| optional(p.site.as_ref()))),
+        ("lan", paths.as_ref().and_then(|p| list(&p.lan))),
+        ("direct_paths", paths.as_ref().and_then(direct_paths)),
     ]
+}
+
+/// The spokes a spoke may go direct with, and those it never does with the reason.
+fn direct_paths(paths: &DirectPaths) -> Option<String> {
+    let pairs: Vec<String> = paths
+        .peers
+        .iter()
+        .map(|peer| match peer.never {
+            None => peer.name.to_string(),
+            Some(never) => format!("{} (never: {never})", peer.name),
+        })
+        .collect();
+    list(&pairs)
 }
 
 /// A firewall chain's rules, each with everything that reaches the table.

@@ -55,6 +55,7 @@ fn status(host: &str, phase: Option<Phase>, taken_over: bool, applied: &str) -> 
             })
             .into_iter()
             .collect(),
+        paths: Vec::new(),
     }
 }
 

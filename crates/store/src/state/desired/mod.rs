@@ -197,6 +197,26 @@ fn check_peers(config: &HostConfig) -> Result<(), InvalidReason> {
             }
         }
     }
+    for peer in config.paths.iter().flat_map(|paths| &paths.peers) {
+        if peer.public_key == config.public_key {
+            return Err(InvalidReason::OwnKey(peer.name.clone()));
+        }
+        if !keys.insert(peer.public_key) || !names.insert(&peer.name) {
+            return Err(InvalidReason::PeerTwice { name: peer.name.clone(), key: peer.public_key });
+        }
+        for cidr in &peer.addresses {
+            if !cidr.is_host() {
+                return Err(InvalidReason::DirectPrefix { peer: peer.name.clone(), cidr: *cidr });
+            }
+            if let Some(first) = owners.insert(*cidr, &peer.name) {
+                return Err(InvalidReason::SharedAllowedIp {
+                    cidr: *cidr,
+                    first: first.clone(),
+                    second: peer.name.clone(),
+                });
+            }
+        }
+    }
     Ok(())
 }
 

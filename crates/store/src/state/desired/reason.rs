@@ -73,6 +73,14 @@ pub enum InvalidReason {
         /// The peer listed second.
         second: Name,
     },
+    /// A direct-path peer whose address is not a single host's.
+    #[error("direct-path peer `{peer}` has address {cidr}, not a host's /32 or /128")]
+    DirectPrefix {
+        /// The peer.
+        peer: Name,
+        /// The prefix.
+        cidr: Cidr,
+    },
     /// A preshared key for a name that is not a peer.
     #[error("a preshared key for `{0}`, which is not a peer")]
     PresharedKeyForStranger(Name),

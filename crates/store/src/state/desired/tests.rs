@@ -147,3 +147,31 @@ fn a_hostile_store_cannot_inject_through_a_desired_state() {
     let read = DesiredState::from_json(old.as_bytes(), "laptop-ana").unwrap();
     assert_eq!(read.config.key_source.to_string(), "file:/etc/wgfabric/private.key");
 }
+
+#[test]
+fn direct_path_peers_must_fit_the_interface() {
+    let doc = doc("laptop-ana");
+    assert!(doc.validate("laptop-ana").is_ok());
+    let paths = |doc: &mut DesiredState| doc.config.paths.as_mut().unwrap().peers.remove(0);
+
+    let mut bad = doc.clone();
+    let mut peer = paths(&mut bad);
+    peer.public_key = bad.config.peers[0].public_key;
+    bad.config.paths.as_mut().unwrap().peers.push(peer);
+    assert!(bad.validate("laptop-ana").unwrap_err().to_string().contains("appears twice"));
+
+    let mut bad = doc.clone();
+    let mut peer = paths(&mut bad);
+    peer.addresses.push("10.77.0.0/16".parse().unwrap());
+    bad.config.paths.as_mut().unwrap().peers.push(peer);
+    let error = bad.validate("laptop-ana").unwrap_err().to_string();
+    assert!(error.contains("not a host's /32 or /128"), "{error}");
+
+    let mut bad = doc;
+    let mut peer = paths(&mut bad);
+    peer.addresses =
+        bad.config.peers[0].allowed_ips.iter().copied().filter(Cidr::is_host).collect();
+    bad.config.paths.as_mut().unwrap().peers.push(peer);
+    let error = bad.validate("laptop-ana").unwrap_err().to_string();
+    assert!(error.contains("can belong to one peer only"), "{error}");
+}
