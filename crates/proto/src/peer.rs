@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cidr::Cidr;
 use crate::constants::{MAX_STAGED_PACKETS, REJECT_AFTER_TIME};
 use crate::cookie::CookieJar;
 use crate::keys::PublicKey;
@@ -160,6 +161,9 @@ pub(crate) struct Peer {
     pub(crate) last_handshake: Option<Duration>,
     /// The peer whose allowed IPs this one takes over at its first completed handshake.
     pub(crate) successor_of: Option<PublicKey>,
+    /// Sources accepted from this peer beyond the allowed IPs routed to it (see
+    /// [`crate::Device::add_accept_ip`]): empty but for a path moving between two peers.
+    pub(crate) accept_ips: Vec<Cidr>,
     pub(crate) stats: PeerStats,
 }
 
@@ -185,6 +189,7 @@ impl Peer {
             need_another_keepalive: false,
             last_handshake: None,
             successor_of: None,
+            accept_ips: Vec::new(),
             stats: PeerStats::default(),
         }
     }

@@ -160,14 +160,27 @@ impl Device {
     }
 
     /// Whether the daemon takes `successor_of` (wgfabricd does; others answer `EINVAL`).
-    /// The probe changes nothing: it names a peer that does not exist, with `update_only`.
     ///
     /// # Errors
     /// When the daemon cannot be reached or fails otherwise.
     pub fn supports_successors(&self) -> Result<bool, DeviceError> {
+        self.supports(|probe| probe.successor_of = Some(PublicKey::from_bytes([0xa5; 32])))
+    }
+
+    /// Whether the daemon takes `accept_ip` (wgfabricd does; others answer `EINVAL`).
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or fails otherwise.
+    pub fn supports_accept_ips(&self) -> Result<bool, DeviceError> {
+        self.supports(|probe| probe.replace_accept_ips = true)
+    }
+
+    /// Whether the daemon takes a peer update with an extension that `extend` sets. The probe
+    /// changes nothing: it names a peer that does not exist, with `update_only`.
+    fn supports(&self, extend: impl FnOnce(&mut PeerUpdate)) -> Result<bool, DeviceError> {
         let mut probe = PeerUpdate::new(PublicKey::from_bytes([0x5a; 32]));
         probe.update_only = true;
-        probe.successor_of = Some(PublicKey::from_bytes([0xa5; 32]));
+        extend(&mut probe);
         match self.set(&SetRequest { peers: vec![probe], ..SetRequest::default() }) {
             Ok(()) => Ok(true),
             Err(error) if error.errno() == Some(EINVAL) => Ok(false),
@@ -293,23 +306,26 @@ mod tests {
     }
 
     #[test]
-    fn gets_sets_and_the_successor_probe() {
+    fn gets_sets_and_the_extension_probes() {
         let peer = "58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceb7e19321376";
         let get = Box::leak(
             format!("listen_port=51820\npublic_key={peer}\nallowed_ip=10.0.0.2/32\nerrno=0\n\n")
                 .into_boxed_str(),
         );
-        let (device, server) = fake(vec![get, "errno=0\n\n", "errno=-22\n\n", "errno=0\n\n"]);
+        let (device, server) =
+            fake(vec![get, "errno=0\n\n", "errno=-22\n\n", "errno=0\n\n", "errno=0\n\n"]);
         let snapshot = device.get().unwrap();
         assert_eq!(snapshot.listen_port, 51820);
         assert_eq!(snapshot.peers[0].allowed_ips.len(), 1);
         device.set(&SetRequest { listen_port: Some(1), ..SetRequest::default() }).unwrap();
         assert!(!device.supports_successors().unwrap(), "EINVAL: a stock daemon");
         assert!(device.supports_successors().unwrap());
+        assert!(device.supports_accept_ips().unwrap());
         let requests = server.join().unwrap();
         assert_eq!(requests[0], "get=1\n\n");
         assert_eq!(requests[1], "set=1\nlisten_port=1\n\n");
         assert!(requests[2].contains("update_only=true\nsuccessor_of="), "{}", requests[2]);
+        assert!(requests[4].contains("update_only=true\nreplace_accept_ips=true"));
         let _ = std::fs::remove_file(device.socket());
     }
 

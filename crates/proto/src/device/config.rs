@@ -27,6 +27,8 @@ pub struct PeerInfo {
     /// The peer this one will take over from at its first handshake, if it is a staged
     /// successor key.
     pub successor_of: Option<PublicKey>,
+    /// Sources accepted from the peer beyond its allowed IPs, in the order they were added.
+    pub accept_ips: Vec<Cidr>,
     /// Counters.
     pub stats: PeerStats,
 }
@@ -207,6 +209,29 @@ impl Device {
         self.allowed_ips.remove(cidr, id);
     }
 
+    /// Accepts packets from the peer whose source is in `cidr`, without routing `cidr` to it.
+    ///
+    /// The source check of WireGuard accepts a packet only from the peer that the source
+    /// address routes to. When a spoke's traffic moves from a relay to a direct peer, the two
+    /// ends cannot switch at the same instant, and packets that the other end still sends the
+    /// old way would fail the check. Accepting the moving prefixes on both peers for the time
+    /// of the switch loses none, and widens nothing: each peer is accepted only for prefixes
+    /// its own configuration names.
+    pub fn add_accept_ip(&mut self, id: PeerId, cidr: Cidr) {
+        if let Some(peer) = self.peer_mut(id) {
+            if !peer.accept_ips.contains(&cidr) {
+                peer.accept_ips.push(cidr);
+            }
+        }
+    }
+
+    /// Forgets every source accepted from the peer beyond its allowed IPs.
+    pub fn clear_accept_ips(&mut self, id: PeerId) {
+        if let Some(peer) = self.peer_mut(id) {
+            peer.accept_ips.clear();
+        }
+    }
+
     /// Removes all of a peer's allowed IPs.
     pub fn clear_allowed_ips(&mut self, id: PeerId) {
         self.allowed_ips.remove_value(id);
@@ -223,6 +248,7 @@ impl Device {
             last_handshake: peer.last_handshake,
             allowed_ips: self.allowed_ips.prefixes_of(id),
             successor_of: peer.successor_of,
+            accept_ips: peer.accept_ips.clone(),
             stats: peer.stats,
         })
     }

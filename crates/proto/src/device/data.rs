@@ -184,11 +184,17 @@ impl Device {
         let Some((source, len)) = ip::source_and_len(plaintext) else {
             return self.drop_packet(DropReason::Malformed);
         };
-        if self.allowed_ips.lookup(source) != Some(id) {
+        if self.allowed_ips.lookup(source) != Some(id) && !self.accepts(id, source) {
             return self.drop_packet(DropReason::SourceNotAllowed);
         }
         self.on_data_received(now, id);
         Verdict::Deliver { len }
+    }
+
+    /// Whether the peer's accepted sources hold `source`: the check after the routing lookup
+    /// failed, so it costs nothing on the common path.
+    fn accepts(&self, id: PeerId, source: IpAddr) -> bool {
+        self.peer(id).is_some_and(|peer| peer.accept_ips.iter().any(|ip| ip.contains(source)))
     }
 
     fn drop_packet(&mut self, reason: DropReason) -> Verdict {

@@ -75,6 +75,12 @@ impl Device {
         if update.successor_of.is_some() {
             self.set_successor_of(id, update.successor_of);
         }
+        if update.replace_accept_ips {
+            self.clear_accept_ips(id);
+        }
+        for &ip in &update.accept_ips {
+            self.add_accept_ip(id, ip);
+        }
         if let Some(interval) = update.persistent_keepalive_interval {
             self.set_persistent_keepalive(now, id, interval);
         }
@@ -138,6 +144,7 @@ impl From<PeerInfo> for PeerSnapshot {
             allowed_ips: info.allowed_ips,
             protocol_version: crate::constants::PROTOCOL_VERSION,
             successor_of: info.successor_of,
+            accept_ips: info.accept_ips,
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct PeerSnapshot {
     /// The peer whose allowed IPs this one takes over at its first handshake (a wgfabricd
     /// extension, see [`super::PeerUpdate::successor_of`]; `wg` skips the line).
     pub successor_of: Option<PublicKey>,
+    /// Sources the peer may also send from, without routing (a wgfabricd extension, see
+    /// [`super::PeerUpdate::accept_ips`]; `wg` skips the lines).
+    pub accept_ips: Vec<Cidr>,
 }
 
 impl PeerSnapshot {
@@ -65,6 +68,7 @@ impl PeerSnapshot {
             allowed_ips: Vec::new(),
             protocol_version: 1,
             successor_of: None,
+            accept_ips: Vec::new(),
         }
     }
 }
@@ -117,6 +121,9 @@ pub fn write_get_peer(out: &mut String, peer: &PeerSnapshot) {
     }
     if let Some(predecessor) = &peer.successor_of {
         write_line(out, "successor_of", predecessor.to_hex());
+    }
+    for ip in &peer.accept_ips {
+        write_line(out, "accept_ip", ip);
     }
 }
 
@@ -182,6 +189,7 @@ pub fn parse_get(text: &str) -> Result<DeviceSnapshot, UapiError> {
                 peer.persistent_keepalive_interval = parse_decimal(value).ok_or_else(bad)?;
             }
             "allowed_ip" => peer.allowed_ips.push(parse_allowed_ip(value).ok_or_else(bad)?),
+            "accept_ip" => peer.accept_ips.push(parse_allowed_ip(value).ok_or_else(bad)?),
             "private_key" | "listen_port" | "fwmark" => {
                 return Err(UapiError::at(
                     line_no,
@@ -325,11 +333,12 @@ mod tests {
             proptest::option::of(endpoint),
             proptest::option::of((any::<u64>(), 0u32..1_000_000_000)),
             any::<(u64, u64, u16, u32)>(),
-            proptest::collection::vec(allowed_ip, 0..4),
-            proptest::option::of(any::<[u8; 32]>()),
+            proptest::collection::vec(allowed_ip.clone(), 0..4),
+            (proptest::option::of(any::<[u8; 32]>()), proptest::collection::vec(allowed_ip, 0..2)),
         )
             .prop_map(
-                |(key, psk, endpoint, handshake, (rx, tx, keepalive, version), ips, successor)| {
+                |(key, psk, endpoint, handshake, (rx, tx, keepalive, version), ips, extensions)| {
+                    let (successor, accepted) = extensions;
                     PeerSnapshot {
                         public_key: PublicKey::from_bytes(key),
                         preshared_key: psk.map(PresharedKey::from_bytes),
@@ -343,6 +352,7 @@ mod tests {
                         allowed_ips: ips,
                         protocol_version: version,
                         successor_of: successor.map(PublicKey::from_bytes),
+                        accept_ips: accepted,
                     }
                 },
             )

@@ -70,6 +70,15 @@ pub struct PeerUpdate {
     /// handshake completes, so a key rotation loses no packet. Other implementations answer
     /// this key with `EINVAL`.
     pub successor_of: Option<PublicKey>,
+    /// `replace_accept_ips=true` (a wgfabricd extension): drop the peer's accepted sources
+    /// before applying [`Self::accept_ips`].
+    pub replace_accept_ips: bool,
+    /// `accept_ip` lines (a wgfabricd extension): source prefixes that packets from this
+    /// peer may also carry, without traffic to them being routed to the peer. A path that
+    /// moves between two peers (a relay and a direct peer) is accepted on both while the two
+    /// ends switch, so no packet is lost to the source check. Other implementations answer
+    /// this key with `EINVAL`.
+    pub accept_ips: Vec<Cidr>,
 }
 
 impl PeerUpdate {
@@ -85,6 +94,8 @@ impl PeerUpdate {
             replace_allowed_ips: false,
             allowed_ips: Vec::new(),
             successor_of: None,
+            replace_accept_ips: false,
+            accept_ips: Vec::new(),
         }
     }
 }
@@ -185,7 +196,7 @@ impl<'a> SetParser<'a> {
     }
 }
 
-const PEER_KEYS: [&str; 9] = [
+const PEER_KEYS: [&str; 11] = [
     "remove",
     "update_only",
     "preshared_key",
@@ -195,6 +206,8 @@ const PEER_KEYS: [&str; 9] = [
     "allowed_ip",
     "protocol_version",
     "successor_of",
+    "replace_accept_ips",
+    "accept_ip",
 ];
 
 fn apply_device_line(request: &mut SetRequest, key: &str, value: &str) -> Result<(), String> {
@@ -262,6 +275,15 @@ fn apply_peer_line(
         }
         "successor_of" => {
             peer.successor_of = Some(PublicKey::from_hex(value).map_err(|e| e.to_string())?);
+        }
+        "replace_accept_ips" => {
+            peer.replace_accept_ips = flag(value)?;
+            peer.accept_ips.clear();
+        }
+        "accept_ip" => {
+            let ip = parse_allowed_ip(value)
+                .ok_or_else(|| format!("{} {ALLOWED_IP_SYNTAX}", Shown(value)))?;
+            peer.accept_ips.push(ip);
         }
         "protocol_version" => {
             if value != "1" {
@@ -337,6 +359,12 @@ pub fn format_set(request: &SetRequest) -> String {
         }
         if let Some(predecessor) = &peer.successor_of {
             write_line(&mut out, "successor_of", predecessor.to_hex());
+        }
+        if peer.replace_accept_ips {
+            write_line(&mut out, "replace_accept_ips", "true");
+        }
+        for ip in &peer.accept_ips {
+            write_line(&mut out, "accept_ip", ip);
         }
     }
     out.push('\n');

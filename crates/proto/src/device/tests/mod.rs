@@ -531,6 +531,30 @@ fn spoofed_inner_source_is_dropped() {
     assert_eq!(p.b.stats().dropped(DropReason::SourceNotAllowed), 1);
 }
 
+/// A prefix routed to another peer (a direct path taking over) is still accepted from this
+/// peer while it accepts the prefix, which routes nothing to it.
+#[test]
+fn accepted_sources_pass_the_source_check_without_being_routed() {
+    let mut p = Pair::new();
+    p.send_from_a(1);
+    let peer_a = p.peer_a();
+    let moving: Cidr = "10.0.0.99/32".parse().unwrap();
+    let direct = p.b.add_peer(key(0x44).public_key()).unwrap();
+    p.b.add_allowed_ip(direct, moving);
+    let from_moving = ipv4([10, 0, 0, 99], B_IP, 20);
+    p.send(true, &from_moving);
+    assert_eq!(p.b.stats().dropped(DropReason::SourceNotAllowed), 1, "routed elsewhere");
+    p.b.add_accept_ip(peer_a, moving);
+    p.b.add_accept_ip(peer_a, moving);
+    assert_eq!(p.b.peer_info(peer_a).unwrap().accept_ips, [moving], "no duplicates");
+    p.send(true, &from_moving);
+    assert_eq!(p.b_inbox.len(), 2, "accepted");
+    assert_eq!(p.b.route("10.0.0.99".parse().unwrap()), Some(direct), "still routed there");
+    p.b.clear_accept_ips(peer_a);
+    p.send(true, &from_moving);
+    assert_eq!(p.b.stats().dropped(DropReason::SourceNotAllowed), 2, "no longer accepted");
+}
+
 #[test]
 fn unroutable_packets_are_counted() {
     let mut p = Pair::new();

@@ -64,6 +64,9 @@ fn every_peer_key() {
         "replace_allowed_ips=true",
         "allowed_ip=10.0.0.0/24",
         "allowed_ip=-fd00::/64",
+        "accept_ip=10.9.0.0/16",
+        "replace_accept_ips=true",
+        "accept_ip=10.0.0.7/32",
         &format!("public_key={PEER_HEX}"),
         "remove=true",
     ]))
@@ -84,6 +87,9 @@ fn every_peer_key() {
             AllowedIpChange::Remove("fd00::/64".parse().unwrap()),
         ]
     );
+    // So is the prefix accepted before replace_accept_ips.
+    assert!(first.replace_accept_ips);
+    assert_eq!(first.accept_ips, ["10.0.0.7/32".parse().unwrap()]);
     let second = &request.peers[1];
     assert!(second.remove);
     assert_eq!(second, &PeerUpdate { remove: true, ..PeerUpdate::new(peer_key()) });
@@ -252,10 +258,15 @@ fn arb_peer() -> impl Strategy<Value = PeerUpdate> {
         proptest::option::of(arb_endpoint()),
         proptest::option::of(any::<u16>()),
         proptest::collection::vec((any::<bool>(), arb_allowed_ip()), 0..4),
-        proptest::option::of(any::<[u8; 32]>()),
+        (
+            proptest::option::of(any::<[u8; 32]>()),
+            any::<bool>(),
+            proptest::collection::vec(arb_allowed_ip(), 0..3),
+        ),
     )
         .prop_map(
-            |(key, (remove, update_only, replace), psk, endpoint, keepalive, ips, successor)| {
+            |(key, (remove, update_only, replace), psk, endpoint, keepalive, ips, extensions)| {
+                let (successor, replace_accept_ips, accept_ips) = extensions;
                 PeerUpdate {
                     public_key: PublicKey::from_bytes(key),
                     remove,
@@ -275,6 +286,8 @@ fn arb_peer() -> impl Strategy<Value = PeerUpdate> {
                         })
                         .collect(),
                     successor_of: successor.map(PublicKey::from_bytes),
+                    replace_accept_ips,
+                    accept_ips,
                 }
             },
         )
