@@ -64,6 +64,7 @@ use crate::netlink::Netlink;
 use wgfabric_audit::note::Note;
 use wgfabric_audit::{Action, Audit, Timestamp, FILE_NAME};
 use wgfabric_model::config::HostConfig;
+use wgfabric_model::inventory::Role;
 use wgfabric_model::names::Name;
 use wgfabric_model::sealed_keys::Identities;
 use wgfabric_model::wallclock::{monotonic, system, unix_seconds};
@@ -125,6 +126,15 @@ struct Accepted {
     applied: bool,
 }
 
+/// What a daemon takes beyond the stock userspace API (wgfabricd's extensions).
+#[derive(Debug, Clone, Copy)]
+struct Capabilities {
+    /// `successor_of`: the daemon moves a rotating peer's allowed IPs at its handshake.
+    successors: bool,
+    /// `accept_ip`: a switch between relayed and direct paths loses nothing.
+    accept_ips: bool,
+}
+
 /// The agent of one host.
 #[derive(Debug)]
 pub struct Agent {
@@ -139,7 +149,8 @@ pub struct Agent {
     device: Device,
     keys: KeyRing,
     audit: Option<Audit>,
-    successors: Option<bool>,
+    /// What the daemon behind the socket takes beyond the stock API, once probed.
+    capabilities: Option<Capabilities>,
     /// The bytes of the desired state last read, applied or not.
     seen: Option<Vec<u8>>,
     accepted: Option<Accepted>,
@@ -210,7 +221,7 @@ impl Agent {
             store,
             device,
             audit: None,
-            successors: None,
+            capabilities: None,
             seen: None,
             accepted: None,
             refusal: None,
@@ -402,7 +413,7 @@ impl Agent {
                     tracing::error!("cannot sync the interface: {error}");
                 }
                 self.error = Some(error);
-                self.successors = None;
+                self.capabilities = None;
             }
         }
     }
@@ -418,14 +429,22 @@ impl Agent {
         let identity = Identity::of(self.device.socket(), &self.interface);
         // The last snapshot of the daemon a restarted one replaced: what it had learned.
         let replaced = self.notice_replacement(identity).then(|| self.live.clone()).flatten();
-        let successors = match self.successors {
+        let capabilities = match self.capabilities {
             Some(known) => known,
             None => {
-                let known = self.device.supports_successors()?;
-                tracing::info!(successor = known, "daemon capabilities");
-                *self.successors.insert(known)
+                let known = Capabilities {
+                    successors: self.device.supports_successors()?,
+                    accept_ips: self.device.supports_accept_ips()?,
+                };
+                tracing::info!(
+                    successor = known.successors,
+                    accept_ip = known.accept_ips,
+                    "daemon capabilities"
+                );
+                *self.capabilities.insert(known)
             }
         };
+        let successors = capabilities.successors;
         let doc = &accepted.doc;
         let mut live = self.device.get()?;
         let mut active = self.active_relay.clone();
@@ -433,6 +452,13 @@ impl Agent {
             Some(paths) if doc.rotations.is_empty() => self.paths.targets(paths),
             _ => Vec::new(),
         };
+        let relays: BTreeSet<Name> = doc
+            .config
+            .peers
+            .iter()
+            .filter(|peer| peer.role == Role::Relay)
+            .map(|peer| peer.name.clone())
+            .collect();
         let plan_now = |live: &DeviceSnapshot, active: Option<&Name>| {
             let mut target = reconcile::target(
                 doc,
@@ -443,6 +469,9 @@ impl Agent {
                 active,
             );
             reconcile::add_direct(&mut target, &direct);
+            if capabilities.accept_ips {
+                reconcile::accept_moving_sources(&mut target, &direct, &relays);
+            }
             reconcile::changes(&target, live)
         };
         if let Some(mut planned) = plan_now(&live, active.as_ref()) {
@@ -587,7 +616,7 @@ impl Agent {
         let what =
             format!("{change}: capabilities probed again, addresses, MTU and link state restored");
         tracing::warn!(interface = %self.interface, "{what}");
-        self.successors = None;
+        self.capabilities = None;
         self.link = Link::default();
         self.corrected = Some(Correction { time: unix_seconds(system()), what });
         true
@@ -696,7 +725,7 @@ impl Agent {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 boot: self.boot.clone(),
                 interface: self.interface.clone(),
-                successor: self.successors,
+                successor: self.capabilities.map(|known| known.successors),
             },
             applied: self.accepted.as_ref().filter(|a| a.applied).map(|a| a.doc.revision.clone()),
             refused: self.refusal.clone(),
@@ -729,7 +758,7 @@ impl Agent {
         let Some(accepted) = &self.accepted else { return false };
         let now = system();
         let doc = &accepted.doc;
-        if doc.config.role == wgfabric_model::inventory::Role::Relay {
+        if doc.config.role == Role::Relay {
             self.observer.round(&self.host, &self.device, self.store.as_ref(), now);
             return false;
         }

@@ -62,6 +62,8 @@ pub(crate) struct TargetPeer {
     pub(crate) allowed_ips: BTreeSet<Cidr>,
     pub(crate) preshared_key: Option<PresharedKey>,
     pub(crate) successor_of: Option<PublicKey>,
+    /// Sources accepted from the peer without being routed to it (`accept_ip`).
+    pub(crate) accept_ips: BTreeSet<Cidr>,
 }
 
 /// The interface as it should be.
@@ -187,7 +189,28 @@ pub(crate) fn add_direct(target: &mut Target, direct: &[(&DirectPeer, DirectTarg
             },
             preshared_key: None,
             successor_of: None,
+            accept_ips: BTreeSet::new(),
         });
+    }
+}
+
+/// With a daemon that takes `accept_ip`, makes a switch between the relayed and the direct
+/// path lossless whichever end moves first: every relay peer accepts the direct peers'
+/// addresses as sources (traffic the other end still sends through a relay), and each direct
+/// peer its own (traffic the other end already sends direct). Nothing is routed by it.
+pub(crate) fn accept_moving_sources(
+    target: &mut Target,
+    direct: &[(&DirectPeer, DirectTarget)],
+    relays: &BTreeSet<Name>,
+) {
+    let moving: BTreeSet<Cidr> =
+        direct.iter().flat_map(|(peer, _)| peer.addresses.iter().copied()).collect();
+    for peer in &mut target.peers {
+        if let Some((own, _)) = direct.iter().find(|(own, _)| own.public_key == peer.public_key) {
+            peer.accept_ips = own.addresses.iter().copied().collect();
+        } else if relays.contains(&peer.name) {
+            peer.accept_ips.clone_from(&moving);
+        }
     }
 }
 
@@ -218,6 +241,7 @@ fn configured_peer(
         allowed_ips: peer.allowed_ips.iter().copied().collect(),
         preshared_key,
         successor_of: None,
+        accept_ips: BTreeSet::new(),
     }
 }
 
@@ -316,6 +340,7 @@ fn new_peer(peer: &TargetPeer) -> PeerUpdate {
     update.preshared_key = peer.preshared_key.clone();
     update.allowed_ips = peer.allowed_ips.iter().map(add_allowed_ip).collect();
     update.successor_of = peer.successor_of;
+    update.accept_ips = peer.accept_ips.iter().map(|cidr| (*cidr).into()).collect();
     update
 }
 
@@ -367,6 +392,17 @@ fn peer_changes(
     }
     if !dropped.is_empty() {
         what.push(format!("allowed IPs -{}", join_cidrs(&dropped, ",")));
+    }
+    let live_accepted: BTreeSet<Cidr> = now.accept_ips.iter().copied().map(Cidr::from).collect();
+    if live_accepted != peer.accept_ips {
+        update.replace_accept_ips = true;
+        update.accept_ips = peer.accept_ips.iter().map(|cidr| (*cidr).into()).collect();
+        let listed: Vec<Cidr> = peer.accept_ips.iter().copied().collect();
+        what.push(if listed.is_empty() {
+            "accepted sources cleared".into()
+        } else {
+            format!("accepts sources {}", join_cidrs(&listed, ","))
+        });
     }
     if peer.successor_of.is_some() && now.successor_of != peer.successor_of {
         update.successor_of = peer.successor_of;

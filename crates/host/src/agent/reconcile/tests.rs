@@ -51,6 +51,7 @@ fn device_of(target: &Target) -> DeviceSnapshot {
                 live.allowed_ips = peer.allowed_ips.iter().map(|&cidr| cidr.into()).collect();
                 live.last_handshake_time = Some(Duration::from_secs(1_000));
                 live.successor_of = peer.successor_of;
+                live.accept_ips = peer.accept_ips.iter().map(|&cidr| cidr.into()).collect();
                 live
             })
             .collect(),
@@ -363,4 +364,64 @@ fn a_direct_peer_gets_the_addresses_only_when_it_carries_them() {
     assert!(request.peers.iter().all(|p| p.public_key == ben.public_key && p.remove));
     assert!(only_peers(&made, &direct_keys));
     assert!(!only_peers(&made, &BTreeSet::new()));
+}
+
+/// With `accept_ip`, the relays accept the direct peers' addresses and each direct peer its
+/// own from the moment it is tried, so the switch needs no change to any relay peer.
+#[test]
+fn relays_and_direct_peers_accept_the_moving_addresses_from_the_first_try() {
+    let docs = docs();
+    let doc = &docs[&name("laptop-ana")];
+    let ben = doc.config.paths.as_ref().unwrap().peer("laptop-ben").unwrap();
+    let relays: BTreeSet<Name> = doc
+        .config
+        .peers
+        .iter()
+        .filter(|peer| peer.role == wgfabric_model::inventory::Role::Relay)
+        .map(|peer| peer.name.clone())
+        .collect();
+    assert!(!relays.is_empty());
+    let base = target(doc, &keys(1), &DeviceSnapshot::default(), &no_endpoints(), true, None);
+    let synced = device_of(&base);
+    let trying = DirectTarget {
+        endpoint: Some("198.51.100.2:51820".parse().unwrap()),
+        keepalive: 25,
+        carries: false,
+    };
+    let plan = |direct: DirectTarget| {
+        let mut wanted = base.clone();
+        add_direct(&mut wanted, &[(ben, direct)]);
+        accept_moving_sources(&mut wanted, &[(ben, direct)], &relays);
+        wanted
+    };
+
+    let wanted = plan(trying);
+    let (request, _) = changes(&wanted, &synced).unwrap();
+    let addresses: Vec<_> = ben.addresses.iter().map(|&cidr| cidr.into()).collect();
+    let direct = request.peers.iter().find(|p| p.public_key == ben.public_key).unwrap();
+    assert_eq!(direct.accept_ips, addresses);
+    assert!(direct.allowed_ips.is_empty());
+    let relay_updates: Vec<_> =
+        request.peers.iter().filter(|p| p.public_key != ben.public_key).collect();
+    assert_eq!(relay_updates.len(), relays.len(), "{request:?}");
+    for update in relay_updates {
+        assert!(update.replace_accept_ips && update.accept_ips == addresses, "{update:?}");
+        assert!(update.allowed_ips.is_empty(), "routing is left alone: {update:?}");
+    }
+
+    // The switch touches the direct peer only.
+    let live = device_of(&wanted);
+    let carrying = DirectTarget { endpoint: None, keepalive: 25, carries: true };
+    let (request, _) = changes(&plan(carrying), &live).unwrap();
+    assert_eq!(request.peers.len(), 1, "{request:?}");
+    assert_eq!(request.peers[0].public_key, ben.public_key);
+
+    // Without direct peers, the relays accept nothing beyond their allowed IPs again.
+    let mut wanted = base.clone();
+    accept_moving_sources(&mut wanted, &[], &relays);
+    let (request, made) = changes(&wanted, &device_of(&plan(carrying))).unwrap();
+    let cleared = request.peers.iter().filter(|p| p.replace_accept_ips);
+    assert_eq!(cleared.clone().count(), relays.len());
+    assert!(cleared.clone().all(|p| p.accept_ips.is_empty()));
+    assert!(made.iter().any(|change| change.to_string().contains("accepted sources cleared")));
 }
