@@ -3,7 +3,8 @@
 //! of the same state are byte-identical.
 //!
 //! Every value this crate exports is a non-negative integer (byte counts, Unix seconds, 0/1
-//! gauges), so samples are `u64` and print exactly, never in floating-point notation.
+//! gauges) or a duration measured in whole microseconds, so samples are `u64` and print
+//! exactly (`0.001234`), never in floating-point notation.
 
 use std::fmt::Write as _;
 
@@ -41,6 +42,8 @@ pub struct Family {
 struct Sample {
     labels: Vec<(&'static str, String)>,
     value: u64,
+    /// Whether `value` counts microseconds, printed as seconds.
+    micros: bool,
 }
 
 impl Family {
@@ -65,13 +68,23 @@ impl Family {
     /// # Panics
     /// In debug builds, when a label name is not a valid Prometheus label name.
     pub fn push(&mut self, labels: &[(&'static str, &str)], value: u64) {
+        self.push_sample(labels, value, false);
+    }
+
+    /// Adds a sample of `micros` microseconds, printed in seconds (the base unit Prometheus
+    /// expects) with six exact decimals. Labels as in [`Family::push`].
+    pub fn push_micros(&mut self, labels: &[(&'static str, &str)], micros: u64) {
+        self.push_sample(labels, micros, true);
+    }
+
+    fn push_sample(&mut self, labels: &[(&'static str, &str)], value: u64, micros: bool) {
         debug_assert!(labels.iter().all(|(name, _)| is_label_name(name)), "{labels:?}");
         let labels = labels
             .iter()
             .filter(|(_, value)| !value.is_empty())
             .map(|&(name, value)| (name, value.to_owned()))
             .collect();
-        self.samples.push(Sample { labels, value });
+        self.samples.push(Sample { labels, value, micros });
     }
 
     /// Whether it has no sample (and so is left out of the output).
@@ -102,7 +115,11 @@ pub fn render(families: &[Family]) -> String {
                 }
                 out.push('}');
             }
-            let _ = writeln!(out, " {}", sample.value);
+            let _ = if sample.micros {
+                writeln!(out, " {}.{:06}", sample.value / 1_000_000, sample.value % 1_000_000)
+            } else {
+                writeln!(out, " {}", sample.value)
+            };
         }
     }
     out
@@ -165,6 +182,20 @@ mod tests {
              # HELP demo_up Whether it is up.\n\
              # TYPE demo_up gauge\n\
              demo_up 1\n"
+        );
+    }
+
+    #[test]
+    fn microseconds_print_as_exact_seconds() {
+        let mut rtt = Family::new("demo_rtt_seconds", Kind::Gauge, "Round trip.");
+        rtt.push_micros(&[("peer", "a")], 1_234);
+        rtt.push_micros(&[("peer", "b")], 61_000_005);
+        assert_eq!(
+            render(&[rtt]),
+            "# HELP demo_rtt_seconds Round trip.\n\
+             # TYPE demo_rtt_seconds gauge\n\
+             demo_rtt_seconds{peer=\"a\"} 0.001234\n\
+             demo_rtt_seconds{peer=\"b\"} 61.000005\n"
         );
     }
 

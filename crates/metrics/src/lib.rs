@@ -24,11 +24,13 @@ pub mod exporter;
 pub mod exposition;
 pub mod http;
 pub mod limits;
+pub mod paths;
 pub mod policy;
 pub mod wireguard;
 
 pub use exporter::Exporter;
 pub use exposition::{render, Family, Kind, CONTENT_TYPE};
 pub use http::{MetricsServer, Running};
+pub use paths::{path_families, PathSample};
 pub use policy::{policy_families, RuleCount};
 pub use wireguard::{families, Counters, FriendlyNames, Interface, QueueDepth, CONNECTED_WITHIN};

@@ -11,12 +11,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use wgfabric_host::nftables;
 use wgfabric_metrics::{
-    policy_families, render, Exporter, FriendlyNames, MetricsServer, RuleCount,
+    path_families, policy_families, render, Exporter, FriendlyNames, MetricsServer, PathSample,
+    RuleCount,
 };
+use wgfabric_model::names::Name;
 use wgfabric_model::Inventory;
 use wgfabric_proto::uapi::SOCKET_DIR;
+use wgfabric_store::state::{reported_paths, PathMode};
+use wgfabric_store::store::{Kind, Store};
 
 use super::print;
+use super::EtcdArgs;
 
 /// Serve Prometheus metrics of every WireGuard interface whose userspace API socket is in
 /// the socket directory, under the names of prometheus_wireguard_exporter plus wgfabric's own.
@@ -24,7 +29,8 @@ use super::print;
 #[command(
     after_help = "Examples:\n  sudo wgfabric exporter                                 # http://127.0.0.1:9586/metrics\n  \
 sudo wgfabric exporter --listen 10.77.0.1:9586 -i fabric.toml   # overlay, host names\n  \
-sudo wgfabric exporter --once | promtool check metrics\n\n\
+sudo wgfabric exporter --once | promtool check metrics\n  \
+wgfabric exporter --source etcd://10.0.0.5:2379 --host laptop-ana   # with its direct paths\n\n\
 Sockets are found afresh at each scrape. One that does not answer shows as\n\
 wgfabric_uapi_up{interface=...} 0. The sockets are root's, so run it as root (or give it\n\
 access to the socket directory). See docs/metrics.md for every metric."
@@ -43,6 +49,16 @@ pub(crate) struct Args {
     /// Print one scrape on standard output and exit, instead of serving.
     #[arg(long)]
     once: bool,
+    /// Also export the direct paths between spokes that the agents report in this source
+    /// (wgfabric_path_*), read at each scrape: a directory, or etcd://HOST:PORT[/PREFIX].
+    #[arg(long, value_name = "SRC")]
+    source: Option<String>,
+    /// With --source, only the pairs these hosts report (repeat for several; the default is
+    /// every pair in the source). On a spoke, its own name keeps each pair on one exporter.
+    #[arg(long, value_name = "HOST", requires = "source")]
+    host: Vec<Name>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -52,7 +68,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let exporter = Exporter::new(&args.socket_dir, names);
     let silent = Mutex::new(BTreeSet::new());
-    let scrape = || scrape(&exporter, &silent);
+    let paths = match &args.source {
+        Some(spec) => Some(args.etcd.open(spec)?),
+        None => None,
+    };
+    let scrape = || {
+        let mut text = scrape(&exporter, &silent);
+        if let Some(store) = &paths {
+            text.push_str(&path_metrics(store.as_ref(), &args.host));
+        }
+        text
+    };
     if args.once {
         print(&scrape())?;
         return Ok(ExitCode::SUCCESS);
@@ -98,6 +124,36 @@ fn scrape(exporter: &Exporter, silent: &Mutex<BTreeSet<String>>) -> String {
     let mut text = scrape.text;
     text.push_str(&policy_metrics());
     text
+}
+
+/// What the agents in `store` report of their direct paths (only `hosts`' when given);
+/// nothing when the store cannot be read, which is logged.
+fn path_metrics(store: &dyn Store, hosts: &[Name]) -> String {
+    let statuses = match store.list(Kind::Status) {
+        Ok(statuses) => statuses,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the agents' statuses for their paths");
+            return String::new();
+        }
+    };
+    let (paths, unreadable) = reported_paths(&statuses);
+    for host in unreadable {
+        tracing::debug!(%host, "status unreadable; its paths are left out");
+    }
+    let samples: Vec<PathSample<'_>> = paths
+        .iter()
+        .filter(|((host, _), _)| hosts.is_empty() || hosts.contains(host))
+        .map(|((host, peer), path)| PathSample {
+            host: host.as_str(),
+            peer: peer.as_str(),
+            direct: path.mode == PathMode::Direct,
+            via: path.via.as_ref().map_or("", Name::as_str),
+            reason: path.reason.as_str(),
+            since: path.since,
+            rtt_us: path.rtt_us,
+        })
+        .collect();
+    render(&path_families(&samples))
 }
 
 /// The packets and bytes each rule of this host's firewall (`table inet wgfabric`) counted;

@@ -1,7 +1,6 @@
 //! `wgfabric paths`: for each pair of spokes, whether their traffic goes direct or through a
 //! relay, and why, as their agents report it in their statuses.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use wgfabric_model::names::Name;
-use wgfabric_store::state::{PathMode, PathReason, PathStatus, Status};
+use wgfabric_store::state::{reported_paths, PathMode, PathReason};
 use wgfabric_store::store::Kind;
 
 use super::{print, print_json, InventoryArgs, OutputFormat, SourceArgs};
@@ -68,15 +67,9 @@ struct Report {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = args.source.spec(&args.inventory);
     let store = args.source.etcd.open(&spec)?;
-    let mut paths: BTreeMap<(Name, Name), PathStatus> = BTreeMap::new();
-    for (host, bytes) in store.list(Kind::Status)? {
-        let Ok(status) = Status::from_json(&bytes) else {
-            tracing::warn!(%host, "status unreadable; its pairs are left out");
-            continue;
-        };
-        for path in status.paths {
-            paths.insert((status.host.clone(), path.peer.clone()), path);
-        }
+    let (paths, unreadable) = reported_paths(&store.list(Kind::Status)?);
+    for host in unreadable {
+        tracing::warn!(%host, "status unreadable; its pairs are left out");
     }
     let wanted = |host: &Name, peer: &Name| {
         args.host.is_empty() || args.host.contains(host) || args.host.contains(peer)

@@ -33,7 +33,9 @@ pub use paths::{
     Stage, TTL,
 };
 pub use rotation::{Phase, Role, RotationOrder, RotationReport, Takeover};
-pub use status::{AgentInfo, Correction, PeerStatus, Refusal, Status, StatusError, StatusMark};
+pub use status::{
+    reported_paths, AgentInfo, Correction, PeerStatus, Refusal, Status, StatusError, StatusMark,
+};
 
 /// The version of both document formats; a reader refuses any other.
 pub const FORMAT: u32 = 1;

@@ -1,6 +1,8 @@
 //! What an agent reports about its host: the revision it applied, what it refused and why,
 //! its peers with their handshake ages, its capabilities, and its part in rotations.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use wgfabric_proto::keys::PublicKey;
 
@@ -169,4 +171,24 @@ impl Status {
     pub fn peer(&self, key: &PublicKey) -> Option<&PeerStatus> {
         self.peers.iter().find(|peer| peer.public_key == *key)
     }
+}
+
+/// Every pair's path as its reporting end says, keyed by (reporting host, other spoke), from
+/// the status documents by host (as the store lists them). The hosts whose status does not
+/// read come apart, for the caller to say so.
+pub fn reported_paths(
+    statuses: &BTreeMap<Name, Vec<u8>>,
+) -> (BTreeMap<(Name, Name), PathStatus>, Vec<Name>) {
+    let mut paths = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for (host, bytes) in statuses {
+        let Ok(status) = Status::from_json(bytes) else {
+            unreadable.push(host.clone());
+            continue;
+        };
+        for path in status.paths {
+            paths.insert((status.host.clone(), path.peer.clone()), path);
+        }
+    }
+    (paths, unreadable)
 }
