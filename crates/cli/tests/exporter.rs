@@ -269,3 +269,57 @@ fn a_prometheus_server_scrapes_the_exporter_and_answers_promql() {
         }
     }
 }
+
+/// With `--source`, the direct paths the agents report become `wgfabric_path_*` series, for
+/// every reporting host or only those of `--host`.
+#[test]
+fn the_agents_paths_are_exported_from_the_source() {
+    let scratch = Scratch::new();
+    let status = scratch.path("source/status");
+    std::fs::create_dir_all(&status).unwrap();
+    let report = |host: &str, paths: &str| {
+        format!(
+            r#"{{"format": 1, "host": "{host}", "time": 1700000000, "applied": null,
+                "agent": {{"version": "0", "interface": "wg0", "successor": true}},
+                "paths": [{paths}]}}"#
+        )
+    };
+    let ana = report(
+        "laptop-ana",
+        r#"{"peer": "laptop-ben", "mode": "direct", "reason": "handshake", "since": 1700000000,
+            "endpoint": "198.51.100.2:51820", "rtt_us": 812},
+           {"peer": "ci-7", "mode": "relayed", "via": "relay-fra", "reason": "symmetric-nat",
+            "since": 1699999000}"#,
+    );
+    let ben = report(
+        "laptop-ben",
+        r#"{"peer": "laptop-ana", "mode": "direct", "reason": "handshake", "since": 1700000001}"#,
+    );
+    std::fs::write(status.join("laptop-ana.json"), ana).unwrap();
+    std::fs::write(status.join("laptop-ben.json"), ben).unwrap();
+    std::fs::create_dir(scratch.path("sockets")).unwrap();
+    let scrape = |extra: &[&str]| {
+        let mut args = vec!["exporter", "--once", "--socket-dir", "sockets", "--source", "source"];
+        args.extend_from_slice(extra);
+        let output = wgfabric(&scratch, &args).output().unwrap();
+        assert_code(&output, 0);
+        stdout(&output)
+    };
+
+    let text = scrape(&[]);
+    for line in [
+        "wgfabric_path_direct{host=\"laptop-ana\",peer=\"laptop-ben\"} 1",
+        "wgfabric_path_direct{host=\"laptop-ana\",peer=\"ci-7\"} 0",
+        "wgfabric_path_direct{host=\"laptop-ben\",peer=\"laptop-ana\"} 1",
+        "wgfabric_path_info{host=\"laptop-ana\",peer=\"ci-7\",mode=\"relayed\",via=\"relay-fra\",reason=\"symmetric-nat\"} 1",
+        "wgfabric_path_since_timestamp_seconds{host=\"laptop-ana\",peer=\"ci-7\"} 1699999000",
+        "wgfabric_path_rtt_seconds{host=\"laptop-ana\",peer=\"laptop-ben\"} 0.000812",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+    wgfabric_testkit::assert_promtool_accepts(&text);
+
+    let text = scrape(&["--host", "laptop-ben"]);
+    assert!(text.contains("wgfabric_path_direct{host=\"laptop-ben\",peer=\"laptop-ana\"} 1"));
+    assert!(!text.contains("host=\"laptop-ana\""), "{text}");
+}

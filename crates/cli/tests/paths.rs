@@ -362,6 +362,60 @@ fn spokes_go_direct_through_nats_that_allow_it_and_say_why_not_otherwise() {
     );
 }
 
+/// Whether `host` told its peer through the store that its direct peer works (stage
+/// `ready`): the moment both ends start counting down to the agreed instant.
+fn signals_ready(fabric: &Fabric6<'_>, host: &str, peer: &str) -> bool {
+    let path = Path::new(&fabric.source()).join("candidates").join(format!("{host}.json"));
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
+    doc["pairs"].as_array().is_some_and(|pairs| {
+        pairs.iter().any(|pair| pair["peer"] == peer && pair["stage"] == "ready")
+    })
+}
+
+/// Sends SIGCONT to a process stopped with SIGSTOP when dropped, even if the test fails.
+struct Frozen(String);
+
+impl Frozen {
+    fn stop(pid: u32) -> Self {
+        let pid = pid.to_string();
+        assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// With wgfabricd at both ends the switch loses nothing even when one end moves seconds
+/// late: b's agent is frozen from the moment it signals ready until a has switched alone,
+/// and the relays and direct peers accept the moving addresses meanwhile (`accept_ip`).
+#[test]
+#[ignore = "needs root, network namespaces and nftables"]
+fn a_switch_loses_nothing_when_one_end_moves_late() {
+    let underlay = Underlay::build();
+    let fabric = Fabric6::start(&underlay, &[]);
+    let b = fabric.address("b");
+    assert!(underlay.ns("a").ping_until_reply(&b, Duration::from_secs(10)), "a reaches b");
+    let ping = fabric.ping("a", "b", 40);
+    let ready = wait_until(Duration::from_secs(30), || signals_ready(&fabric, "b", "a"));
+    assert!(ready, "b never signalled ready: {:?}", fabric.path("b", "a"));
+    let frozen = Frozen::stop(fabric.agents["b"].pid());
+    let alone = wait_until(Duration::from_secs(15), || fabric.is_direct("a", "b"));
+    assert!(alone, "a did not switch: {:?}", fabric.path("a", "b"));
+    // Keep b behind for a while, then let it catch up.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(frozen);
+    let both = wait_until(Duration::from_secs(10), || fabric.is_direct("b", "a"));
+    assert!(both, "b did not switch: {:?}", fabric.path("b", "a"));
+    let (lost, sent) = lost(ping);
+    eprintln!("PATHS late switch: {lost} of {sent} pings lost with b's agent 2 s+ late");
+    assert_eq!(lost, 0, "pings lost while a was direct and b still relayed");
+}
+
 #[test]
 #[ignore = "needs root, network namespaces and nftables"]
 fn a_direct_path_whose_nat_mappings_go_is_relayed_again_within_a_second() {
