@@ -475,11 +475,13 @@ fn average_rtt(underlay: &Underlay, fabric: &Fabric6<'_>, from: &str, to: &str) 
 fn a_direct_path_skips_the_relays_detour() {
     let underlay = Underlay::build();
     // 20 ms on every packet a relay sends: a relayed round trip crosses a relay twice.
+    let mut delay = Some(20.0);
     for relay in ["r1", "r2"] {
         let netem = ["tc", "qdisc", "add", "dev", "u0", "root", "netem", "delay", "20ms"];
         if let Err(error) = underlay.ns(relay).exec(&netem) {
-            eprintln!("skipped: this kernel has no netem ({error})");
-            return;
+            eprintln!("this kernel has no netem ({error}): the relays' own detour only");
+            delay = None;
+            break;
         }
     }
     let fabric = Fabric6::start(&underlay, &[]);
@@ -490,9 +492,16 @@ fn a_direct_path_skips_the_relays_detour() {
     assert!(direct, "{:?} {:?}", fabric.path("a", "b"), fabric.path("a", "c"));
     let (direct, relayed) =
         (average_rtt(&underlay, &fabric, "a", "b"), average_rtt(&underlay, &fabric, "a", "c"));
-    eprintln!(
-        "PATHS rtt with 20 ms on the relays' links: direct {direct:.2} ms, relayed {relayed:.2} ms"
-    );
-    assert!(relayed >= 40.0, "relayed {relayed} ms");
-    assert!(direct < 20.0, "direct {direct} ms");
+    match delay {
+        Some(delay) => {
+            eprintln!("PATHS rtt with {delay} ms on the relays' links: direct {direct:.2} ms, relayed {relayed:.2} ms");
+            assert!(relayed >= 2.0 * delay, "relayed {relayed} ms");
+            assert!(direct < delay, "direct {direct} ms");
+        }
+        // Without a delay both are fractions of a millisecond on one machine, and which is
+        // smaller depends on the load: the figures are printed for the docs.
+        None => eprintln!(
+            "PATHS rtt on the bare underlay: direct {direct:.3} ms, relayed {relayed:.3} ms"
+        ),
+    }
 }
