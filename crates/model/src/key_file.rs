@@ -28,13 +28,22 @@ pub fn generate_key_file<R: RngCore + CryptoRng>(
             path.display()
         )));
     }
+    let key = PrivateKey::generate(rng);
+    write_key_file(path, &key)?;
+    Ok(key)
+}
+
+/// Writes `key` to `path` as `wg genkey` prints it, 0600 from the first byte, replacing any
+/// file there. The directory is created 0700 if missing.
+///
+/// # Errors
+/// [`Error::Io`].
+pub fn write_key_file(path: &Path, key: &PrivateKey) -> Result<(), Error> {
     if let Some(dir) = path.parent() {
         create_dir(dir, 0o700)?;
     }
-    let key = PrivateKey::generate(rng);
     let text = Zeroizing::new(format!("{}\n", key.to_base64_secret()));
-    write_atomically(path, text.as_bytes(), SECRET_MODE)?;
-    Ok(key)
+    write_atomically(path, text.as_bytes(), SECRET_MODE)
 }
 
 /// Reads a private key file, refusing one that group or others can read.

@@ -76,9 +76,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             path
         }
     };
+    let wgfabric = std::env::current_exe().context("finding this executable for the agents")?;
     let options = Options {
         prefix: args.prefix,
         daemon,
+        wgfabric,
         keep: args.keep,
         policy: Policy::default(),
         install: !args.no_install,

@@ -142,14 +142,8 @@ impl Daemon {
     /// Stops it cleanly (SIGTERM, then SIGKILL after 3 s) and removes its socket, which a
     /// killed daemon leaves behind.
     pub(crate) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = run_argv(&["kill", "-TERM", &child.id().to_string()]);
-            let deadline = now() + STOP_TIMEOUT;
-            while matches!(child.try_wait(), Ok(None)) && now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_child(child);
         }
         let _ = std::fs::remove_file(socket_path(&self.interface));
     }
@@ -158,6 +152,17 @@ impl Daemon {
     pub(crate) fn keep(mut self) {
         self.kept = true;
     }
+}
+
+/// Stops a process of the lab: SIGTERM, then SIGKILL if it has not exited within 3 s.
+pub(crate) fn stop_child(mut child: Child) {
+    let _ = run_argv(&["kill", "-TERM", &child.id().to_string()]);
+    let deadline = now() + STOP_TIMEOUT;
+    while matches!(child.try_wait(), Ok(None)) && now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Daemon {

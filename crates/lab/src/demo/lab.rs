@@ -15,6 +15,7 @@
 //! Dropping the lab stops the daemons and deletes every namespace, even while panicking;
 //! [`Lab::keep`] leaves it all running instead.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 use wgfabric_proto::keys::{PrivateKey, PublicKey};
 
+use super::agent::{Agent, AgentFiles};
 use super::daemon::Daemon;
 use super::underlay::{gateway, Site, SubnetSite, Underlay};
 use super::{now, Error};
@@ -36,9 +38,12 @@ use wgfabric_model::cidr::Cidr;
 use wgfabric_model::config::HostConfig;
 use wgfabric_model::fabric::Fabric;
 use wgfabric_model::inventory::Role;
+use wgfabric_model::key_file::write_key_file;
 use wgfabric_model::names::Name;
 use wgfabric_model::policy::nft::Table;
 use wgfabric_model::render::forwards;
+use wgfabric_store::state::{DesiredState, PathStatus, Revision, Status, FORMAT};
+use wgfabric_store::store::{DirStore, Kind, Store as _};
 use wgfabric_uapi::Device;
 
 /// Longest namespace prefix: it also starts every interface name (15 bytes at most).
@@ -87,7 +92,8 @@ pub(crate) fn run_dir(prefix: &str) -> PathBuf {
 /// One host of the lab.
 #[derive(Debug)]
 pub struct LabHost {
-    // Declared before `ns` so that the daemon stops before its namespace goes.
+    // Declared first so that the agent stops before the daemon, and both before the namespace.
+    agent: Option<Agent>,
     daemon: Option<Daemon>,
     ns: Netns,
     config: HostConfig,
@@ -129,6 +135,19 @@ impl LabHost {
     /// Its public key.
     pub fn public_key(&self) -> PublicKey {
         self.config.public_key
+    }
+
+    /// Whether `wgfabric agent` runs on it (see [`Lab::start_agents`]).
+    pub fn has_agent(&self) -> bool {
+        self.agent.is_some()
+    }
+
+    /// Whether it has a pair with another spoke that may go direct.
+    fn may_go_direct(&self) -> bool {
+        self.config
+            .paths
+            .as_ref()
+            .is_some_and(|paths| paths.peers.iter().any(|p| p.never.is_none()))
     }
 
     /// Whether its daemon runs.
@@ -330,7 +349,7 @@ impl Lab {
             }
             let ns = Netns::create(&format!("{}-{}", settings.prefix, config.host))?;
             underlay.plug(&ns, site)?;
-            hosts.push(LabHost { daemon: None, ns, config, site, key });
+            hosts.push(LabHost { agent: None, daemon: None, ns, config, site, key });
         }
         let mut subnets = Vec::new();
         for external in fabric.inventory().externals.values() {
@@ -414,6 +433,61 @@ impl Lab {
         host.start(&self.settings)
     }
 
+    /// The directory source the agents follow and report to.
+    pub fn source(&self) -> PathBuf {
+        self.settings.run_dir.join("source")
+    }
+
+    /// Starts `wgfabric agent` (`wgfabric` is the binary) on every spoke with a pair that
+    /// may go direct, after writing its desired state (the configuration the lab applied) to
+    /// [`Lab::source`] and its key to a 0600 file in the run directory. The agents run the
+    /// direct paths and their hosts' relay failover. Returns the hosts, in name order.
+    ///
+    /// # Errors
+    /// [`Error::File`] when a file cannot be written, [`Error::Spawn`] when an agent cannot
+    /// be started.
+    pub fn start_agents(&mut self, wgfabric: &Path) -> Result<Vec<Name>, Error> {
+        let source = self.source();
+        let desired = source.join(Kind::Desired.as_str());
+        std::fs::create_dir_all(&desired)
+            .map_err(|cause| Error::File { path: desired.clone(), cause })?;
+        let store = DirStore::new(source.clone());
+        let mut started = Vec::new();
+        for host in self.hosts.iter_mut().filter(|host| host.may_go_direct()) {
+            let name = host.config.host.clone();
+            let key_file = self.settings.run_dir.join("keys").join(format!("{name}.key"));
+            write_key_file(&key_file, &host.key).map_err(|error| Error::File {
+                path: key_file.clone(),
+                cause: std::io::Error::other(error.to_string()),
+            })?;
+            let doc = DesiredState {
+                format: FORMAT,
+                revision: Revision::new("demo"),
+                commit: None,
+                config: host.config.clone(),
+                sealed_private_key: None,
+                preshared_keys: BTreeMap::new(),
+                rotations: Vec::new(),
+            };
+            store.put(Kind::Desired, &name, &doc.to_json()).map_err(|error| Error::File {
+                path: desired.join(format!("{name}.json")),
+                cause: std::io::Error::other(error.to_string()),
+            })?;
+            let log = self.settings.run_dir.join(format!("agent-{name}.log"));
+            let files = AgentFiles { wgfabric, source: &source, key_file: &key_file, log: &log };
+            host.agent = Some(Agent::start(&host.ns, &name, &host.config.interface, files)?);
+            started.push(name);
+        }
+        Ok(started)
+    }
+
+    /// What `name`'s agent last reported of its paths to the other spokes; empty without an
+    /// agent or before its first status.
+    pub fn reported_paths(&self, name: &Name) -> Vec<PathStatus> {
+        let status = DirStore::new(self.source()).get(Kind::Status, name).ok().flatten();
+        status.and_then(|bytes| Status::from_json(&bytes).ok()).map_or_else(Vec::new, |s| s.paths)
+    }
+
     fn index(&self, name: &str) -> Result<usize, Error> {
         self.hosts
             .iter()
@@ -431,6 +505,9 @@ impl Lab {
             run_dir: run_dir.0.take().unwrap_or_else(|| settings.run_dir.clone()),
         };
         for host in hosts {
+            if let Some(agent) = host.agent {
+                agent.keep();
+            }
             if let Some(daemon) = host.daemon {
                 daemon.keep();
             }

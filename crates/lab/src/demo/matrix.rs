@@ -292,19 +292,25 @@ impl Lab {
         let after = Snapshot::take(self, from)?;
 
         let source = from.public_key();
+        // The peers a packet may leave through: the configured ones, and the direct peers
+        // the source's agent may have added for other spokes.
+        let config = from.config();
+        let configured = config.peers.iter().map(|p| (&p.name, p.public_key, p.role));
+        let direct = config.paths.iter().flat_map(|paths| &paths.peers);
+        let peers: Vec<(&Name, PublicKey, Role)> =
+            configured.chain(direct.map(|p| (&p.name, p.public_key, Role::Spoke))).collect();
         let busiest = |pick: fn((u64, u64)) -> u64| {
-            from.config()
-                .peers
+            peers
                 .iter()
-                .map(|peer| (peer, pick(growth(&before, &after, &source, &peer.public_key))))
+                .map(|peer| (peer, pick(growth(&before, &after, &source, &peer.1))))
                 .filter(|(_, bytes)| *bytes >= u64::from(PROBE_SIZE))
                 .max_by_key(|(_, bytes)| *bytes)
                 .map(|(peer, _)| peer)
         };
         let end = to.tunnel_end();
-        let classify = |peer: Option<&wgfabric_model::config::PeerConfig>| match peer {
-            Some(peer) if peer.name == *end.name() => Via::Direct,
-            Some(peer) if peer.role == Role::Relay => Via::Relay(peer.name.clone()),
+        let classify = |peer: Option<&(&Name, PublicKey, Role)>| match peer {
+            Some((name, _, _)) if *name == end.name() => Via::Direct,
+            Some((name, _, Role::Relay)) => Via::Relay((*name).clone()),
             Some(_) | None if end.name() == from.name() && answered => Via::Local,
             Some(_) | None => Via::Unknown,
         };

@@ -19,10 +19,12 @@
 //! A run first removes what an earlier run of the same prefix left (a crash, `--keep`), and
 //! tears its own fabric down when it ends, fails, panics or is interrupted.
 
+mod agent;
 mod daemon;
 mod lab;
 mod matrix;
 mod monitors;
+mod paths;
 mod report;
 mod scenario;
 mod steady;
@@ -37,6 +39,7 @@ pub use daemon::{locate_daemon, DAEMON};
 pub use lab::{Kept, KeptHost, Lab, LabHost, Settings, Subnet};
 pub use matrix::{Cell, Matrix, Via};
 pub use monitors::{Monitors, SwitchRecord};
+pub use paths::{all_direct_that_may, paths_text, spoke_paths, SpokePath};
 pub use report::{
     FailoverReport, HostSummary, KeptSummary, SubnetSummary, Summary, SwitchSummary, FAILOVER_GOAL,
 };
@@ -142,6 +145,8 @@ pub struct Options {
     pub prefix: String,
     /// The `wgfabricd` binary.
     pub daemon: PathBuf,
+    /// The `wgfabric` binary, for the agents of the hosts with a direct path to try.
+    pub wgfabric: PathBuf,
     /// Leave the fabric running at the end.
     pub keep: bool,
     /// The failover monitors' policy.

@@ -1,4 +1,5 @@
-//! One failover monitor per host of the lab that has relays to choose from, each running
+//! One failover monitor per host of the lab that has relays to choose from and no agent
+//! (an agent runs its host's failover itself), each running
 //! [`wgfabric_host::failover::watch`] in its own thread against the host's namespace, as the agent
 //! runs it on a real host.
 
@@ -44,13 +45,13 @@ pub struct Monitors {
 }
 
 impl Monitors {
-    /// Starts a monitor for every host of `lab` that can fail over.
+    /// Starts a monitor for every host of `lab` that can fail over and has no agent.
     pub fn start(lab: &Lab, policy: Policy) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (sender, events) = channel();
         let mut threads = Vec::new();
         let mut active = BTreeMap::new();
-        for host in lab.hosts() {
+        for host in lab.hosts().iter().filter(|host| !host.has_agent()) {
             let Ok(monitor) = Monitor::new(host.config().clone(), policy) else { continue };
             active.insert(host.name().clone(), monitor.active().clone());
             let (stop, sender) = (Arc::clone(&stop), sender.clone());

@@ -1,5 +1,6 @@
 //! What a demo run found, as JSON for machines (`--format json`) and as text for people.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use serde::{Serialize, Serializer};
 use super::lab::{Kept, Lab};
 use super::matrix::Matrix;
 use super::monitors::SwitchRecord;
+use super::paths::{all_direct_that_may, spoke_paths, SpokePath};
 use super::steady::Outage;
 use super::underlay::Site;
 use wgfabric_host::failover::Reason;
@@ -18,6 +20,7 @@ use wgfabric_model::explain::{explain, Explanation};
 use wgfabric_model::inventory::Role;
 use wgfabric_model::names::Name;
 use wgfabric_model::policy::{PortSpec, Protocol};
+use wgfabric_store::state::PathMode;
 
 /// How fast traffic must resume after a relay dies for the run to count as a success.
 pub const FAILOVER_GOAL: Duration = Duration::from_secs(10);
@@ -42,6 +45,10 @@ pub struct Summary {
     pub subnets: Vec<SubnetSummary>,
     /// The connectivity matrix.
     pub matrix: Matrix,
+    /// The hosts on which `wgfabric agent` runs: those with a pair that may go direct.
+    pub agents: Vec<Name>,
+    /// Every pair of spokes: direct or relayed, and why.
+    pub paths: Vec<SpokePath>,
     /// Why one denied pair of the matrix is denied, as `wgfabric explain` says it.
     pub denied: Option<Explanation>,
     /// The relay failover drill, if the fabric has relays to fail over between.
@@ -225,7 +232,8 @@ impl Summary {
                 target: subnet.target(),
             })
             .collect();
-        let ok = matrix.as_the_policy_says();
+        // Every pair that may go direct must have: the claim is checked like the others.
+        let ok = matrix.as_the_policy_says() && all_direct_that_may(lab);
         let denied = matrix.denied().and_then(|cell| {
             let to = cell.addresses.first()?.to_string();
             let icmp = Some(PortSpec { protocol: Protocol::Icmp, ports: None });
@@ -237,6 +245,13 @@ impl Summary {
             hosts,
             subnets,
             matrix,
+            agents: lab
+                .hosts()
+                .iter()
+                .filter(|host| host.has_agent())
+                .map(|host| host.name().clone())
+                .collect(),
+            paths: spoke_paths(lab),
             failover: None,
             ok,
             kept: None,
@@ -265,6 +280,25 @@ impl Summary {
             out,
             "  matrix:    {answered}/{} pairs answered, {denied} denied: {verdict}",
             self.matrix.cells.len()
+        );
+        let direct: Vec<String> = self
+            .paths
+            .iter()
+            .filter(|pair| pair.mode == PathMode::Direct)
+            .map(|pair| format!("{} <-> {}", pair.host, pair.peer))
+            .collect();
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for pair in self.paths.iter().filter(|pair| pair.mode == PathMode::Relayed) {
+            *reasons.entry(pair.reason.as_str()).or_default() += 1;
+        }
+        let reasons: Vec<String> = reasons.iter().map(|(why, n)| format!("{why} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "  paths:     {}/{} spoke pairs direct{}; relayed: {}",
+            direct.len(),
+            self.paths.len(),
+            if direct.is_empty() { String::new() } else { format!(" ({})", direct.join(", ")) },
+            if reasons.is_empty() { "none".to_owned() } else { reasons.join(", ") }
         );
         if let Some(drill) = &self.failover {
             match drill.outage {

@@ -9,9 +9,9 @@ use std::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::{
-    check_machine, clean, ensure_nftables, links_text, lost_between, now, outage_after, unix_now,
-    Error, FailoverReport, KeptSummary, Lab, Link, Monitors, Options, Outage, Reply, Reporter,
-    Settings, SteadyPing, Subnet, Summary, SwitchSummary,
+    all_direct_that_may, check_machine, clean, ensure_nftables, links_text, lost_between, now,
+    outage_after, paths_text, unix_now, Error, FailoverReport, KeptSummary, Lab, Link, Monitors,
+    Options, Outage, Reply, Reporter, Settings, SteadyPing, Subnet, Summary, SwitchSummary,
 };
 use wgfabric_host::failover::Reason;
 use wgfabric_model::example;
@@ -21,6 +21,8 @@ use wgfabric_model::names::Name;
 const REFRESH: Duration = Duration::from_millis(500);
 /// How long every host may take to reach its relays.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the pairs that may go direct may take to get there.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a failover or a fail-back may take before the run gives up waiting.
 const DRILL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -117,6 +119,7 @@ fn steps<R: RngCore + CryptoRng>(
     let mut lab = Lab::build(&fabric, settings, rng, |_| up += 1)?;
     reporter.done(&format!("{up} hosts up in {:.1} s", started.elapsed().as_secs_f64()));
 
+    let agents = lab.start_agents(&options.wgfabric)?;
     let mut monitors = Monitors::start(&lab, options.policy);
     reporter.step("waiting for every host to handshake with its relays");
     let started = now();
@@ -131,6 +134,27 @@ fn steps<R: RngCore + CryptoRng>(
         )));
     }
     reporter.done(&format!("every tunnel up in {:.1} s", started.elapsed().as_secs_f64()));
+
+    if !agents.is_empty() {
+        let names: Vec<&str> = agents.iter().map(Name::as_str).collect();
+        reporter.step(&format!(
+            "direct paths: agents on {} try their peers' candidates (same site: the LAN)",
+            names.join(", ")
+        ));
+        let started = now();
+        let direct = live_wait(&lab, &mut monitors, reporter, stop, DIRECT_TIMEOUT, |_, _| {
+            all_direct_that_may(&lab)
+        })?;
+        reporter.done(&if direct {
+            format!("direct in {:.1} s", started.elapsed().as_secs_f64())
+        } else {
+            format!(
+                "NOT every pair went direct in {} s; see the agent logs in {}",
+                DIRECT_TIMEOUT.as_secs(),
+                lab.settings().run_dir().display()
+            )
+        });
+    }
 
     reporter.step(
         "connectivity matrix: every host pings every other host and subnet; the access policy \
@@ -154,6 +178,13 @@ fn steps<R: RngCore + CryptoRng>(
     reporter.show(&matrix.text(), false);
     reporter.done(&format!("{answered}/{tried} pairs answered"));
     let mut summary = Summary::of_lab(&lab, matrix);
+    reporter.show(
+        &format!(
+            "\nPaths between spokes: direct where the policy and the NATs allow (docs/paths.md)\n{}",
+            paths_text(&summary.paths)
+        ),
+        false,
+    );
     if let Some(denied) = &summary.denied {
         let path = denied.path.first().map_or("?", |host| host.as_str());
         reporter.show(

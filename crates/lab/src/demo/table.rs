@@ -1,7 +1,8 @@
 //! The peer table: every tunnel of the lab once, as the devices report it right now.
 //!
 //! A link is shown from the side that is not a relay (a spoke's view of its relays), and
-//! between two relays or two mesh members from the first by name. The `routes` column says
+//! between two relays, two mesh members or two spokes on a direct path from the first by
+//! name. The `routes` column says
 //! which relay carries the host's failover routes, read from the live allowed IPs, so a
 //! failover shows up here the moment `wg set` lands.
 
@@ -54,19 +55,23 @@ impl Lab {
         for host in self.hosts().iter().filter(|host| host.is_running()) {
             let live = host.peers()?;
             let failover = host.config().failover.as_ref();
-            for peer in host.config().peers.iter().filter(|p| shows(host, &p.name, p.role)) {
-                let Some(state) = live.iter().find(|state| state.public_key == peer.public_key)
-                else {
+            // The configured peers, and the direct peers an agent added for other spokes.
+            let config = host.config();
+            let configured = config.peers.iter().map(|p| (&p.name, p.public_key, p.role));
+            let direct = config.paths.iter().flat_map(|paths| &paths.peers);
+            let peers = configured.chain(direct.map(|p| (&p.name, p.public_key, Role::Spoke)));
+            for (name, key, role) in peers.filter(|(name, _, role)| shows(host, name, *role)) {
+                let Some(state) = live.iter().find(|state| state.public_key == key) else {
                     continue;
                 };
                 links.push(Link {
                     host: host.name().clone(),
-                    peer: peer.name.clone(),
+                    peer: name.clone(),
                     endpoint: state.endpoint,
                     handshake_age: state.latest_handshake.map(|t| unix_now.saturating_sub(t)),
                     rx_bytes: state.rx_bytes,
                     tx_bytes: state.tx_bytes,
-                    active: failover.filter(|_| peer.role == Role::Relay).map(|failover| {
+                    active: failover.filter(|_| role == Role::Relay).map(|failover| {
                         failover.routes.iter().all(|route| state.allowed_ips.contains(route))
                     }),
                 });
