@@ -11,12 +11,13 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand_chacha::rand_core::SeedableRng as _;
 use rand_chacha::ChaCha20Rng;
 use wgfabric_host::failover::Policy;
 use wgfabric_lab::demo::{locate_daemon, outage_after, Lab, Monitors, Settings, SteadyPing, Via};
+use wgfabric_lab::netns::wait_until;
 use wgfabric_model::inventory::{Role, Tunnel};
 use wgfabric_model::{example, Fabric, Inventory, Lock};
 
@@ -48,22 +49,6 @@ fn build(daemon: PathBuf) -> Lab {
 
 fn wgfabricd() -> PathBuf {
     locate_daemon(None).expect("wgfabricd is built with the workspace (cargo build -p wgfabricd)")
-}
-
-/// Polls `condition` every 100 ms until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    #[expect(clippy::disallowed_methods, reason = "a system test waits in real time")]
-    let deadline = Instant::now() + timeout;
-    loop {
-        if condition() {
-            return true;
-        }
-        #[expect(clippy::disallowed_methods, reason = "a system test waits in real time")]
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
