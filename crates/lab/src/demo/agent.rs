@@ -3,14 +3,12 @@
 //! key in a 0600 file beside it, and reports its paths there. It runs with `--no-link`: the
 //! lab configured the interface's addresses, routes and firewall itself.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 
-use super::daemon::stop_child;
+use super::daemon::{spawn_logged, stop_child};
 use super::Error;
-use crate::netns::{describe, Netns};
+use crate::netns::Netns;
 use wgfabric_model::names::Name;
 
 /// How often the agents report and repair: often enough for the demo to see a path move.
@@ -36,31 +34,21 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent of `host` on `interface` in `ns`, in its own process group (a Ctrl-C
-    /// meant for the demo does not reach it before the demo has cleaned up).
+    /// Starts the agent of `host` on `interface` in `ns`, in its own process group.
     pub(crate) fn start(
         ns: &Netns,
         host: &Name,
         interface: &str,
         files: AgentFiles<'_>,
     ) -> Result<Self, Error> {
-        let io_error = |cause| Error::File { path: files.log.to_owned(), cause };
-        let out = File::create(files.log).map_err(io_error)?;
-        let err = out.try_clone().map_err(io_error)?;
         let mut command = ns.command(&files.wgfabric.to_string_lossy());
         command
             .args(["agent", "--host", host.as_str(), "--interface", interface, "--source"])
             .arg(files.source)
             .arg("--key-file")
             .arg(files.key_file)
-            .args(["--no-link", "--status-interval", STATUS_INTERVAL])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        let child =
-            command.spawn().map_err(|cause| Error::Spawn { command: describe(&command), cause })?;
-        Ok(Self { child: Some(child) })
+            .args(["--no-link", "--status-interval", STATUS_INTERVAL]);
+        Ok(Self { child: Some(spawn_logged(command, files.log)?) })
     }
 
     /// Leaves it running after the guard is gone.

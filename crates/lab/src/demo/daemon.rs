@@ -8,7 +8,7 @@ use std::fs::File;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use wgfabric_host::daemon_binary;
@@ -77,18 +77,9 @@ impl Daemon {
         interface: &str,
         log: &Path,
     ) -> Result<Self, Error> {
-        let io_error = |cause| Error::File { path: log.to_owned(), cause };
-        let out = File::create(log).map_err(io_error)?;
-        let err = out.try_clone().map_err(io_error)?;
         let mut command = ns.command(&binary.to_string_lossy());
-        command
-            .args(["--foreground", interface])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        let child =
-            command.spawn().map_err(|cause| Error::Spawn { command: describe(&command), cause })?;
+        command.args(["--foreground", interface]);
+        let child = spawn_logged(command, log)?;
         let mut daemon = Self {
             child: Some(child),
             interface: interface.to_owned(),
@@ -152,6 +143,17 @@ impl Daemon {
     pub(crate) fn keep(mut self) {
         self.kept = true;
     }
+}
+
+/// Starts a process of the lab with its output in `log` (created anew), in a process group of
+/// its own, so that a Ctrl-C meant for the demo does not reach it before the demo has cleaned
+/// up.
+pub(crate) fn spawn_logged(mut command: Command, log: &Path) -> Result<Child, Error> {
+    let io_error = |cause| Error::File { path: log.to_owned(), cause };
+    let out = File::create(log).map_err(io_error)?;
+    let err = out.try_clone().map_err(io_error)?;
+    command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+    command.spawn().map_err(|cause| Error::Spawn { command: describe(&command), cause })
 }
 
 /// Stops a process of the lab: SIGTERM, then SIGKILL if it has not exited within 3 s.
