@@ -35,8 +35,13 @@
 //! thread (the peer daemon's lane, the application, a compiler) preempts it at once. The lane
 //! returns to the normal policy before it touches a packet, so it never holds a lock at idle
 //! priority. A lane kept off its CPU while polling ([`CONTENDED`]) stops and sleeps, so that
-//! the scheduler wakes it wherever there is room, and counts the poll as an empty one: on a
-//! busy machine polling costs latency instead of saving it, and backs off.
+//! the scheduler wakes it wherever there is room, and does not poll again for a while
+//! ([`FIRST_QUIET`], doubling up to [`MAX_QUIET`] while it keeps happening, and starting
+//! over once a whole [`MAX_QUIET`] of polling passed without it): on a machine
+//! that runs other idle-priority or low-weight work (a batch job under `chrt --idle`, a
+//! `nice 19` spinner), a packet that arrives while the lane waits behind it is noticed only
+//! when the other thread's time slice ends, milliseconds later, where a sleeping lane would
+//! have been woken at once.
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -61,6 +66,10 @@ const MAX_BACKOFF: u32 = 64;
 /// A gap this long between two polls means other threads are keeping this lane off its CPU:
 /// at idle priority it would notice a packet late, while a sleeping lane is woken at once.
 const CONTENDED: Duration = Duration::from_micros(50);
+/// How long a lane does not poll after a poll that was kept off its CPU...
+const FIRST_QUIET: Duration = Duration::from_millis(100);
+/// ...doubling with each such poll in a row, up to this.
+const MAX_QUIET: Duration = Duration::from_secs(60);
 /// What the lane assumes of its timer's lateness before it has measured any.
 const FIRST_LATENESS: Duration = Duration::from_micros(20);
 /// How long a stretch of wall time the lane's load is measured over.
@@ -267,6 +276,10 @@ pub(super) struct Waiter {
     patterns: [Pattern; 2],
     budget: Budget,
     load: Load,
+    /// When the last poll that was kept off its CPU ended, if one was.
+    contended_at: Option<Instant>,
+    /// How long the lane does not poll after it.
+    quiet: Duration,
     /// How late the lane's timed sleeps end, as a moving average.
     lateness: Duration,
     last: Ending,
@@ -281,6 +294,8 @@ impl Waiter {
             patterns: [Pattern::default(); 2],
             budget: Budget { left: Duration::ZERO, at: now },
             load: Load::new(now),
+            contended_at: None,
+            quiet: FIRST_QUIET,
             lateness: FIRST_LATENESS,
             last: Ending::Received,
             idle: None,
@@ -348,13 +363,31 @@ impl Waiter {
         }
         let start = Instant::now();
         let polled = poll(fds, signals, window.until);
-        self.budget.spend(Instant::now().saturating_duration_since(start));
-        polled
+        let end = Instant::now();
+        self.budget.spend(end.saturating_duration_since(start));
+        let polled = polled?;
+        if polled.contended {
+            self.contended(end);
+        }
+        Ok(polled.ready)
+    }
+
+    /// Notes a poll that was kept off its CPU and ended at `end`.
+    fn contended(&mut self, end: Instant) {
+        let again = self.quiet_ends().is_some_and(|ended| end < ended + MAX_QUIET);
+        self.quiet = if again { (self.quiet * 2).min(MAX_QUIET) } else { FIRST_QUIET };
+        self.contended_at = Some(end);
+    }
+
+    /// When the quiet period after the last contended poll ends (or ended).
+    fn quiet_ends(&self) -> Option<Instant> {
+        self.contended_at.map(|at| at + self.quiet)
     }
 
     /// When to poll in an idle period that begins at `now`, within the budget.
     fn window(&mut self, now: Instant) -> Option<Window> {
-        if self.cap.is_zero() || self.load.busy_most {
+        let quiet = self.quiet_ends().is_some_and(|ends| now < ends);
+        if self.cap.is_zero() || self.load.busy_most || quiet {
             return None;
         }
         let (cap, lateness) = (self.cap, self.lateness);
@@ -368,25 +401,34 @@ impl Waiter {
     }
 }
 
+/// What a poll found.
+#[derive(Debug)]
+struct Polled {
+    /// The descriptors that turned readable (none if the window closed first).
+    ready: Ready,
+    /// Whether the lane was kept off its CPU for longer than [`CONTENDED`] meanwhile.
+    contended: bool,
+}
+
 /// Polls at idle priority until something is readable, until `until` or until the lane was
-/// kept off its CPU (then nothing is).
-fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result<Ready, Error> {
+/// kept off its CPU (then it stops at once).
+fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result<Polled, Error> {
+    // Taken first: leaving the normal policy may hand the CPU to another thread at once.
+    let mut turn = Instant::now();
     if let Err(e) = set_idle_policy(true) {
         tracing::debug!(error = %e, "not polling: cannot use SCHED_IDLE");
-        return Ok(Ready::default());
+        return Ok(Polled { ready: Ready::default(), contended: false });
     }
-    let mut turn = Instant::now();
     let polled = loop {
-        match wait_readable(fds, signals, Some(Duration::ZERO)) {
-            Ok(ready) if ready.is_empty() => {
-                let now = Instant::now();
-                if now >= until || now.duration_since(turn) > CONTENDED {
-                    break Ok(ready);
-                }
+        let result = wait_readable(fds, signals, Some(Duration::ZERO));
+        let now = Instant::now();
+        let contended = now.duration_since(turn) > CONTENDED;
+        match result {
+            Ok(ready) if ready.is_empty() && !contended && now < until => {
                 turn = now;
                 std::thread::yield_now();
             }
-            result => break result,
+            result => break result.map(|ready| Polled { ready, contended }),
         }
     };
     if let Err(e) = set_idle_policy(false) {
@@ -555,6 +597,37 @@ mod tests {
         assert!(!waiter.load.busy_most);
         let now = now + EPOCH;
         assert_eq!(waiter.window(now), Some(Window { from: now, until: now + us(60) }));
+    }
+
+    #[test]
+    fn a_poll_kept_off_its_cpu_stops_polling_for_a_while_that_grows() {
+        let t = Instant::now();
+        let mut waiter = Waiter::new(CAP, t);
+        waiter.pattern(Ending::Sent).learn(t, t + us(20), None, CAP);
+        waiter.last = Ending::Sent;
+        let polls = |waiter: &mut Waiter, now: Instant| {
+            waiter.budget = Budget { left: BURST, at: now };
+            waiter.window(now).is_some()
+        };
+        assert!(polls(&mut waiter, t));
+        let mut now = t;
+        let mut quiet = Vec::new();
+        for _ in 0..12 {
+            waiter.contended(now);
+            let quiet_for = waiter.quiet;
+            assert!(!polls(&mut waiter, now + quiet_for - us(1)), "quiet for {quiet_for:?}");
+            now += waiter.quiet;
+            assert!(polls(&mut waiter, now));
+            quiet.push(waiter.quiet.as_millis());
+        }
+        assert_eq!(
+            quiet,
+            [100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 60_000, 60_000]
+        );
+        // A whole MAX_QUIET of polling without contention starts over.
+        now += MAX_QUIET;
+        waiter.contended(now);
+        assert_eq!(waiter.quiet, FIRST_QUIET);
     }
 
     #[test]
