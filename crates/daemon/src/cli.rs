@@ -82,9 +82,11 @@ pub(crate) struct Args {
     /// at most 5ms, or 0 to always sleep. A lane polls only while it pays: at once for a
     /// reply due within this long (twice the last such gap), and just before packets that
     /// keep a steady period (pings, health checks) are due, waking on a precise timer; polls
-    /// that come up empty make it back off. Cost: at most 10% of one CPU per lane, at idle
-    /// priority; see docs/PERFORMANCE.md for the CPU time per round trip it costs and the
-    /// latency it saves (a thread wake-up, tens of microseconds on a VM, per packet).
+    /// that come up empty make it back off. A lane busy for most of the last 10 ms (a bulk
+    /// transfer) does not poll, nor one that polling kept waiting behind other threads.
+    /// Cost: at most 10% of one CPU per lane, at idle priority; see docs/PERFORMANCE.md for
+    /// the CPU time per round trip it costs and the latency it saves (a thread wake-up, tens
+    /// of microseconds on a VM, per packet).
     #[arg(
         long,
         value_name = "DURATION",
