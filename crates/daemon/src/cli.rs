@@ -79,10 +79,10 @@ pub(crate) struct Args {
     pin_cpus: bool,
 
     /// The longest an idle lane polls for its next packet instead of sleeping: 1ms, 500us,
-    /// at most 5ms, or 0 to always sleep. A lane polls only while it pays: at once for a
-    /// reply due within this long (twice the last such gap), and just before packets that
-    /// keep a steady period (pings, health checks) are due, waking on a precise timer; polls
-    /// that come up empty make it back off. A lane busy for most of the last 10 ms (a bulk
+    /// at most 5ms, or 0 to always sleep. A lane polls only while it pays: just before
+    /// packets that keep a steady period (pings, health checks) are due, waking on a precise
+    /// timer, when the window that takes fits within this long; polls that come up empty
+    /// make it back off. A lane busy for most of the last 10 ms (a bulk
     /// transfer) does not poll, nor one that polling kept waiting behind other threads.
     /// Cost: at most 10% of one CPU per lane, at idle priority; see docs/PERFORMANCE.md for
     /// the CPU time per round trip it costs and the latency it saves (a thread wake-up, tens

@@ -4,9 +4,9 @@
 //! causes an immediate answer from the local stack (an ICMP echo reply, a TCP ACK), which the
 //! same lane reads back at once instead of waking another thread. Every thread wake-up costs
 //! tens of microseconds on a virtual machine, so this is where the tunnel's latency is won.
-//! When the traffic says the next packet is about to arrive (a reply to what the lane just
-//! sent), an idle lane polls briefly instead of sleeping, so that packet finds it awake: see
-//! [`super::poll`].
+//! When the traffic says the next packet is about to arrive (packets that keep a steady
+//! period), an idle lane polls briefly instead of sleeping, so that packet finds it awake:
+//! see [`super::poll`].
 //!
 //! Lanes scale across cores without reordering: each lane has its own UDP sockets in an
 //! `SO_REUSEPORT` group, where the kernel sends all of a peer's datagrams to one socket, and
