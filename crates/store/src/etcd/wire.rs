@@ -147,6 +147,7 @@ struct GatewayError {
 /// Takes the first whole message off the front of a watch stream's `body`; `None` while it
 /// has not all arrived.
 pub(super) fn next_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, Error> {
+    refuse_non_object(body)?;
     let mut values = serde_json::Deserializer::from_slice(body).into_iter::<WatchEnvelope>();
     match values.next() {
         Some(Ok(envelope)) => {
@@ -158,6 +159,22 @@ pub(super) fn next_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, E
             Err(Error::Malformed { what: "watch stream".into(), cause })
         }
         _ => Ok(None),
+    }
+}
+
+/// Every watch message is a JSON object, so a stream that starts with anything else is
+/// refused at its first byte. Left to serde_json, a number would be judged by where the
+/// bytes received so far end: `12` is a whole number (of the wrong type) until `3e`
+/// arrives, and `123e` is an unfinished one, so the verdict would depend on how the
+/// stream was split into reads.
+fn refuse_non_object(body: &[u8]) -> Result<(), Error> {
+    let json_whitespace = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    match body.iter().find(|b| !json_whitespace(b)) {
+        Some(b'{') | None => Ok(()),
+        Some(_) => Err(Error::Malformed {
+            what: "watch stream".into(),
+            cause: serde::de::Error::custom("a watch message is not a JSON object"),
+        }),
     }
 }
 
@@ -209,5 +226,45 @@ impl WatchEnvelope {
             .map(|event| Ok(WatchEvent { deleted: event.kind == "DELETE", kv: event.kv.decode()? }))
             .collect::<Result<_, Error>>()?;
         Ok(WatchMessage::Events(events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `body` to [`next_message`] in reads of `step` bytes; whether it ends in an
+    /// error, and the messages before.
+    fn read_in_steps(body: &[u8], step: usize) -> (usize, bool) {
+        let (mut buffer, mut messages) = (Vec::new(), 0);
+        for piece in body.chunks(step) {
+            buffer.extend_from_slice(piece);
+            loop {
+                match next_message(&mut buffer) {
+                    Ok(Some(_)) => messages += 1,
+                    Ok(None) => break,
+                    Err(_) => return (messages, true),
+                }
+            }
+        }
+        (messages, false)
+    }
+
+    #[test]
+    fn a_stream_that_is_not_objects_is_refused_however_it_is_split() {
+        for body in [&b"1111e"[..], b"  -12", b"\"text\"", b"[1]", b"{\"result\":{}}\n7"] {
+            let whole = read_in_steps(body, body.len());
+            assert!(whole.1, "{:?} was not refused", String::from_utf8_lossy(body));
+            for step in 1..body.len() {
+                assert_eq!(read_in_steps(body, step), whole, "split every {step} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn whitespace_between_messages_waits_for_the_next_one() {
+        let mut body = b"{\"result\":{\"created\":true}}\r\n \t".to_vec();
+        assert!(matches!(next_message(&mut body), Ok(Some(_))));
+        assert!(matches!(next_message(&mut body), Ok(None)));
     }
 }
