@@ -146,36 +146,57 @@ struct GatewayError {
 
 /// Takes the first whole message off the front of a watch stream's `body`; `None` while it
 /// has not all arrived.
+///
+/// The message is framed before it is parsed, so a verdict never depends on how the stream
+/// was split into reads. Left to serde_json, a cut-off message is sometimes an error rather
+/// than "more to come": a number that ends where the bytes so far end (`12` of `123`) reads
+/// as whole, and one cut after its `.` in a field the client skips reads as malformed.
 pub(super) fn next_message(body: &mut Vec<u8>) -> Result<Option<WatchMessage>, Error> {
-    refuse_non_object(body)?;
-    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<WatchEnvelope>();
-    match values.next() {
-        Some(Ok(envelope)) => {
-            let used = values.byte_offset();
-            body.drain(..used);
-            envelope.into_message().map(Some)
-        }
-        Some(Err(cause)) if !cause.is_eof() => {
-            Err(Error::Malformed { what: "watch stream".into(), cause })
-        }
-        _ => Ok(None),
-    }
+    let Some(end) = message_end(body)? else { return Ok(None) };
+    let parsed = serde_json::from_slice::<WatchEnvelope>(&body[..end]);
+    body.drain(..end);
+    let envelope =
+        parsed.map_err(|cause| Error::Malformed { what: "watch stream".into(), cause })?;
+    envelope.into_message().map(Some)
 }
 
-/// Every watch message is a JSON object, so a stream that starts with anything else is
-/// refused at its first byte. Left to serde_json, a number would be judged by where the
-/// bytes received so far end: `12` is a whole number (of the wrong type) until `3e`
-/// arrives, and `123e` is an unfinished one, so the verdict would depend on how the
-/// stream was split into reads.
-fn refuse_non_object(body: &[u8]) -> Result<(), Error> {
+/// Where the JSON object at the front of `body` (after whitespace) ends, once all of it has
+/// arrived. Only the nesting is followed (brackets outside strings, and escapes within
+/// them); what lies between is left for serde_json to judge. Every watch message is an
+/// object, so a stream that starts with anything else is refused at its first byte.
+fn message_end(body: &[u8]) -> Result<Option<usize>, Error> {
     let json_whitespace = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-    match body.iter().find(|b| !json_whitespace(b)) {
-        Some(b'{') | None => Ok(()),
-        Some(_) => Err(Error::Malformed {
+    let Some(start) = body.iter().position(|b| !json_whitespace(b)) else { return Ok(None) };
+    if body.get(start) != Some(&b'{') {
+        return Err(Error::Malformed {
             what: "watch stream".into(),
             cause: serde::de::Error::custom("a watch message is not a JSON object"),
-        }),
+        });
     }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, &byte) in body.iter().enumerate().skip(start) {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Ok(Some(offset + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 #[derive(Deserialize)]
@@ -251,14 +272,28 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_is_not_objects_is_refused_however_it_is_split() {
-        for body in [&b"1111e"[..], b"  -12", b"\"text\"", b"[1]", b"{\"result\":{}}\n7"] {
+    fn a_malformed_stream_is_refused_however_it_is_split() {
+        let skipped_number = b"{\"skipped\":{\"s\":\"x\"},\"n\":0.1331}";
+        let bodies = [&b"1111e"[..], b"  -12", b"\"text\"", b"[1]", b"{\"result\":{}}\n7"];
+        for body in bodies.into_iter().chain([&skipped_number[..]]) {
             let whole = read_in_steps(body, body.len());
             assert!(whole.1, "{:?} was not refused", String::from_utf8_lossy(body));
             for step in 1..body.len() {
                 assert_eq!(read_in_steps(body, step), whole, "split every {step} bytes");
             }
         }
+    }
+
+    #[test]
+    fn brackets_and_escaped_quotes_in_strings_do_not_end_a_message() {
+        let message = br#"{"result":{"canceled":true,"cancel_reason":"} ] \" }"},"error":null}"#;
+        let mut body = [&message[..], b"\n{\"result\""].concat();
+        assert_eq!(message_end(&body).unwrap(), Some(message.len()));
+        let Ok(Some(WatchMessage::Canceled(reason))) = next_message(&mut body) else {
+            panic!("the message was not read whole")
+        };
+        assert_eq!(reason, "} ] \" }");
+        assert!(matches!(next_message(&mut body), Ok(None)));
     }
 
     #[test]
