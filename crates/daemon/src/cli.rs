@@ -83,7 +83,8 @@ pub(crate) struct Args {
     /// packets that keep a steady period (pings, health checks) are due, waking on a precise
     /// timer, when the window that takes fits within this long; polls that come up empty
     /// make it back off. A lane busy for most of the last 10 ms (a bulk
-    /// transfer) does not poll, nor one that polling kept waiting behind other threads.
+    /// transfer) does not poll, nor one whose packets polling noticed late, behind other
+    /// threads' time slices.
     /// Cost: at most 10% of one CPU per lane, at idle priority; see docs/PERFORMANCE.md for
     /// the CPU time per round trip it costs and the latency it saves (a thread wake-up, tens
     /// of microseconds on a VM, per packet).

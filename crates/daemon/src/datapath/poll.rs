@@ -37,14 +37,16 @@
 //! Polling runs under `SCHED_IDLE`: only when the CPU has nothing else to do, so any other
 //! thread (the peer daemon's lane, the application, a compiler) preempts it at once. The lane
 //! returns to the normal policy before it touches a packet, so it never holds a lock at idle
-//! priority. A lane kept off its CPU while polling ([`CONTENDED`]) stops and sleeps, so that
-//! the scheduler wakes it wherever there is room, and does not poll again for a while
-//! ([`FIRST_QUIET`], doubling up to [`MAX_QUIET`] while it keeps happening, and starting
-//! over once a whole [`MAX_QUIET`] of polling passed without it): on a machine
-//! that runs other idle-priority or low-weight work (a batch job under `chrt --idle`, a
-//! `nice 19` spinner), a packet that arrives while the lane waits behind it is noticed only
-//! when the other thread's time slice ends, milliseconds later, where a sleeping lane would
-//! have been woken at once.
+//! priority. A lane that finds its packet after being kept off its CPU for a time slice
+//! ([`CONTENDED`]) does not poll again for a while ([`FIRST_QUIET`], doubling up to
+//! [`MAX_QUIET`] while it keeps happening, and starting over once a whole [`MAX_QUIET`] of
+//! polling passed without it): on a machine that runs other idle-priority or low-weight work
+//! (a batch job under `chrt --idle`, a `nice 19` spinner), a packet that arrives while the
+//! lane waits behind it is noticed only when the other thread's time slice ends,
+//! milliseconds later, where a sleeping lane would have been woken at once. Shorter waits
+//! are the machine's own traffic: the peer daemon's lane sealing the very packet this lane
+//! waits for, or the application sending it, for tens of microseconds. A lane kept off its
+//! CPU that missed nothing goes on polling.
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -64,9 +66,12 @@ const STEADY: u32 = 50;
 const LOCKED: u32 = 3;
 /// The most idle periods a lane sleeps through after polls that came up empty.
 const MAX_BACKOFF: u32 = 64;
-/// A gap this long between two polls means other threads are keeping this lane off its CPU:
-/// at idle priority it would notice a packet late, while a sleeping lane is woken at once.
-const CONTENDED: Duration = Duration::from_micros(50);
+/// A gap this long between two polls, shorter than any time slice the scheduler hands out,
+/// means another thread held this lane off its CPU for a slice: a packet that arrived
+/// meanwhile was noticed late, where a sleeping lane would have been woken at once. With
+/// 50 µs, the other daemon's lane preparing the very packet awaited counted too, and a
+/// daemon sat out polling in 43% of its idle periods during a `ping` run; at 250 µs, in 1–4%.
+const CONTENDED: Duration = Duration::from_micros(250);
 /// How long a lane does not poll after a poll that was kept off its CPU...
 const FIRST_QUIET: Duration = Duration::from_millis(100);
 /// ...doubling with each such poll in a row, up to this.
@@ -392,12 +397,12 @@ impl Waiter {
 struct Polled {
     /// The descriptors that turned readable (none if the window closed first).
     ready: Ready,
-    /// Whether the lane was kept off its CPU for longer than [`CONTENDED`] meanwhile.
+    /// Whether the packet arrived while the lane was kept off its CPU for longer than
+    /// [`CONTENDED`], so that it was noticed late.
     contended: bool,
 }
 
-/// Polls at idle priority until something is readable, until `until` or until the lane was
-/// kept off its CPU (then it stops at once).
+/// Polls at idle priority until something is readable or until `until`.
 fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result<Polled, Error> {
     // Taken first: leaving the normal policy may hand the CPU to another thread at once.
     let mut turn = Instant::now();
@@ -408,13 +413,16 @@ fn poll(fds: &[BorrowedFd<'_>], signals: &[&Shutdown], until: Instant) -> Result
     let polled = loop {
         let result = wait_readable(fds, signals, Some(Duration::ZERO));
         let now = Instant::now();
-        let contended = now.duration_since(turn) > CONTENDED;
         match result {
-            Ok(ready) if ready.is_empty() && !contended && now < until => {
+            // Kept off the CPU or not, nothing was missed: go on.
+            Ok(ready) if ready.is_empty() && now < until => {
                 turn = now;
                 std::thread::yield_now();
             }
-            result => break result.map(|ready| Polled { ready, contended }),
+            result => {
+                let late = now.duration_since(turn) > CONTENDED;
+                break result.map(|ready| Polled { contended: late && !ready.is_empty(), ready });
+            }
         }
     };
     if let Err(e) = set_idle_policy(false) {
