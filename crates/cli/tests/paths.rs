@@ -485,9 +485,12 @@ fn a_direct_path_skips_the_relays_detour() {
         }
     }
     let fabric = Fabric6::start(&underlay, &[]);
+    // c is relayed for whichever reason comes first: a probe that ran before both relays had
+    // seen c's mappings fails (`probe-failed`), and `symmetric-nat` follows after the
+    // backoff. The reason is checked by the test of what the NATs allow, above.
     let direct = wait_until(Duration::from_secs(30), || {
         fabric.is_direct("a", "b")
-            && fabric.path("a", "c").is_some_and(|p| p.reason == PathReason::SymmetricNat)
+            && fabric.path("a", "c").is_some_and(|p| p.mode == PathMode::Relayed)
     });
     assert!(direct, "{:?} {:?}", fabric.path("a", "b"), fabric.path("a", "c"));
     let (direct, relayed) =
