@@ -97,6 +97,27 @@ pub(crate) struct Args {
     )]
     busy_poll: Duration,
 
+    /// Where lanes gather while their traffic is light: auto (the first CPU the daemon may
+    /// use), a CPU number, or off. A lane that carries little moves to that CPU, and its
+    /// lone small deliveries are written there by a helper thread at idle priority, so the
+    /// application they wake runs there too: no wake-up has to rouse a halted CPU (tens of
+    /// microseconds on a VM), and the other CPUs stay idle. A lane returns to every CPU as
+    /// soon as it is busy for most of 10 ms or is kept waiting for that CPU for 250 us
+    /// (another busy thread there), and stays away for 1 s to a minute after the latter.
+    /// Cost: less CPU time, not more (a ping every 5 ms cost both daemons 75 us of CPU per
+    /// round trip gathered, 140 spread out); light traffic gets one CPU's capacity, which is
+    /// why load spreads out; a thread that starts hogging that CPU delays packets by
+    /// milliseconds until the lanes notice (up to a second seen). Off with --pin-cpus. See
+    /// docs/PERFORMANCE.md.
+    #[arg(
+        long,
+        value_name = "CPU",
+        env = "WGFABRICD_GATHER",
+        default_value = "auto",
+        value_parser = parse_gather
+    )]
+    gather: Gather,
+
     /// The interface to create (at most 15 bytes, as Linux allows).
     #[arg(value_name = "IFNAME")]
     interface: String,
@@ -139,6 +160,19 @@ pub(crate) struct Threads {
     pub(crate) pin_cpus: bool,
     /// The longest an idle lane polls before it sleeps.
     pub(crate) busy_poll: Duration,
+    /// Where lanes with light traffic gather.
+    pub(crate) gather: Gather,
+}
+
+/// Where lanes with light traffic gather (`--gather`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gather {
+    /// On the first CPU the daemon may use.
+    Auto,
+    /// On this CPU.
+    Cpu(usize),
+    /// Nowhere: lanes run wherever the scheduler puts them.
+    Off,
 }
 
 /// The environment variables the daemon reads, so that resolution is a pure function.
@@ -199,6 +233,7 @@ impl Args {
                 lanes: self.lanes,
                 pin_cpus: self.pin_cpus,
                 busy_poll: self.busy_poll,
+                gather: if self.pin_cpus { Gather::Off } else { self.gather },
             },
         })
     }
@@ -230,6 +265,17 @@ fn parse_busy_poll(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parses `--gather`: `auto`, `off` or a CPU number.
+fn parse_gather(text: &str) -> Result<Gather, String> {
+    match text.trim() {
+        "auto" => Ok(Gather::Auto),
+        "off" => Ok(Gather::Off),
+        number => number.parse().map(Gather::Cpu).map_err(|_| {
+            format!("{number:?} is not a CPU number, auto (the first CPU allowed) or off")
+        }),
+    }
+}
+
 /// Linux interface names are 1 to 15 bytes without `/`, `:` or whitespace, and not `.`/`..`;
 /// the name also becomes part of the socket's path.
 fn validate_interface_name(name: &str) -> anyhow::Result<()> {
@@ -258,7 +304,12 @@ mod tests {
     #[test]
     fn lanes_pinning_and_busy_polling() {
         let config = resolve(&["wgfabricd", "wg0"], Env::default()).unwrap();
-        let default = Threads { lanes: None, pin_cpus: false, busy_poll: Duration::from_millis(1) };
+        let default = Threads {
+            lanes: None,
+            pin_cpus: false,
+            busy_poll: Duration::from_millis(1),
+            gather: Gather::Auto,
+        };
         assert_eq!(config.threads, default);
         let argv = ["wgfabricd", "--lanes", "3", "--pin-cpus", "--busy-poll", "250us", "wg0"];
         let config = resolve(&argv, Env::default()).unwrap();
@@ -267,9 +318,17 @@ mod tests {
             Threads {
                 lanes: NonZeroUsize::new(3),
                 pin_cpus: true,
-                busy_poll: Duration::from_micros(250)
-            }
+                busy_poll: Duration::from_micros(250),
+                gather: Gather::Off,
+            },
+            "pinned lanes do not gather"
         );
+        let config = resolve(&["wgfabricd", "--gather", "1", "wg0"], Env::default()).unwrap();
+        assert_eq!(config.threads.gather, Gather::Cpu(1));
+        let config = resolve(&["wgfabricd", "--gather", "off", "wg0"], Env::default()).unwrap();
+        assert_eq!(config.threads.gather, Gather::Off);
+        let error = resolve(&["wgfabricd", "--gather", "first", "wg0"], Env::default());
+        assert!(error.unwrap_err().to_string().contains("not a CPU number"));
         assert!(resolve(&["wgfabricd", "--lanes", "0", "wg0"], Env::default()).is_err());
     }
 

@@ -26,6 +26,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod doorbell;
 mod errno;
 mod error;
 mod heap;
@@ -36,10 +37,12 @@ mod sockopt;
 pub mod tun;
 pub mod udp;
 
+pub use doorbell::Doorbell;
 pub use error::Error;
 pub use heap::trim_heap;
 pub use sched::{
-    idle_policy_is_reversible, pin_current_thread, set_idle_policy, set_precise_timers,
+    idle_policy_is_reversible, pin_current_thread, set_idle_policy, set_precise_timers, Cpus,
+    RunDelay,
 };
 pub use shutdown::{wait_readable, Ready, Shutdown};
 pub use tun::{Offloads, Tun, TunConfig, TunQueue};

@@ -1,8 +1,11 @@
-//! Where and when the calling thread runs: CPU affinity, the `SCHED_IDLE` policy and timer
-//! slack.
+//! Where and when the calling thread runs: CPU affinity, the `SCHED_IDLE` policy, timer
+//! slack, and how long it waited for a CPU.
 
+use std::fs::File;
 use std::io;
 use std::num::NonZeroU64;
+use std::os::unix::fs::FileExt as _;
+use std::time::Duration;
 
 use rustix::thread::{sched_getaffinity, sched_setaffinity, set_current_timer_slack, CpuSet};
 
@@ -22,6 +25,89 @@ pub fn pin_current_thread(index: usize) -> io::Result<usize> {
     only.set(cpu);
     sched_setaffinity(None, &only)?;
     Ok(cpu)
+}
+
+/// A set of CPUs a thread may run on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Cpus(CpuSet);
+
+impl Cpus {
+    /// The CPUs the calling thread may run on now.
+    ///
+    /// # Errors
+    ///
+    /// The failing `sched_getaffinity` call's error.
+    pub fn of_current_thread() -> io::Result<Self> {
+        Ok(Self(sched_getaffinity(None)?))
+    }
+
+    /// The set of `cpu` alone.
+    pub fn only(cpu: usize) -> Self {
+        let mut set = CpuSet::new();
+        set.set(cpu);
+        Self(set)
+    }
+
+    /// The lowest-numbered CPU in the set.
+    pub fn first(&self) -> Option<usize> {
+        (0..CpuSet::MAX_CPU).find(|&cpu| self.0.is_set(cpu))
+    }
+
+    /// Whether `cpu` is in the set.
+    pub fn contains(&self, cpu: usize) -> bool {
+        cpu < CpuSet::MAX_CPU && self.0.is_set(cpu)
+    }
+
+    /// Lets the calling thread run on these CPUs only; the scheduler moves it at once if it
+    /// is on another.
+    ///
+    /// # Errors
+    ///
+    /// The failing `sched_setaffinity` call's error.
+    pub fn apply_to_current_thread(&self) -> io::Result<()> {
+        sched_setaffinity(None, &self.0).map_err(io::Error::from)
+    }
+}
+
+impl std::fmt::Debug for Cpus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries((0..CpuSet::MAX_CPU).filter(|&cpu| self.0.is_set(cpu))).finish()
+    }
+}
+
+/// The calling thread's total time spent runnable but waiting for a CPU, read from
+/// `/proc/thread-self/schedstat` (the file is opened by, and describes, the thread that
+/// opens it).
+#[derive(Debug)]
+pub struct RunDelay(File);
+
+impl RunDelay {
+    /// Opens the calling thread's statistics.
+    ///
+    /// # Errors
+    ///
+    /// If the kernel does not keep them (no `CONFIG_SCHED_INFO`) or `/proc` is not mounted.
+    pub fn of_current_thread() -> io::Result<Self> {
+        let delay = Self(File::open("/proc/thread-self/schedstat")?);
+        delay.total()?;
+        Ok(delay)
+    }
+
+    /// How long the thread has waited for a CPU since it started.
+    ///
+    /// # Errors
+    ///
+    /// The failing read's error, or `InvalidData` if the file does not read as expected.
+    pub fn total(&self) -> io::Result<Duration> {
+        // "<ns on CPU> <ns waiting> <time slices>\n": three u64s fit in 64 bytes.
+        let mut buf = [0u8; 64];
+        let len = self.0.read_at(&mut buf, 0)?;
+        let text = buf.get(..len).and_then(|bytes| std::str::from_utf8(bytes).ok());
+        text.and_then(|text| text.split_ascii_whitespace().nth(1))
+            .and_then(|waiting| waiting.parse().ok())
+            .map(Duration::from_nanos)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected schedstat"))
+    }
 }
 
 /// Moves the calling thread to `SCHED_IDLE` (`idle`) or back to the normal policy.
@@ -75,6 +161,33 @@ mod tests {
         })
         .join()
         .unwrap()
+    }
+
+    /// A thread gathered on one CPU runs there, and returns to the whole set when asked.
+    #[test]
+    fn a_thread_moves_to_one_cpu_and_back() {
+        std::thread::spawn(|| {
+            let all = Cpus::of_current_thread().unwrap();
+            let first = all.first().unwrap();
+            assert!(all.contains(first));
+            Cpus::only(first).apply_to_current_thread().unwrap();
+            assert_eq!(Cpus::of_current_thread().unwrap(), Cpus::only(first));
+            // SAFETY: sched_getcpu takes no arguments and only reads this thread's state.
+            assert_eq!(unsafe { libc::sched_getcpu() }, first as libc::c_int);
+            all.apply_to_current_thread().unwrap();
+            assert_eq!(Cpus::of_current_thread().unwrap(), all);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The waiting time reads and never goes backwards.
+    #[test]
+    fn run_delay_reads_and_grows() {
+        let delay = RunDelay::of_current_thread().unwrap();
+        let before = delay.total().unwrap();
+        std::thread::yield_now();
+        assert!(delay.total().unwrap() >= before);
     }
 
     /// Pinning picks the allowed CPUs in turn, wrapping around, and leaves the thread on

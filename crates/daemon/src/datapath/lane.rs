@@ -6,7 +6,9 @@
 //! tens of microseconds on a virtual machine, so this is where the tunnel's latency is won.
 //! When the traffic says the next packet is about to arrive (packets that keep a steady
 //! period), an idle lane polls briefly instead of sleeping, so that packet finds it awake:
-//! see [`super::poll`].
+//! see [`super::poll`]. A lane whose traffic is light gathers on one home CPU with the other
+//! lanes and the applications it serves, where no wake-up has to rouse a halted CPU: see
+//! [`super::gather`].
 //!
 //! Lanes scale across cores without reordering: each lane has its own UDP sockets in an
 //! `SO_REUSEPORT` group, where the kernel sends all of a peer's datagrams to one socket, and
@@ -19,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use wgfabric_sys::{set_precise_timers, Error, UdpSocket};
 
-use super::inbound::Inbound;
+use super::gather::{Gathering, Home};
+use super::handoff::Handoff;
+use super::inbound::{self, Inbound};
 use super::outbound::{transmit, Buffers};
 use super::poll::{Ending, Waiter};
 use super::{interface_gone, Shared, Sockets};
@@ -35,8 +39,14 @@ enum Stop {
     InterfaceGone,
 }
 
-pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
+pub(super) fn run(
+    shared: &Shared,
+    queue: usize,
+    busy_poll: Duration,
+    gather: Option<(Home, Arc<Handoff>)>,
+) {
     let Some(tun) = shared.tun.queues().get(queue) else { return };
+    let mut gathering = gather.and_then(|(home, handoff)| Gathering::start(queue, home, handoff));
     let vnet = tun.has_vnet_hdr();
     let mut outbound = Buffers::new(queue);
     let mut inbound = Inbound::new(queue, vnet, shared.tun.offloads().uso);
@@ -86,7 +96,8 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
             if !std::mem::take(ready) {
                 continue;
             }
-            match inbound.poll(shared, socket, tun) {
+            let handoff = gathering.as_ref().and_then(Gathering::handoff);
+            match inbound.poll(shared, socket, tun, handoff) {
                 Ok(batch) => {
                     received |= batch.any;
                     *ready = !batch.drained;
@@ -114,11 +125,18 @@ pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration) {
             fds[watched] = socket.as_fd();
             watched += 1;
         }
-        match waiter.wait(&fds[..watched], &[&shared.io_shutdown, &sockets.retire]) {
+        let may_poll = gathering.as_ref().is_none_or(Gathering::may_poll);
+        let limit = gathering.as_mut().and_then(Gathering::sleep_limit);
+        let signals = [&shared.io_shutdown, &sockets.retire];
+        match waiter.wait(&fds[..watched], &signals, may_poll, limit) {
             Ok(ready) => {
                 tun_ready = ready.contains(0);
                 for (index, flag) in udp_ready.iter_mut().enumerate() {
                     *flag = ready.contains(index + 1);
+                }
+                if let Some(gathering) = &mut gathering {
+                    let write = |frame: &[u8]| inbound::write(shared, tun, frame);
+                    gathering.woke(waiter.busy(), write);
                 }
             }
             Err(Error::Shutdown) if shared.io_shutdown.is_triggered() => return,

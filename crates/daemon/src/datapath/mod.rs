@@ -20,6 +20,8 @@
 
 mod control;
 mod events;
+mod gather;
+mod handoff;
 mod handshakes;
 mod inbound;
 mod lane;
@@ -34,16 +36,18 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use rand_core::{OsRng, RngCore as _};
 use wgfabric_proto::admission::Admission;
 use wgfabric_proto::{Device, Stats, Transmit};
-use wgfabric_sys::{Tun, TunConfig, UdpSockets};
+use wgfabric_sys::{Cpus, Tun, TunConfig, UdpSockets};
 
-use crate::cli::Threads;
+use crate::cli::{Gather, Threads};
 use crate::driver::Driver;
 use crate::shutdown::{Reason, Shutdown};
 use events::Logged;
+use gather::Home;
+use handoff::Handoff;
 use handshakes::{Gate, HandshakeQueue};
 
 /// The MTU a fresh TUN device gets before `ip link set mtu` (wg-quick sets 1420).
@@ -132,6 +136,8 @@ pub(crate) struct Datapath {
     interface: String,
     pin_cpus: bool,
     busy_poll: Duration,
+    /// Where lanes with light traffic gather, if they do.
+    home: Option<Home>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -188,6 +194,7 @@ impl Datapath {
             interface: shared.tun.name().to_owned(),
             pin_cpus: threads.pin_cpus,
             busy_poll: usable_busy_poll(threads.busy_poll),
+            home: home(threads.gather)?,
             shared,
             threads: Mutex::new(Vec::new()),
         });
@@ -212,6 +219,17 @@ impl Datapath {
     fn spawn_threads(&self) -> anyhow::Result<()> {
         let (pin, busy_poll) = (self.pin_cpus, self.busy_poll);
         for queue in 0..self.shared.tun.queues().len() {
+            let gather = match self.home {
+                Some(home) => {
+                    let handoff = Arc::new(Handoff::new().context("creating a doorbell")?);
+                    let helper = Arc::clone(&handoff);
+                    self.spawn(format!("deliver-{queue}"), move |shared| {
+                        helper.serve(&shared, queue, home.cpu);
+                    })?;
+                    Some((home, handoff))
+                }
+                None => None,
+            };
             self.spawn(format!("lane-{queue}"), move |shared| {
                 if pin {
                     match wgfabric_sys::pin_current_thread(queue) {
@@ -219,7 +237,7 @@ impl Datapath {
                         Err(e) => tracing::warn!(lane = queue, error = %e, "pinning the lane to a CPU failed"),
                     }
                 }
-                lane::run(&shared, queue, busy_poll);
+                lane::run(&shared, queue, busy_poll, gather);
             })?;
         }
         self.spawn("handshakes".into(), |shared| handshakes::run(&shared))?;
@@ -236,6 +254,30 @@ fn usable_busy_poll(requested: Duration) -> Duration {
     }
     tracing::info!("busy polling is off: it needs CAP_SYS_NICE to leave SCHED_IDLE");
     Duration::ZERO
+}
+
+/// Where lanes gather (`--gather`): nowhere when off, or when the daemon may use one CPU
+/// only (it is home already).
+///
+/// # Errors
+///
+/// A CPU the daemon may not use.
+fn home(gather: Gather) -> anyhow::Result<Option<Home>> {
+    if gather == Gather::Off {
+        return Ok(None);
+    }
+    let everywhere = Cpus::of_current_thread().context("reading the CPUs the daemon may use")?;
+    let cpu = match gather {
+        Gather::Cpu(cpu) if everywhere.contains(cpu) => cpu,
+        Gather::Cpu(cpu) => {
+            bail!("--gather {cpu}: this daemon may run on CPUs {everywhere:?} only; pick one of those, auto or off")
+        }
+        Gather::Auto | Gather::Off => match everywhere.first() {
+            Some(cpu) => cpu,
+            None => return Ok(None),
+        },
+    };
+    Ok((everywhere != Cpus::only(cpu)).then_some(Home { cpu, everywhere }))
 }
 
 /// Binds the UDP sockets of every lane for `port` (0: any free port).

@@ -305,18 +305,21 @@ impl Waiter {
     }
 
     /// Returns which of `fds` are readable once one is (or an error once one of `signals`
-    /// triggers), polling first if that is likely to pay.
+    /// triggers), polling first if `may_poll` and that is likely to pay. Sleeps no longer
+    /// than `limit`, if given: then none may be ready.
     pub(super) fn wait(
         &mut self,
         fds: &[BorrowedFd<'_>],
         signals: &[&Shutdown],
+        may_poll: bool,
+        limit: Option<Duration>,
     ) -> Result<Ready, Error> {
         let since = Instant::now();
         let idle = match self.idle {
-            // Woken without work (a spurious wake-up or a retired socket): just sleep again.
+            // Woken without work (a spurious wake-up, a retired socket, the limit): sleep again.
             Some(idle) => idle,
             None => {
-                let window = self.window(since);
+                let window = self.window(since).filter(|_| may_poll);
                 let idle = Idle { since, after: self.last, window, ready: None };
                 if let Some(window) = window {
                     let woke = self.watch(fds, signals, since, window);
@@ -329,9 +332,14 @@ impl Waiter {
                 idle
             }
         };
-        let result = wait_readable(fds, signals, None);
+        let result = wait_readable(fds, signals, limit);
         self.idle = Some(Idle { ready: Some(Instant::now()), ..idle });
         result
+    }
+
+    /// Whether the lane worked for most of the last stretch of [`EPOCH`]: a bulk transfer.
+    pub(super) fn busy(&self) -> bool {
+        self.load.busy_most
     }
 
     /// Sleeps until `window` opens, then polls until it closes: which descriptors turned
