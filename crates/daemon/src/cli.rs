@@ -98,17 +98,18 @@ pub(crate) struct Args {
     busy_poll: Duration,
 
     /// Where lanes gather while their traffic is light: auto (the first CPU the daemon may
-    /// use), a CPU number, or off. A lane that carries little moves to that CPU, and its
-    /// lone small deliveries are written there by a helper thread at idle priority, so the
-    /// application they wake runs there too: no wake-up has to rouse a halted CPU (tens of
-    /// microseconds on a VM), and the other CPUs stay idle. A lane returns to every CPU as
-    /// soon as it is busy for most of 10 ms or is kept waiting for that CPU for 250 us
-    /// (another busy thread there), and stays away for 1 s to a minute after the latter.
-    /// Cost: less CPU time, not more (a ping every 5 ms cost both daemons 75 us of CPU per
-    /// round trip gathered, 140 spread out); light traffic gets one CPU's capacity, which is
-    /// why load spreads out; a thread that starts hogging that CPU delays packets by
-    /// milliseconds until the lanes notice (up to a second seen). Off with --pin-cpus. See
-    /// docs/PERFORMANCE.md.
+    /// use), a CPU number, or off. A lane that carries little moves to that CPU and runs
+    /// there at idle priority (SCHED_IDLE), so the application a delivery wakes runs there
+    /// too, at once: no wake-up has to rouse a halted CPU (tens of microseconds on a VM),
+    /// and the other CPUs stay idle. A lane returns to every CPU, at the normal priority, as
+    /// soon as it is busy for an eighth of 10 ms or is kept waiting for that CPU (10 ms once, or
+    /// 250 us twice in a row: another busy thread there), and stays away for 1 s to a
+    /// minute after the latter. Cost: less CPU time, not more (a ping every 5 ms cost both
+    /// daemons 60-90 us of CPU per round trip gathered, 95-155 spread out); light traffic
+    /// gets one CPU's capacity, which is why load spreads out; a thread that starts to spin
+    /// on that CPU holds the next packet until the scheduler gives idle-priority work a turn
+    /// (24-86 ms measured), once. Needs CAP_SYS_NICE, to leave SCHED_IDLE. Off with
+    /// --pin-cpus. See docs/PERFORMANCE.md.
     #[arg(
         long,
         value_name = "CPU",

@@ -30,16 +30,35 @@ fn home_cpu() -> Option<String> {
     (list != first).then_some(first)
 }
 
-/// The CPUs each `lane-N` thread of process `pid` may use.
-fn lane_cpus(pid: u32) -> Vec<String> {
+/// A lane thread: the CPUs it may use and whether it runs under `SCHED_IDLE`.
+#[derive(Debug)]
+struct LaneThread {
+    cpus: String,
+    idle_priority: bool,
+}
+
+/// The `lane-N` threads of process `pid`.
+fn lanes(pid: u32) -> Vec<LaneThread> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon runs");
     tasks
         .filter_map(|task| {
             let dir = task.ok()?.path();
             let name = std::fs::read_to_string(dir.join("comm")).ok()?;
-            name.starts_with("lane-").then(|| allowed(&dir.join("status").to_string_lossy()))
+            if !name.starts_with("lane-") {
+                return None;
+            }
+            // The scheduling policy is field 41 of `stat`, the 39th after the name's ')'.
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let policy = stat.rsplit_once(')')?.1.split_whitespace().nth(38)?.to_owned();
+            let cpus = allowed(&dir.join("status").to_string_lossy());
+            Some(LaneThread { cpus, idle_priority: policy == "5" })
         })
         .collect()
+}
+
+/// The CPUs each `lane-N` thread of process `pid` may use.
+fn lane_cpus(pid: u32) -> Vec<String> {
+    lanes(pid).into_iter().map(|lane| lane.cpus).collect()
 }
 
 /// Round trips, in milliseconds, from `ping`'s output.
@@ -74,8 +93,15 @@ fn light_traffic_gathers_the_lanes_on_the_first_cpu() {
 
     // 200 pings take a second: light traffic, for longer than a lane needs to settle.
     ping(&link, 200);
-    let gathered = wait_until(Duration::from_secs(2), || lane_cpus(pid).contains(&home));
-    assert!(gathered, "no lane gathered on CPU {home}: {:?}", lane_cpus(pid));
+    // Gathered lanes run at idle priority, so that the application a delivery wakes stays
+    // on the home CPU; lanes elsewhere run at the normal priority.
+    let settled = || {
+        let lanes = lanes(pid);
+        lanes.iter().any(|lane| lane.cpus == home)
+            && lanes.iter().all(|lane| lane.idle_priority == (lane.cpus == home))
+    };
+    let gathered = wait_until(Duration::from_secs(2), settled);
+    assert!(gathered, "no lane gathered at idle priority on CPU {home}: {:?}", lanes(pid));
 }
 
 #[test]
@@ -101,4 +127,9 @@ fn a_busy_thread_on_the_home_cpu_sends_the_lanes_away() {
     rtts.sort_by(f64::total_cmp);
     let p90 = rtts[rtts.len() * 9 / 10];
     assert!(p90 < 20.0, "90th percentile {p90} ms behind a busy thread on CPU {home}");
+    // Lanes that spread out left idle priority with the home CPU (waited for: a lane may be
+    // between the two changes).
+    let consistent = || lanes(pid).iter().all(|lane| lane.idle_priority == (lane.cpus == home));
+    let settled = wait_until(Duration::from_secs(2), consistent);
+    assert!(settled, "a lane's priority does not match where it runs: {:?}", lanes(pid));
 }

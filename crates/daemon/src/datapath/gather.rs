@@ -1,43 +1,50 @@
-//! Where a lane runs: light traffic gathers on one CPU.
+//! Where a lane runs: light traffic gathers on one CPU, at idle priority.
 //!
 //! The scheduler wakes a thread on an idle CPU when there is one, and an idle CPU has halted:
 //! on a virtual machine, waking it is a trip through the hypervisor, tens of microseconds. A
 //! `ping` across the tunnel pays that for every thread it passes through (the application,
 //! each daemon's lane, the application again), whichever implementation carries it. A lane
 //! whose traffic is light therefore moves to one home CPU, where every one of those wake-ups
-//! finds a CPU that is awake, and its last delivery before it sleeps is written by a helper
-//! at idle priority (see [`super::handoff`]), so that the woken application runs on the home
-//! CPU as well. Measured with `scripts/ping-cost`, both daemons gathered took 0.55× of
-//! boringtun's round trip at 1.03× of its CPU time (docs/PERFORMANCE.md).
+//! finds a CPU that is awake, and runs there under `SCHED_IDLE`: the scheduler keeps a woken
+//! thread on its waker's CPU when all that CPU runs is idle-priority work, so the application
+//! a delivery wakes runs on the home CPU too, at once, preempting the lane. Every gathered
+//! lane must be at idle priority for that, including those of other daemons on the machine
+//! and those that went to sleep a moment ago (the scheduler may keep them queued a while).
+//! Measured with `scripts/ping-cost`, gathered lanes took 0.56× of boringtun's round trip at
+//! 0.7× of its CPU time (docs/PERFORMANCE.md).
 //!
-//! A lane on one CPU shares it with whatever else runs there, so it returns to all its CPUs:
+//! At idle priority a lane has the home CPU only when no other thread wants it, so it
+//! returns to all its CPUs, at the normal priority:
 //!
-//! - **as soon as it carries load**: once it worked for most of the waiter's last stretch
-//!   (a bulk transfer needs every core);
+//! - **as soon as it carries load**: once it worked for an eighth of the waiter's last
+//!   stretch (a transfer needs the normal priority, and a bulk one every core);
 //! - **as soon as it is kept waiting**: once it sat runnable, off its CPU, for longer than
-//!   [`CONTENDED`] since each of its last [`STRIKES`] wake-ups, or its helper did not run
-//!   within that long of the lane going to sleep. Another thread is busy on the home CPU, and gathering
-//!   stays off for [`FIRST_QUIET`], doubling up to [`MAX_QUIET`] while it keeps happening.
-//!   A single long wait is not enough: an application woken there may run a time slice
-//!   before it sleeps (`ping` spins between its requests), and the lane woken meanwhile
-//!   waits for it once.
+//!   [`HOGGED`] since a wake-up, or longer than [`CONTENDED`] since each of its last
+//!   [`STRIKES`] wake-ups. Another thread is busy on the home CPU, and gathering stays off
+//!   for [`FIRST_QUIET`], doubling up to [`MAX_QUIET`] while it keeps happening. A short
+//!   wait is not enough: an application woken there may run a while before it sleeps
+//!   (`ping` spins between its requests), and kernel threads run there too.
 //!
-//! It gathers again once it has been light for [`SETTLE`], so that a bursty transfer does
-//! not move it back and forth.
+//! A thread that starts to spin on the home CPU thus delays the packet that finds it there
+//! until the scheduler gives idle-priority work a turn: measured, 24 to 86 ms, once; the lane
+//! then spreads out. It gathers again once it has been light for [`SETTLE`] (a lane that slept
+//! that long has been light all along), so that a bursty transfer does not move it back and
+//! forth.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wgfabric_sys::{Cpus, RunDelay};
-
-use super::handoff::{self, Handoff};
+use wgfabric_sys::{set_idle_policy, Cpus, RunDelay};
 
 /// Time spent runnable but off the CPU, between two wake-ups, that means another thread is
 /// busy on the home CPU: longer than the work of the other threads of a round trip (tens of
 /// microseconds), shorter than a time slice.
-pub(super) const CONTENDED: Duration = Duration::from_micros(250);
+const CONTENDED: Duration = Duration::from_micros(250);
 /// Wake-ups in a row that waited longer than [`CONTENDED`] before a lane spreads out.
 const STRIKES: u32 = 2;
+/// A single wait for the CPU that spreads a lane out at once: longer than kernel threads or
+/// an application's spin keep the home CPU, shorter than a busy thread keeps idle-priority
+/// work waiting (tens of milliseconds).
+const HOGGED: Duration = Duration::from_millis(10);
 /// How long a lane must have been light before it gathers.
 const SETTLE: Duration = Duration::from_millis(100);
 /// How long a lane stays spread out after it was kept waiting on the home CPU...
@@ -84,13 +91,23 @@ impl Placement {
         self.place
     }
 
-    /// Where the lane should run after a wake-up at `now`, given whether it worked for most
-    /// of the last stretch (`busy`) and how long it waited for a CPU since its last wake-up
-    /// (`waited`, measured at home only). `Some` when that changes.
-    pub(super) fn update(&mut self, now: Instant, busy: bool, waited: Duration) -> Option<Place> {
+    /// Where the lane should run after a wake-up at `now`, given whether it carried more than
+    /// light traffic over the last stretch (`busy`), how long it waited for a CPU since its last wake-up
+    /// (`waited`, measured at home only) and since when it slept (`asleep`). `Some` when that
+    /// changes.
+    pub(super) fn update(
+        &mut self,
+        now: Instant,
+        busy: bool,
+        waited: Duration,
+        asleep: Instant,
+    ) -> Option<Place> {
         self.strikes = if waited > CONTENDED { self.strikes + 1 } else { 0 };
+        // The waiter's verdict on its load predates a long sleep, which says light.
+        let asleep = asleep.min(now);
+        let busy = busy && now.saturating_duration_since(asleep) < SETTLE;
         match self.place {
-            Place::Home if self.strikes >= STRIKES => self.contended(now),
+            Place::Home if self.strikes >= STRIKES || waited > HOGGED => self.contended(now),
             Place::Home if busy => self.move_to(Place::Everywhere),
             Place::Home => None,
             Place::Everywhere if busy => {
@@ -98,7 +115,7 @@ impl Placement {
                 None
             }
             Place::Everywhere => {
-                let light_since = *self.light_since.get_or_insert(now);
+                let light_since = *self.light_since.get_or_insert(asleep);
                 let quiet = self.contended_at.is_some_and(|at| now < at + self.quiet);
                 (now.saturating_duration_since(light_since) >= SETTLE && !quiet)
                     .then(|| self.move_to(Place::Home))
@@ -140,33 +157,17 @@ pub(super) struct Gathering {
     run_delay: RunDelay,
     /// The lane's total wait for a CPU at its last wake-up.
     waited: Duration,
-    handoff: Arc<Handoff>,
-    /// When the lane last went to sleep with a frame waiting for the helper.
-    asleep_with_frame: Option<Instant>,
 }
 
 impl Gathering {
     /// Gathering for the calling lane thread, unless the kernel does not say how long a
     /// thread waits for its CPU (then a lane could not tell that it is kept waiting at home).
-    pub(super) fn start(lane: usize, home: Home, handoff: Arc<Handoff>) -> Option<Self> {
+    pub(super) fn start(lane: usize, home: Home) -> Option<Self> {
         let run_delay = RunDelay::of_current_thread()
             .inspect_err(|e| tracing::debug!(lane, error = %e, "lanes do not gather"))
             .ok()?;
         let waited = run_delay.total().unwrap_or_default();
-        Some(Self {
-            lane,
-            home,
-            placement: Placement::new(),
-            run_delay,
-            waited,
-            handoff,
-            asleep_with_frame: None,
-        })
-    }
-
-    /// Where lone small deliveries go: the helper, while the lane is at home.
-    pub(super) fn handoff(&self) -> Option<&Handoff> {
-        (self.placement.place() == Place::Home).then_some(&*self.handoff)
+        Some(Self { lane, home, placement: Placement::new(), run_delay, waited })
     }
 
     /// Whether the lane may poll for its next packet: not at home, where the threads that
@@ -175,41 +176,23 @@ impl Gathering {
         self.placement.place() == Place::Everywhere
     }
 
-    /// Called as the lane goes to sleep: how long it may sleep, no longer than
-    /// [`handoff::LIMIT`] while a frame waits for the helper.
-    pub(super) fn sleep_limit(&mut self) -> Option<Duration> {
-        let pending = self.handoff.pending();
-        self.asleep_with_frame = pending.then(Instant::now);
-        pending.then_some(handoff::LIMIT)
-    }
-
-    /// Follows a wake-up of the lane: `busy` is the waiter's verdict on its load. `write`
-    /// writes a frame taken back from the helper.
-    pub(super) fn woke(&mut self, busy: bool, write: impl Fn(&[u8])) {
+    /// Follows a wake-up of the lane: `busy` is the waiter's verdict on its load (more than
+    /// light traffic), `asleep` when the lane went to sleep.
+    pub(super) fn woke(&mut self, busy: bool, asleep: Option<Instant>) {
         let now = Instant::now();
-        // The helper runs as soon as the lane sleeps, unless another thread keeps the home
-        // CPU busy.
-        let starved = self
-            .asleep_with_frame
-            .take()
-            .is_some_and(|asleep| self.handoff.starved(asleep, CONTENDED, &write));
-        let change = if starved {
-            tracing::debug!(lane = self.lane, "the delivery helper did not run; lane spreads out");
-            self.placement.contended(now)
-        } else {
-            let waited = match self.placement.place() {
-                Place::Home => self.waited_since_last(),
-                Place::Everywhere => Duration::ZERO,
-            };
-            let change = self.placement.update(now, busy, waited);
-            if change == Some(Place::Everywhere) {
+        let waited = match self.placement.place() {
+            Place::Home => self.waited_since_last(),
+            Place::Everywhere => Duration::ZERO,
+        };
+        let change = self.placement.update(now, busy, waited, asleep.unwrap_or(now));
+        match change {
+            Some(Place::Home) => self.gather(now),
+            Some(Place::Everywhere) => {
                 let waited_us = waited.as_micros();
                 tracing::debug!(lane = self.lane, busy, waited_us, "lane spreads out");
+                self.spread();
             }
-            change
-        };
-        if let Some(place) = change {
-            self.apply(place, now, write);
+            None => {}
         }
     }
 
@@ -220,25 +203,30 @@ impl Gathering {
         total.saturating_sub(before)
     }
 
-    fn apply(&mut self, place: Place, now: Instant, write: impl Fn(&[u8])) {
+    fn gather(&mut self, now: Instant) {
         let lane = self.lane;
-        match place {
-            Place::Home => {
-                if let Err(e) = Cpus::only(self.home.cpu).apply_to_current_thread() {
-                    tracing::debug!(lane, error = %e, "cannot gather on the home CPU");
-                    self.placement.contended(now);
-                    return;
-                }
-                // Moving there was a wait of its own.
-                self.waited = self.run_delay.total().unwrap_or(self.waited);
-                tracing::debug!(lane, cpu = self.home.cpu, "light traffic: lane gathered");
-            }
-            Place::Everywhere => {
-                self.handoff.reclaim(write);
-                if let Err(e) = self.home.everywhere.apply_to_current_thread() {
-                    tracing::warn!(lane, error = %e, "a lane cannot leave its home CPU");
-                }
-            }
+        let gathered = Cpus::only(self.home.cpu)
+            .apply_to_current_thread()
+            .and_then(|()| set_idle_policy(true));
+        if let Err(e) = gathered {
+            tracing::debug!(lane, error = %e, "cannot gather on the home CPU");
+            self.placement.contended(now);
+            self.spread();
+            return;
+        }
+        // Moving there was a wait of its own.
+        self.waited = self.run_delay.total().unwrap_or(self.waited);
+        tracing::debug!(lane, cpu = self.home.cpu, "light traffic: lane gathered");
+    }
+
+    fn spread(&self) {
+        // The normal policy first: at idle priority the move itself could wait behind the
+        // thread that keeps the home CPU busy.
+        if let Err(e) = set_idle_policy(false) {
+            tracing::warn!(lane = self.lane, error = %e, "a lane cannot leave SCHED_IDLE");
+        }
+        if let Err(e) = self.home.everywhere.apply_to_current_thread() {
+            tracing::warn!(lane = self.lane, error = %e, "a lane cannot leave its home CPU");
         }
     }
 }
@@ -253,11 +241,21 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A wake-up at `now` after a short sleep.
+    fn wake(
+        placement: &mut Placement,
+        now: Instant,
+        busy: bool,
+        waited: Duration,
+    ) -> Option<Place> {
+        placement.update(now, busy, waited, now)
+    }
+
     /// A placement gathered at `t + SETTLE`.
     fn gathered(t: Instant) -> Placement {
         let mut placement = Placement::new();
-        assert_eq!(placement.update(t, false, LIGHT), None);
-        assert_eq!(placement.update(t + SETTLE, false, LIGHT), Some(Place::Home));
+        assert_eq!(wake(&mut placement, t, false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + SETTLE, false, LIGHT), Some(Place::Home));
         placement
     }
 
@@ -265,10 +263,10 @@ mod tests {
     fn a_light_lane_gathers_once_it_settled() {
         let t = Instant::now();
         let mut placement = Placement::new();
-        assert_eq!(placement.update(t, false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(99), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(100), false, LIGHT), Some(Place::Home));
-        assert_eq!(placement.update(t + ms(101), false, LIGHT), None, "no change, no move");
+        assert_eq!(wake(&mut placement, t, false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(99), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(100), false, LIGHT), Some(Place::Home));
+        assert_eq!(wake(&mut placement, t + ms(101), false, LIGHT), None, "no change, no move");
         assert_eq!(placement.place(), Place::Home);
     }
 
@@ -277,13 +275,13 @@ mod tests {
         let t = Instant::now();
         let mut placement = gathered(t);
         let t = t + SETTLE;
-        assert_eq!(placement.update(t + ms(1), true, LIGHT), Some(Place::Everywhere));
+        assert_eq!(wake(&mut placement, t + ms(1), true, LIGHT), Some(Place::Everywhere));
         // Light again: it must settle from here.
-        assert_eq!(placement.update(t + ms(2), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(50), true, LIGHT), None, "busy again");
-        assert_eq!(placement.update(t + ms(60), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(159), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(160), false, LIGHT), Some(Place::Home));
+        assert_eq!(wake(&mut placement, t + ms(2), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(50), true, LIGHT), None, "busy again");
+        assert_eq!(wake(&mut placement, t + ms(60), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(159), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(160), false, LIGHT), Some(Place::Home));
     }
 
     #[test]
@@ -292,22 +290,22 @@ mod tests {
         let mut placement = gathered(t);
         let t = t + SETTLE;
         let long_wait = CONTENDED + Duration::from_micros(1);
-        assert_eq!(placement.update(t, false, CONTENDED), None, "up to the limit is normal");
-        assert_eq!(placement.update(t, false, long_wait), None, "one long wait is no verdict");
-        assert_eq!(placement.update(t, false, LIGHT), None);
-        assert_eq!(placement.update(t, false, long_wait), None, "nor two apart");
-        assert_eq!(placement.update(t, false, long_wait), Some(Place::Everywhere));
+        assert_eq!(wake(&mut placement, t, false, CONTENDED), None, "up to the limit is normal");
+        assert_eq!(wake(&mut placement, t, false, long_wait), None, "one long wait is no verdict");
+        assert_eq!(wake(&mut placement, t, false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t, false, long_wait), None, "nor two apart");
+        assert_eq!(wake(&mut placement, t, false, long_wait), Some(Place::Everywhere));
         // Light all along, but quiet for the first second.
-        assert_eq!(placement.update(t + ms(1), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(999), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(1001), false, LIGHT), Some(Place::Home));
+        assert_eq!(wake(&mut placement, t + ms(1), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(999), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(1001), false, LIGHT), Some(Place::Home));
         // Kept waiting again soon after: 2 s this time.
         let t = t + ms(1002);
-        assert_eq!(placement.update(t, false, long_wait), None);
-        assert_eq!(placement.update(t, false, long_wait), Some(Place::Everywhere));
-        assert_eq!(placement.update(t + ms(1), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(1999), false, LIGHT), None);
-        assert_eq!(placement.update(t + ms(2001), false, LIGHT), Some(Place::Home));
+        assert_eq!(wake(&mut placement, t, false, long_wait), None);
+        assert_eq!(wake(&mut placement, t, false, long_wait), Some(Place::Everywhere));
+        assert_eq!(wake(&mut placement, t + ms(1), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(1999), false, LIGHT), None);
+        assert_eq!(wake(&mut placement, t + ms(2001), false, LIGHT), Some(Place::Home));
     }
 
     #[test]
@@ -329,7 +327,38 @@ mod tests {
     fn waiting_is_ignored_while_spread_out() {
         let t = Instant::now();
         let mut placement = Placement::new();
-        assert_eq!(placement.update(t, false, ms(5)), None);
-        assert_eq!(placement.update(t + SETTLE, false, ms(5)), Some(Place::Home));
+        assert_eq!(wake(&mut placement, t, false, ms(5)), None);
+        assert_eq!(wake(&mut placement, t + SETTLE, false, ms(5)), Some(Place::Home));
+    }
+
+    #[test]
+    fn one_very_long_wait_spreads_at_once() {
+        let t = Instant::now();
+        let mut placement = gathered(t);
+        let t = t + SETTLE;
+        assert_eq!(wake(&mut placement, t, false, HOGGED), None);
+        assert_eq!(wake(&mut placement, t, false, LIGHT), None);
+        let hogged = HOGGED + Duration::from_micros(1);
+        assert_eq!(wake(&mut placement, t, false, hogged), Some(Place::Everywhere));
+        assert_eq!(wake(&mut placement, t + ms(999), false, LIGHT), None, "quiet for a second");
+    }
+
+    #[test]
+    fn a_lane_that_slept_long_enough_gathers_at_once() {
+        let asleep = Instant::now();
+        let mut placement = Placement::new();
+        // The waiter still says busy: its verdict predates the sleep.
+        let t = asleep + SETTLE;
+        assert_eq!(placement.update(t, true, LIGHT, asleep), Some(Place::Home));
+    }
+
+    #[test]
+    fn a_short_sleep_counts_towards_settling() {
+        let asleep = Instant::now();
+        let mut placement = Placement::new();
+        assert_eq!(placement.update(asleep + ms(40), true, LIGHT, asleep), None, "busy");
+        assert_eq!(placement.update(asleep + ms(60), false, LIGHT, asleep + ms(50)), None);
+        let t = asleep + ms(150);
+        assert_eq!(placement.update(t, false, LIGHT, t - ms(1)), Some(Place::Home));
     }
 }

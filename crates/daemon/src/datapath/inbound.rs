@@ -17,7 +17,6 @@ use wgfabric_proto::{DropReason, Endpoint, Session, SourceAddr, Verdict};
 use wgfabric_sys::offload::{Coalescer, VNET_HDR_LEN};
 use wgfabric_sys::{Error, RecvBatch, RecvMeta, SendBatch, TunQueue, UdpSocket};
 
-use super::handoff::Handoff;
 use super::handshakes::{self, Arrival};
 use super::send::flush;
 use super::{interface_gone, Shared};
@@ -82,19 +81,17 @@ impl Inbound {
         }
     }
 
-    /// Receives what is queued on `socket` without waiting and delivers it to `tun`, a lone
-    /// small packet through `handoff` when the lane is gathered.
+    /// Receives what is queued on `socket` without waiting and delivers it to `tun`.
     pub(super) fn poll(
         &mut self,
         shared: &Shared,
         socket: &UdpSocket,
         tun: &TunQueue,
-        handoff: Option<&Handoff>,
     ) -> Result<Received, Error> {
         let count = socket.try_recv(&mut self.recv, &mut self.bufs, &mut self.metas)?;
         if count > 0 {
             decrypt(shared, self, count);
-            deliver(shared, tun, handoff, self);
+            deliver(shared, tun, self);
         }
         Ok(Received { any: count > 0, drained: count < MESSAGES })
     }
@@ -196,18 +193,8 @@ fn decrypt(shared: &Shared, st: &mut Inbound, count: usize) {
 }
 
 /// Writes the delivered packets to the TUN device, coalesced when it takes superframes: each
-/// packet is copied once, from where it was decrypted into the frame it joins. A lone packet
-/// goes through `handoff`, if given and it takes it, after any frame still waiting there.
-fn deliver(shared: &Shared, tun: &TunQueue, handoff: Option<&Handoff>, st: &mut Inbound) {
-    if let Some(handoff) = handoff {
-        handoff.reclaim(|frame| write(shared, tun, frame));
-    }
-    let lone = handoff.filter(|_| st.jobs.iter().filter(|j| j.deliver.is_some()).count() == 1);
-    let emit = |frame: &[u8]| {
-        if !lone.is_some_and(|handoff| handoff.offer(frame)) {
-            write(shared, tun, frame);
-        }
-    };
+/// packet is copied once, from where it was decrypted into the frame it joins.
+fn deliver(shared: &Shared, tun: &TunQueue, st: &mut Inbound) {
     let Inbound { jobs, bufs, out, out_lens, coalescer, .. } = st;
     let mut delivered = jobs
         .iter()
@@ -218,19 +205,19 @@ fn deliver(shared: &Shared, tun: &TunQueue, handoff: Option<&Handoff>, st: &mut 
         .peekable();
     if !tun.has_vnet_hdr() {
         for packet in delivered {
-            emit(packet);
+            write(shared, tun, packet);
         }
         return;
     }
     while delivered.peek().is_some() {
         for &i in coalescer.coalesce_from(&mut delivered, out, out_lens, VNET_HDR_LEN) {
-            emit(&out[i][..VNET_HDR_LEN + out_lens[i]]);
+            write(shared, tun, &out[i][..VNET_HDR_LEN + out_lens[i]]);
         }
     }
 }
 
 /// Writes one frame to the TUN queue; a deleted interface stops the daemon.
-pub(super) fn write(shared: &Shared, tun: &TunQueue, frame: &[u8]) {
+fn write(shared: &Shared, tun: &TunQueue, frame: &[u8]) {
     match tun.write(frame) {
         Ok(()) | Err(Error::Shutdown) => {}
         Err(Error::LinkDeleted) => interface_gone(shared),

@@ -22,8 +22,7 @@ use std::time::{Duration, Instant};
 use wgfabric_sys::{set_precise_timers, Error, UdpSocket};
 
 use super::gather::{Gathering, Home};
-use super::handoff::Handoff;
-use super::inbound::{self, Inbound};
+use super::inbound::Inbound;
 use super::outbound::{transmit, Buffers};
 use super::poll::{Ending, Waiter};
 use super::{interface_gone, Shared, Sockets};
@@ -39,14 +38,9 @@ enum Stop {
     InterfaceGone,
 }
 
-pub(super) fn run(
-    shared: &Shared,
-    queue: usize,
-    busy_poll: Duration,
-    gather: Option<(Home, Arc<Handoff>)>,
-) {
+pub(super) fn run(shared: &Shared, queue: usize, busy_poll: Duration, home: Option<Home>) {
     let Some(tun) = shared.tun.queues().get(queue) else { return };
-    let mut gathering = gather.and_then(|(home, handoff)| Gathering::start(queue, home, handoff));
+    let mut gathering = home.and_then(|home| Gathering::start(queue, home));
     let vnet = tun.has_vnet_hdr();
     let mut outbound = Buffers::new(queue);
     let mut inbound = Inbound::new(queue, vnet, shared.tun.offloads().uso);
@@ -96,8 +90,7 @@ pub(super) fn run(
             if !std::mem::take(ready) {
                 continue;
             }
-            let handoff = gathering.as_ref().and_then(Gathering::handoff);
-            match inbound.poll(shared, socket, tun, handoff) {
+            match inbound.poll(shared, socket, tun) {
                 Ok(batch) => {
                     received |= batch.any;
                     *ready = !batch.drained;
@@ -126,17 +119,15 @@ pub(super) fn run(
             watched += 1;
         }
         let may_poll = gathering.as_ref().is_none_or(Gathering::may_poll);
-        let limit = gathering.as_mut().and_then(Gathering::sleep_limit);
         let signals = [&shared.io_shutdown, &sockets.retire];
-        match waiter.wait(&fds[..watched], &signals, may_poll, limit) {
+        match waiter.wait(&fds[..watched], &signals, may_poll) {
             Ok(ready) => {
                 tun_ready = ready.contains(0);
                 for (index, flag) in udp_ready.iter_mut().enumerate() {
                     *flag = ready.contains(index + 1);
                 }
                 if let Some(gathering) = &mut gathering {
-                    let write = |frame: &[u8]| inbound::write(shared, tun, frame);
-                    gathering.woke(waiter.busy(), write);
+                    gathering.woke(waiter.loaded(), waiter.idle_since());
                 }
             }
             Err(Error::Shutdown) if shared.io_shutdown.is_triggered() => return,

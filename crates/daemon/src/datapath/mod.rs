@@ -21,7 +21,6 @@
 mod control;
 mod events;
 mod gather;
-mod handoff;
 mod handshakes;
 mod inbound;
 mod lane;
@@ -47,7 +46,6 @@ use crate::driver::Driver;
 use crate::shutdown::{Reason, Shutdown};
 use events::Logged;
 use gather::Home;
-use handoff::Handoff;
 use handshakes::{Gate, HandshakeQueue};
 
 /// The MTU a fresh TUN device gets before `ip link set mtu` (wg-quick sets 1420).
@@ -219,17 +217,7 @@ impl Datapath {
     fn spawn_threads(&self) -> anyhow::Result<()> {
         let (pin, busy_poll) = (self.pin_cpus, self.busy_poll);
         for queue in 0..self.shared.tun.queues().len() {
-            let gather = match self.home {
-                Some(home) => {
-                    let handoff = Arc::new(Handoff::new().context("creating a doorbell")?);
-                    let helper = Arc::clone(&handoff);
-                    self.spawn(format!("deliver-{queue}"), move |shared| {
-                        helper.serve(&shared, queue, home.cpu);
-                    })?;
-                    Some((home, handoff))
-                }
-                None => None,
-            };
+            let home = self.home;
             self.spawn(format!("lane-{queue}"), move |shared| {
                 if pin {
                     match wgfabric_sys::pin_current_thread(queue) {
@@ -237,7 +225,7 @@ impl Datapath {
                         Err(e) => tracing::warn!(lane = queue, error = %e, "pinning the lane to a CPU failed"),
                     }
                 }
-                lane::run(&shared, queue, busy_poll, gather);
+                lane::run(&shared, queue, busy_poll, home);
             })?;
         }
         self.spawn("handshakes".into(), |shared| handshakes::run(&shared))?;
@@ -256,8 +244,9 @@ fn usable_busy_poll(requested: Duration) -> Duration {
     Duration::ZERO
 }
 
-/// Where lanes gather (`--gather`): nowhere when off, or when the daemon may use one CPU
-/// only (it is home already).
+/// Where lanes gather (`--gather`): nowhere when off, when the daemon may use one CPU only
+/// (it is home already), or when it may not return a thread from `SCHED_IDLE`, which
+/// gathered lanes run under.
 ///
 /// # Errors
 ///
@@ -277,7 +266,14 @@ fn home(gather: Gather) -> anyhow::Result<Option<Home>> {
             None => return Ok(None),
         },
     };
-    Ok((everywhere != Cpus::only(cpu)).then_some(Home { cpu, everywhere }))
+    if everywhere == Cpus::only(cpu) {
+        return Ok(None);
+    }
+    if !wgfabric_sys::idle_policy_is_reversible() {
+        tracing::info!("lanes do not gather: it needs CAP_SYS_NICE to leave SCHED_IDLE");
+        return Ok(None);
+    }
+    Ok(Some(Home { cpu, everywhere }))
 }
 
 /// Binds the UDP sockets of every lane for `port` (0: any free port).

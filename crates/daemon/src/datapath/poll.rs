@@ -80,6 +80,9 @@ const MAX_QUIET: Duration = Duration::from_secs(1);
 const FIRST_LATENESS: Duration = Duration::from_micros(20);
 /// How long a stretch of wall time the lane's load is measured over.
 const EPOCH: Duration = Duration::from_millis(10);
+/// The share of a stretch a lane works beyond which its traffic is not light: a ping every
+/// 5 ms keeps a lane busy under 1% of the time, a transfer of a gigabit per second about 30%.
+const LOADED: f64 = 0.125;
 
 /// What a lane did last before it went idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,11 +235,19 @@ struct Load {
     idle: Duration,
     /// Whether the lane worked for most of the last complete stretch.
     busy_most: bool,
+    /// Whether it worked for at least [`LOADED`] of it: more than light traffic.
+    loaded: bool,
 }
 
 impl Load {
     fn new(now: Instant) -> Self {
-        Self { woke: now, busy: Duration::ZERO, idle: Duration::ZERO, busy_most: false }
+        Self {
+            woke: now,
+            busy: Duration::ZERO,
+            idle: Duration::ZERO,
+            busy_most: false,
+            loaded: false,
+        }
     }
 
     /// Counts an idle period from `since` to `until`, and the work before it.
@@ -246,6 +257,7 @@ impl Load {
         self.woke = until;
         if self.busy + self.idle >= EPOCH {
             self.busy_most = self.busy > self.idle;
+            self.loaded = self.busy.as_secs_f64() >= LOADED * (self.busy + self.idle).as_secs_f64();
             (self.busy, self.idle) = (Duration::ZERO, Duration::ZERO);
         }
     }
@@ -305,18 +317,16 @@ impl Waiter {
     }
 
     /// Returns which of `fds` are readable once one is (or an error once one of `signals`
-    /// triggers), polling first if `may_poll` and that is likely to pay. Sleeps no longer
-    /// than `limit`, if given: then none may be ready.
+    /// triggers), polling first if `may_poll` and that is likely to pay.
     pub(super) fn wait(
         &mut self,
         fds: &[BorrowedFd<'_>],
         signals: &[&Shutdown],
         may_poll: bool,
-        limit: Option<Duration>,
     ) -> Result<Ready, Error> {
         let since = Instant::now();
         let idle = match self.idle {
-            // Woken without work (a spurious wake-up, a retired socket, the limit): sleep again.
+            // Woken without work (a spurious wake-up, a retired socket): sleep again.
             Some(idle) => idle,
             None => {
                 let window = self.window(since).filter(|_| may_poll);
@@ -332,14 +342,20 @@ impl Waiter {
                 idle
             }
         };
-        let result = wait_readable(fds, signals, limit);
+        let result = wait_readable(fds, signals, None);
         self.idle = Some(Idle { ready: Some(Instant::now()), ..idle });
         result
     }
 
-    /// Whether the lane worked for most of the last stretch of [`EPOCH`]: a bulk transfer.
-    pub(super) fn busy(&self) -> bool {
-        self.load.busy_most
+    /// Since when the lane has been idle, while it waits or has just woken from a wait.
+    pub(super) fn idle_since(&self) -> Option<Instant> {
+        self.idle.map(|idle| idle.since)
+    }
+
+    /// Whether the lane worked for at least [`LOADED`] of the last stretch of [`EPOCH`]:
+    /// more than light traffic.
+    pub(super) fn loaded(&self) -> bool {
+        self.load.loaded
     }
 
     /// Sleeps until `window` opens, then polls until it closes: which descriptors turned
@@ -605,6 +621,20 @@ mod tests {
         waiter.load.idled(now + us(80), now + EPOCH);
         assert!(!waiter.load.busy_most);
         assert!(waiter.window(last + us(100)).is_some());
+    }
+
+    #[test]
+    fn a_lane_working_an_eighth_of_a_stretch_is_loaded() {
+        let t = Instant::now();
+        let mut load = Load::new(t);
+        // A stretch with 2 ms of work in 10: loaded, though mostly idle.
+        load.idled(t + us(2_000), t + EPOCH);
+        assert!(load.loaded && !load.busy_most);
+        // One with a 50 µs answer every 5 ms: light.
+        let t = t + EPOCH;
+        load.idled(t + us(50), t + us(5_000));
+        load.idled(t + us(5_050), t + EPOCH);
+        assert!(!load.loaded);
     }
 
     #[test]
