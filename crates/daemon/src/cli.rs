@@ -105,11 +105,11 @@ pub(crate) struct Args {
     /// soon as it is busy for an eighth of 10 ms or is kept waiting for that CPU (10 ms once, or
     /// 250 us twice in a row: another busy thread there), and stays away for 1 s to a
     /// minute after the latter. Cost: less CPU time, not more (a ping every 5 ms cost both
-    /// daemons 60-90 us of CPU per round trip gathered, 95-155 spread out); light traffic
+    /// daemons 50-95 us of CPU per round trip gathered, boringtun 95-170); light traffic
     /// gets one CPU's capacity, which is why load spreads out; a thread that starts to spin
     /// on that CPU holds the next packet until the scheduler gives idle-priority work a turn
-    /// (24-86 ms measured), once. Needs CAP_SYS_NICE, to leave SCHED_IDLE. Off with
-    /// --pin-cpus. See docs/PERFORMANCE.md.
+    /// (22-86 ms measured), then the lanes spread out. Needs CAP_SYS_NICE, to leave
+    /// SCHED_IDLE. Off with --pin-cpus. See docs/PERFORMANCE.md.
     #[arg(
         long,
         value_name = "CPU",

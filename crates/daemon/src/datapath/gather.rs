@@ -10,8 +10,8 @@
 //! a delivery wakes runs on the home CPU too, at once, preempting the lane. Every gathered
 //! lane must be at idle priority for that, including those of other daemons on the machine
 //! and those that went to sleep a moment ago (the scheduler may keep them queued a while).
-//! Measured with `scripts/ping-cost`, gathered lanes took 0.56× of boringtun's round trip at
-//! 0.7× of its CPU time (docs/PERFORMANCE.md).
+//! Measured with `scripts/ping-cost`, gathered lanes took 0.54× of boringtun's round trip at
+//! 0.6× of its CPU time (docs/PERFORMANCE.md).
 //!
 //! At idle priority a lane has the home CPU only when no other thread wants it, so it
 //! returns to all its CPUs, at the normal priority:
@@ -26,7 +26,7 @@
 //!   (`ping` spins between its requests), and kernel threads run there too.
 //!
 //! A thread that starts to spin on the home CPU thus delays the packet that finds it there
-//! until the scheduler gives idle-priority work a turn: measured, 24 to 86 ms, once; the lane
+//! until the scheduler gives idle-priority work a turn: measured, 22 to 86 ms, once; the lane
 //! then spreads out. It gathers again once it has been light for [`SETTLE`] (a lane that slept
 //! that long has been light all along), so that a bursty transfer does not move it back and
 //! forth.
