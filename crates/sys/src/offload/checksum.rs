@@ -30,9 +30,45 @@ impl Checksum {
         self.0 = low + high + (word & 0xffff_ffff) + (word >> 32);
     }
 
+    /// Copies `src` into `dst`, which must be as long, and adds it, reading each byte once:
+    /// segmentation sums every payload as it cuts it, where a copy and then a sum read it twice.
+    ///
+    /// # Panics
+    ///
+    /// If the lengths differ.
+    pub(crate) fn add_copy(&mut self, dst: &mut [u8], src: &[u8]) {
+        assert_eq!(dst.len(), src.len(), "add_copy needs slices of one length");
+        // As in `add`, with each word stored as it is read. (Compiled for AVX2, this loop was
+        // slower than the baseline's SSE2: 2.68 against 2.57 µs to cut 64 KiB.)
+        let (mut low, mut high) = (self.0, 0u64);
+        let mut to = dst.chunks_exact_mut(8);
+        let mut from = src.chunks_exact(8);
+        for (to, from) in (&mut to).zip(&mut from) {
+            let word = u64::from_le_bytes(from.try_into().unwrap_or_default());
+            to.copy_from_slice(&word.to_le_bytes());
+            low += word & 0xffff_ffff;
+            high += word >> 32;
+        }
+        to.into_remainder().copy_from_slice(from.remainder());
+        self.0 = low + high;
+        self.add(from.remainder());
+    }
+
+    /// Adds another sum, as if its bytes followed an even number of bytes of this one.
+    pub(crate) fn add_sum(&mut self, other: Self) {
+        // Each holds less than 2^48 for any packet, so the total cannot overflow.
+        self.0 += other.0;
+    }
+
     /// Adds one 16-bit word given as a number.
     pub(crate) fn add_u16(&mut self, word: u16) {
         self.0 += u64::from(word.swap_bytes());
+    }
+
+    /// Takes one 16-bit word given as a number out of the sum: adding its one's complement
+    /// is subtracting it (RFC 1624).
+    pub(crate) fn sub_u16(&mut self, word: u16) {
+        self.add_u16(!word);
     }
 
     /// The folded sum, not complemented: what a checksum field holds for `NEEDS_CSUM` offload.
@@ -98,6 +134,34 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn copying_sums_what_it_copies(data in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+                                       prefix in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let prefix = &prefix[..prefix.len() & !1];
+            let mut copied = vec![0u8; data.len()];
+            let mut sum = Checksum::default();
+            sum.add(prefix);
+            sum.add_copy(&mut copied, &data);
+            proptest::prop_assert_eq!(&copied, &data);
+            proptest::prop_assert_eq!(sum.fold(), reference(&[prefix, &data[..]].concat()));
+        }
+
+        #[test]
+        fn subtracting_a_word_undoes_adding_it(data in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+                                                word in proptest::num::u16::ANY) {
+            let data = &data[..data.len() & !1];
+            let mut sum = Checksum::default();
+            sum.add(data);
+            sum.add_u16(word);
+            sum.sub_u16(word);
+            // One's complement has two zeros; both fold to the same checksum once complemented.
+            proptest::prop_assert_eq!(sum.finish(), {
+                let mut plain = Checksum::default();
+                plain.add(data);
+                plain.finish()
+            });
+        }
+
         #[test]
         fn agrees_with_reference(data in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
                                  split in 0usize..3000) {

@@ -57,6 +57,27 @@ pub(crate) enum Transport {
     Udp,
 }
 
+/// A superframe's header sums without the fields each segment rewrites; see
+/// [`Headers::shared_sums`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SharedSums {
+    /// The IPv4 header (zero for IPv6, which has no header checksum).
+    ip: Checksum,
+    /// The pseudo-header and the transport header.
+    l4: Checksum,
+}
+
+/// The fields that differ between the segments of one superframe, besides the lengths.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentFields {
+    /// Ignored for IPv6.
+    pub(crate) ipv4_id: u16,
+    /// Ignored for UDP.
+    pub(crate) tcp_seq: u32,
+    /// Ignored for UDP.
+    pub(crate) tcp_flags: u8,
+}
+
 /// Where the headers of a checked packet are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Headers {
@@ -236,13 +257,86 @@ impl Headers {
         pseudo_header(src, dst, protocol, packet.len() - self.l4_offset)
     }
 
-    /// Computes and stores the full transport checksum.
-    pub(crate) fn fill_l4_checksum(&self, packet: &mut [u8]) {
-        let at = self.l4_offset + self.checksum_offset();
-        put16(packet, at, 0);
-        let mut sum = self.pseudo_header(packet);
-        sum.add(&packet[self.l4_offset..]);
-        put16(packet, at, sum.finish());
+    /// The sums of a superframe's headers that all its segments share: every field a
+    /// segment rewrites (lengths, identification, sequence number, flags, checksums) is taken
+    /// out, so each segment adds its own values as numbers and never reads back a header it
+    /// just wrote.
+    pub(crate) fn shared_sums(&self, packet: &[u8]) -> SharedSums {
+        let mut ip = Checksum::default();
+        if self.version == IpVersion::V4 {
+            ip.add(self.ip_header(packet));
+            for at in [field::IPV4_TOTAL_LEN, field::IPV4_ID, field::IPV4_CHECKSUM] {
+                ip.sub_u16(be16(packet, at));
+            }
+        }
+        let mut l4 = self.pseudo_header(packet);
+        l4.sub_u16((self.l4_len(packet) >> 16) as u16);
+        l4.sub_u16(self.l4_len(packet) as u16);
+        l4.add(self.l4_header(packet));
+        let at = self.l4_offset;
+        l4.sub_u16(be16(packet, at + self.checksum_offset()));
+        match self.transport {
+            Transport::Tcp => {
+                l4.sub_u16(be16(packet, at + field::TCP_SEQ));
+                l4.sub_u16(be16(packet, at + field::TCP_SEQ + 2));
+                l4.sub_u16(u16::from(packet[at + field::TCP_FLAGS]));
+            }
+            Transport::Udp => l4.sub_u16(be16(packet, at + field::UDP_LENGTH)),
+        }
+        SharedSums { ip, l4 }
+    }
+
+    /// Completes a segment whose headers were copied from its superframe and whose payload
+    /// sums to `payload`: writes its lengths and `fields`, and both checksums.
+    pub(crate) fn finish_segment(
+        &self,
+        segment: &mut [u8],
+        shared: &SharedSums,
+        fields: SegmentFields,
+        payload: Checksum,
+    ) -> Result<(), OffloadError> {
+        let too_long = OffloadError::Malformed("packet longer than 65535 bytes");
+        let l4_len = u16::try_from(self.l4_len(segment)).map_err(|_| too_long)?;
+        match self.version {
+            IpVersion::V4 => {
+                let total = u16::try_from(segment.len()).map_err(|_| too_long)?;
+                let mut ip = shared.ip;
+                ip.add_u16(total);
+                ip.add_u16(fields.ipv4_id);
+                put16(segment, field::IPV4_TOTAL_LEN, total);
+                self.set_ipv4_id(segment, fields.ipv4_id);
+                put16(segment, field::IPV4_CHECKSUM, !ip.fold());
+            }
+            IpVersion::V6 => {
+                let len = u16::try_from(segment.len() - field::IPV6_LEN).map_err(|_| too_long)?;
+                put16(segment, field::IPV6_PAYLOAD_LEN, len);
+            }
+        }
+        let mut l4 = shared.l4;
+        l4.add_u16(l4_len);
+        l4.add_sum(payload);
+        let at = self.l4_offset;
+        match self.transport {
+            Transport::Tcp => {
+                let seq = fields.tcp_seq;
+                l4.add_u16((seq >> 16) as u16);
+                l4.add_u16(seq as u16);
+                l4.add_u16(u16::from(fields.tcp_flags));
+                self.set_tcp_seq(segment, seq);
+                self.set_tcp_flags(segment, fields.tcp_flags);
+            }
+            Transport::Udp => {
+                l4.add_u16(l4_len);
+                put16(segment, at + field::UDP_LENGTH, l4_len);
+            }
+        }
+        put16(segment, at + self.checksum_offset(), l4.finish());
+        Ok(())
+    }
+
+    /// The transport header and payload's length.
+    fn l4_len(&self, packet: &[u8]) -> usize {
+        packet.len() - self.l4_offset
     }
 
     /// Stores the pseudo-header sum in the transport checksum field, leaving the rest for

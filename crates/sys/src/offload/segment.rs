@@ -2,7 +2,7 @@
 //! can be sealed into its own WireGuard packet.
 
 use super::checksum::Checksum;
-use super::packet::{tcp_flags, Headers, IpVersion, Transport};
+use super::packet::{tcp_flags, Headers, IpVersion, SegmentFields, Transport};
 use super::vnet::{GsoType, VirtioNetHdr};
 use super::OffloadError;
 
@@ -66,6 +66,7 @@ pub fn segment<B: AsMut<[u8]>>(
         return Err(OffloadError::OutputTooSmall);
     }
 
+    let shared = headers.shared_sums(packet);
     let first_id = headers.ipv4_id(packet);
     let (first_seq, flags) = match transport {
         Transport::Tcp => (headers.tcp_seq(packet), headers.tcp_flags(packet)),
@@ -80,22 +81,22 @@ pub fn segment<B: AsMut<[u8]>>(
             .ok_or(OffloadError::OutputTooSmall)?;
         let (seg_headers, seg_payload) = seg.split_at_mut(headers.len);
         seg_headers.copy_from_slice(header_bytes);
-        seg_payload.copy_from_slice(chunk);
+        let mut payload_sum = Checksum::default();
+        payload_sum.add_copy(seg_payload, chunk);
 
-        headers.set_ipv4_id(seg, first_id.wrapping_add(i as u16));
-        headers.set_lengths(seg)?;
-        if transport == Transport::Tcp {
-            let mut seg_flags = flags;
-            if i + 1 < count {
-                seg_flags &= !(tcp_flags::FIN | tcp_flags::PSH);
-            }
-            if i > 0 {
-                seg_flags &= !tcp_flags::CWR;
-            }
-            headers.set_tcp_flags(seg, seg_flags);
-            headers.set_tcp_seq(seg, first_seq.wrapping_add((i * gso_size) as u32));
+        let mut tcp_flags = flags;
+        if i + 1 < count {
+            tcp_flags &= !(tcp_flags::FIN | tcp_flags::PSH);
         }
-        headers.fill_l4_checksum(seg);
+        if i > 0 {
+            tcp_flags &= !tcp_flags::CWR;
+        }
+        let fields = SegmentFields {
+            ipv4_id: first_id.wrapping_add(i as u16),
+            tcp_seq: first_seq.wrapping_add((i * gso_size) as u32),
+            tcp_flags,
+        };
+        headers.finish_segment(seg, &shared, fields, payload_sum)?;
         *len = seg_len;
     }
     Ok(count)
