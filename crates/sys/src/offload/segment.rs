@@ -84,17 +84,17 @@ pub fn segment<B: AsMut<[u8]>>(
         let mut payload_sum = Checksum::default();
         payload_sum.add_copy(seg_payload, chunk);
 
-        let mut tcp_flags = flags;
+        let mut seg_flags = flags;
         if i + 1 < count {
-            tcp_flags &= !(tcp_flags::FIN | tcp_flags::PSH);
+            seg_flags &= !(tcp_flags::FIN | tcp_flags::PSH);
         }
         if i > 0 {
-            tcp_flags &= !tcp_flags::CWR;
+            seg_flags &= !tcp_flags::CWR;
         }
         let fields = SegmentFields {
             ipv4_id: first_id.wrapping_add(i as u16),
             tcp_seq: first_seq.wrapping_add((i * gso_size) as u32),
-            tcp_flags,
+            tcp_flags: seg_flags,
         };
         headers.finish_segment(seg, &shared, fields, payload_sum)?;
         *len = seg_len;
