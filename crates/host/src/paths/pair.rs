@@ -176,6 +176,12 @@ impl Pair {
                         };
                         self.relay(now, reason, now, false);
                     }
+                    // A failed attempt whose candidate the relays have since ruled out (the
+                    // second relay's sighting came after the first one's): the NAT is why,
+                    // and the backoff stands.
+                    None if round.candidates.symmetric && reason == PathReason::ProbeFailed => {
+                        self.relay(now, PathReason::SymmetricNat, retry_at_ms, false);
+                    }
                     // Waiting out the backoff, which the reason's time explains.
                     _ => {}
                 }

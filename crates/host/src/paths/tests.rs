@@ -322,6 +322,28 @@ fn reasons_say_why_a_pair_stays_relayed() {
 }
 
 #[test]
+fn a_failed_attempt_is_explained_by_a_symmetric_nat_found_later() {
+    // One relay has seen the peer, so its mapping is tried; the second relay's sighting,
+    // at another port, arrives only after the attempt failed.
+    let early = CandidateList { endpoints: vec![addr("198.51.100.2:40001")], symmetric: false };
+    let symmetric = CandidateList { endpoints: Vec::new(), symmetric: true };
+    let mut pair = Pair::new(name("c"), START);
+    let mut round =
+        Round { now_ms: START, never: None, candidates: &early, handshake_ms: None, peer: None };
+    pair.handle_round(&round);
+    assert_eq!(pair.mode().1, PathReason::Trying);
+    round.now_ms += CANDIDATE_WINDOW.as_millis() as u64;
+    pair.handle_round(&round);
+    assert_eq!(pair.mode().1, PathReason::ProbeFailed);
+    let retry = pair.deadline(round.now_ms);
+    round.candidates = &symmetric;
+    round.now_ms += 1_000;
+    pair.handle_round(&round);
+    assert_eq!(pair.mode(), (PathMode::Relayed, PathReason::SymmetricNat, round.now_ms));
+    assert_eq!(pair.deadline(round.now_ms), retry, "the failure's backoff stands");
+}
+
+#[test]
 fn a_ready_end_gives_up_when_its_peer_never_is() {
     let list = CandidateList { endpoints: vec![addr("198.51.100.2:51820")], symmetric: false };
     let mut pair = Pair::new(name("b"), START);
