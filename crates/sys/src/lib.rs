@@ -41,8 +41,8 @@ pub use doorbell::Doorbell;
 pub use error::Error;
 pub use heap::trim_heap;
 pub use sched::{
-    idle_policy_is_reversible, pin_current_thread, set_idle_policy, set_precise_timers, Cpus,
-    RunDelay,
+    idle_policy_is_reversible, nice_is_allowed, pin_current_thread, set_idle_policy, set_nice,
+    set_precise_timers, Cpus, RunDelay,
 };
 pub use shutdown::{wait_readable, Ready, Shutdown};
 pub use tun::{Offloads, Tun, TunConfig, TunQueue};

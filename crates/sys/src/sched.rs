@@ -1,5 +1,5 @@
-//! Where and when the calling thread runs: CPU affinity, the `SCHED_IDLE` policy, timer
-//! slack, and how long it waited for a CPU.
+//! Where and when the calling thread runs: CPU affinity, the `SCHED_IDLE` policy, the nice
+//! value, timer slack, and how long it waited for a CPU.
 
 use std::fs::File;
 use std::io;
@@ -126,6 +126,25 @@ pub fn set_idle_policy(idle: bool) -> io::Result<()> {
     cvt(unsafe { libc::sched_setscheduler(0, policy, &param) }).map(drop)
 }
 
+/// Sets the calling thread's nice value, from -20 (the largest share of a contended CPU) to
+/// 19. Linux keeps one per thread, and `setpriority(PRIO_PROCESS, 0, ..)` changes the
+/// caller's alone. [`set_idle_policy`] keeps it: it applies again once the thread leaves
+/// `SCHED_IDLE`.
+///
+/// # Errors
+///
+/// The failing `setpriority` call's error: going below the current value needs
+/// `CAP_SYS_NICE` (or an `RLIMIT_NICE` that allows it).
+pub fn set_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: plain integers; `who` 0 is the calling thread.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) }).map(drop)
+}
+
+/// Whether this process may give a thread the nice value `nice`, tried on a throwaway thread.
+pub fn nice_is_allowed(nice: i32) -> bool {
+    std::thread::scope(|scope| scope.spawn(|| set_nice(nice).is_ok()).join().unwrap_or(false))
+}
+
 /// Makes the calling thread's timed sleeps end within a nanosecond of their deadline instead
 /// of the default 50 µs "timer slack", which the kernel spends to batch wake-ups: for a
 /// thread that must be awake just before a packet it expects.
@@ -179,6 +198,38 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// The calling thread's nice value, field 19 of `/proc/thread-self/stat`.
+    fn own_nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The command name (field 2) may hold spaces; fields after it follow its ')'.
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        after_comm.split_ascii_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    /// A thread's nice value changes for that thread only, and survives a trip through
+    /// `SCHED_IDLE` where the process may make one.
+    #[test]
+    fn nice_is_per_thread_and_outlives_the_idle_policy() {
+        let before = own_nice();
+        let target = (before + 3).min(19);
+        let seen = std::thread::spawn(move || {
+            // Raising the value needs no privilege.
+            set_nice(target).unwrap();
+            let set = own_nice();
+            let after_idle =
+                (set_idle_policy(true).is_ok() && set_idle_policy(false).is_ok()).then(own_nice);
+            (set, after_idle)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen.0, target);
+        if let Some(after_idle) = seen.1 {
+            assert_eq!(after_idle, target, "the normal policy came back with another nice");
+        }
+        assert_eq!(own_nice(), before, "another thread's nice changed this one's");
+        assert!(nice_is_allowed(target));
     }
 
     /// The waiting time reads and never goes backwards.

@@ -136,6 +136,8 @@ pub(crate) struct Datapath {
     busy_poll: Duration,
     /// Where lanes with light traffic gather, if they do.
     home: Option<Home>,
+    /// The lanes' nice value.
+    lane_nice: i32,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -193,6 +195,7 @@ impl Datapath {
             pin_cpus: threads.pin_cpus,
             busy_poll: usable_busy_poll(threads.busy_poll),
             home: home(threads.gather)?,
+            lane_nice: usable_lane_nice(threads.lane_nice),
             shared,
             threads: Mutex::new(Vec::new()),
         });
@@ -215,7 +218,7 @@ impl Datapath {
     }
 
     fn spawn_threads(&self) -> anyhow::Result<()> {
-        let (pin, busy_poll) = (self.pin_cpus, self.busy_poll);
+        let (pin, busy_poll, nice) = (self.pin_cpus, self.busy_poll, self.lane_nice);
         for queue in 0..self.shared.tun.queues().len() {
             let home = self.home;
             self.spawn(format!("lane-{queue}"), move |shared| {
@@ -224,6 +227,9 @@ impl Datapath {
                         Ok(cpu) => tracing::debug!(lane = queue, cpu, "lane pinned"),
                         Err(e) => tracing::warn!(lane = queue, error = %e, "pinning the lane to a CPU failed"),
                     }
+                }
+                if let Err(e) = wgfabric_sys::set_nice(nice) {
+                    tracing::warn!(lane = queue, nice, error = %e, "setting the lane's nice value failed");
                 }
                 lane::run(&shared, queue, busy_poll, home);
             })?;
@@ -242,6 +248,16 @@ fn usable_busy_poll(requested: Duration) -> Duration {
     }
     tracing::info!("busy polling is off: it needs CAP_SYS_NICE to leave SCHED_IDLE");
     Duration::ZERO
+}
+
+/// The nice value lanes can take: 0 when this process may not go as low as `requested`
+/// (no `CAP_SYS_NICE`).
+fn usable_lane_nice(requested: i32) -> i32 {
+    if requested >= 0 || wgfabric_sys::nice_is_allowed(requested) {
+        return requested;
+    }
+    tracing::info!(requested, "lanes keep nice 0: a lower value needs CAP_SYS_NICE");
+    0
 }
 
 /// Where lanes gather (`--gather`): nowhere when off, when the daemon may use one CPU only
